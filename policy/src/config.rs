@@ -1,0 +1,560 @@
+//! The policy: `/etc/twofold/policy.toml` plus `/etc/twofold/policy.d/*.toml` in name order.
+//!
+//! The schema is strict: an unknown key, a value of the wrong kind, a bad mode or duration is an
+//! error naming the file, line and column, and saying what would be valid. Later files override
+//! earlier ones key by key (a `[users.X]` table in a drop-in replaces that user's rule); every
+//! effective setting remembers the file and line it came from, so resolution can say which rule
+//! decided.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::PolicyDuration;
+use crate::mode::Mode;
+use crate::totp::Algorithm;
+
+/// Where the system-wide policy lives.
+pub const DEFAULT_POLICY: &str = "/etc/twofold/policy.toml";
+/// Drop-in directory applied after the main file, in name order.
+pub const DEFAULT_DROPIN_DIR: &str = "/etc/twofold/policy.d";
+/// A policy file larger than this is refused (it is surely not a policy).
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// A policy that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// 1-based line and column (in characters) of the fault, when it has a place.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl PolicyError {
+    fn at(file: &Path, src: &str, offset: usize, message: impl Into<String>) -> PolicyError {
+        PolicyError {
+            file: file.to_owned(),
+            position: Some(line_col(src, offset)),
+            message: message.into(),
+        }
+    }
+
+    fn file(file: &Path, message: impl Into<String>) -> PolicyError {
+        PolicyError {
+            file: file.to_owned(),
+            position: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{}:{}: {}", self.file.display(), line, col, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// 1-based line and character column of byte `offset` in `src`.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(src.len());
+    while !src.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = src.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Where an effective setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The policy file.
+    pub file: PathBuf,
+    /// 1-based line of the key.
+    pub line: usize,
+    /// The table or key, as written: `[groups.wheel]`, `mode`.
+    pub table: String,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}:{})", self.table, self.file.display(), self.line)
+    }
+}
+
+/// A value and where it was set (`None`: the built-in default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    /// The effective value.
+    pub value: T,
+    /// Where it was set, or `None` for the built-in default.
+    pub source: Option<Source>,
+}
+
+impl<T> Setting<T> {
+    fn builtin(value: T) -> Self {
+        Setting {
+            value,
+            source: None,
+        }
+    }
+}
+
+/// A `[users.X]`, `[groups.X]` or `[services.X]` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleEntry {
+    /// Its mode.
+    pub mode: Mode,
+    /// Where it was written.
+    pub source: Source,
+}
+
+/// Enrollment settings (`[enrollment]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// A required user with no enrollment may set it up during login.
+    pub at_login: bool,
+    /// How long after the requirement first met a user they may still enroll (or, without
+    /// `at_login`, still log in without a code); then login is refused.
+    pub grace_period: PolicyDuration,
+    /// The issuer shown by authenticator apps; `None`: "twofold" and the host name.
+    pub issuer: Option<String>,
+    /// How many recovery codes an enrollment hands out.
+    pub recovery_codes: u32,
+}
+
+/// Code parameters for new enrollments and the verification window (`[totp]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpPolicy {
+    /// HMAC algorithm of new enrollments.
+    pub algorithm: Algorithm,
+    /// Digits of new enrollments (6 to 8).
+    pub digits: u8,
+    /// Step length of new enrollments, in seconds.
+    pub period: u64,
+    /// Steps accepted either side of the current one at login (0 to 3).
+    pub window: u64,
+}
+
+/// The effective policy, after every file was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The account-wide default mode.
+    pub mode: Setting<Mode>,
+    /// Members of this group, and root, manage other users.
+    pub admin_group: Setting<String>,
+    /// Enrollment settings.
+    pub enrollment: Enrollment,
+    /// Code parameters.
+    pub totp: TotpPolicy,
+    /// `[users.X]` rules.
+    pub users: BTreeMap<String, RuleEntry>,
+    /// `[groups.X]` rules.
+    pub groups: BTreeMap<String, RuleEntry>,
+    /// `[services.X]` rules.
+    pub services: BTreeMap<String, RuleEntry>,
+    /// The files applied, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for Policy {
+    /// The built-in defaults: optional everywhere, which changes no login.
+    fn default() -> Self {
+        Policy {
+            mode: Setting::builtin(Mode::Optional),
+            admin_group: Setting::builtin("twofold-admin".to_owned()),
+            enrollment: Enrollment {
+                at_login: true,
+                grace_period: PolicyDuration(7 * 86_400),
+                issuer: None,
+                recovery_codes: 10,
+            },
+            totp: TotpPolicy {
+                algorithm: Algorithm::Sha1,
+                digits: 6,
+                period: 30,
+                window: 1,
+            },
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            services: BTreeMap::new(),
+            files: Vec::new(),
+        }
+    }
+}
+
+// ---- the file schema -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    mode: Option<Spanned<Mode>>,
+    admin_group: Option<Spanned<String>>,
+    enrollment: Option<RawEnrollment>,
+    totp: Option<RawTotp>,
+    #[serde(default)]
+    users: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+    #[serde(default)]
+    groups: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+    #[serde(default)]
+    services: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnrollment {
+    at_login: Option<bool>,
+    grace_period: Option<Spanned<PolicyDuration>>,
+    issuer: Option<Spanned<String>>,
+    recovery_codes: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTotp {
+    algorithm: Option<Spanned<Algorithm>>,
+    digits: Option<Spanned<i64>>,
+    period: Option<Spanned<PolicyDuration>>,
+    window: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    mode: Spanned<Mode>,
+}
+
+/// Kinds of names a rule table can be keyed by.
+#[derive(Clone, Copy)]
+enum NameKind {
+    User,
+    Group,
+    Service,
+}
+
+impl NameKind {
+    fn table(self) -> &'static str {
+        match self {
+            NameKind::User => "users",
+            NameKind::Group => "groups",
+            NameKind::Service => "services",
+        }
+    }
+}
+
+/// Checks a group or service name: the same safe character set as user names.
+fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
+    match kind {
+        NameKind::User => crate::UserName::parse(name).map(|_| ()).map_err(|e| e.to_string()),
+        NameKind::Group | NameKind::Service => {
+            let what = if matches!(kind, NameKind::Group) { "group" } else { "service" };
+            if name.is_empty() {
+                return Err(format!("empty {what} name"));
+            }
+            if name.len() > 256 {
+                return Err(format!("{what} name of {} bytes is too long (at most 256)", name.len()));
+            }
+            if let Some(c) = name
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@' | '$')))
+            {
+                return Err(format!(
+                    "{what} name {name:?} contains {c:?}, which is not allowed (letters, digits and _ . - @ $ only)"
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Rewords the parser's serde vocabulary into TOML's: keys and tables, not fields and maps,
+/// and names the key of a duplicate.
+fn toml_message(message: &str, at: Option<&str>) -> String {
+    let message = message.trim_end();
+    if message == "duplicate key" {
+        if let Some(key) = at.map(str::trim).filter(|k| !k.is_empty() && k.len() <= 80) {
+            return format!("duplicate key `{key}`: each key may be set only once in a file");
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        return format!("missing key {rest}: write mode = \"required\", \"optional\" or \"disabled\"");
+    }
+    message
+        .replace("unknown field", "unknown key")
+        .replace("expected a map", "expected a table")
+        .replace("invalid type: map", "invalid type: table")
+}
+
+/// Quotes a table key the way TOML would need it.
+fn key_text(name: &str) -> String {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+impl Policy {
+    /// Loads the main file and then every `*.toml` in `dropin_dir` (if it exists) in name order,
+    /// checking that each is owned by root (or the current user) and not writable by others:
+    /// the login path trusts what these files say.
+    pub fn load(main: &Path, dropin_dir: Option<&Path>) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::default();
+        let text = read_trusted(main)?;
+        policy.apply(main, &text)?;
+        if let Some(dir) = dropin_dir {
+            for file in dropin_files(dir)? {
+                let text = read_trusted(&file)?;
+                policy.apply(&file, &text)?;
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The default locations, with the drop-in directory next to `main` (`policy.d`).
+    pub fn load_system(main: &Path) -> Result<Policy, PolicyError> {
+        let dropins = main.parent().map(|p| p.join("policy.d"));
+        Policy::load(main, dropins.as_deref())
+    }
+
+    /// Parses one file's text on top of the built-in defaults (no file-system checks): what
+    /// `twofold policy check FILE` does for a draft.
+    pub fn parse_one(file: &Path, text: &str) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::default();
+        policy.apply(file, text)?;
+        Ok(policy)
+    }
+
+    /// Applies one file's text on top of what is loaded so far.
+    pub fn apply(&mut self, file: &Path, text: &str) -> Result<(), PolicyError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let message = toml_message(e.message(), e.span().and_then(|s| text.get(s)));
+            match e.span() {
+                Some(span) => PolicyError::at(file, text, span.start, message),
+                None => PolicyError::file(file, message),
+            }
+        })?;
+        let src = |span: std::ops::Range<usize>, table: String| Source {
+            file: file.to_owned(),
+            line: line_col(text, span.start).0,
+            table,
+        };
+        let err = |span: std::ops::Range<usize>, msg: String| PolicyError::at(file, text, span.start, msg);
+
+        if let Some(m) = raw.mode {
+            self.mode = Setting {
+                value: *m.get_ref(),
+                source: Some(src(m.span(), "mode".into())),
+            };
+        }
+        if let Some(g) = raw.admin_group {
+            check_name(NameKind::Group, g.get_ref()).map_err(|m| err(g.span(), format!("admin_group: {m}")))?;
+            self.admin_group = Setting {
+                value: g.get_ref().clone(),
+                source: Some(src(g.span(), "admin_group".into())),
+            };
+        }
+        if let Some(e) = raw.enrollment {
+            if let Some(v) = e.at_login {
+                self.enrollment.at_login = v;
+            }
+            if let Some(v) = e.grace_period {
+                self.enrollment.grace_period = *v.get_ref();
+            }
+            if let Some(v) = e.issuer {
+                let s = v.get_ref();
+                if s.is_empty() || s.len() > 64 || s.contains(':') || s.chars().any(char::is_control) {
+                    return Err(err(
+                        v.span(),
+                        format!("invalid issuer {s:?}: 1 to 64 characters, no ':' and no control characters"),
+                    ));
+                }
+                self.enrollment.issuer = Some(s.clone());
+            }
+            if let Some(v) = e.recovery_codes {
+                let n = *v.get_ref();
+                self.enrollment.recovery_codes = u32::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=50).contains(n))
+                    .ok_or_else(|| err(v.span(), format!("invalid recovery_codes {n}: expected a number from 1 to 50")))?;
+            }
+        }
+        if let Some(t) = raw.totp {
+            if let Some(v) = t.algorithm {
+                self.totp.algorithm = *v.get_ref();
+            }
+            if let Some(v) = t.digits {
+                let n = *v.get_ref();
+                self.totp.digits = u8::try_from(n)
+                    .ok()
+                    .filter(|n| (6..=8).contains(n))
+                    .ok_or_else(|| err(v.span(), format!("invalid digits {n}: expected 6, 7 or 8")))?;
+            }
+            if let Some(v) = t.period {
+                let p = v.get_ref().secs();
+                if !(15..=300).contains(&p) {
+                    return Err(err(
+                        v.span(),
+                        format!("invalid period {:?}: expected from \"15s\" to \"5m\" (authenticator apps use \"30s\")", v.get_ref().to_string()),
+                    ));
+                }
+                self.totp.period = p;
+            }
+            if let Some(v) = t.window {
+                let n = *v.get_ref();
+                self.totp.window = u64::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 3)
+                    .ok_or_else(|| err(v.span(), format!("invalid window {n}: expected 0 to 3 steps either side (1 is usual)")))?;
+            }
+        }
+        for (kind, raw_rules) in [
+            (NameKind::User, raw.users),
+            (NameKind::Group, raw.groups),
+            (NameKind::Service, raw.services),
+        ] {
+            for (name, rule) in raw_rules {
+                let key_span = name.span();
+                let name = name.into_inner();
+                check_name(kind, &name).map_err(|m| err(key_span.clone(), m))?;
+                let rule_span = rule.span();
+                let rule = rule.into_inner();
+                let table = format!("[{}.{}]", kind.table(), key_text(&name));
+                let entry = RuleEntry {
+                    mode: *rule.mode.get_ref(),
+                    source: src(
+                        if rule_span.start < rule.mode.span().start { rule.mode.span() } else { rule_span },
+                        table,
+                    ),
+                };
+                let map = match kind {
+                    NameKind::User => &mut self.users,
+                    NameKind::Group => &mut self.groups,
+                    NameKind::Service => &mut self.services,
+                };
+                map.insert(name, entry);
+            }
+        }
+        self.files.push(file.to_owned());
+        Ok(())
+    }
+}
+
+/// The `*.toml` files of a drop-in directory in name order; a missing directory has none.
+/// Hidden files (editor leftovers such as `.50-x.toml.swp`) are skipped.
+pub fn dropin_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PolicyError::file(dir, format!("cannot read directory: {e}"))),
+    };
+    check_trusted(dir, &fs::symlink_metadata(dir).map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?)?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') || !name.ends_with(".toml") {
+            continue;
+        }
+        files.push(entry.path());
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn check_trusted(path: &Path, meta: &fs::Metadata) -> Result<(), PolicyError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(PolicyError::file(
+            path,
+            format!("owned by uid {}, not root: refusing to trust it (chown root)", meta.uid()),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(PolicyError::file(
+            path,
+            format!(
+                "writable by group or others (mode {:04o}): refusing to trust it (chmod go-w)",
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a policy file that must be a regular file (not a symlink to elsewhere), owned by root
+/// or the current user, not writable by group or others, and of sane size.
+fn read_trusted(path: &Path) -> Result<String, PolicyError> {
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => PolicyError::file(path, "is a symbolic link: refusing to follow it"),
+            _ => PolicyError::file(path, format!("cannot read: {e}")),
+        })?;
+    let meta = file.metadata().map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(PolicyError::file(path, "is not a regular file"));
+    }
+    check_trusted(path, &meta)?;
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(PolicyError::file(path, format!("is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})", meta.len())));
+    }
+    let mut text = String::new();
+    (&mut file)
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => PolicyError::file(path, "is not valid UTF-8 text"),
+            _ => PolicyError::file(path, format!("cannot read: {e}")),
+        })?;
+    Ok(text)
+}
+
+/// Reads a file for a plain syntax check (no ownership rules), UTF-8 and size checked.
+pub fn read_for_check(path: &Path) -> Result<String, PolicyError> {
+    let meta = fs::metadata(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(PolicyError::file(path, "is not a regular file"));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(PolicyError::file(path, format!("is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})", meta.len())));
+    }
+    let bytes = fs::read(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(e.as_bytes());
+        PolicyError::at(path, &text, good, "invalid UTF-8: a policy file is UTF-8 text")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_chars() {
+        let s = "ab\ncdé f\n";
+        assert_eq!(line_col(s, 0), (1, 1));
+        assert_eq!(line_col(s, 3), (2, 1));
+        // 'f' is after a 2-byte 'é': byte 8, char column 5.
+        assert_eq!(line_col(s, 8), (2, 5));
+    }
+}

@@ -1,0 +1,33 @@
+//! The pure core of twofold.
+//!
+//! Everything that decides a login or changes a user's 2FA state lives here, so that the PAM
+//! module (which must never depend on the daemon), the daemon and the CLI all share one
+//! implementation:
+//!
+//! - [`config`]: the policy model, loaded from `/etc/twofold/policy.toml` and
+//!   `/etc/twofold/policy.d/*.toml`, with errors that name file, line and column;
+//! - [`resolve`]: who must do what, and which rule decided it;
+//! - [`store`]: the per-user state records under `/var/lib/twofold/`;
+//! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
+//! - [`system`]: user and group lookup through the system's user database.
+//!
+//! This crate contains no `unsafe` code.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod duration;
+pub mod mode;
+pub mod recovery;
+pub mod record;
+pub mod resolve;
+pub mod store;
+pub mod system;
+pub mod time;
+pub mod totp;
+pub mod username;
+
+pub use config::{Policy, PolicyError};
+pub use mode::{Mode, Status};
+pub use resolve::{Resolution, Rule, Subject};
+pub use store::{Store, StoreError};
+pub use username::UserName;

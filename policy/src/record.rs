@@ -1,0 +1,144 @@
+//! What the store keeps per user, in two files:
+//!
+//! - the **record** (`USER.toml`): enrollment (secret, code parameters, recovery-code hashes),
+//!   admin override, when the requirement first applied. Written rarely, always fsynced before a
+//!   change is acknowledged: a crash never costs a secret.
+//! - the **counters** (`USER.counters`): last accepted time step, last login, failures per
+//!   source. Written at every login, atomically (temp + rename) but without fsync: a code lives
+//!   about 90 seconds, less than any crash and reboot, and the secret is never in this file.
+//!
+//! Both are versioned TOML a human with root can read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::mode::Mode;
+use crate::totp::{Params, Secret, TotpError};
+
+/// Format version of both files written by this build.
+pub const VERSION: u32 = 1;
+
+/// The durable per-user record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Format version.
+    pub version: u32,
+    /// Whose record this is (checked against the file name on load).
+    pub user: String,
+    /// When 2FA first became required for this user while not enrolled: the grace period runs
+    /// from here. Cleared by an admin reset so a new grace starts.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::opt_rfc3339")]
+    pub required_since: Option<u64>,
+    /// The admin override, which beats every policy rule.
+    #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
+    pub admin_override: Option<Override>,
+    /// The user's enrollment, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<Enrollment>,
+}
+
+impl Record {
+    /// An empty record for `user`.
+    pub fn new(user: &str) -> Record {
+        Record {
+            version: VERSION,
+            user: user.to_owned(),
+            required_since: None,
+            admin_override: None,
+            enrollment: None,
+        }
+    }
+}
+
+/// An admin override set through the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// The mode the admin chose.
+    pub mode: Mode,
+    /// Who set it (user name of the admin as the bus reported it).
+    pub by: String,
+    /// When.
+    #[serde(with = "crate::time::rfc3339_secs")]
+    pub at: u64,
+}
+
+/// A confirmed enrollment.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// The TOTP secret, base32. Wiped from memory when dropped.
+    pub secret: Zeroizing<String>,
+    /// Code parameters.
+    #[serde(flatten)]
+    pub params: Params,
+    /// When it was confirmed.
+    #[serde(with = "crate::time::rfc3339_secs")]
+    pub enrolled_at: u64,
+    /// Salted hashes of the unused recovery codes.
+    #[serde(default)]
+    pub recovery_codes: Vec<String>,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("secret", &"<redacted>")
+            .field("params", &self.params)
+            .field("enrolled_at", &self.enrolled_at)
+            .field("recovery_codes", &self.recovery_codes.len())
+            .finish()
+    }
+}
+
+impl Enrollment {
+    /// A new enrollment of `secret`.
+    pub fn new(secret: &Secret, params: Params, at: u64, recovery_hashes: Vec<String>) -> Enrollment {
+        Enrollment {
+            secret: secret.to_base32(),
+            params,
+            enrolled_at: at,
+            recovery_codes: recovery_hashes,
+        }
+    }
+
+    /// The decoded secret.
+    pub fn secret(&self) -> Result<Secret, TotpError> {
+        Secret::from_base32(&self.secret)
+    }
+}
+
+/// The login-time counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counters {
+    /// Format version (0 in a default value never written).
+    #[serde(default)]
+    pub version: u32,
+    /// The last time step accepted: only a newer one is accepted next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<u64>,
+    /// The last successful 2FA login.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::opt_rfc3339")]
+    pub last_login: Option<u64>,
+    /// Where it came from (PAM_RHOST, or "local").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_login_from: Option<String>,
+    /// Consecutive failures per source address.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<String, Failures>,
+}
+
+/// Failures from one source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failures {
+    /// Consecutive failed attempts.
+    pub count: u64,
+    /// When the last one happened.
+    #[serde(with = "crate::time::rfc3339_secs")]
+    pub last: u64,
+}

@@ -1,0 +1,72 @@
+//! Users and groups from the system's user database (NSS: `getpwnam_r`, `getgrouplist`,
+//! `getgrgid_r`), never from the environment.
+
+use std::ffi::CString;
+
+use nix::unistd::{Gid, Group, User, getgrouplist};
+
+/// A local account as the user database knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Names of all groups the user is in, primary and supplementary, sorted.
+    pub groups: Vec<String>,
+}
+
+/// A failed lookup (not "no such user": that is `Ok(None)`).
+#[derive(Debug, thiserror::Error)]
+#[error("user database lookup of {what} failed: {errno}")]
+pub struct LookupError {
+    what: String,
+    errno: nix::errno::Errno,
+}
+
+/// Looks up `name` and the names of all its groups.
+pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
+    if name.contains('\0') {
+        return Ok(None);
+    }
+    let user = match User::from_name(name) {
+        Ok(Some(u)) => u,
+        Ok(None) => return Ok(None),
+        Err(errno) => return Err(LookupError { what: format!("user {name:?}"), errno }),
+    };
+    let groups = group_names(&user.name, user.gid)?;
+    Ok(Some(Account {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        groups,
+    }))
+}
+
+/// The account with this uid.
+pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
+    match User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => lookup(&u.name),
+        Ok(None) => Ok(None),
+        Err(errno) => Err(LookupError { what: format!("uid {uid}"), errno }),
+    }
+}
+
+fn group_names(user: &str, primary: Gid) -> Result<Vec<String>, LookupError> {
+    let cname = CString::new(user).map_err(|_| LookupError { what: format!("groups of {user:?}"), errno: nix::errno::Errno::EINVAL })?;
+    let gids = getgrouplist(&cname, primary).map_err(|errno| LookupError { what: format!("groups of {user:?}"), errno })?;
+    let mut names = Vec::with_capacity(gids.len());
+    for gid in gids {
+        match Group::from_gid(gid) {
+            Ok(Some(g)) => names.push(g.name),
+            // A gid with no name cannot match a [groups.X] table; skip it.
+            Ok(None) => {}
+            Err(errno) => return Err(LookupError { what: format!("gid {gid}"), errno }),
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
