@@ -59,7 +59,14 @@ impl PolicyError {
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, col)) => write!(f, "{}:{}:{}: {}", self.file.display(), line, col, self.message),
+            Some((line, col)) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                line,
+                col,
+                self.message
+            ),
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -76,7 +83,11 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = src.get(..offset).unwrap_or("");
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .get(line_start..)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -260,14 +271,23 @@ impl NameKind {
 /// Checks a group or service name: the same safe character set as user names.
 fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
     match kind {
-        NameKind::User => crate::UserName::parse(name).map(|_| ()).map_err(|e| e.to_string()),
+        NameKind::User => crate::UserName::parse(name)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         NameKind::Group | NameKind::Service => {
-            let what = if matches!(kind, NameKind::Group) { "group" } else { "service" };
+            let what = if matches!(kind, NameKind::Group) {
+                "group"
+            } else {
+                "service"
+            };
             if name.is_empty() {
                 return Err(format!("empty {what} name"));
             }
             if name.len() > 256 {
-                return Err(format!("{what} name of {} bytes is too long (at most 256)", name.len()));
+                return Err(format!(
+                    "{what} name of {} bytes is too long (at most 256)",
+                    name.len()
+                ));
             }
             if let Some(c) = name
                 .chars()
@@ -286,13 +306,15 @@ fn check_name(kind: NameKind, name: &str) -> Result<(), String> {
 /// and names the key of a duplicate.
 fn toml_message(message: &str, at: Option<&str>) -> String {
     let message = message.trim_end();
-    if message == "duplicate key" {
-        if let Some(key) = at.map(str::trim).filter(|k| !k.is_empty() && k.len() <= 80) {
-            return format!("duplicate key `{key}`: each key may be set only once in a file");
-        }
+    if message == "duplicate key"
+        && let Some(key) = at.map(str::trim).filter(|k| !k.is_empty() && k.len() <= 80)
+    {
+        return format!("duplicate key `{key}`: each key may be set only once in a file");
     }
     if let Some(rest) = message.strip_prefix("missing field ") {
-        return format!("missing key {rest}: write mode = \"required\", \"optional\" or \"disabled\"");
+        return format!(
+            "missing key {rest}: write mode = \"required\", \"optional\" or \"disabled\""
+        );
     }
     message
         .replace("unknown field", "unknown key")
@@ -302,7 +324,11 @@ fn toml_message(message: &str, at: Option<&str>) -> String {
 
 /// Quotes a table key the way TOML would need it.
 fn key_text(name: &str) -> String {
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         name.to_owned()
     } else {
         format!("{name:?}")
@@ -354,7 +380,9 @@ impl Policy {
             line: line_col(text, span.start).0,
             table,
         };
-        let err = |span: std::ops::Range<usize>, msg: String| PolicyError::at(file, text, span.start, msg);
+        let err = |span: std::ops::Range<usize>, msg: String| {
+            PolicyError::at(file, text, span.start, msg)
+        };
 
         if let Some(m) = raw.mode {
             self.mode = Setting {
@@ -363,7 +391,8 @@ impl Policy {
             };
         }
         if let Some(g) = raw.admin_group {
-            check_name(NameKind::Group, g.get_ref()).map_err(|m| err(g.span(), format!("admin_group: {m}")))?;
+            check_name(NameKind::Group, g.get_ref())
+                .map_err(|m| err(g.span(), format!("admin_group: {m}")))?;
             self.admin_group = Setting {
                 value: g.get_ref().clone(),
                 source: Some(src(g.span(), "admin_group".into())),
@@ -378,10 +407,16 @@ impl Policy {
             }
             if let Some(v) = e.issuer {
                 let s = v.get_ref();
-                if s.is_empty() || s.len() > 64 || s.contains(':') || s.chars().any(char::is_control) {
+                if s.is_empty()
+                    || s.len() > 64
+                    || s.contains(':')
+                    || s.chars().any(char::is_control)
+                {
                     return Err(err(
                         v.span(),
-                        format!("invalid issuer {s:?}: 1 to 64 characters, no ':' and no control characters"),
+                        format!(
+                            "invalid issuer {s:?}: 1 to 64 characters, no ':' and no control characters"
+                        ),
                     ));
                 }
                 self.enrollment.issuer = Some(s.clone());
@@ -391,7 +426,12 @@ impl Policy {
                 self.enrollment.recovery_codes = u32::try_from(n)
                     .ok()
                     .filter(|n| (1..=50).contains(n))
-                    .ok_or_else(|| err(v.span(), format!("invalid recovery_codes {n}: expected a number from 1 to 50")))?;
+                    .ok_or_else(|| {
+                        err(
+                            v.span(),
+                            format!("invalid recovery_codes {n}: expected a number from 1 to 50"),
+                        )
+                    })?;
             }
         }
         if let Some(t) = raw.totp {
@@ -403,24 +443,33 @@ impl Policy {
                 self.totp.digits = u8::try_from(n)
                     .ok()
                     .filter(|n| (6..=8).contains(n))
-                    .ok_or_else(|| err(v.span(), format!("invalid digits {n}: expected 6, 7 or 8")))?;
+                    .ok_or_else(|| {
+                        err(v.span(), format!("invalid digits {n}: expected 6, 7 or 8"))
+                    })?;
             }
             if let Some(v) = t.period {
                 let p = v.get_ref().secs();
                 if !(15..=300).contains(&p) {
                     return Err(err(
                         v.span(),
-                        format!("invalid period {:?}: expected from \"15s\" to \"5m\" (authenticator apps use \"30s\")", v.get_ref().to_string()),
+                        format!(
+                            "invalid period {:?}: expected from \"15s\" to \"5m\" (authenticator apps use \"30s\")",
+                            v.get_ref().to_string()
+                        ),
                     ));
                 }
                 self.totp.period = p;
             }
             if let Some(v) = t.window {
                 let n = *v.get_ref();
-                self.totp.window = u64::try_from(n)
-                    .ok()
-                    .filter(|n| *n <= 3)
-                    .ok_or_else(|| err(v.span(), format!("invalid window {n}: expected 0 to 3 steps either side (1 is usual)")))?;
+                self.totp.window = u64::try_from(n).ok().filter(|n| *n <= 3).ok_or_else(|| {
+                    err(
+                        v.span(),
+                        format!(
+                            "invalid window {n}: expected 0 to 3 steps either side (1 is usual)"
+                        ),
+                    )
+                })?;
             }
         }
         for (kind, raw_rules) in [
@@ -438,7 +487,11 @@ impl Policy {
                 let entry = RuleEntry {
                     mode: *rule.mode.get_ref(),
                     source: src(
-                        if rule_span.start < rule.mode.span().start { rule.mode.span() } else { rule_span },
+                        if rule_span.start < rule.mode.span().start {
+                            rule.mode.span()
+                        } else {
+                            rule_span
+                        },
                         table,
                     ),
                 };
@@ -461,12 +514,22 @@ pub fn dropin_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(PolicyError::file(dir, format!("cannot read directory: {e}"))),
+        Err(e) => {
+            return Err(PolicyError::file(
+                dir,
+                format!("cannot read directory: {e}"),
+            ));
+        }
     };
-    check_trusted(dir, &fs::symlink_metadata(dir).map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?)?;
+    check_trusted(
+        dir,
+        &fs::symlink_metadata(dir)
+            .map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?,
+    )?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?;
+        let entry =
+            entry.map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.starts_with('.') || !name.ends_with(".toml") {
@@ -483,7 +546,10 @@ fn check_trusted(path: &Path, meta: &fs::Metadata) -> Result<(), PolicyError> {
     if meta.uid() != 0 && meta.uid() != euid {
         return Err(PolicyError::file(
             path,
-            format!("owned by uid {}, not root: refusing to trust it (chown root)", meta.uid()),
+            format!(
+                "owned by uid {}, not root: refusing to trust it (chown root)",
+                meta.uid()
+            ),
         ));
     }
     if meta.mode() & 0o022 != 0 {
@@ -506,16 +572,26 @@ fn read_trusted(path: &Path) -> Result<String, PolicyError> {
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => PolicyError::file(path, "is a symbolic link: refusing to follow it"),
+            Some(nix::libc::ELOOP) => {
+                PolicyError::file(path, "is a symbolic link: refusing to follow it")
+            }
             _ => PolicyError::file(path, format!("cannot read: {e}")),
         })?;
-    let meta = file.metadata().map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
     if !meta.is_file() {
         return Err(PolicyError::file(path, "is not a regular file"));
     }
     check_trusted(path, &meta)?;
     if meta.len() > MAX_FILE_SIZE {
-        return Err(PolicyError::file(path, format!("is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})", meta.len())));
+        return Err(PolicyError::file(
+            path,
+            format!(
+                "is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})",
+                meta.len()
+            ),
+        ));
     }
     let mut text = String::new();
     (&mut file)
@@ -530,18 +606,30 @@ fn read_trusted(path: &Path) -> Result<String, PolicyError> {
 
 /// Reads a file for a plain syntax check (no ownership rules), UTF-8 and size checked.
 pub fn read_for_check(path: &Path) -> Result<String, PolicyError> {
-    let meta = fs::metadata(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
+    let meta =
+        fs::metadata(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
     if !meta.is_file() {
         return Err(PolicyError::file(path, "is not a regular file"));
     }
     if meta.len() > MAX_FILE_SIZE {
-        return Err(PolicyError::file(path, format!("is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})", meta.len())));
+        return Err(PolicyError::file(
+            path,
+            format!(
+                "is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})",
+                meta.len()
+            ),
+        ));
     }
     let bytes = fs::read(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
         let good = e.utf8_error().valid_up_to();
         let text = String::from_utf8_lossy(e.as_bytes());
-        PolicyError::at(path, &text, good, "invalid UTF-8: a policy file is UTF-8 text")
+        PolicyError::at(
+            path,
+            &text,
+            good,
+            "invalid UTF-8: a policy file is UTF-8 text",
+        )
     })
 }
 

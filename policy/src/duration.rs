@@ -60,7 +60,9 @@ pub fn parse(input: &str) -> Result<PolicyDuration, DurationError> {
             _ if c.is_whitespace() => return Err(err("it contains a space")),
             _ => return Err(err("unknown unit")),
         };
-        let n = number.take().ok_or_else(|| err("a unit without a number"))?;
+        let n = number
+            .take()
+            .ok_or_else(|| err("a unit without a number"))?;
         total = n
             .checked_mul(unit)
             .and_then(|s| total.checked_add(s))
@@ -119,7 +121,16 @@ mod tests {
         assert_eq!(parse("1d12h"), Ok(PolicyDuration(86_400 + 12 * 3_600)));
         assert_eq!(parse("2w"), Ok(PolicyDuration(14 * 86_400)));
         assert_eq!(parse("0s"), Ok(PolicyDuration(0)));
-        for bad in ["", "7", "d", "7x", "7 d", "-1d", "99999999999999999999d", "5000w"] {
+        for bad in [
+            "",
+            "7",
+            "d",
+            "7x",
+            "7 d",
+            "-1d",
+            "99999999999999999999d",
+            "5000w",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

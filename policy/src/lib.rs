@@ -17,8 +17,8 @@
 pub mod config;
 pub mod duration;
 pub mod mode;
-pub mod recovery;
 pub mod record;
+pub mod recovery;
 pub mod resolve;
 pub mod store;
 pub mod system;

@@ -30,7 +30,11 @@ pub struct Record {
     pub user: String,
     /// When 2FA first became required for this user while not enrolled: the grace period runs
     /// from here. Cleared by an admin reset so a new grace starts.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::opt_rfc3339")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::opt_rfc3339"
+    )]
     pub required_since: Option<u64>,
     /// The admin override, which beats every policy rule.
     #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
@@ -96,7 +100,12 @@ impl std::fmt::Debug for Enrollment {
 
 impl Enrollment {
     /// A new enrollment of `secret`.
-    pub fn new(secret: &Secret, params: Params, at: u64, recovery_hashes: Vec<String>) -> Enrollment {
+    pub fn new(
+        secret: &Secret,
+        params: Params,
+        at: u64,
+        recovery_hashes: Vec<String>,
+    ) -> Enrollment {
         Enrollment {
             secret: secret.to_base32(),
             params,
@@ -122,7 +131,11 @@ pub struct Counters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_step: Option<u64>,
     /// The last successful 2FA login.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::opt_rfc3339")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::opt_rfc3339"
+    )]
     pub last_login: Option<u64>,
     /// Where it came from (PAM_RHOST, or "local").
     #[serde(default, skip_serializing_if = "Option::is_none")]

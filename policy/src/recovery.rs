@@ -81,7 +81,11 @@ fn digest(salt: &[u8], code: &str) -> [u8; 32] {
 fn hash(code: &str) -> Result<String, TotpError> {
     let mut salt = [0u8; SALT_LEN];
     getrandom::fill(&mut salt).map_err(|e| TotpError::Random(e.to_string()))?;
-    Ok(format!("sha256${}${}", B64.encode(&salt), B64.encode(&digest(&salt, code))))
+    Ok(format!(
+        "sha256${}${}",
+        B64.encode(&salt),
+        B64.encode(&digest(&salt, code))
+    ))
 }
 
 /// Whether a stored hash is well formed (records with a malformed one are refused on load).
@@ -105,7 +109,9 @@ pub fn find(hashes: &[String], input: &str) -> Option<usize> {
     let code = normalize(input)?;
     let mut found = None;
     for (i, stored) in hashes.iter().enumerate() {
-        let Some((salt, sum)) = parse_hash(stored) else { continue };
+        let Some((salt, sum)) = parse_hash(stored) else {
+            continue;
+        };
         if bool::from(digest(&salt, &code).ct_eq(sum.as_slice())) {
             found = found.or(Some(i));
         }
@@ -125,7 +131,10 @@ mod tests {
         for (i, c) in g.codes.iter().enumerate() {
             assert_eq!(c.len(), 14);
             assert_eq!(find(&g.hashes, c), Some(i));
-            assert_eq!(find(&g.hashes, &c.to_uppercase().replace('-', " ")), Some(i));
+            assert_eq!(
+                find(&g.hashes, &c.to_uppercase().replace('-', " ")),
+                Some(i)
+            );
             assert!(!g.hashes.iter().any(|h| h.contains(c.as_str())));
         }
         assert_eq!(find(&g.hashes, "0000-0000-0000"), None);
@@ -136,7 +145,10 @@ mod tests {
 
     #[test]
     fn lookalikes_are_forgiven() {
-        assert_eq!(normalize("OIL0-abcd-efgh").as_deref().map(String::as_str), Some("0110abcdefgh"));
+        assert_eq!(
+            normalize("OIL0-abcd-efgh").as_deref().map(String::as_str),
+            Some("0110abcdefgh")
+        );
         assert!(normalize("uuuu-uuuu-uuuu").is_none());
     }
 }

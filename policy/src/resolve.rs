@@ -93,7 +93,11 @@ impl Rule {
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rule::Override { by, at } => write!(f, "admin override set by {by} on {}", crate::time::human(*at)),
+            Rule::Override { by, at } => write!(
+                f,
+                "admin override set by {by} on {}",
+                crate::time::human(*at)
+            ),
             Rule::User(s) | Rule::Group(_, s) | Rule::Service(_, s) => write!(f, "{s}"),
             Rule::Default(s) => write!(f, "top-level {s}"),
             Rule::BuiltinDefault => f.write_str("built-in default (no policy file sets mode)"),
@@ -130,9 +134,19 @@ impl Resolution {
 }
 
 /// The effective mode and the rule behind it.
-pub fn effective_mode(policy: &Policy, subject: &Subject<'_>, admin_override: Option<&Override>) -> (Mode, Rule) {
+pub fn effective_mode(
+    policy: &Policy,
+    subject: &Subject<'_>,
+    admin_override: Option<&Override>,
+) -> (Mode, Rule) {
     if let Some(o) = admin_override {
-        return (o.mode, Rule::Override { by: o.by.clone(), at: o.at });
+        return (
+            o.mode,
+            Rule::Override {
+                by: o.by.clone(),
+                at: o.at,
+            },
+        );
     }
     if let Some(r) = policy.users.get(subject.user) {
         return (r.mode, Rule::User(r.source.clone()));
@@ -164,7 +178,12 @@ pub fn effective_mode(policy: &Policy, subject: &Subject<'_>, admin_override: Op
 }
 
 /// Resolves a subject against the policy and its record at time `now`.
-pub fn resolve(policy: &Policy, subject: &Subject<'_>, facts: &RecordFacts<'_>, now: u64) -> Resolution {
+pub fn resolve(
+    policy: &Policy,
+    subject: &Subject<'_>,
+    facts: &RecordFacts<'_>,
+    now: u64,
+) -> Resolution {
     let (mode, rule) = effective_mode(policy, subject, facts.admin_override);
     let status = Status::of(mode, facts.enrolled);
     let (deadline, starts_grace) = if status == Status::Pending {

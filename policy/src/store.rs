@@ -146,7 +146,10 @@ impl Store {
         if meta.uid() != owner {
             return Err(StoreError::Insecure {
                 path: path.to_owned(),
-                why: format!("owned by uid {}, expected {owner}: refusing to use it", meta.uid()),
+                why: format!(
+                    "owned by uid {}, expected {owner}: refusing to use it",
+                    meta.uid()
+                ),
             });
         }
         if meta.mode() & 0o077 != 0 {
@@ -176,7 +179,13 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(StoreError::Io { path: path.to_owned(), op: "create directory", source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: path.to_owned(),
+                    op: "create directory",
+                    source: e,
+                });
+            }
         }
         Store::open(path)
     }
@@ -196,9 +205,13 @@ impl Store {
         let record = self.read_record(user)?;
         let (counters, counters_recovered) = match self.read_counters(user) {
             Ok(c) => (c, None),
-            Err(StoreError::Corrupt { path, why }) => {
-                (Counters::default(), Some(format!("{}: corrupt counters ignored: {why}", path.display())))
-            }
+            Err(StoreError::Corrupt { path, why }) => (
+                Counters::default(),
+                Some(format!(
+                    "{}: corrupt counters ignored: {why}",
+                    path.display()
+                )),
+            ),
             Err(e) => return Err(e),
         };
         Ok(UserState {
@@ -232,12 +245,15 @@ impl Store {
     /// Every user with a record, sorted. Files whose names are not valid user names are skipped.
     pub fn users(&self) -> Result<Vec<UserName>> {
         let mut out = Vec::new();
-        let entries = std::fs::read_dir(&self.path).map_err(io_err(&self.path, "read directory"))?;
+        let entries =
+            std::fs::read_dir(&self.path).map_err(io_err(&self.path, "read directory"))?;
         for entry in entries {
             let entry = entry.map_err(io_err(&self.path, "read directory"))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(user) = name.strip_suffix(".toml") else { continue };
+            let Some(user) = name.strip_suffix(".toml") else {
+                continue;
+            };
             if let Ok(user) = UserName::parse(user) {
                 out.push(user);
             }
@@ -263,18 +279,28 @@ impl Store {
     fn check_file(&self, path: &Path, file: &File) -> Result<()> {
         let meta = file.metadata().map_err(io_err(path, "stat"))?;
         if !meta.is_file() {
-            return Err(StoreError::Insecure { path: path.to_owned(), why: "is not a regular file".into() });
+            return Err(StoreError::Insecure {
+                path: path.to_owned(),
+                why: "is not a regular file".into(),
+            });
         }
         if meta.uid() != self.owner {
             return Err(StoreError::Insecure {
                 path: path.to_owned(),
-                why: format!("owned by uid {}, expected {}: refusing to use it", meta.uid(), self.owner),
+                why: format!(
+                    "owned by uid {}, expected {}: refusing to use it",
+                    meta.uid(),
+                    self.owner
+                ),
             });
         }
         if meta.mode() & 0o077 != 0 {
             return Err(StoreError::Insecure {
                 path: path.to_owned(),
-                why: format!("mode {:04o}, expected 0600: refusing to use it", meta.mode() & 0o7777),
+                why: format!(
+                    "mode {:04o}, expected 0600: refusing to use it",
+                    meta.mode() & 0o7777
+                ),
             });
         }
         Ok(())
@@ -283,7 +309,12 @@ impl Store {
     /// Reads a whole file, or `None` if it does not exist.
     fn read_file(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
         let path = self.file_path(name);
-        let fd = match openat(self.dir.as_fd(), name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, FileMode::empty()) {
+        let fd = match openat(
+            self.dir.as_fd(),
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            FileMode::empty(),
+        ) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(self.open_error(&path, e)),
@@ -291,12 +322,21 @@ impl Store {
         let file = File::from(fd);
         self.check_file(&path, &file)?;
         let mut bytes = Zeroizing::new(Vec::new());
-        (&file).take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes).map_err(io_err(&path, "read"))?;
+        (&file)
+            .take(MAX_FILE_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path, "read"))?;
         if bytes.len() as u64 > MAX_FILE_SIZE {
-            return Err(StoreError::Corrupt { path, why: format!("larger than {MAX_FILE_SIZE} bytes") });
+            return Err(StoreError::Corrupt {
+                path,
+                why: format!("larger than {MAX_FILE_SIZE} bytes"),
+            });
         }
-        let text = String::from_utf8(std::mem::take(&mut *bytes))
-            .map_err(|_| StoreError::Corrupt { path: path.clone(), why: "not UTF-8 text".into() })?;
+        let text =
+            String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| StoreError::Corrupt {
+                path: path.clone(),
+                why: "not UTF-8 text".into(),
+            })?;
         Ok(Some(Zeroizing::new(text)))
     }
 
@@ -320,7 +360,9 @@ impl Store {
         if version > VERSION {
             return Err(StoreError::Corrupt {
                 path: self.file_path(name),
-                why: format!("format version {version} was written by a newer twofold (this one reads up to {VERSION})"),
+                why: format!(
+                    "format version {version} was written by a newer twofold (this one reads up to {VERSION})"
+                ),
             });
         }
         Ok(())
@@ -328,7 +370,9 @@ impl Store {
 
     fn read_record(&self, user: &UserName) -> Result<Option<Record>> {
         let name = format!("{user}.{RECORD}");
-        let Some(text) = self.read_file(&name)? else { return Ok(None) };
+        let Some(text) = self.read_file(&name)? else {
+            return Ok(None);
+        };
         let record: Record = self.parse(&name, &text)?;
         self.check_version(&name, record.version)?;
         if record.user != user.as_str() {
@@ -339,13 +383,26 @@ impl Store {
         }
         if let Some(e) = &record.enrollment {
             if let Err(err) = e.secret() {
-                return Err(StoreError::Corrupt { path: self.file_path(&name), why: err.to_string() });
+                return Err(StoreError::Corrupt {
+                    path: self.file_path(&name),
+                    why: err.to_string(),
+                });
             }
             if !(6..=8).contains(&e.params.digits) || !(1..=3600).contains(&e.params.period) {
-                return Err(StoreError::Corrupt { path: self.file_path(&name), why: "invalid digits or period".into() });
+                return Err(StoreError::Corrupt {
+                    path: self.file_path(&name),
+                    why: "invalid digits or period".into(),
+                });
             }
-            if !e.recovery_codes.iter().all(|h| crate::recovery::hash_is_well_formed(h)) {
-                return Err(StoreError::Corrupt { path: self.file_path(&name), why: "malformed recovery-code hash".into() });
+            if !e
+                .recovery_codes
+                .iter()
+                .all(|h| crate::recovery::hash_is_well_formed(h))
+            {
+                return Err(StoreError::Corrupt {
+                    path: self.file_path(&name),
+                    why: "malformed recovery-code hash".into(),
+                });
             }
         }
         Ok(Some(record))
@@ -353,7 +410,9 @@ impl Store {
 
     fn read_counters(&self, user: &UserName) -> Result<Counters> {
         let name = format!("{user}.{COUNTERS}");
-        let Some(text) = self.read_file(&name)? else { return Ok(Counters::default()) };
+        let Some(text) = self.read_file(&name)? else {
+            return Ok(Counters::default());
+        };
         let counters: Counters = self.parse(&name, &text)?;
         self.check_version(&name, counters.version)?;
         Ok(counters)
@@ -380,12 +439,15 @@ impl Store {
         .map_err(|e| self.open_error(&tmp_path, e))?;
         let mut file = File::from(fd);
         let written = (|| -> Result<()> {
-            fchmod(file.as_fd(), FileMode::from_bits_truncate(0o600)).map_err(errno_err(&tmp_path, "chmod"))?;
-            file.write_all(text.as_bytes()).map_err(io_err(&tmp_path, "write"))?;
+            fchmod(file.as_fd(), FileMode::from_bits_truncate(0o600))
+                .map_err(errno_err(&tmp_path, "chmod"))?;
+            file.write_all(text.as_bytes())
+                .map_err(io_err(&tmp_path, "write"))?;
             if durable {
                 file.sync_all().map_err(io_err(&tmp_path, "fsync"))?;
             }
-            renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), name).map_err(errno_err(&path, "rename into place"))?;
+            renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), name)
+                .map_err(errno_err(&path, "rename into place"))?;
             Ok(())
         })();
         if let Err(e) = written {
@@ -393,7 +455,9 @@ impl Store {
             return Err(e);
         }
         if durable {
-            self.dir.sync_all().map_err(io_err(&self.path, "fsync directory"))?;
+            self.dir
+                .sync_all()
+                .map_err(io_err(&self.path, "fsync directory"))?;
         }
         Ok(())
     }
@@ -424,7 +488,11 @@ impl Locked<'_> {
         if record.user != self.user.as_str() {
             return Err(StoreError::Corrupt {
                 path: self.store.file_path(&name),
-                why: format!("refusing to write the record of {:?} as {:?}", record.user, self.user.as_str()),
+                why: format!(
+                    "refusing to write the record of {:?} as {:?}",
+                    record.user,
+                    self.user.as_str()
+                ),
             });
         }
         let mut record = record.clone();

@@ -34,7 +34,12 @@ pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
     let user = match User::from_name(name) {
         Ok(Some(u)) => u,
         Ok(None) => return Ok(None),
-        Err(errno) => return Err(LookupError { what: format!("user {name:?}"), errno }),
+        Err(errno) => {
+            return Err(LookupError {
+                what: format!("user {name:?}"),
+                errno,
+            });
+        }
     };
     let groups = group_names(&user.name, user.gid)?;
     Ok(Some(Account {
@@ -50,20 +55,34 @@ pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
     match User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(u)) => lookup(&u.name),
         Ok(None) => Ok(None),
-        Err(errno) => Err(LookupError { what: format!("uid {uid}"), errno }),
+        Err(errno) => Err(LookupError {
+            what: format!("uid {uid}"),
+            errno,
+        }),
     }
 }
 
 fn group_names(user: &str, primary: Gid) -> Result<Vec<String>, LookupError> {
-    let cname = CString::new(user).map_err(|_| LookupError { what: format!("groups of {user:?}"), errno: nix::errno::Errno::EINVAL })?;
-    let gids = getgrouplist(&cname, primary).map_err(|errno| LookupError { what: format!("groups of {user:?}"), errno })?;
+    let cname = CString::new(user).map_err(|_| LookupError {
+        what: format!("groups of {user:?}"),
+        errno: nix::errno::Errno::EINVAL,
+    })?;
+    let gids = getgrouplist(&cname, primary).map_err(|errno| LookupError {
+        what: format!("groups of {user:?}"),
+        errno,
+    })?;
     let mut names = Vec::with_capacity(gids.len());
     for gid in gids {
         match Group::from_gid(gid) {
             Ok(Some(g)) => names.push(g.name),
             // A gid with no name cannot match a [groups.X] table; skip it.
             Ok(None) => {}
-            Err(errno) => return Err(LookupError { what: format!("gid {gid}"), errno }),
+            Err(errno) => {
+                return Err(LookupError {
+                    what: format!("gid {gid}"),
+                    errno,
+                });
+            }
         }
     }
     names.sort();

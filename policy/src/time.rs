@@ -68,8 +68,7 @@ pub mod rfc3339_secs {
 
     /// Deserialize.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        super::opt_rfc3339::deserialize(d)?
-            .ok_or_else(|| de::Error::custom("missing timestamp"))
+        super::opt_rfc3339::deserialize(d)?.ok_or_else(|| de::Error::custom("missing timestamp"))
     }
 }
 

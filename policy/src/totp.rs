@@ -221,9 +221,14 @@ pub fn normalize_code(input: &str, digits: u8) -> Option<Zeroizing<String>> {
     if input.len() > 64 {
         return None;
     }
-    let cleaned: Zeroizing<String> =
-        Zeroizing::new(input.chars().filter(|c| !matches!(c, ' ' | '-' | '\t')).collect());
-    (cleaned.len() == usize::from(digits) && cleaned.bytes().all(|b| b.is_ascii_digit())).then_some(cleaned)
+    let cleaned: Zeroizing<String> = Zeroizing::new(
+        input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '\t'))
+            .collect(),
+    );
+    (cleaned.len() == usize::from(digits) && cleaned.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(cleaned)
 }
 
 /// What a code check found.
@@ -259,7 +264,10 @@ pub fn verify(
     let mut fresh: Option<u64> = None;
     let mut replayed = false;
     for step in current.saturating_sub(window)..=current.saturating_add(window) {
-        let expected = Zeroizing::new(totp.generate(step.saturating_mul(params.period)).to_string());
+        let expected = Zeroizing::new(
+            totp.generate(step.saturating_mul(params.period))
+                .to_string(),
+        );
         let matches: bool = expected.as_bytes().ct_eq(code.as_bytes()).into();
         if matches {
             if last_step.is_none_or(|last| step > last) {
@@ -292,7 +300,12 @@ fn pct(s: &str) -> String {
 
 /// `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…`, the
 /// key-uri format every authenticator app reads. It holds the secret: wiped when dropped.
-pub fn otpauth_uri(secret: &Secret, params: Params, issuer: &str, account: &str) -> Zeroizing<String> {
+pub fn otpauth_uri(
+    secret: &Secret,
+    params: Params,
+    issuer: &str,
+    account: &str,
+) -> Zeroizing<String> {
     let key = secret.to_base32();
     Zeroizing::new(format!(
         "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm={}&digits={}&period={}",
@@ -320,14 +333,29 @@ mod tests {
         let now = 1_795_000_015;
         let cur = step_of(now, p);
         let code = code_at(&s(), p, now)?;
-        assert_eq!(verify(&s(), p, &code, now, 1, None)?, Verdict::Accepted { step: cur });
-        assert_eq!(verify(&s(), p, &code, now, 1, Some(cur))?, Verdict::Replayed);
-        assert_eq!(verify(&s(), p, &code, now, 1, Some(cur - 1))?, Verdict::Accepted { step: cur });
+        assert_eq!(
+            verify(&s(), p, &code, now, 1, None)?,
+            Verdict::Accepted { step: cur }
+        );
+        assert_eq!(
+            verify(&s(), p, &code, now, 1, Some(cur))?,
+            Verdict::Replayed
+        );
+        assert_eq!(
+            verify(&s(), p, &code, now, 1, Some(cur - 1))?,
+            Verdict::Accepted { step: cur }
+        );
         let prev = code_at(&s(), p, now - 30)?;
         let next = code_at(&s(), p, now + 30)?;
         let old = code_at(&s(), p, now - 90)?;
-        assert_eq!(verify(&s(), p, &prev, now, 1, None)?, Verdict::Accepted { step: cur - 1 });
-        assert_eq!(verify(&s(), p, &next, now, 1, None)?, Verdict::Accepted { step: cur + 1 });
+        assert_eq!(
+            verify(&s(), p, &prev, now, 1, None)?,
+            Verdict::Accepted { step: cur - 1 }
+        );
+        assert_eq!(
+            verify(&s(), p, &next, now, 1, None)?,
+            Verdict::Accepted { step: cur + 1 }
+        );
         assert_eq!(verify(&s(), p, &old, now, 1, None)?, Verdict::Invalid);
         assert_eq!(verify(&s(), p, &prev, now, 0, None)?, Verdict::Invalid);
         Ok(())
@@ -336,16 +364,37 @@ mod tests {
     #[test]
     fn garbage_is_invalid_not_an_error() -> Result<(), TotpError> {
         let p = Params::default();
-        for bad in ["", "12345", "1234567", "abcdef", "12345\0", "+12345", "١٢٣٤٥٦", &"9".repeat(10_000)] {
-            assert_eq!(verify(&s(), p, bad, 0, 1, None)?, Verdict::Invalid, "{bad:?}");
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "abcdef",
+            "12345\0",
+            "+12345",
+            "١٢٣٤٥٦",
+            &"9".repeat(10_000),
+        ] {
+            assert_eq!(
+                verify(&s(), p, bad, 0, 1, None)?,
+                Verdict::Invalid,
+                "{bad:?}"
+            );
         }
         Ok(())
     }
 
     #[test]
     fn normalizes_spaces() {
-        assert_eq!(normalize_code("123 456", 6).as_deref().map(String::as_str), Some("123456"));
-        assert_eq!(normalize_code(" 123-456 ", 6).as_deref().map(String::as_str), Some("123456"));
+        assert_eq!(
+            normalize_code("123 456", 6).as_deref().map(String::as_str),
+            Some("123456")
+        );
+        assert_eq!(
+            normalize_code(" 123-456 ", 6)
+                .as_deref()
+                .map(String::as_str),
+            Some("123456")
+        );
         assert!(normalize_code("1234567", 6).is_none());
     }
 
@@ -355,8 +404,14 @@ mod tests {
         assert_eq!(sec.as_bytes().len(), 20);
         let b = sec.to_base32();
         assert_eq!(b.len(), 32);
-        assert_eq!(Secret::from_base32(&b.to_lowercase())?.as_bytes(), sec.as_bytes());
-        assert_eq!(Secret::from_base32(&sec.to_base32_grouped())?.as_bytes(), sec.as_bytes());
+        assert_eq!(
+            Secret::from_base32(&b.to_lowercase())?.as_bytes(),
+            sec.as_bytes()
+        );
+        assert_eq!(
+            Secret::from_base32(&sec.to_base32_grouped())?.as_bytes(),
+            sec.as_bytes()
+        );
         assert_eq!(sec.to_base32_grouped().split(' ').count(), 8);
         assert!(Secret::from_base32("AAAA").is_err());
         assert!(Secret::from_base32("!!!!").is_err());

@@ -78,7 +78,15 @@ mod tests {
 
     #[test]
     fn accepts_real_names() {
-        for ok in ["alice", "john.doe", "svc-backup", "_apt", "user@example.org", "host$", "a"] {
+        for ok in [
+            "alice",
+            "john.doe",
+            "svc-backup",
+            "_apt",
+            "user@example.org",
+            "host$",
+            "a",
+        ] {
             assert!(UserName::parse(ok).is_ok(), "{ok}");
         }
         assert!(UserName::parse(&"a".repeat(256)).is_ok());
@@ -87,15 +95,42 @@ mod tests {
     #[test]
     fn refuses_escapes_and_garbage() {
         assert_eq!(UserName::parse(""), Err(NameError::Empty));
-        assert_eq!(UserName::parse(&"a".repeat(300)), Err(NameError::TooLong(300)));
-        assert!(matches!(UserName::parse(".."), Err(NameError::BadStart(_, '.'))));
-        assert!(matches!(UserName::parse("../x"), Err(NameError::BadStart(_, '.'))));
-        assert!(matches!(UserName::parse("a/../b"), Err(NameError::BadChar(_, '/'))));
-        assert!(matches!(UserName::parse("x\0y"), Err(NameError::BadChar(_, '\0'))));
-        assert!(matches!(UserName::parse("-rf"), Err(NameError::BadStart(_, '-'))));
-        assert!(matches!(UserName::parse("a b"), Err(NameError::BadChar(_, ' '))));
-        assert!(matches!(UserName::parse("a:b"), Err(NameError::BadChar(_, ':'))));
-        assert!(matches!(UserName::parse("é"), Err(NameError::BadChar(_, 'é'))));
+        assert_eq!(
+            UserName::parse(&"a".repeat(300)),
+            Err(NameError::TooLong(300))
+        );
+        assert!(matches!(
+            UserName::parse(".."),
+            Err(NameError::BadStart(_, '.'))
+        ));
+        assert!(matches!(
+            UserName::parse("../x"),
+            Err(NameError::BadStart(_, '.'))
+        ));
+        assert!(matches!(
+            UserName::parse("a/../b"),
+            Err(NameError::BadChar(_, '/'))
+        ));
+        assert!(matches!(
+            UserName::parse("x\0y"),
+            Err(NameError::BadChar(_, '\0'))
+        ));
+        assert!(matches!(
+            UserName::parse("-rf"),
+            Err(NameError::BadStart(_, '-'))
+        ));
+        assert!(matches!(
+            UserName::parse("a b"),
+            Err(NameError::BadChar(_, ' '))
+        ));
+        assert!(matches!(
+            UserName::parse("a:b"),
+            Err(NameError::BadChar(_, ':'))
+        ));
+        assert!(matches!(
+            UserName::parse("é"),
+            Err(NameError::BadChar(_, 'é'))
+        ));
         let e = UserName::parse("x\0y").map(|_| ()).unwrap_err_or_default();
         assert!(e.contains("\\0"), "NUL must be shown escaped: {e}");
     }

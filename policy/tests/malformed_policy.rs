@@ -1,6 +1,12 @@
 //! Every file in `data/malformed/` must be refused with exactly the error in its `.err` file:
 //! `FILE:LINE:COL: message`. Set `TWOFOLD_BLESS=1` to (re)write the `.err` files, then review
 //! them by hand before committing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a panic here is a failed test
 
 use std::path::Path;
 
@@ -33,7 +39,11 @@ fn malformed_policies_are_refused_with_exact_positions() {
         let expected = std::fs::read_to_string(&expected_path)
             .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
         if got != expected.trim_end_matches('\n') {
-            failures.push(format!("{}\n  expected: {}\n  got:      {got}", case.display(), expected.trim_end()));
+            failures.push(format!(
+                "{}\n  expected: {}\n  got:      {got}",
+                case.display(),
+                expected.trim_end()
+            ));
         }
         assert!(e_has_position(&got), "{got} has no line:col");
     }

@@ -1,4 +1,10 @@
 //! The precedence chain (every rung) and every status row of the brief, as tables.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a panic here is a failed test
 
 use std::path::Path;
 
@@ -45,33 +51,159 @@ fn groups(g: &[&str]) -> Vec<String> {
 }
 
 /// user, groups, service, override → expected mode, rule kind, rule detail
+type Case = (
+    &'static str,
+    Vec<String>,
+    Option<&'static str>,
+    Option<Override>,
+    Mode,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn precedence_chain() {
     let p = policy();
-    let ov = |mode| Override { mode, by: "root".into(), at: 1_795_000_000 };
-    let cases: Vec<(&str, Vec<String>, Option<&str>, Option<Override>, Mode, &str, &str)> = vec![
+    let ov = |mode| Override {
+        mode,
+        by: "root".into(),
+        at: 1_795_000_000,
+    };
+    let cases: Vec<Case> = vec![
         // 1. admin override beats everything, in both directions.
-        ("backup", groups(&["wheel"]), Some("sshd"), Some(ov(Mode::Required)), Mode::Required, "override", "root"),
-        ("ceo", groups(&["wheel"]), Some("sshd"), Some(ov(Mode::Disabled)), Mode::Disabled, "override", "root"),
+        (
+            "backup",
+            groups(&["wheel"]),
+            Some("sshd"),
+            Some(ov(Mode::Required)),
+            Mode::Required,
+            "override",
+            "root",
+        ),
+        (
+            "ceo",
+            groups(&["wheel"]),
+            Some("sshd"),
+            Some(ov(Mode::Disabled)),
+            Mode::Disabled,
+            "override",
+            "root",
+        ),
         // 2. [users.X] beats groups, services and default.
-        ("backup", groups(&["wheel"]), Some("sshd"), None, Mode::Disabled, "user", "[users.backup]"),
-        ("ceo", groups(&["robots"]), Some("sudo"), None, Mode::Required, "user", "[users.ceo]"),
+        (
+            "backup",
+            groups(&["wheel"]),
+            Some("sshd"),
+            None,
+            Mode::Disabled,
+            "user",
+            "[users.backup]",
+        ),
+        (
+            "ceo",
+            groups(&["robots"]),
+            Some("sudo"),
+            None,
+            Mode::Required,
+            "user",
+            "[users.ceo]",
+        ),
         // 3. [groups.X] beats services and default; strongest group wins.
-        ("alice", groups(&["wheel"]), Some("sudo"), None, Mode::Required, "group", "[groups.wheel]"),
-        ("alice", groups(&["robots", "wheel"]), None, None, Mode::Required, "group", "[groups.wheel]"),
-        ("alice", groups(&["staff", "robots"]), Some("sshd"), None, Mode::Optional, "group", "[groups.staff]"),
-        ("alice", groups(&["robots"]), Some("sshd"), None, Mode::Disabled, "group", "[groups.robots]"),
-        ("alice", groups(&["robots", "staff", "wheel"]), None, None, Mode::Required, "group", "[groups.wheel]"),
+        (
+            "alice",
+            groups(&["wheel"]),
+            Some("sudo"),
+            None,
+            Mode::Required,
+            "group",
+            "[groups.wheel]",
+        ),
+        (
+            "alice",
+            groups(&["robots", "wheel"]),
+            None,
+            None,
+            Mode::Required,
+            "group",
+            "[groups.wheel]",
+        ),
+        (
+            "alice",
+            groups(&["staff", "robots"]),
+            Some("sshd"),
+            None,
+            Mode::Optional,
+            "group",
+            "[groups.staff]",
+        ),
+        (
+            "alice",
+            groups(&["robots"]),
+            Some("sshd"),
+            None,
+            Mode::Disabled,
+            "group",
+            "[groups.robots]",
+        ),
+        (
+            "alice",
+            groups(&["robots", "staff", "wheel"]),
+            None,
+            None,
+            Mode::Required,
+            "group",
+            "[groups.wheel]",
+        ),
         // 4. [services.X] beats default.
-        ("alice", groups(&["users"]), Some("sudo"), None, Mode::Disabled, "service", "[services.sudo]"),
-        ("alice", groups(&["users"]), Some("sshd"), None, Mode::Required, "service", "[services.sshd]"),
+        (
+            "alice",
+            groups(&["users"]),
+            Some("sudo"),
+            None,
+            Mode::Disabled,
+            "service",
+            "[services.sudo]",
+        ),
+        (
+            "alice",
+            groups(&["users"]),
+            Some("sshd"),
+            None,
+            Mode::Required,
+            "service",
+            "[services.sshd]",
+        ),
         // 5. top-level mode.
-        ("alice", groups(&["users"]), Some("login"), None, Mode::Optional, "default", "mode"),
-        ("alice", vec![], None, None, Mode::Optional, "default", "mode"),
+        (
+            "alice",
+            groups(&["users"]),
+            Some("login"),
+            None,
+            Mode::Optional,
+            "default",
+            "mode",
+        ),
+        (
+            "alice",
+            vec![],
+            None,
+            None,
+            Mode::Optional,
+            "default",
+            "mode",
+        ),
     ];
     for (user, groups, service, ov, mode, kind, detail) in cases {
-        let subject = Subject { user, groups: &groups, service };
-        let facts = RecordFacts { enrolled: false, admin_override: ov.as_ref(), required_since: None };
+        let subject = Subject {
+            user,
+            groups: &groups,
+            service,
+        };
+        let facts = RecordFacts {
+            enrolled: false,
+            admin_override: ov.as_ref(),
+            required_since: None,
+        };
         let r = resolve(&p, &subject, &facts, 1_795_000_000);
         let ctx = format!("{user} {groups:?} {service:?} {ov:?}");
         assert_eq!(r.mode, mode, "{ctx}");
@@ -88,17 +220,47 @@ fn precedence_chain() {
 fn rules_name_their_file_and_line() {
     let p = policy();
     let g = groups(&["wheel"]);
-    let r = resolve(&p, &Subject { user: "alice", groups: &g, service: None }, &RecordFacts::default(), 0);
+    let r = resolve(
+        &p,
+        &Subject {
+            user: "alice",
+            groups: &g,
+            service: None,
+        },
+        &RecordFacts::default(),
+        0,
+    );
     assert_eq!(r.rule.to_string(), "[groups.wheel] (policy.toml:10)");
-    let r = resolve(&p, &Subject { user: "x", groups: &[], service: None }, &RecordFacts::default(), 0);
+    let r = resolve(
+        &p,
+        &Subject {
+            user: "x",
+            groups: &[],
+            service: None,
+        },
+        &RecordFacts::default(),
+        0,
+    );
     assert_eq!(r.rule.to_string(), "top-level mode (policy.toml:2)");
 }
 
 #[test]
 fn builtin_default_is_optional() {
     let p = Policy::parse_one(Path::new("empty.toml"), "").unwrap();
-    let r = resolve(&p, &Subject { user: "x", groups: &[], service: Some("sshd") }, &RecordFacts::default(), 0);
-    assert_eq!((r.mode, r.status, r.rule), (Mode::Optional, Status::Off, Rule::BuiltinDefault));
+    let r = resolve(
+        &p,
+        &Subject {
+            user: "x",
+            groups: &[],
+            service: Some("sshd"),
+        },
+        &RecordFacts::default(),
+        0,
+    );
+    assert_eq!(
+        (r.mode, r.status, r.rule),
+        (Mode::Optional, Status::Off, Rule::BuiltinDefault)
+    );
 }
 
 #[test]
@@ -114,11 +276,32 @@ fn every_status_row() {
     ];
     let p = policy();
     for (mode, enrolled, status) in rows {
-        let ov = Override { mode, by: "root".into(), at: 0 };
-        let facts = RecordFacts { enrolled, admin_override: Some(&ov), required_since: None };
-        let r = resolve(&p, &Subject { user: "u", groups: &[], service: None }, &facts, 1000);
+        let ov = Override {
+            mode,
+            by: "root".into(),
+            at: 0,
+        };
+        let facts = RecordFacts {
+            enrolled,
+            admin_override: Some(&ov),
+            required_since: None,
+        };
+        let r = resolve(
+            &p,
+            &Subject {
+                user: "u",
+                groups: &[],
+                service: None,
+            },
+            &facts,
+            1000,
+        );
         assert_eq!(r.status, status, "{mode} enrolled={enrolled}");
-        assert_eq!(r.deadline.is_some(), status == Status::Pending, "deadline only when pending");
+        assert_eq!(
+            r.deadline.is_some(),
+            status == Status::Pending,
+            "deadline only when pending"
+        );
     }
 }
 
@@ -126,14 +309,22 @@ fn every_status_row() {
 fn grace_deadline_runs_from_required_since() {
     let p = policy();
     let g = groups(&["wheel"]);
-    let s = Subject { user: "alice", groups: &g, service: None };
+    let s = Subject {
+        user: "alice",
+        groups: &g,
+        service: None,
+    };
     let week = 7 * 86_400;
     // First contact: the grace starts now and the caller is told to record it.
     let r = resolve(&p, &s, &RecordFacts::default(), 1_000);
     assert_eq!((r.deadline, r.starts_grace), (Some(1_000 + week), true));
     assert!(r.enroll_at_login(&p, 1_000));
     // Later: from the recorded time; inside and outside the grace.
-    let facts = RecordFacts { enrolled: false, admin_override: None, required_since: Some(500) };
+    let facts = RecordFacts {
+        enrolled: false,
+        admin_override: None,
+        required_since: Some(500),
+    };
     let r = resolve(&p, &s, &facts, 1_000);
     assert_eq!((r.deadline, r.starts_grace), (Some(500 + week), false));
     assert!(r.in_grace(500 + week - 1));
@@ -144,6 +335,10 @@ fn grace_deadline_runs_from_required_since() {
     p2.enrollment.at_login = false;
     assert!(!r.enroll_at_login(&p2, 1_000));
     // Enrolled users have no deadline.
-    let facts = RecordFacts { enrolled: true, admin_override: None, required_since: Some(500) };
+    let facts = RecordFacts {
+        enrolled: true,
+        admin_override: None,
+        required_since: Some(500),
+    };
     assert_eq!(resolve(&p, &s, &facts, 1_000).deadline, None);
 }

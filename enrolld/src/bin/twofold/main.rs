@@ -1,0 +1,321 @@
+//! `twofold`: the command line of twofold.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod error;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::json;
+use twofold_policy::config::{Policy, RuleEntry, Source};
+use twofold_policy::resolve::{RecordFacts, Resolution, Rule, Subject, resolve};
+use twofold_policy::store::{Store, StoreError};
+use twofold_policy::{Status, UserName, system, time};
+
+use cli::{Cli, Command, PolicyCommand};
+use error::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Policy(PolicyCommand::Check { file }) => {
+            policy_check(&cli.global, file.as_deref())
+        }
+        Command::Explain { user, service } => explain(&cli.global, user, service.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let (true, CliError::Policy(p)) = (cli.global.json, &e) {
+                println!("{}", policy_error_json(p));
+            }
+            eprintln!("twofold: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn policy_error_json(e: &twofold_policy::PolicyError) -> serde_json::Value {
+    json!({
+        "valid": false,
+        "error": {
+            "file": e.file,
+            "line": e.position.map(|p| p.0),
+            "column": e.position.map(|p| p.1),
+            "message": e.message,
+        }
+    })
+}
+
+/// Loads the policy the login path would load.
+fn load_policy(g: &cli::Global) -> Result<Policy, CliError> {
+    Policy::load_system(&g.policy).map_err(CliError::Policy)
+}
+
+fn source_json(s: &Source) -> serde_json::Value {
+    json!({ "table": s.table, "file": s.file, "line": s.line })
+}
+
+fn rules_of<'a>(p: &'a Policy) -> impl Iterator<Item = (&'static str, &'a String, &'a RuleEntry)> {
+    let tag = |kind: &'static str| move |(name, r): (&'a String, &'a RuleEntry)| (kind, name, r);
+    p.users
+        .iter()
+        .map(tag("user"))
+        .chain(p.groups.iter().map(tag("group")))
+        .chain(p.services.iter().map(tag("service")))
+}
+
+fn where_set<T>(s: &twofold_policy::config::Setting<T>) -> String {
+    match &s.source {
+        Some(src) => format!("{}:{}", src.file.display(), src.line),
+        None => "built-in default".into(),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
+    let policy = match file {
+        Some(f) => {
+            let text = twofold_policy::config::read_for_check(f).map_err(CliError::Policy)?;
+            Policy::parse_one(f, &text).map_err(CliError::Policy)?
+        }
+        None => load_policy(g)?,
+    };
+    if g.json {
+        let rules: Vec<_> = rules_of(&policy)
+            .map(|(kind, name, r)| json!({ "kind": kind, "name": name, "mode": r.mode.as_str(), "source": source_json(&r.source) }))
+            .collect();
+        let out = json!({
+            "valid": true,
+            "files": policy.files,
+            "mode": policy.mode.value.as_str(),
+            "mode_source": policy.mode.source.as_ref().map(source_json),
+            "admin_group": policy.admin_group.value,
+            "enrollment": {
+                "at_login": policy.enrollment.at_login,
+                "grace_period_seconds": policy.enrollment.grace_period.secs(),
+                "issuer": policy.enrollment.issuer,
+                "recovery_codes": policy.enrollment.recovery_codes,
+            },
+            "totp": {
+                "algorithm": policy.totp.algorithm.as_str(),
+                "digits": policy.totp.digits,
+                "period": policy.totp.period,
+                "window": policy.totp.window,
+            },
+            "rules": rules,
+        });
+        println!("{out:#}");
+        return Ok(());
+    }
+    let mut o = String::new();
+    let files: Vec<String> = policy
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    o.push_str(&format!("policy OK: {}\n", files.join(", ")));
+    o.push_str(&format!(
+        "  default mode   {} ({})\n",
+        policy.mode.value,
+        where_set(&policy.mode)
+    ));
+    o.push_str(&format!(
+        "  admin group    {} ({})\n",
+        policy.admin_group.value,
+        where_set(&policy.admin_group)
+    ));
+    let e = &policy.enrollment;
+    o.push_str(&format!(
+        "  enrollment     {}, grace period {}, {}{}\n",
+        if e.at_login {
+            "at login allowed"
+        } else {
+            "not at login"
+        },
+        e.grace_period,
+        plural(e.recovery_codes as usize, "recovery code", "recovery codes"),
+        e.issuer
+            .as_ref()
+            .map(|i| format!(", issuer {i:?}"))
+            .unwrap_or_default()
+    ));
+    let t = &policy.totp;
+    o.push_str(&format!(
+        "  codes          {}, {} digits, {}s steps, window ±{}\n",
+        t.algorithm, t.digits, t.period, t.window
+    ));
+    let (u, gr, s) = (
+        policy.users.len(),
+        policy.groups.len(),
+        policy.services.len(),
+    );
+    o.push_str(&format!(
+        "  rules          {}, {}, {}\n",
+        plural(u, "user", "users"),
+        plural(gr, "group", "groups"),
+        plural(s, "service", "services")
+    ));
+    let width = rules_of(&policy)
+        .map(|(_, _, r)| r.source.table.len())
+        .max()
+        .unwrap_or(0);
+    for (_, _, r) in rules_of(&policy) {
+        o.push_str(&format!(
+            "    {:<width$}  {:<8}  {}:{}\n",
+            r.source.table,
+            r.mode.as_str(),
+            r.source.file.display(),
+            r.source.line
+        ));
+    }
+    print!("{o}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// A sentence a person understands for a status.
+fn describe(res: &Resolution, policy: &Policy, now: u64) -> String {
+    match res.status {
+        Status::Enforced => "2FA is required and set up: every login asks for a code".into(),
+        Status::Enabled => "2FA is set up by choice: every login asks for a code".into(),
+        Status::Off => "2FA is optional and not set up: logins ask for no code".into(),
+        Status::Exempt => "2FA is disabled for this user: logins ask for no code".into(),
+        Status::Pending => {
+            let grace = policy.enrollment.grace_period;
+            if res.starts_grace {
+                if policy.enrollment.at_login && grace.secs() > 0 {
+                    format!(
+                        "2FA is required and not set up: the next login sets it up; the grace period of {grace} starts then"
+                    )
+                } else if grace.secs() > 0 {
+                    format!(
+                        "2FA is required and not set up: they must run `twofold enroll` within {grace} of their next login"
+                    )
+                } else {
+                    "2FA is required and not set up, with no grace period: logins are refused until it is set up".into()
+                }
+            } else if res.in_grace(now) {
+                let until = res.deadline.map(time::human).unwrap_or_default();
+                if policy.enrollment.at_login {
+                    format!(
+                        "2FA is required and not set up: the next login sets it up, before {until}"
+                    )
+                } else {
+                    format!(
+                        "2FA is required and not set up: they must run `twofold enroll` before {until}"
+                    )
+                }
+            } else {
+                let since = res.deadline.map(time::human).unwrap_or_default();
+                format!(
+                    "2FA is required and not set up, and the grace period ended on {since}: logins are refused until an admin resets or exempts them"
+                )
+            }
+        }
+    }
+}
+
+fn rule_json(rule: &Rule) -> serde_json::Value {
+    match rule {
+        Rule::Override { by, at } => {
+            json!({ "kind": "override", "by": by, "at": time::rfc3339(*at) })
+        }
+        Rule::User(s) | Rule::Default(s) => {
+            json!({ "kind": rule.kind(), "source": source_json(s) })
+        }
+        Rule::Group(n, s) | Rule::Service(n, s) => {
+            json!({ "kind": rule.kind(), "name": n, "source": source_json(s) })
+        }
+        Rule::BuiltinDefault => json!({ "kind": "default", "source": null }),
+    }
+}
+
+fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), CliError> {
+    let name = UserName::parse(user).map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(s) = service
+        && (s.is_empty()
+            || s.len() > 256
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-@$".contains(c)))
+    {
+        return Err(CliError::Usage(format!("invalid service name {s:?}")));
+    }
+    let account = system::lookup(name.as_str())
+        .map_err(|e| CliError::System(e.to_string()))?
+        .ok_or_else(|| CliError::UnknownUser(user.to_owned()))?;
+    let policy = load_policy(g)?;
+    let mut note = None;
+    let state = match Store::open(&g.state) {
+        Ok(store) => store
+            .read(&name)
+            .map_err(|e| CliError::System(e.to_string()))?,
+        Err(StoreError::Missing(p)) => {
+            note = Some(format!(
+                "{} does not exist: nobody is enrolled yet",
+                p.display()
+            ));
+            Default::default()
+        }
+        Err(e) => {
+            let hint = if nix_is_root() {
+                ""
+            } else {
+                " (enrollments and overrides are readable by root only)"
+            };
+            return Err(CliError::System(format!("{e}{hint}")));
+        }
+    };
+    let facts = RecordFacts::of(state.record.as_ref());
+    let now = time::now();
+    let subject = Subject {
+        user: name.as_str(),
+        groups: &account.groups,
+        service,
+    };
+    let res = resolve(&policy, &subject, &facts, now);
+    let sentence = describe(&res, &policy, now);
+    if g.json {
+        let out = json!({
+            "user": account.name,
+            "uid": account.uid,
+            "groups": account.groups,
+            "service": service,
+            "mode": res.mode.as_str(),
+            "status": res.status.as_str(),
+            "enrolled": facts.enrolled,
+            "deadline": res.deadline.filter(|_| !res.starts_grace).map(time::rfc3339),
+            "grace_starts_at_next_login": res.starts_grace,
+            "rule": rule_json(&res.rule),
+            "explanation": sentence,
+        });
+        println!("{out:#}");
+    } else {
+        let groups = if account.groups.is_empty() {
+            "(none)".to_owned()
+        } else {
+            account.groups.join(", ")
+        };
+        println!("user      {} (uid {})", account.name, account.uid);
+        println!("groups    {groups}");
+        println!("service   {}", service.unwrap_or("(any)"));
+        println!("mode      {}", res.mode);
+        println!("status    {}: {sentence}", res.status);
+        println!("rule      {}", res.rule);
+    }
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
