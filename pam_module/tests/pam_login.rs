@@ -1,0 +1,350 @@
+//! pam_twofold.so through the real libpam: pam_wrapper with a temporary service directory,
+//! pamtester as the application, codes from `oathtool`. Needs root (the store is root's), as CI
+//! runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a panic here is a failed test
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use twofold_policy::record::{Enrollment, Record};
+use twofold_policy::store::Store;
+use twofold_policy::totp::{Params, Secret};
+use twofold_policy::{UserName, recovery};
+
+const WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so";
+
+fn module_path() -> PathBuf {
+    // target/debug/deps/pam_login-… → target/debug/libpam_twofold.so
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libpam_twofold.so");
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+struct Rig {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Rig {
+    /// A policy, a state directory and a PAM service `twofold-test` with `extra` arguments.
+    fn new(policy: &str, extra: &str) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("policy.toml"), policy).unwrap();
+        std::fs::set_permissions(
+            dir.join("policy.toml"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.join("state")).unwrap();
+        std::fs::set_permissions(dir.join("state"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::fs::create_dir(dir.join("pam.d")).unwrap();
+        std::fs::write(
+            dir.join("pam.d/twofold-test"),
+            format!(
+                "auth required {} policy={}/policy.toml state={}/state {extra}\n",
+                module_path().display(),
+                dir.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        Rig { _tmp: tmp, dir }
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.dir.join("state")).unwrap()
+    }
+
+    /// Enrolls `user` with a fresh secret and `n` recovery codes; returns them.
+    fn enroll(&self, user: &str, n: u32) -> (Secret, Vec<String>) {
+        let secret = Secret::generate().unwrap();
+        let codes = recovery::generate(n).unwrap();
+        let store = self.store();
+        let u = UserName::parse(user).unwrap();
+        let lock = store.lock(&u).unwrap();
+        let mut r = Record::new(user);
+        r.enrollment = Some(Enrollment::new(&secret, Params::default(), 1, codes.hashes));
+        lock.write_record(&r).unwrap();
+        (secret, codes.codes.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// Runs `pamtester twofold-test USER authenticate` with `answer` on stdin.
+    ///
+    /// One at a time: pam_wrapper names its per-process config directory `/tmp/pam.X` from a
+    /// small set, and concurrent processes collide there ("File exists") and may read another
+    /// test's service directory.
+    fn login(&self, user: &str, answer: &str) -> (bool, String) {
+        static PAM_WRAPPER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = PAM_WRAPPER.lock().unwrap_or_else(|e| e.into_inner());
+        let mut child = Command::new("pamtester")
+            .args(["-v", "twofold-test", user, "authenticate"])
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.dir.join("pam.d"))
+            .env("LD_PRELOAD", WRAPPER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pamtester must be installed (make test installs it)");
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(answer.as_bytes());
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+fn oathtool(secret: &Secret, offset_steps: i64) -> String {
+    let t = twofold_policy::time::now() as i64 + offset_steps * 30;
+    let out = Command::new("oathtool")
+        .args([
+            "--totp",
+            "--base32",
+            &format!("--now=@{t}"),
+            secret.to_base32().as_str(),
+        ])
+        .output()
+        .expect("oathtool must be installed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Codes are generated relative to "now"; a step boundary between generating and checking
+/// would shift them by one step. Each sequence takes well under a second: start it with at
+/// least 5 s left in the current 30 s step.
+fn wait_for_fresh_step() {
+    let into = twofold_policy::time::now() % 30;
+    if into >= 25 {
+        std::thread::sleep(std::time::Duration::from_secs(30 - into));
+    }
+}
+
+fn root_or_skip() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!(
+        "PAM tests need root (the state directory is root's): run make test as root (CI does)"
+    );
+    false
+}
+
+const POLICY: &str = r#"
+mode = "optional"
+[enrollment]
+at_login = false
+grace_period = "7d"
+[users.daemon]
+mode = "required"
+[users.bin]
+mode = "disabled"
+"#;
+
+#[test]
+fn codes_window_replay_and_recovery() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    // `sys` is optional and enrolled: status enabled.
+    let (secret, codes) = rig.enroll("sys", 2);
+    wait_for_fresh_step();
+    let (ok, out) = rig.login("sys", "000000\n");
+    assert!(!ok && out.contains("Authentication failure"), "{out}");
+    // Code from 3 steps ago: refused.
+    let (ok, out) = rig.login("sys", &format!("{}\n", oathtool(&secret, -3)));
+    assert!(!ok, "{out}");
+    // The previous step's code: accepted (window 1).
+    let (ok, out) = rig.login("sys", &format!("{}\n", oathtool(&secret, -1)));
+    assert!(ok, "{out}");
+    // The current code: accepted once, then refused as a replay.
+    let now = oathtool(&secret, 0);
+    let (ok, out) = rig.login("sys", &format!("{now}\n"));
+    assert!(ok, "{out}");
+    let (ok, out) = rig.login("sys", &format!("{now}\n"));
+    assert!(!ok, "replayed code accepted: {out}");
+    // The previous step is older than the accepted one now: refused too.
+    let (ok, _) = rig.login("sys", &format!("{}\n", oathtool(&secret, -1)));
+    assert!(!ok);
+    // The next step's code: accepted.
+    let (ok, out) = rig.login("sys", &format!("{}\n", oathtool(&secret, 1)));
+    assert!(ok, "{out}");
+    // A recovery code, typed with spaces and capitals: accepted once.
+    let (ok, out) = rig.login(
+        "sys",
+        &format!("{}\n", codes[0].to_uppercase().replace('-', " ")),
+    );
+    assert!(
+        ok && out.contains("Recovery code accepted; 1 left."),
+        "{out}"
+    );
+    let (ok, _) = rig.login("sys", &format!("{}\n", codes[0]));
+    assert!(!ok, "recovery code accepted twice");
+    // Failures were counted per source and cleared by success.
+    let state = rig.store().read(&UserName::parse("sys").unwrap()).unwrap();
+    assert_eq!(
+        state.counters.failures.get("local").map(|f| f.count),
+        Some(1),
+        "{:?}",
+        state.counters.failures
+    );
+    assert_eq!(
+        state
+            .record
+            .unwrap()
+            .enrollment
+            .unwrap()
+            .recovery_codes
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn status_rows_give_the_documented_results() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    // off (optional, not enrolled) and exempt (disabled, even if enrolled): PAM_IGNORE, no
+    // prompt. With the module alone in the stack, libpam turns "all ignored" into a failure.
+    let (ok, out) = rig.login("games", "");
+    assert!(!ok && !out.contains("Verification code"), "{out}");
+    rig.enroll("bin", 1);
+    let (ok, out) = rig.login("bin", "");
+    assert!(
+        !ok && !out.contains("Verification code"),
+        "exempt must not prompt: {out}"
+    );
+    // enforced (required, enrolled): prompt and code.
+    let (secret, _) = rig.enroll("daemon", 1);
+    wait_for_fresh_step();
+    let (ok, out) = rig.login("daemon", &format!("{}\n", oathtool(&secret, 0)));
+    assert!(ok && out.contains("Verification code"), "{out}");
+    // pending with at_login = false, in grace: a reminder, and the grace period starts.
+    let rig2 = Rig::new(&POLICY.replace("[users.daemon]", "[users.man]"), "");
+    let (_, out) = rig2.login("man", "");
+    assert!(
+        out.contains("set it up with `twofold enroll` before"),
+        "{out}"
+    );
+    let rec = rig2
+        .store()
+        .read(&UserName::parse("man").unwrap())
+        .unwrap()
+        .record
+        .unwrap();
+    assert!(rec.required_since.is_some());
+    // pending after the grace period: refused with what to do.
+    let rig3 = Rig::new(
+        &POLICY
+            .replace("[users.daemon]", "[users.man]")
+            .replace("\"7d\"", "\"0s\""),
+        "",
+    );
+    let (ok, out) = rig3.login("man", "");
+    assert!(
+        !ok && out.contains("Ask an administrator to reset or exempt you"),
+        "{out}"
+    );
+}
+
+#[test]
+fn broken_configuration_fails_closed() {
+    if !root_or_skip() {
+        return;
+    }
+    // A malformed policy: refused before any prompt.
+    let rig = Rig::new("mode = \"sometimes\"\n", "");
+    rig.enroll("sys", 0);
+    let (ok, out) = rig.login("sys", "123456\n");
+    assert!(
+        !ok && out.contains("cannot retrieve authentication info"),
+        "{out}"
+    );
+    // on_error=allow: ignored, the stack decides.
+    let rig = Rig::new("mode = \"sometimes\"\n", "on_error=allow");
+    let (ok, out) = rig.login("sys", "");
+    assert!(!ok && !out.contains("cannot retrieve"), "{out}");
+    // An unknown module argument: service error.
+    let rig = Rig::new(POLICY, "nullok");
+    let (ok, out) = rig.login("sys", "");
+    assert!(!ok && out.contains("Error in service module"), "{out}");
+    // A state directory that is missing, or a symlink: refused.
+    let rig = Rig::new(POLICY, "");
+    let state = rig.dir.join("state");
+    std::fs::rename(&state, rig.dir.join("real-state")).unwrap();
+    let (ok, out) = rig.login("daemon", "");
+    assert!(
+        !ok && out.contains("cannot retrieve authentication info"),
+        "{out}"
+    );
+    std::os::unix::fs::symlink(rig.dir.join("real-state"), &state).unwrap();
+    let (ok, out) = rig.login("daemon", "");
+    assert!(
+        !ok && out.contains("cannot retrieve authentication info"),
+        "{out}"
+    );
+}
+
+#[test]
+fn garbage_answers_and_names() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    let (secret, _) = rig.enroll("sys", 1);
+    let long = "9".repeat(10_000);
+    for answer in [
+        "\n",
+        "abcdef\n",
+        "12 34\n",
+        &format!("{long}\n"),
+        "１２３４５６\n",
+    ] {
+        let (ok, out) = rig.login("sys", answer);
+        assert!(
+            !ok && out.contains("Authentication failure"),
+            "{answer:?}: {out}"
+        );
+    }
+    // Still works afterwards.
+    wait_for_fresh_step();
+    let (ok, out) = rig.login("sys", &format!("{}\n", oathtool(&secret, 0)));
+    assert!(ok, "{out}");
+    for user in ["../x", "-rf", &"a".repeat(300), "no-such-user-xyz"] {
+        let (ok, out) = rig.login(user, "");
+        assert!(!ok && out.contains("User not known"), "{user}: {out}");
+    }
+    // Nothing was written for any of those names.
+    let names: Vec<_> = std::fs::read_dir(rig.dir.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.to_string_lossy().starts_with("sys.")),
+        "{names:?}"
+    );
+}
