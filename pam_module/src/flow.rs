@@ -13,6 +13,7 @@ use twofold_policy::totp::{self, Verdict};
 use twofold_policy::{Policy, Status, UserName, recovery, system, time};
 
 use crate::args::{self, Args, OnError};
+use crate::enroll::EnrollError;
 use crate::ffi::{Level, syslog};
 
 /// Failures of this layer, mapped to a PAM code once, in [`authenticate`].
@@ -249,14 +250,23 @@ fn pending(
             "{rule} status=pending in grace until {deadline}, reminded"
         )));
     }
-    say(
-        pamh,
-        PAM_ERROR_MSG,
-        "Two-factor authentication is required for this account and not set up yet; this version of pam_twofold cannot set it up during login. Ask an administrator.",
-    );
-    Err(Failure::Refused(format!(
-        "{rule} status=pending enrollment at login not available"
-    )))
+    let conv = match pamh.get_item::<Conv>() {
+        Ok(Some(c)) => c,
+        _ => return Err(Failure::Conversation(PamResultCode::PAM_CONV_ERR)),
+    };
+    match crate::enroll::enroll_at_login(&conv, policy, store, user, res.deadline) {
+        Ok(note) => Ok(Decision::Success(format!("{rule} status=pending {note}"))),
+        Err(EnrollError::Conversation(code)) => Err(Failure::Conversation(code)),
+        Err(EnrollError::NoValidCode) => Err(Failure::Refused(format!(
+            "{rule} status=pending enrollment at login: no valid code, nothing stored"
+        ))),
+        Err(EnrollError::Raced) => Err(Failure::Refused(format!(
+            "{rule} status=pending enrolled meanwhile by another login; log in again"
+        ))),
+        Err(EnrollError::Unavailable(why)) => {
+            Err(Failure::Unavailable(format!("enrollment at login: {why}")))
+        }
+    }
 }
 
 /// Prompts for a code and checks it under the user's lock.

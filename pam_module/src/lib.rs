@@ -6,6 +6,7 @@
 //! inside pam-bindings' `catch_unwind`, and no code path here unwraps input.
 
 mod args;
+mod enroll;
 mod ffi;
 mod flow;
 

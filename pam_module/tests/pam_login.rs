@@ -29,7 +29,11 @@ fn module_path() -> PathBuf {
         .parent()
         .unwrap()
         .join("libpam_twofold.so");
-    assert!(p.exists(), "{} not built", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build -p pam_twofold` first (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -84,22 +88,27 @@ impl Rig {
         (secret, codes.codes.iter().map(|c| c.to_string()).collect())
     }
 
+    fn pamtester(&self, user: &str) -> Command {
+        let mut cmd = Command::new("pamtester");
+        cmd.args(["-v", "twofold-test", user, "authenticate"])
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.dir.join("pam.d"))
+            .env("LD_PRELOAD", WRAPPER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     /// Runs `pamtester twofold-test USER authenticate` with `answer` on stdin.
     ///
     /// One at a time: pam_wrapper names its per-process config directory `/tmp/pam.X` from a
     /// small set, and concurrent processes collide there ("File exists") and may read another
     /// test's service directory.
     fn login(&self, user: &str, answer: &str) -> (bool, String) {
-        static PAM_WRAPPER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = PAM_WRAPPER.lock().unwrap_or_else(|e| e.into_inner());
-        let mut child = Command::new("pamtester")
-            .args(["-v", "twofold-test", user, "authenticate"])
-            .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", self.dir.join("pam.d"))
-            .env("LD_PRELOAD", WRAPPER)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let _one_at_a_time = one_at_a_time();
+        let mut child = self
+            .pamtester(user)
             .spawn()
             .expect("pamtester must be installed (make test installs it)");
         let mut stdin = child.stdin.take().unwrap();
@@ -113,6 +122,12 @@ impl Rig {
         );
         (out.status.success(), text)
     }
+}
+
+/// One PAM application at a time (see [`Rig::login`]).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static PAM_WRAPPER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PAM_WRAPPER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn oathtool(secret: &Secret, offset_steps: i64) -> String {
@@ -347,4 +362,121 @@ fn garbage_answers_and_names() {
             .all(|n| n.to_string_lossy().starts_with("sys.")),
         "{names:?}"
     );
+}
+
+const AT_LOGIN: &str = r#"
+mode = "optional"
+[enrollment]
+at_login = true
+grace_period = "7d"
+recovery_codes = 3
+[users.man]
+mode = "required"
+"#;
+
+/// Runs a login that enrolls: reads the prompt live (pamtester writes prompts to stderr
+/// unbuffered), takes the secret from the otpauth URI shown, and answers with `answer(secret)`.
+fn enroll_via_login(
+    rig: &Rig,
+    user: &str,
+    answer: impl Fn(&Secret) -> String,
+) -> (bool, String, String) {
+    use std::io::Read;
+    let _one = one_at_a_time();
+    let mut child = rig.pamtester(user).spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).ends_with("code the app shows: ") {
+        assert_eq!(
+            stderr.read(&mut byte).unwrap(),
+            1,
+            "no prompt: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.push(byte[0]);
+    }
+    let prompt = String::from_utf8_lossy(&seen).into_owned();
+    let key = prompt
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = Secret::from_base32(key).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let reply = answer(&secret);
+    stdin.write_all(reply.as_bytes()).unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        prompt,
+        format!("{}{rest}", String::from_utf8_lossy(&out.stdout)),
+    )
+}
+
+#[test]
+fn enrollment_inside_the_login() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(AT_LOGIN, "");
+    let u = UserName::parse("man").unwrap();
+    // Three wrong codes: refused, nothing stored but the start of the grace period.
+    let (ok, prompt, out) = enroll_via_login(&rig, "man", |_| "000000\n111111\n222222\n".into());
+    assert!(!ok && out.contains("was not set up"), "{out}");
+    assert!(
+        prompt.contains("enter the key by hand:") && prompt.contains("otpauth://totp/"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains('█') || prompt.contains('▀') || prompt.contains('▄'),
+        "no QR code: {prompt}"
+    );
+    let rec = rig.store().read(&u).unwrap().record.unwrap();
+    assert!(rec.enrollment.is_none() && rec.required_since.is_some());
+    // The right code: enrolled, recovery codes shown once.
+    wait_for_fresh_step();
+    let (ok, prompt, out) = enroll_via_login(&rig, "man", |s| format!("{}\n", oathtool(s, 0)));
+    assert!(ok, "{prompt}{out}");
+    assert!(
+        out.contains("now set up") && out.contains("shown only this time"),
+        "{out}"
+    );
+    let codes: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() == 14 && l.matches('-').count() == 2)
+        .collect();
+    assert_eq!(codes.len(), 3, "{out}");
+    let state = rig.store().read(&u).unwrap();
+    let enrollment = state.record.unwrap().enrollment.unwrap();
+    let secret = enrollment.secret().unwrap();
+    assert_eq!(enrollment.recovery_codes.len(), 3);
+    // The secret stored is the one shown in the login.
+    let key = prompt
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    assert_eq!(
+        Secret::from_base32(key).unwrap().as_bytes(),
+        secret.as_bytes()
+    );
+    // The next login asks for a code: the code used to enroll is spent, the next one works.
+    let (ok, out) = rig.login("man", &format!("{}\n", oathtool(&secret, 0)));
+    assert!(
+        !ok && out.contains("Verification code"),
+        "replay after enrollment: {out}"
+    );
+    let (ok, out) = rig.login("man", &format!("{}\n", oathtool(&secret, 1)));
+    assert!(ok, "{out}");
+    let (ok, out) = rig.login("man", &format!("{}\n", codes[1]));
+    assert!(ok && out.contains("2 left"), "{out}");
 }

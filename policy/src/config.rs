@@ -336,6 +336,28 @@ fn key_text(name: &str) -> String {
 }
 
 impl Policy {
+    /// The issuer authenticator apps show: `[enrollment] issuer`, or `twofold@HOSTNAME`.
+    pub fn issuer(&self) -> String {
+        if let Some(i) = &self.enrollment.issuer {
+            return i.clone();
+        }
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty() && !h.contains(':'))
+            .unwrap_or_else(|| "localhost".into());
+        format!("twofold@{host}")
+    }
+
+    /// Code parameters for a new enrollment.
+    pub fn new_params(&self) -> crate::totp::Params {
+        crate::totp::Params {
+            algorithm: self.totp.algorithm,
+            digits: self.totp.digits,
+            period: self.totp.period,
+        }
+    }
+
     /// Loads the main file and then every `*.toml` in `dropin_dir` (if it exists) in name order,
     /// checking that each is owned by root (or the current user) and not writable by others:
     /// the login path trusts what these files say.

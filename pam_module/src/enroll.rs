@@ -1,0 +1,144 @@
+//! Enrollment inside the login: a required user without an enrollment, within the grace period,
+//! sets it up here. The guidance (QR code in text blocks, the key in groups of four, the otpauth
+//! URI) is part of the code prompt itself, because sshd's keyboard-interactive shows info text
+//! only together with the next prompt. The enrollment is stored (fsynced) only once a code from
+//! the new secret verifies; the recovery codes are then shown once.
+
+use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO};
+use pam::conv::Conv;
+use twofold_policy::record::{Enrollment, Record};
+use twofold_policy::store::Store;
+use twofold_policy::totp::{self, Secret, Verdict};
+use twofold_policy::{Policy, UserName, recovery, time};
+use zeroize::Zeroizing;
+
+/// Attempts at the first code before the login is refused (the secret is then discarded).
+const ATTEMPTS: u32 = 3;
+
+/// Why enrollment at login did not complete.
+pub enum EnrollError {
+    /// The conversation failed.
+    Conversation(pam::constants::PamResultCode),
+    /// No code from the new secret was given.
+    NoValidCode,
+    /// Someone else enrolled this user meanwhile (e.g. a concurrent login).
+    Raced,
+    /// Randomness or the store failed.
+    Unavailable(String),
+}
+
+/// The QR code of `uri` as text: two modules per character cell, light modules drawn as blocks
+/// so that it scans on the dark background of most terminals, with the quiet zone.
+fn qr_text(uri: &str) -> Option<Zeroizing<String>> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::L).ok()?;
+    Some(Zeroizing::new(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    ))
+}
+
+/// Runs the enrollment conversation; returns a note for the log on success.
+pub fn enroll_at_login(
+    conv: &Conv<'_>,
+    policy: &Policy,
+    store: &Store,
+    user: &UserName,
+    deadline: Option<u64>,
+) -> Result<String, EnrollError> {
+    let secret = Secret::generate().map_err(|e| EnrollError::Unavailable(e.to_string()))?;
+    let params = policy.new_params();
+    let issuer = policy.issuer();
+    let uri = totp::otpauth_uri(&secret, params, &issuer, user.as_str());
+    let key = secret.to_base32_grouped();
+    let qr = qr_text(&uri).unwrap_or_else(|| Zeroizing::new(String::new()));
+    let until = deadline
+        .map(|d| format!(" (required before {})", time::human(d)))
+        .unwrap_or_default();
+    let guidance = Zeroizing::new(format!(
+        "Two-factor authentication is required for this account and not set up yet{until}.\n\
+         Scan this QR code with an authenticator app (Aegis, FreeOTP, Google Authenticator, ...):\n\
+         {qr}\n\
+         or enter the key by hand:  {key}\n\
+         (account {user}, issuer {issuer}, {alg}, {digits} digits, {period} s)\n\
+         or open this URI:  {uri}\n\n",
+        qr = qr.as_str(),
+        key = key.as_str(),
+        uri = uri.as_str(),
+        alg = params.algorithm,
+        digits = params.digits,
+        period = params.period,
+    ));
+    for attempt in 1..=ATTEMPTS {
+        let prompt = Zeroizing::new(if attempt == 1 {
+            format!(
+                "{}Enter the {}-digit code the app shows: ",
+                guidance.as_str(),
+                params.digits
+            )
+        } else {
+            format!("That code does not match. Try again ({attempt} of {ATTEMPTS}): ")
+        });
+        let answer = conv
+            .send(PAM_PROMPT_ECHO_ON, &prompt)
+            .map_err(EnrollError::Conversation)?;
+        let input = Zeroizing::new(
+            answer
+                .as_ref()
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_default(),
+        );
+        let now = time::now();
+        let step = match totp::verify(&secret, params, &input, now, policy.totp.window, None) {
+            Ok(Verdict::Accepted { step }) => step,
+            Ok(_) => continue,
+            Err(e) => return Err(EnrollError::Unavailable(e.to_string())),
+        };
+        let codes = recovery::generate(policy.enrollment.recovery_codes)
+            .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
+        let lock = store
+            .lock(user)
+            .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
+        let state = lock
+            .read()
+            .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
+        let mut record = state.record.unwrap_or_else(|| Record::new(user.as_str()));
+        if record.enrollment.is_some() {
+            return Err(EnrollError::Raced);
+        }
+        record.enrollment = Some(Enrollment::new(&secret, params, now, codes.hashes));
+        // Durable before anything is acknowledged.
+        lock.write_record(&record)
+            .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
+        let mut counters = state.counters;
+        counters.last_step = Some(step);
+        counters.last_login = Some(now);
+        // The enrollment is safe; a lost counters write only costs replay protection of this
+        // one code, which the login itself just used.
+        let _ = lock.write_counters(&counters);
+        drop(lock);
+        let mut shown = Zeroizing::new(String::from(
+            "Two-factor authentication is now set up. Your recovery codes, each usable once if you \
+             lose your phone (they are shown only this time: store them somewhere safe, offline):\n",
+        ));
+        for c in &codes.codes {
+            shown.push_str("    ");
+            shown.push_str(c);
+            shown.push('\n');
+        }
+        let _ = conv.send(PAM_TEXT_INFO, &shown);
+        return Ok(format!(
+            "enrolled at login, {} recovery codes issued",
+            codes.codes.len()
+        ));
+    }
+    let _ = conv.send(
+        PAM_ERROR_MSG,
+        "No matching code: two-factor authentication was not set up. Check the phone's clock and try again at the next login.",
+    );
+    Err(EnrollError::NoValidCode)
+}
