@@ -35,9 +35,7 @@ clippy:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
-# The PAM tests load target/debug/libpam_twofold.so, which `cargo test` alone does not build.
 unit:
-	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
 test: deps fmt-check clippy doc unit

@@ -50,7 +50,7 @@ pub fn enroll_at_login(
     deadline: Option<u64>,
 ) -> Result<String, EnrollError> {
     let secret = Secret::generate().map_err(|e| EnrollError::Unavailable(e.to_string()))?;
-    let params = policy.new_params();
+    let params = policy.totp.params;
     let issuer = policy.issuer();
     let uri = totp::otpauth_uri(&secret, params, &issuer, user.as_str());
     let key = secret.to_base32_grouped();
@@ -82,16 +82,8 @@ pub fn enroll_at_login(
         } else {
             format!("That code does not match. Try again ({attempt} of {ATTEMPTS}): ")
         });
-        let answer = conv
-            .send(PAM_PROMPT_ECHO_ON, &prompt)
+        let input = crate::flow::ask(conv, PAM_PROMPT_ECHO_ON, &prompt)
             .map_err(EnrollError::Conversation)?;
-        let input = Zeroizing::new(
-            answer
-                .as_ref()
-                .and_then(|a| a.as_str().ok())
-                .map(str::to_owned)
-                .unwrap_or_default(),
-        );
         let now = time::now();
         let step = match totp::verify(&secret, params, &input, now, policy.totp.window, None) {
             Ok(Verdict::Accepted { step }) => step,

@@ -8,9 +8,11 @@ use pam::items::{RHost, Service};
 use pam::module::PamHandle;
 use twofold_policy::record::Counters;
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
-use twofold_policy::store::{Locked, Store};
+use twofold_policy::store::{Locked, Store, StoreError};
 use twofold_policy::totp::{self, Verdict};
 use twofold_policy::{Policy, Status, UserName, recovery, system, time};
+
+use zeroize::Zeroizing;
 
 use crate::args::{self, Args, OnError};
 use crate::enroll::EnrollError;
@@ -41,7 +43,7 @@ enum Decision {
 /// Who is logging in, for log lines.
 struct Ctx {
     user: String,
-    service: String,
+    service: Option<String>,
     source: String,
 }
 
@@ -51,26 +53,65 @@ impl Ctx {
             level,
             &format!(
                 "pam_twofold({}:auth): user={} source={} rule={} outcome={} {}",
-                self.service, self.user, self.source, rule, outcome, detail
+                self.service.as_deref().unwrap_or("unknown"),
+                self.user,
+                self.source,
+                rule,
+                outcome,
+                detail
             ),
         );
     }
 }
 
-fn item_str(c: &CStr) -> String {
-    // Shown in logs only: cut and made printable.
-    c.to_string_lossy()
-        .chars()
-        .take(128)
+/// Text shown in logs only: cut to `max` characters, control characters made visible.
+fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+fn item_str(c: &CStr) -> String {
+    printable(&c.to_string_lossy(), 128)
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::Unavailable(format!("state: {e}"))
+    }
+}
+
+/// The application's conversation function.
+fn conversation<'a>(pamh: &'a PamHandle) -> Result<Conv<'a>, Failure> {
+    match pamh.get_item::<Conv>() {
+        Ok(Some(c)) => Ok(c),
+        _ => Err(Failure::Conversation(PamResultCode::PAM_CONV_ERR)),
+    }
+}
+
+/// Asks one question; the answer (possibly a code or a secret) is wiped when dropped. No answer
+/// at all reads as an empty one.
+pub fn ask(
+    conv: &Conv<'_>,
+    style: pam::constants::PamMessageStyle,
+    prompt: &str,
+) -> Result<Zeroizing<String>, PamResultCode> {
+    let answer = conv.send(style, prompt)?;
+    Ok(Zeroizing::new(
+        answer
+            .as_ref()
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default(),
+    ))
 }
 
 /// `pam_sm_authenticate`.
 pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
     let service = match pamh.get_item::<Service>() {
-        Ok(Some(s)) => item_str(s.0),
-        _ => "unknown".into(),
+        Ok(Some(s)) => Some(item_str(s.0)),
+        _ => None,
     };
     let source = match pamh.get_item::<RHost>() {
         Ok(Some(h)) if !h.0.to_bytes().is_empty() => item_str(h.0),
@@ -140,7 +181,7 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
 }
 
 fn say(pamh: &PamHandle, style: pam::constants::PamMessageStyle, text: &str) {
-    if let Ok(Some(conv)) = pamh.get_item::<Conv>() {
+    if let Ok(conv) = conversation(pamh) {
         let _ = conv.send(style, text);
     }
 }
@@ -149,41 +190,23 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
     let raw_user = pamh
         .get_user(None)
         .map_err(|_| Failure::User("no user name".into()))?;
-    ctx.user = raw_user
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    ctx.user = printable(&raw_user, 64);
     let user = UserName::parse(&raw_user).map_err(|e| Failure::User(e.to_string()))?;
     let account = system::lookup(user.as_str())
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .ok_or_else(|| Failure::User("unknown user".into()))?;
     let policy = Policy::load_system(&args.policy)
         .map_err(|e| Failure::Unavailable(format!("policy: {e}")))?;
-    let store =
-        Store::open(&args.state).map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
-    let state = store
-        .read(&user)
-        .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
-    if let Some(note) = &state.counters_recovered {
-        syslog(
-            Level::Err,
-            &format!("pam_twofold({}:auth): {note}", ctx.service),
-        );
-    }
+    let store = Store::open(&args.state)?;
+    // Resolution needs only the record; the counters are read under the lock, if a code is asked.
+    let record = store.read_record(&user)?;
     let now = time::now();
-    let service = (ctx.service != "unknown").then_some(ctx.service.as_str());
     let subject = Subject {
         user: user.as_str(),
         groups: &account.groups,
-        service,
+        service: ctx.service.as_deref(),
     };
-    let res = resolve(
-        &policy,
-        &subject,
-        &RecordFacts::of(state.record.as_ref()),
-        now,
-    );
+    let res = resolve(&policy, &subject, &RecordFacts::of(record.as_ref()), now);
     let rule = format!(
         "{}:{}",
         res.rule.kind(),
@@ -211,18 +234,14 @@ fn pending(
 ) -> Result<Decision, Failure> {
     if res.starts_grace {
         // The requirement meets this user for the first time: the grace period starts now.
-        let lock = store
-            .lock(user)
-            .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
+        let lock = store.lock(user)?;
         let mut record = lock
-            .read()
-            .map_err(|e| Failure::Unavailable(format!("state: {e}")))?
+            .read()?
             .record
             .unwrap_or_else(|| twofold_policy::record::Record::new(user.as_str()));
         if record.required_since.is_none() {
             record.required_since = Some(now);
-            lock.write_record(&record)
-                .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
+            lock.write_record(&record)?;
         }
     }
     let deadline = res.deadline.map(time::human).unwrap_or_default();
@@ -250,10 +269,7 @@ fn pending(
             "{rule} status=pending in grace until {deadline}, reminded"
         )));
     }
-    let conv = match pamh.get_item::<Conv>() {
-        Ok(Some(c)) => c,
-        _ => return Err(Failure::Conversation(PamResultCode::PAM_CONV_ERR)),
-    };
+    let conv = conversation(pamh)?;
     match crate::enroll::enroll_at_login(&conv, policy, store, user, res.deadline) {
         Ok(note) => Ok(Decision::Success(format!("{rule} status=pending {note}"))),
         Err(EnrollError::Conversation(code)) => Err(Failure::Conversation(code)),
@@ -278,32 +294,17 @@ fn verify_code(
     ctx: &Ctx,
     now: u64,
 ) -> Result<String, Failure> {
-    let conv = match pamh.get_item::<Conv>() {
-        Ok(Some(c)) => c,
-        _ => return Err(Failure::Conversation(PamResultCode::PAM_CONV_ERR)),
-    };
-    let answer = conv
-        .send(PAM_PROMPT_ECHO_OFF, "Verification code: ")
-        .map_err(Failure::Conversation)?;
-    let input = zeroize::Zeroizing::new(
-        answer
-            .as_ref()
-            .and_then(|a| a.as_str().ok())
-            .map(str::to_owned)
-            .unwrap_or_default(),
-    );
-    let lock = store
-        .lock(user)
-        .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
-    let state = lock
-        .read()
-        .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
-    let Some(mut record) = state.record else {
-        return Err(Failure::Refused("enrollment vanished".into()));
-    };
-    let Some(enrollment) = record.enrollment.as_mut() else {
-        return Err(Failure::Refused("enrollment vanished".into()));
-    };
+    let conv = conversation(pamh)?;
+    let input =
+        ask(&conv, PAM_PROMPT_ECHO_OFF, "Verification code: ").map_err(Failure::Conversation)?;
+    let lock = store.lock(user)?;
+    let state = lock.read()?;
+    if let Some(note) = &state.counters_recovered {
+        ctx.log(Level::Err, "-", "continuing", note);
+    }
+    let vanished = || Failure::Refused("enrollment vanished".into());
+    let mut record = state.record.ok_or_else(vanished)?;
+    let enrollment = record.enrollment.as_mut().ok_or_else(vanished)?;
     let secret = enrollment
         .secret()
         .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
@@ -332,8 +333,7 @@ fn verify_code(
                 enrollment.recovery_codes.remove(i);
                 let left = enrollment.recovery_codes.len();
                 // Durable before success: a used recovery code must stay used after a crash.
-                lock.write_record(&record)
-                    .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
+                lock.write_record(&record)?;
                 succeed(&lock, counters, ctx, now)?;
                 let _ = conv.send(
                     PAM_TEXT_INFO,

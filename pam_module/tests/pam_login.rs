@@ -21,17 +21,13 @@ use twofold_policy::{UserName, recovery};
 const WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so";
 
 fn module_path() -> PathBuf {
-    // target/debug/deps/pam_login-… → target/debug/libpam_twofold.so
+    // The cdylib is built beside this test binary, in target/debug/deps, by the same cargo
+    // invocation (the crate is also an rlib, so `cargo test` builds the library).
     let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libpam_twofold.so");
+    let p = exe.parent().unwrap().join("libpam_twofold.so");
     assert!(
         p.exists(),
-        "{} is not built: run `cargo build -p pam_twofold` first (make test does)",
+        "{} is not built: cargo test builds it beside the test binary",
         p.display()
     );
     p

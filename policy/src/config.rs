@@ -152,12 +152,8 @@ pub struct Enrollment {
 /// Code parameters for new enrollments and the verification window (`[totp]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TotpPolicy {
-    /// HMAC algorithm of new enrollments.
-    pub algorithm: Algorithm,
-    /// Digits of new enrollments (6 to 8).
-    pub digits: u8,
-    /// Step length of new enrollments, in seconds.
-    pub period: u64,
+    /// Algorithm, digits and step length of new enrollments.
+    pub params: crate::totp::Params,
     /// Steps accepted either side of the current one at login (0 to 3).
     pub window: u64,
 }
@@ -196,9 +192,7 @@ impl Default for Policy {
                 recovery_codes: 10,
             },
             totp: TotpPolicy {
-                algorithm: Algorithm::Sha1,
-                digits: 6,
-                period: 30,
+                params: crate::totp::Params::default(),
                 window: 1,
             },
             users: BTreeMap::new(),
@@ -266,6 +260,11 @@ impl NameKind {
             NameKind::Service => "services",
         }
     }
+}
+
+/// Checks a PAM service name as `[services.X]` tables and `--service` take it.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    check_name(NameKind::Service, name)
 }
 
 /// Checks a group or service name: the same safe character set as user names.
@@ -347,15 +346,6 @@ impl Policy {
             .filter(|h| !h.is_empty() && !h.contains(':'))
             .unwrap_or_else(|| "localhost".into());
         format!("twofold@{host}")
-    }
-
-    /// Code parameters for a new enrollment.
-    pub fn new_params(&self) -> crate::totp::Params {
-        crate::totp::Params {
-            algorithm: self.totp.algorithm,
-            digits: self.totp.digits,
-            period: self.totp.period,
-        }
     }
 
     /// Loads the main file and then every `*.toml` in `dropin_dir` (if it exists) in name order,
@@ -458,11 +448,11 @@ impl Policy {
         }
         if let Some(t) = raw.totp {
             if let Some(v) = t.algorithm {
-                self.totp.algorithm = *v.get_ref();
+                self.totp.params.algorithm = *v.get_ref();
             }
             if let Some(v) = t.digits {
                 let n = *v.get_ref();
-                self.totp.digits = u8::try_from(n)
+                self.totp.params.digits = u8::try_from(n)
                     .ok()
                     .filter(|n| (6..=8).contains(n))
                     .ok_or_else(|| {
@@ -480,7 +470,7 @@ impl Policy {
                         ),
                     ));
                 }
-                self.totp.period = p;
+                self.totp.params.period = p;
             }
             if let Some(v) = t.window {
                 let n = *v.get_ref();

@@ -368,7 +368,9 @@ impl Store {
         Ok(())
     }
 
-    fn read_record(&self, user: &UserName) -> Result<Option<Record>> {
+    /// Reads only the user's durable record (enrollment, override, grace start), without the
+    /// lock: what resolution needs. `None` for a user with no record.
+    pub fn read_record(&self, user: &UserName) -> Result<Option<Record>> {
         let name = format!("{user}.{RECORD}");
         let Some(text) = self.read_file(&name)? else {
             return Ok(None);

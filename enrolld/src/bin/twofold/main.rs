@@ -104,9 +104,9 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
                 "recovery_codes": policy.enrollment.recovery_codes,
             },
             "totp": {
-                "algorithm": policy.totp.algorithm.as_str(),
-                "digits": policy.totp.digits,
-                "period": policy.totp.period,
+                "algorithm": policy.totp.params.algorithm.as_str(),
+                "digits": policy.totp.params.digits,
+                "period": policy.totp.params.period,
                 "window": policy.totp.window,
             },
             "rules": rules,
@@ -149,7 +149,7 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
     let t = &policy.totp;
     o.push_str(&format!(
         "  codes          {}, {} digits, {}s steps, window ±{}\n",
-        t.algorithm, t.digits, t.period, t.window
+        t.params.algorithm, t.params.digits, t.params.period, t.window
     ));
     let (u, gr, s) = (
         policy.users.len(),
@@ -239,33 +239,28 @@ fn rule_json(rule: &Rule) -> serde_json::Value {
 
 fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), CliError> {
     let name = UserName::parse(user).map_err(|e| CliError::Usage(e.to_string()))?;
-    if let Some(s) = service
-        && (s.is_empty()
-            || s.len() > 256
-            || !s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-@$".contains(c)))
-    {
-        return Err(CliError::Usage(format!("invalid service name {s:?}")));
+    if let Some(s) = service {
+        twofold_policy::config::check_service_name(s)
+            .map_err(|_| CliError::Usage(format!("invalid service name {s:?}")))?;
     }
     let account = system::lookup(name.as_str())
         .map_err(|e| CliError::System(e.to_string()))?
         .ok_or_else(|| CliError::UnknownUser(user.to_owned()))?;
     let policy = load_policy(g)?;
     let mut note = None;
-    let state = match Store::open(&g.state) {
+    let record = match Store::open(&g.state) {
         Ok(store) => store
-            .read(&name)
+            .read_record(&name)
             .map_err(|e| CliError::System(e.to_string()))?,
         Err(StoreError::Missing(p)) => {
             note = Some(format!(
                 "{} does not exist: nobody is enrolled yet",
                 p.display()
             ));
-            Default::default()
+            None
         }
         Err(e) => {
-            let hint = if nix_is_root() {
+            let hint = if nix::unistd::geteuid().is_root() {
                 ""
             } else {
                 " (enrollments and overrides are readable by root only)"
@@ -273,7 +268,7 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
             return Err(CliError::System(format!("{e}{hint}")));
         }
     };
-    let facts = RecordFacts::of(state.record.as_ref());
+    let facts = RecordFacts::of(record.as_ref());
     let now = time::now();
     let subject = Subject {
         user: name.as_str(),
@@ -314,8 +309,4 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
         eprintln!("note: {n}");
     }
     Ok(())
-}
-
-fn nix_is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
