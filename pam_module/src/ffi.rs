@@ -9,6 +9,8 @@ pub enum Level {
     Notice,
     /// Broken configuration or state.
     Err,
+    /// Steps of the flow, with the `debug` module argument.
+    Debug,
 }
 
 /// Writes one line to syslog, facility authpriv, with a fixed `"%s"` format. The host process's
@@ -18,6 +20,7 @@ pub fn syslog(level: Level, msg: &str) {
         | match level {
             Level::Notice => libc::LOG_NOTICE,
             Level::Err => libc::LOG_ERR,
+            Level::Debug => libc::LOG_DEBUG,
         };
     let Ok(line) = CString::new(msg.replace('\0', "")) else {
         return;

@@ -1,4 +1,5 @@
-//! The login flow of `pam_sm_authenticate`.
+//! The login flow of `pam_sm_authenticate`, and the `pam_sm_acct_mgmt` check that no login
+//! passes without a code by a path that skips authentication (e.g. sshd public-key logins).
 
 use std::ffi::CStr;
 
@@ -10,7 +11,7 @@ use twofold_policy::record::Counters;
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::store::{Locked, Store, StoreError};
 use twofold_policy::totp::{self, Verdict};
-use twofold_policy::{Policy, Status, UserName, recovery, system, time};
+use twofold_policy::{Policy, Resolution, Status, UserName, recovery, system, throttle, time};
 
 use zeroize::Zeroizing;
 
@@ -34,26 +35,60 @@ enum Failure {
 
 /// What a completed flow decided.
 enum Decision {
-    /// A valid code (or recovery code) was given.
-    Success(String),
+    /// A valid code (or recovery code) was given by `user`.
+    Success { rule: String, user: UserName },
     /// twofold has nothing to ask: the rest of the stack decides.
     Ignore(String),
 }
 
+/// The PAM data key under which a successful authentication leaves the user's name, for
+/// `pam_sm_acct_mgmt` and `pam_sm_setcred` of the same PAM transaction.
+const VERIFIED: &str = "twofold:verified-user";
+
 /// Who is logging in, for log lines.
 struct Ctx {
+    /// `auth` or `account`.
+    phase: &'static str,
     user: String,
     service: Option<String>,
+    /// PAM_RHOST as given (made printable), or `local`.
     source: String,
+    /// The key failures from this source are counted under ([`throttle::source_key`]).
+    throttle_key: String,
+    debug: bool,
 }
 
 impl Ctx {
+    fn new(pamh: &PamHandle, phase: &'static str) -> Ctx {
+        let service = match pamh.get_item::<Service>() {
+            Ok(Some(s)) => Some(item_str(s.0)),
+            _ => None,
+        };
+        let rhost = match pamh.get_item::<RHost>() {
+            Ok(Some(h)) => item_str(h.0),
+            _ => String::new(),
+        };
+        Ctx {
+            phase,
+            user: "?".into(),
+            service,
+            source: if rhost.is_empty() {
+                "local".into()
+            } else {
+                rhost.clone()
+            },
+            throttle_key: throttle::source_key(&rhost),
+            debug: false,
+        }
+    }
+
     fn log(&self, level: Level, rule: &str, outcome: &str, detail: &str) {
         syslog(
             level,
             &format!(
-                "pam_twofold({}:auth): user={} source={} rule={} outcome={} {}",
+                "pam_twofold({}:{}): user={} source={} rule={} outcome={} {}",
                 self.service.as_deref().unwrap_or("unknown"),
+                self.phase,
                 self.user,
                 self.source,
                 rule,
@@ -61,6 +96,21 @@ impl Ctx {
                 detail
             ),
         );
+    }
+
+    /// A step of the flow, logged only with the `debug` module argument. Never a code or secret.
+    fn debug(&self, what: &str) {
+        if self.debug {
+            syslog(
+                Level::Debug,
+                &format!(
+                    "pam_twofold({}:{}): debug: user={} {what}",
+                    self.service.as_deref().unwrap_or("unknown"),
+                    self.phase,
+                    self.user
+                ),
+            );
+        }
     }
 }
 
@@ -109,34 +159,44 @@ pub fn ask(
 
 /// `pam_sm_authenticate`.
 pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
-    let service = match pamh.get_item::<Service>() {
-        Ok(Some(s)) => Some(item_str(s.0)),
-        _ => None,
-    };
-    let source = match pamh.get_item::<RHost>() {
-        Ok(Some(h)) if !h.0.to_bytes().is_empty() => item_str(h.0),
-        _ => "local".into(),
-    };
-    let mut ctx = Ctx {
-        user: "?".into(),
-        service,
-        source,
-    };
+    let mut ctx = Ctx::new(pamh, "auth");
     let parsed = args::parse(raw_args.iter().map(|a| a.to_bytes()));
     let on_error = parsed.as_ref().map(|a| a.on_error).unwrap_or(OnError::Deny);
-    let result = parsed
-        .map_err(Failure::Config)
-        .and_then(|a| run(pamh, &a, &mut ctx));
+    let result = parsed.map_err(Failure::Config).and_then(|a| {
+        ctx.debug = a.debug;
+        run(pamh, &a, &mut ctx)
+    });
     match result {
-        Ok(Decision::Success(rule)) => {
+        Ok(Decision::Success { rule, user }) => {
             ctx.log(Level::Notice, &rule, "success", "");
+            // Left for acct_mgmt and setcred of this transaction. If PAM cannot keep it, those
+            // fail closed on their own; the authentication itself stands.
+            if pamh
+                .set_data(VERIFIED, Box::new(user.as_str().to_owned()))
+                .is_err()
+            {
+                ctx.log(Level::Err, &rule, "continuing", "pam_set_data failed");
+            }
             PamResultCode::PAM_SUCCESS
         }
         Ok(Decision::Ignore(rule)) => {
             ctx.log(Level::Notice, &rule, "ignore", "no code needed");
             PamResultCode::PAM_IGNORE
         }
-        Err(Failure::Config(why)) => {
+        Err(failure) => fail_code(&ctx, failure, on_error, PamResultCode::PAM_AUTH_ERR),
+    }
+}
+
+/// Logs a failure and maps it to its PAM code, once. `refused` is the code for a refusal
+/// (PAM_AUTH_ERR in auth, PAM_PERM_DENIED in account).
+fn fail_code(
+    ctx: &Ctx,
+    failure: Failure,
+    on_error: OnError,
+    refused: PamResultCode,
+) -> PamResultCode {
+    match failure {
+        Failure::Config(why) => {
             ctx.log(
                 Level::Err,
                 "-",
@@ -145,11 +205,11 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
             );
             PamResultCode::PAM_SERVICE_ERR
         }
-        Err(Failure::User(why)) => {
+        Failure::User(why) => {
             ctx.log(Level::Notice, "-", "refused", &why);
             PamResultCode::PAM_USER_UNKNOWN
         }
-        Err(Failure::Unavailable(why)) => match on_error {
+        Failure::Unavailable(why) => match on_error {
             OnError::Deny => {
                 ctx.log(
                     Level::Err,
@@ -157,7 +217,11 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
                     "refused",
                     &format!("failing closed: {why}"),
                 );
-                PamResultCode::PAM_AUTHINFO_UNAVAIL
+                if ctx.phase == "auth" {
+                    PamResultCode::PAM_AUTHINFO_UNAVAIL
+                } else {
+                    PamResultCode::PAM_PERM_DENIED
+                }
             }
             OnError::Allow => {
                 ctx.log(
@@ -169,13 +233,13 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
                 PamResultCode::PAM_IGNORE
             }
         },
-        Err(Failure::Conversation(code)) => {
+        Failure::Conversation(code) => {
             ctx.log(Level::Notice, "-", "refused", "conversation failed");
             code
         }
-        Err(Failure::Refused(why)) => {
+        Failure::Refused(why) => {
             ctx.log(Level::Notice, "-", "refused", &why);
-            PamResultCode::PAM_AUTH_ERR
+            refused
         }
     }
 }
@@ -186,7 +250,19 @@ fn say(pamh: &PamHandle, style: pam::constants::PamMessageStyle, text: &str) {
     }
 }
 
-fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Failure> {
+/// What the policy says of the user logging in.
+struct Evaluation {
+    user: UserName,
+    policy: Policy,
+    store: Store,
+    res: Resolution,
+    /// The deciding rule, for logs: `kind:table`.
+    rule: String,
+    now: u64,
+}
+
+/// User, policy, record and resolution: the part of the flow that auth and account share.
+fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluation, Failure> {
     let raw_user = pamh
         .get_user(None)
         .map_err(|_| Failure::User("no user name".into()))?;
@@ -195,8 +271,15 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
     let account = system::lookup(user.as_str())
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .ok_or_else(|| Failure::User("unknown user".into()))?;
+    ctx.debug(&format!(
+        "uid={} groups={} source-key={}",
+        account.uid,
+        account.groups.join(","),
+        ctx.throttle_key
+    ));
     let policy = Policy::load_system(&args.policy)
         .map_err(|e| Failure::Unavailable(format!("policy: {e}")))?;
+    ctx.debug(&format!("policy {} loaded", args.policy.display()));
     let store = Store::open(&args.state)?;
     // Resolution needs only the record; the counters are read under the lock, if a code is asked.
     let record = store.read_record(&user)?;
@@ -212,13 +295,111 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
         res.rule.kind(),
         res.rule.source().map(|s| s.table.as_str()).unwrap_or("-")
     );
+    ctx.debug(&format!(
+        "record={} mode={} status={} rule={rule}",
+        if record.is_some() { "present" } else { "none" },
+        res.mode,
+        res.status
+    ));
+    Ok(Evaluation {
+        user,
+        policy,
+        store,
+        res,
+        rule,
+        now,
+    })
+}
+
+fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Failure> {
+    let Evaluation {
+        user,
+        policy,
+        store,
+        res,
+        rule,
+        now,
+    } = evaluate(pamh, args, ctx)?;
     match res.status {
         Status::Exempt | Status::Off => {
             Ok(Decision::Ignore(format!("{rule} status={}", res.status)))
         }
         Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &store, &user, ctx, now)
-            .map(|how| Decision::Success(format!("{rule} status={} {how}", res.status))),
-        Status::Pending => pending(pamh, &policy, &store, &user, &res, now, &rule),
+            .map(|how| Decision::Success {
+                rule: format!("{rule} status={} {how}", res.status),
+                user,
+            }),
+        Status::Pending => pending(pamh, &policy, &store, user, &res, now, &rule),
+    }
+}
+
+/// `pam_sm_acct_mgmt`: refuses a user who needs a code when this PAM transaction's
+/// authentication did not verify one through twofold. That is the path of sshd public-key
+/// logins, which skip the auth stack; with keyboard-interactive, sshd runs auth and account in
+/// the same process, so the mark left by [`authenticate`] is seen here.
+pub fn account(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
+    let mut ctx = Ctx::new(pamh, "account");
+    let parsed = args::parse(raw_args.iter().map(|a| a.to_bytes()));
+    let on_error = parsed.as_ref().map(|a| a.on_error).unwrap_or(OnError::Deny);
+    let result = parsed.map_err(Failure::Config).and_then(|a| {
+        ctx.debug = a.debug;
+        check_account(pamh, &a, &mut ctx)
+    });
+    match result {
+        Ok(Decision::Success { rule, .. }) => {
+            ctx.log(Level::Notice, &rule, "success", "");
+            PamResultCode::PAM_SUCCESS
+        }
+        Ok(Decision::Ignore(rule)) => {
+            ctx.log(Level::Notice, &rule, "ignore", "no code needed");
+            PamResultCode::PAM_IGNORE
+        }
+        Err(failure) => fail_code(&ctx, failure, on_error, PamResultCode::PAM_PERM_DENIED),
+    }
+}
+
+fn check_account(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Failure> {
+    let ev = evaluate(pamh, args, ctx)?;
+    let verified = verified_user(pamh).is_some_and(|u| u == ev.user.as_str());
+    let needs_code = match ev.res.status {
+        Status::Exempt | Status::Off => false,
+        Status::Enforced | Status::Enabled => true,
+        // Reminded-only pending users pass auth without a code during grace; so they do here.
+        Status::Pending => ev.policy.enrollment.at_login || !ev.res.in_grace(ev.now),
+    };
+    let rule = format!("{} status={}", ev.rule, ev.res.status);
+    if !needs_code {
+        Ok(Decision::Ignore(rule))
+    } else if verified {
+        Ok(Decision::Success {
+            rule: format!("{rule} code verified in auth"),
+            user: ev.user,
+        })
+    } else {
+        say(
+            pamh,
+            PAM_ERROR_MSG,
+            "Two-factor authentication is required for this account, and this login did not ask for a code. Log in with a method that asks for it (for SSH: keyboard-interactive).",
+        );
+        Err(Failure::Refused(format!(
+            "{rule} no code was verified in this login (authentication skipped, e.g. public key only)"
+        )))
+    }
+}
+
+/// The user whose code this PAM transaction verified, if any.
+fn verified_user(pamh: &PamHandle) -> Option<&String> {
+    // SAFETY: only this module sets the data under VERIFIED (a name no other module uses), and
+    // it always stores a `String` there (see `authenticate`).
+    unsafe { pamh.get_data::<String>(VERIFIED) }.ok()
+}
+
+/// `pam_sm_setcred`: success where twofold's authentication succeeded, otherwise nothing to do.
+pub fn setcred(pamh: &mut PamHandle) -> PamResultCode {
+    if verified_user(pamh).is_some() {
+        PamResultCode::PAM_SUCCESS
+    } else {
+        PamResultCode::PAM_IGNORE
     }
 }
 
@@ -227,14 +408,14 @@ fn pending(
     pamh: &mut PamHandle,
     policy: &Policy,
     store: &Store,
-    user: &UserName,
-    res: &twofold_policy::Resolution,
+    user: UserName,
+    res: &Resolution,
     now: u64,
     rule: &str,
 ) -> Result<Decision, Failure> {
     if res.starts_grace {
         // The requirement meets this user for the first time: the grace period starts now.
-        let lock = store.lock(user)?;
+        let lock = store.lock(&user)?;
         let mut record = lock
             .read()?
             .record
@@ -270,8 +451,11 @@ fn pending(
         )));
     }
     let conv = conversation(pamh)?;
-    match crate::enroll::enroll_at_login(&conv, policy, store, user, res.deadline) {
-        Ok(note) => Ok(Decision::Success(format!("{rule} status=pending {note}"))),
+    match crate::enroll::enroll_at_login(&conv, policy, store, &user, res.deadline) {
+        Ok(note) => Ok(Decision::Success {
+            rule: format!("{rule} status=pending {note}"),
+            user,
+        }),
         Err(EnrollError::Conversation(code)) => Err(Failure::Conversation(code)),
         Err(EnrollError::NoValidCode) => Err(Failure::Refused(format!(
             "{rule} status=pending enrollment at login: no valid code, nothing stored"
@@ -295,6 +479,8 @@ fn verify_code(
     now: u64,
 ) -> Result<String, Failure> {
     let conv = conversation(pamh)?;
+    // A throttled source is told before it types anything, and its code is not checked.
+    throttled(&store.read(user)?.counters, &conv, ctx, now)?;
     let input =
         ask(&conv, PAM_PROMPT_ECHO_OFF, "Verification code: ").map_err(Failure::Conversation)?;
     let lock = store.lock(user)?;
@@ -302,6 +488,8 @@ fn verify_code(
     if let Some(note) = &state.counters_recovered {
         ctx.log(Level::Err, "-", "continuing", note);
     }
+    // Again under the lock: concurrent logins from one source are checked one after another.
+    throttled(&state.counters, &conv, ctx, time::now())?;
     let vanished = || Failure::Refused("enrollment vanished".into());
     let mut record = state.record.ok_or_else(vanished)?;
     let enrollment = record.enrollment.as_mut().ok_or_else(vanished)?;
@@ -348,19 +536,36 @@ fn verify_code(
     }
 }
 
+/// Refuses, without checking any code, while the source must still wait after wrong codes.
+fn throttled(counters: &Counters, conv: &Conv<'_>, ctx: &Ctx, now: u64) -> Result<(), Failure> {
+    let Some(wait) = throttle::wait_left(counters, &ctx.throttle_key, now) else {
+        return Ok(());
+    };
+    let _ = conv.send(
+        PAM_ERROR_MSG,
+        &format!("Too many wrong codes from this address: try again in {wait} s."),
+    );
+    Err(Failure::Refused(format!(
+        "throttled: {} wrong codes from {}, {wait} s to wait; code not checked",
+        counters
+            .failures
+            .get(&ctx.throttle_key)
+            .map_or(0, |f| f.count),
+        ctx.throttle_key
+    )))
+}
+
 fn succeed(lock: &Locked<'_>, mut counters: Counters, ctx: &Ctx, now: u64) -> Result<(), Failure> {
     counters.last_login = Some(now);
     counters.last_login_from = Some(ctx.source.clone());
-    counters.failures.remove(&ctx.source);
+    throttle::record_success(&mut counters, &ctx.throttle_key);
     // A login whose replay step cannot be stored is refused: otherwise the code could be reused.
     lock.write_counters(&counters)
         .map_err(|e| Failure::Unavailable(format!("cannot record the accepted step: {e}")))
 }
 
 fn fail(lock: &Locked<'_>, mut counters: Counters, ctx: &Ctx, now: u64) -> Result<(), Failure> {
-    let f = counters.failures.entry(ctx.source.clone()).or_default();
-    f.count = f.count.saturating_add(1);
-    f.last = now;
+    throttle::record_failure(&mut counters, &ctx.throttle_key, now);
     lock.write_counters(&counters)
         .map_err(|e| Failure::Unavailable(format!("cannot record a failure: {e}")))
 }

@@ -29,9 +29,15 @@ impl PamHooks for TwoFold {
         flow::authenticate(pamh, &args)
     }
 
-    /// twofold sets no credentials: success, so a stack that calls setcred after a successful
-    /// authentication goes on.
-    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        PamResultCode::PAM_SUCCESS
+    /// Refuses a user who needs a code when no code was verified in this transaction (sshd
+    /// public-key logins skip the auth stack).
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        flow::account(pamh, &args)
+    }
+
+    /// twofold sets no credentials: success where its authentication succeeded, so the stack
+    /// goes on; PAM_IGNORE otherwise.
+    fn sm_setcred(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        flow::setcred(pamh)
     }
 }

@@ -57,10 +57,14 @@ impl Rig {
         std::fs::write(
             dir.join("pam.d/twofold-test"),
             format!(
-                "auth required {} policy={}/policy.toml state={}/state {extra}\n",
-                module_path().display(),
-                dir.display(),
-                dir.display()
+                "auth required {m} {args}\n\
+                 account required {m} {args}\n\
+                 account required pam_permit.so\n",
+                m = module_path().display(),
+                args = format_args!(
+                    "policy={d}/policy.toml state={d}/state {extra}",
+                    d = dir.display()
+                ),
             ),
         )
         .unwrap();
@@ -85,8 +89,19 @@ impl Rig {
     }
 
     fn pamtester(&self, user: &str) -> Command {
+        self.pamtester_ops(user, None, &["authenticate"])
+    }
+
+    /// `pamtester [-I rhost=RHOST] twofold-test USER OPS…`: the operations run in one PAM
+    /// transaction, in order.
+    fn pamtester_ops(&self, user: &str, rhost: Option<&str>, ops: &[&str]) -> Command {
         let mut cmd = Command::new("pamtester");
-        cmd.args(["-v", "twofold-test", user, "authenticate"])
+        cmd.arg("-v");
+        if let Some(h) = rhost {
+            cmd.args(["-I", &format!("rhost={h}")]);
+        }
+        cmd.args(["twofold-test", user])
+            .args(ops)
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", self.dir.join("pam.d"))
             .env("LD_PRELOAD", WRAPPER)
@@ -102,9 +117,25 @@ impl Rig {
     /// small set, and concurrent processes collide there ("File exists") and may read another
     /// test's service directory.
     fn login(&self, user: &str, answer: &str) -> (bool, String) {
+        self.login_ops(user, answer, None, &["authenticate"])
+    }
+
+    /// Like [`Rig::login`], from the remote host `rhost`.
+    fn login_from(&self, user: &str, answer: &str, rhost: &str) -> (bool, String) {
+        self.login_ops(user, answer, Some(rhost), &["authenticate"])
+    }
+
+    /// Runs the PAM operations `ops` in one transaction with `answer` on stdin.
+    fn login_ops(
+        &self,
+        user: &str,
+        answer: &str,
+        rhost: Option<&str>,
+        ops: &[&str],
+    ) -> (bool, String) {
         let _one_at_a_time = one_at_a_time();
         let mut child = self
-            .pamtester(user)
+            .pamtester_ops(user, rhost, ops)
             .spawn()
             .expect("pamtester must be installed (make test installs it)");
         let mut stdin = child.stdin.take().unwrap();
@@ -326,14 +357,19 @@ fn garbage_answers_and_names() {
     let rig = Rig::new(POLICY, "");
     let (secret, _) = rig.enroll("sys", 1);
     let long = "9".repeat(10_000);
-    for answer in [
+    // Each from its own address, so that every answer is checked (not throttled).
+    for (i, answer) in [
         "\n",
         "abcdef\n",
         "12 34\n",
         &format!("{long}\n"),
         "１２３４５６\n",
-    ] {
-        let (ok, out) = rig.login("sys", answer);
+        "1234\0\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (ok, out) = rig.login_from("sys", answer, &format!("192.0.2.{i}"));
         assert!(
             !ok && out.contains("Authentication failure"),
             "{answer:?}: {out}"
@@ -475,4 +511,134 @@ fn enrollment_inside_the_login() {
     assert!(ok, "{out}");
     let (ok, out) = rig.login("man", &format!("{}\n", codes[1]));
     assert!(ok && out.contains("2 left"), "{out}");
+}
+
+#[test]
+fn wrong_codes_are_throttled_per_source() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    let (secret, codes) = rig.enroll("sys", 2);
+    let u = UserName::parse("sys").unwrap();
+    // Three wrong codes from one address are checked; the fourth try is not even prompted for,
+    // whatever it holds.
+    for _ in 0..3 {
+        let (ok, out) = rig.login_from("sys", "000000\n", "198.51.100.7");
+        assert!(!ok && out.contains("Verification code"), "{out}");
+    }
+    wait_for_fresh_step();
+    let (ok, out) = rig.login_from(
+        "sys",
+        &format!("{}\n", oathtool(&secret, 0)),
+        "198.51.100.7",
+    );
+    assert!(
+        !ok && out.contains("Too many wrong codes from this address: try again in")
+            && !out.contains("Verification code"),
+        "{out}"
+    );
+    let (ok, _) = rig.login_from("sys", &format!("{}\n", codes[0]), "198.51.100.7");
+    assert!(!ok, "a recovery code passed the throttle");
+    // A stranger's failures do not delay the user on another address.
+    let (ok, out) = rig.login_from("sys", &format!("{}\n", oathtool(&secret, 0)), "203.0.113.9");
+    assert!(ok, "{out}");
+    // Throttled tries were not counted: still 3, and the recovery code is unused.
+    let state = rig.store().read(&u).unwrap();
+    assert_eq!(state.counters.failures["198.51.100.7"].count, 3);
+    assert_eq!(
+        state
+            .record
+            .unwrap()
+            .enrollment
+            .unwrap()
+            .recovery_codes
+            .len(),
+        2
+    );
+    // Once the delay has passed (the failures made to look 31 s old), a code is checked again,
+    // and a success clears the address's count.
+    {
+        let store = rig.store();
+        let lock = store.lock(&u).unwrap();
+        let mut c = lock.read().unwrap().counters;
+        c.failures.get_mut("198.51.100.7").unwrap().last -= 31;
+        lock.write_counters(&c).unwrap();
+    }
+    wait_for_fresh_step();
+    let (ok, out) = rig.login_from(
+        "sys",
+        &format!("{}\n", oathtool(&secret, 1)),
+        "198.51.100.7",
+    );
+    assert!(ok, "{out}");
+    let state = rig.store().read(&u).unwrap();
+    assert!(
+        state.counters.failures.is_empty(),
+        "{:?}",
+        state.counters.failures
+    );
+    assert_eq!(
+        state.counters.last_login_from.as_deref(),
+        Some("198.51.100.7")
+    );
+    // IPv6 addresses of one /64 count as one source.
+    for host in ["2001:db8:5:6::1", "2001:db8:5:6::2", "2001:db8:5:6:ffff::3"] {
+        let (ok, _) = rig.login_from("sys", "000000\n", host);
+        assert!(!ok);
+    }
+    let (_, out) = rig.login_from("sys", "000000\n", "2001:db8:5:6::4");
+    assert!(out.contains("Too many wrong codes"), "{out}");
+    let state = rig.store().read(&u).unwrap();
+    assert_eq!(state.counters.failures["2001:db8:5:6::/64"].count, 3);
+}
+
+#[test]
+fn account_management_refuses_logins_that_skipped_the_code() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    let (secret, _) = rig.enroll("daemon", 1);
+    // As sshd does for a public-key login: acct_mgmt with no authenticate before it.
+    let (ok, out) = rig.login_ops("daemon", "", None, &["acct_mgmt"]);
+    assert!(
+        !ok && out.contains("this login did not ask for a code")
+            && out.contains("Permission denied"),
+        "{out}"
+    );
+    // An enrolled optional user (status enabled) too.
+    rig.enroll("sys", 1);
+    let (ok, out) = rig.login_ops("sys", "", None, &["acct_mgmt"]);
+    assert!(!ok, "{out}");
+    // After a verified code in the same transaction: account passes, credentials are set.
+    wait_for_fresh_step();
+    let (ok, out) = rig.login_ops(
+        "daemon",
+        &format!("{}\n", oathtool(&secret, 0)),
+        None,
+        &["authenticate", "acct_mgmt"],
+    );
+    assert!(ok, "{out}");
+    // A failed code does not leave the mark behind.
+    let (ok, out) = rig.login_ops("daemon", "000000\n", None, &["authenticate", "acct_mgmt"]);
+    assert!(!ok, "{out}");
+    // Users who need no code pass account: off, exempt (even if enrolled).
+    let (ok, out) = rig.login_ops("games", "", None, &["acct_mgmt"]);
+    assert!(ok, "off: {out}");
+    rig.enroll("bin", 1);
+    let (ok, out) = rig.login_ops("bin", "", None, &["acct_mgmt"]);
+    assert!(ok, "exempt: {out}");
+    // A pending user in grace without enrollment at login is reminded, not refused ...
+    let rig2 = Rig::new(&POLICY.replace("[users.daemon]", "[users.man]"), "");
+    let (ok, out) = rig2.login_ops("man", "", None, &["acct_mgmt"]);
+    assert!(ok, "{out}");
+    // ... but one who would enroll at login must do so through authentication.
+    let rig3 = Rig::new(AT_LOGIN, "");
+    let (ok, out) = rig3.login_ops("man", "", None, &["acct_mgmt"]);
+    assert!(!ok, "{out}");
+    // A broken policy fails closed here too.
+    let rig4 = Rig::new("mode = 3\n", "");
+    let (ok, out) = rig4.login_ops("games", "", None, &["acct_mgmt"]);
+    assert!(!ok, "{out}");
 }

@@ -9,6 +9,7 @@
 //! - [`resolve`]: who must do what, and which rule decided it;
 //! - [`store`]: the per-user state records under `/var/lib/twofold/`;
 //! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
+//! - [`throttle`]: growing delays after wrong codes, per (user, source address);
 //! - [`system`]: user and group lookup through the system's user database.
 //!
 //! This crate contains no `unsafe` code.
@@ -22,6 +23,7 @@ pub mod recovery;
 pub mod resolve;
 pub mod store;
 pub mod system;
+pub mod throttle;
 pub mod time;
 pub mod totp;
 pub mod username;
