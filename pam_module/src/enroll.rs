@@ -2,9 +2,9 @@
 //! sets it up here. The guidance (QR code in text blocks, the key in groups of four, the otpauth
 //! URI) is part of the code prompt itself, because sshd's keyboard-interactive shows info text
 //! only together with the next prompt. The enrollment is stored (fsynced) only once a code from
-//! the new secret verifies; the recovery codes are then shown once.
+//! the new secret verifies; the recovery codes are then shown once, in a last prompt.
 
-use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO};
+use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_ON};
 use pam::conv::Conv;
 use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::store::Store;
@@ -122,7 +122,12 @@ pub fn enroll_at_login(
             shown.push_str(c);
             shown.push('\n');
         }
-        let _ = conv.send(PAM_TEXT_INFO, &shown);
+        // In a prompt, not an info message: sshd's keyboard-interactive would otherwise hold
+        // text sent after the last prompt back until a terminal session starts (or drop it).
+        shown.push_str("Press Enter once you have stored them: ");
+        // The enrollment is stored: if the client went away meanwhile, the user can make new
+        // codes with `twofold recovery-codes`.
+        let _ = crate::flow::ask(conv, PAM_PROMPT_ECHO_ON, &shown);
         return Ok(format!(
             "enrolled at login, {} recovery codes issued",
             codes.codes.len()

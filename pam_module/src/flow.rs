@@ -42,7 +42,7 @@ enum Decision {
 }
 
 /// The PAM data key under which a successful authentication leaves the user's name, for
-/// `pam_sm_acct_mgmt` and `pam_sm_setcred` of the same PAM transaction.
+/// `pam_sm_acct_mgmt` of the same PAM transaction.
 const VERIFIED: &str = "twofold:verified-user";
 
 /// Who is logging in, for log lines.
@@ -169,8 +169,8 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
     match result {
         Ok(Decision::Success { rule, user }) => {
             ctx.log(Level::Notice, &rule, "success", "");
-            // Left for acct_mgmt and setcred of this transaction. If PAM cannot keep it, those
-            // fail closed on their own; the authentication itself stands.
+            // Left for acct_mgmt of this transaction. If PAM cannot keep it, acct_mgmt fails
+            // closed on its own; the authentication itself stands.
             if pamh
                 .set_data(VERIFIED, Box::new(user.as_str().to_owned()))
                 .is_err()
@@ -392,15 +392,6 @@ fn verified_user(pamh: &PamHandle) -> Option<&String> {
     // SAFETY: only this module sets the data under VERIFIED (a name no other module uses), and
     // it always stores a `String` there (see `authenticate`).
     unsafe { pamh.get_data::<String>(VERIFIED) }.ok()
-}
-
-/// `pam_sm_setcred`: success where twofold's authentication succeeded, otherwise nothing to do.
-pub fn setcred(pamh: &mut PamHandle) -> PamResultCode {
-    if verified_user(pamh).is_some() {
-        PamResultCode::PAM_SUCCESS
-    } else {
-        PamResultCode::PAM_IGNORE
-    }
 }
 
 /// A required user without an enrollment.

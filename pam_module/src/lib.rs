@@ -35,9 +35,11 @@ impl PamHooks for TwoFold {
         flow::account(pamh, &args)
     }
 
-    /// twofold sets no credentials: success where its authentication succeeded, so the stack
-    /// goes on; PAM_IGNORE otherwise.
-    fn sm_setcred(pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        flow::setcred(pamh)
+    /// twofold sets no credentials: success, so that the stack goes on wherever authentication
+    /// succeeded. It cannot be made conditional on twofold's own authentication: sshd runs
+    /// keyboard-interactive authentication in a child process and setcred in its parent, where
+    /// nothing the module left in the PAM handle is visible (the sshd tests show this).
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
     }
 }

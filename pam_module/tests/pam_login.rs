@@ -8,51 +8,28 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
+mod common;
+
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use twofold_policy::record::{Enrollment, Record};
+use common::{Sandbox, module_path, oathtool, root_or_skip, wait_for_fresh_step};
+use twofold_policy::UserName;
 use twofold_policy::store::Store;
-use twofold_policy::totp::{Params, Secret};
-use twofold_policy::{UserName, recovery};
+use twofold_policy::totp::Secret;
 
 const WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so";
 
-fn module_path() -> PathBuf {
-    // The cdylib is built beside this test binary, in target/debug/deps, by the same cargo
-    // invocation (the crate is also an rlib, so `cargo test` builds the library).
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().join("libpam_twofold.so");
-    assert!(
-        p.exists(),
-        "{} is not built: cargo test builds it beside the test binary",
-        p.display()
-    );
-    p
-}
-
+/// A sandbox and a PAM service `twofold-test` for pam_wrapper, in the sandbox's `pam.d`.
 struct Rig {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    sandbox: Sandbox,
 }
 
 impl Rig {
     /// A policy, a state directory and a PAM service `twofold-test` with `extra` arguments.
     fn new(policy: &str, extra: &str) -> Rig {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_owned();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(dir.join("policy.toml"), policy).unwrap();
-        std::fs::set_permissions(
-            dir.join("policy.toml"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-        std::fs::create_dir(dir.join("state")).unwrap();
-        std::fs::set_permissions(dir.join("state"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
+        let sandbox = Sandbox::new(policy);
+        let dir = sandbox.dir();
         std::fs::create_dir(dir.join("pam.d")).unwrap();
         std::fs::write(
             dir.join("pam.d/twofold-test"),
@@ -61,31 +38,23 @@ impl Rig {
                  account required {m} {args}\n\
                  account required pam_permit.so\n",
                 m = module_path().display(),
-                args = format_args!(
-                    "policy={d}/policy.toml state={d}/state {extra}",
-                    d = dir.display()
-                ),
+                args = format_args!("{} {extra}", sandbox.module_args()),
             ),
         )
         .unwrap();
-        Rig { _tmp: tmp, dir }
+        Rig { sandbox }
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        self.sandbox.dir()
     }
 
     fn store(&self) -> Store {
-        Store::open(&self.dir.join("state")).unwrap()
+        self.sandbox.store()
     }
 
-    /// Enrolls `user` with a fresh secret and `n` recovery codes; returns them.
     fn enroll(&self, user: &str, n: u32) -> (Secret, Vec<String>) {
-        let secret = Secret::generate().unwrap();
-        let codes = recovery::generate(n).unwrap();
-        let store = self.store();
-        let u = UserName::parse(user).unwrap();
-        let lock = store.lock(&u).unwrap();
-        let mut r = Record::new(user);
-        r.enrollment = Some(Enrollment::new(&secret, Params::default(), 1, codes.hashes));
-        lock.write_record(&r).unwrap();
-        (secret, codes.codes.iter().map(|c| c.to_string()).collect())
+        self.sandbox.enroll(user, n)
     }
 
     fn pamtester(&self, user: &str) -> Command {
@@ -103,7 +72,7 @@ impl Rig {
         cmd.args(["twofold-test", user])
             .args(ops)
             .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", self.dir.join("pam.d"))
+            .env("PAM_WRAPPER_SERVICE_DIR", self.dir().join("pam.d"))
             .env("LD_PRELOAD", WRAPPER)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -155,40 +124,6 @@ impl Rig {
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static PAM_WRAPPER: std::sync::Mutex<()> = std::sync::Mutex::new(());
     PAM_WRAPPER.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn oathtool(secret: &Secret, offset_steps: i64) -> String {
-    let t = twofold_policy::time::now() as i64 + offset_steps * 30;
-    let out = Command::new("oathtool")
-        .args([
-            "--totp",
-            "--base32",
-            &format!("--now=@{t}"),
-            secret.to_base32().as_str(),
-        ])
-        .output()
-        .expect("oathtool must be installed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// Codes are generated relative to "now"; a step boundary between generating and checking
-/// would shift them by one step. Each sequence takes well under a second: start it with at
-/// least 5 s left in the current 30 s step.
-fn wait_for_fresh_step() {
-    let into = twofold_policy::time::now() % 30;
-    if into >= 25 {
-        std::thread::sleep(std::time::Duration::from_secs(30 - into));
-    }
-}
-
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!(
-        "PAM tests need root (the state directory is root's): run make test as root (CI does)"
-    );
-    false
 }
 
 const POLICY: &str = r#"
@@ -334,14 +269,14 @@ fn broken_configuration_fails_closed() {
     assert!(!ok && out.contains("Error in service module"), "{out}");
     // A state directory that is missing, or a symlink: refused.
     let rig = Rig::new(POLICY, "");
-    let state = rig.dir.join("state");
-    std::fs::rename(&state, rig.dir.join("real-state")).unwrap();
+    let state = rig.dir().join("state");
+    std::fs::rename(&state, rig.dir().join("real-state")).unwrap();
     let (ok, out) = rig.login("daemon", "");
     assert!(
         !ok && out.contains("cannot retrieve authentication info"),
         "{out}"
     );
-    std::os::unix::fs::symlink(rig.dir.join("real-state"), &state).unwrap();
+    std::os::unix::fs::symlink(rig.dir().join("real-state"), &state).unwrap();
     let (ok, out) = rig.login("daemon", "");
     assert!(
         !ok && out.contains("cannot retrieve authentication info"),
@@ -384,7 +319,7 @@ fn garbage_answers_and_names() {
         assert!(!ok && out.contains("User not known"), "{user}: {out}");
     }
     // Nothing was written for any of those names.
-    let names: Vec<_> = std::fs::read_dir(rig.dir.join("state"))
+    let names: Vec<_> = std::fs::read_dir(rig.dir().join("state"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
