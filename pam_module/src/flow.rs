@@ -11,7 +11,9 @@ use twofold_policy::record::Counters;
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::store::{Locked, Store, StoreError};
 use twofold_policy::totp::{self, Verdict};
-use twofold_policy::{Policy, Resolution, Status, UserName, recovery, system, throttle, time};
+use twofold_policy::{
+    Policy, Resolution, Rule, Status, UserName, recovery, system, throttle, time,
+};
 
 use zeroize::Zeroizing;
 
@@ -36,7 +38,7 @@ enum Failure {
 /// What a completed flow decided.
 enum Decision {
     /// A valid code (or recovery code) was given by `user`.
-    Success { rule: String, user: UserName },
+    Success { note: String, user: UserName },
     /// twofold has nothing to ask: the rest of the stack decides.
     Ignore(String),
 }
@@ -55,6 +57,8 @@ struct Ctx {
     source: String,
     /// The key failures from this source are counted under ([`throttle::source_key`]).
     throttle_key: String,
+    /// The rule that decided and the status it gives, once resolved: `rule=KIND:TABLE status=S`.
+    decided: String,
     debug: bool,
 }
 
@@ -78,20 +82,22 @@ impl Ctx {
                 rhost.clone()
             },
             throttle_key: throttle::source_key(&rhost),
+            decided: "rule=-".into(),
             debug: false,
         }
     }
 
-    fn log(&self, level: Level, rule: &str, outcome: &str, detail: &str) {
+    /// One decision: `pam_twofold(SERVICE:PHASE): user=U source=S rule=R status=S outcome=O: detail`.
+    fn log(&self, level: Level, outcome: &str, detail: &str) {
         syslog(
             level,
             &format!(
-                "pam_twofold({}:{}): user={} source={} rule={} outcome={} {}",
+                "pam_twofold({}:{}): user={} source={} {} outcome={}: {}",
                 self.service.as_deref().unwrap_or("unknown"),
                 self.phase,
                 self.user,
                 self.source,
-                rule,
+                self.decided,
                 outcome,
                 detail
             ),
@@ -167,20 +173,20 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
         run(pamh, &a, &mut ctx)
     });
     match result {
-        Ok(Decision::Success { rule, user }) => {
-            ctx.log(Level::Notice, &rule, "success", "");
+        Ok(Decision::Success { note, user }) => {
+            ctx.log(Level::Notice, "success", &note);
             // Left for acct_mgmt of this transaction. If PAM cannot keep it, acct_mgmt fails
             // closed on its own; the authentication itself stands.
             if pamh
                 .set_data(VERIFIED, Box::new(user.as_str().to_owned()))
                 .is_err()
             {
-                ctx.log(Level::Err, &rule, "continuing", "pam_set_data failed");
+                ctx.log(Level::Err, "continuing", "pam_set_data failed");
             }
             PamResultCode::PAM_SUCCESS
         }
-        Ok(Decision::Ignore(rule)) => {
-            ctx.log(Level::Notice, &rule, "ignore", "no code needed");
+        Ok(Decision::Ignore(note)) => {
+            ctx.log(Level::Notice, "ignore", &note);
             PamResultCode::PAM_IGNORE
         }
         Err(failure) => fail_code(&ctx, failure, on_error, PamResultCode::PAM_AUTH_ERR),
@@ -199,24 +205,18 @@ fn fail_code(
         Failure::Config(why) => {
             ctx.log(
                 Level::Err,
-                "-",
                 "refused",
                 &format!("bad PAM configuration: {why}"),
             );
             PamResultCode::PAM_SERVICE_ERR
         }
         Failure::User(why) => {
-            ctx.log(Level::Notice, "-", "refused", &why);
+            ctx.log(Level::Notice, "refused", &why);
             PamResultCode::PAM_USER_UNKNOWN
         }
         Failure::Unavailable(why) => match on_error {
             OnError::Deny => {
-                ctx.log(
-                    Level::Err,
-                    "-",
-                    "refused",
-                    &format!("failing closed: {why}"),
-                );
+                ctx.log(Level::Err, "refused", &format!("failing closed: {why}"));
                 if ctx.phase == "auth" {
                     PamResultCode::PAM_AUTHINFO_UNAVAIL
                 } else {
@@ -226,7 +226,6 @@ fn fail_code(
             OnError::Allow => {
                 ctx.log(
                     Level::Err,
-                    "-",
                     "ignore",
                     &format!("on_error=allow applies: {why}"),
                 );
@@ -234,11 +233,11 @@ fn fail_code(
             }
         },
         Failure::Conversation(code) => {
-            ctx.log(Level::Notice, "-", "refused", "conversation failed");
+            ctx.log(Level::Notice, "refused", "conversation failed");
             code
         }
         Failure::Refused(why) => {
-            ctx.log(Level::Notice, "-", "refused", &why);
+            ctx.log(Level::Notice, "refused", &why);
             refused
         }
     }
@@ -256,8 +255,6 @@ struct Evaluation {
     policy: Policy,
     store: Store,
     res: Resolution,
-    /// The deciding rule, for logs: `kind:table`.
-    rule: String,
     now: u64,
 }
 
@@ -290,23 +287,29 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
         service: ctx.service.as_deref(),
     };
     let res = resolve(&policy, &subject, &RecordFacts::of(record.as_ref()), now);
-    let rule = format!(
-        "{}:{}",
-        res.rule.kind(),
-        res.rule.source().map(|s| s.table.as_str()).unwrap_or("-")
-    );
+    let rule = match res.rule.source() {
+        Some(s) => format!(
+            "{}:{}@{}:{}",
+            res.rule.kind(),
+            s.table,
+            s.file.display(),
+            s.line
+        ),
+        None if matches!(res.rule, Rule::BuiltinDefault) => "default:built-in".into(),
+        None => res.rule.kind().into(),
+    };
+    ctx.decided = format!("rule={} status={}", printable(&rule, 300), res.status);
     ctx.debug(&format!(
-        "record={} mode={} status={} rule={rule}",
+        "record={} mode={} {}",
         if record.is_some() { "present" } else { "none" },
         res.mode,
-        res.status
+        ctx.decided
     ));
     Ok(Evaluation {
         user,
         policy,
         store,
         res,
-        rule,
         now,
     })
 }
@@ -317,19 +320,13 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
         policy,
         store,
         res,
-        rule,
         now,
     } = evaluate(pamh, args, ctx)?;
     match res.status {
-        Status::Exempt | Status::Off => {
-            Ok(Decision::Ignore(format!("{rule} status={}", res.status)))
-        }
+        Status::Exempt | Status::Off => Ok(Decision::Ignore("no code needed".into())),
         Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &store, &user, ctx, now)
-            .map(|how| Decision::Success {
-                rule: format!("{rule} status={} {how}", res.status),
-                user,
-            }),
-        Status::Pending => pending(pamh, &policy, &store, user, &res, now, &rule),
+            .map(|note| Decision::Success { note, user }),
+        Status::Pending => pending(pamh, &policy, &store, user, &res, now),
     }
 }
 
@@ -346,12 +343,12 @@ pub fn account(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
         check_account(pamh, &a, &mut ctx)
     });
     match result {
-        Ok(Decision::Success { rule, .. }) => {
-            ctx.log(Level::Notice, &rule, "success", "");
+        Ok(Decision::Success { note, .. }) => {
+            ctx.log(Level::Notice, "success", &note);
             PamResultCode::PAM_SUCCESS
         }
-        Ok(Decision::Ignore(rule)) => {
-            ctx.log(Level::Notice, &rule, "ignore", "no code needed");
+        Ok(Decision::Ignore(note)) => {
+            ctx.log(Level::Notice, "ignore", &note);
             PamResultCode::PAM_IGNORE
         }
         Err(failure) => fail_code(&ctx, failure, on_error, PamResultCode::PAM_PERM_DENIED),
@@ -367,12 +364,11 @@ fn check_account(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Dec
         // Reminded-only pending users pass auth without a code during grace; so they do here.
         Status::Pending => ev.policy.enrollment.at_login || !ev.res.in_grace(ev.now),
     };
-    let rule = format!("{} status={}", ev.rule, ev.res.status);
     if !needs_code {
-        Ok(Decision::Ignore(rule))
+        Ok(Decision::Ignore("no code needed".into()))
     } else if verified {
         Ok(Decision::Success {
-            rule: format!("{rule} code verified in auth"),
+            note: "code verified in this login's authentication".into(),
             user: ev.user,
         })
     } else {
@@ -381,9 +377,10 @@ fn check_account(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Dec
             PAM_ERROR_MSG,
             "Two-factor authentication is required for this account, and this login did not ask for a code. Log in with a method that asks for it (for SSH: keyboard-interactive).",
         );
-        Err(Failure::Refused(format!(
-            "{rule} no code was verified in this login (authentication skipped, e.g. public key only)"
-        )))
+        Err(Failure::Refused(
+            "no code was verified in this login (authentication skipped, e.g. public key only)"
+                .into(),
+        ))
     }
 }
 
@@ -402,7 +399,6 @@ fn pending(
     user: UserName,
     res: &Resolution,
     now: u64,
-    rule: &str,
 ) -> Result<Decision, Failure> {
     if res.starts_grace {
         // The requirement meets this user for the first time: the grace period starts now.
@@ -426,7 +422,7 @@ fn pending(
             ),
         );
         return Err(Failure::Refused(format!(
-            "{rule} status=pending grace period over since {deadline}"
+            "grace period over since {deadline}"
         )));
     }
     if !policy.enrollment.at_login {
@@ -438,22 +434,19 @@ fn pending(
             ),
         );
         return Ok(Decision::Ignore(format!(
-            "{rule} status=pending in grace until {deadline}, reminded"
+            "in grace until {deadline}, reminded"
         )));
     }
     let conv = conversation(pamh)?;
     match crate::enroll::enroll_at_login(&conv, policy, store, &user, res.deadline) {
-        Ok(note) => Ok(Decision::Success {
-            rule: format!("{rule} status=pending {note}"),
-            user,
-        }),
+        Ok(note) => Ok(Decision::Success { note, user }),
         Err(EnrollError::Conversation(code)) => Err(Failure::Conversation(code)),
-        Err(EnrollError::NoValidCode) => Err(Failure::Refused(format!(
-            "{rule} status=pending enrollment at login: no valid code, nothing stored"
-        ))),
-        Err(EnrollError::Raced) => Err(Failure::Refused(format!(
-            "{rule} status=pending enrolled meanwhile by another login; log in again"
-        ))),
+        Err(EnrollError::NoValidCode) => Err(Failure::Refused(
+            "enrollment at login: no valid code, nothing stored".into(),
+        )),
+        Err(EnrollError::Raced) => Err(Failure::Refused(
+            "enrolled meanwhile by another login; log in again".into(),
+        )),
         Err(EnrollError::Unavailable(why)) => {
             Err(Failure::Unavailable(format!("enrollment at login: {why}")))
         }
@@ -477,7 +470,7 @@ fn verify_code(
     let lock = store.lock(user)?;
     let state = lock.read()?;
     if let Some(note) = &state.counters_recovered {
-        ctx.log(Level::Err, "-", "continuing", note);
+        ctx.log(Level::Err, "continuing", note);
     }
     // Again under the lock: concurrent logins from one source are checked one after another.
     throttled(&state.counters, &conv, ctx, time::now())?;

@@ -577,3 +577,171 @@ fn account_management_refuses_logins_that_skipped_the_code() {
     let (ok, out) = rig4.login_ops("games", "", None, &["acct_mgmt"]);
     assert!(!ok, "{out}");
 }
+
+/// Runs one pamtester login with syslog captured: pamtester runs in a private mount namespace
+/// whose /dev/log is a datagram socket of this test (`tests/private_dev_log.sh`). Returns
+/// success, pamtester's output and the syslog datagrams, each `<PRI>timestamp tag: message`.
+fn login_logged(rig: &Rig, user: &str, answer: &str, rhost: &str) -> (bool, String, Vec<String>) {
+    let _one = one_at_a_time();
+    let sock_dir = rig.dir().join("syslog");
+    std::fs::create_dir_all(&sock_dir).unwrap();
+    let _ = std::fs::remove_file(sock_dir.join("log.sock"));
+    let sock = std::os::unix::net::UnixDatagram::bind(sock_dir.join("log.sock")).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let inner = rig.pamtester_ops(user, Some(rhost), &["authenticate"]);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/private_dev_log.sh"))
+        .arg(&sock_dir)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("unshare (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(answer.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = sock.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text, lines)
+}
+
+/// twofold's lines among `lines`.
+fn ours(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|l| l.contains("pam_twofold("))
+        .collect()
+}
+
+#[test]
+fn every_decision_is_logged_without_codes_or_secrets() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    let (secret, codes) = rig.enroll("daemon", 2);
+    let key = secret.to_base32();
+    wait_for_fresh_step();
+    let code = oathtool(&secret, 0);
+    let (ok, out, lines) = login_logged(&rig, "daemon", &format!("{code}\n"), "203.0.113.5");
+    assert!(ok, "{out}");
+    let mine = ours(&lines);
+    assert_eq!(mine.len(), 1, "{lines:#?}");
+    // authpriv.notice = 10 * 8 + 5.
+    let line = mine[0];
+    assert!(line.starts_with("<85>"), "{line}");
+    for part in [
+        "pam_twofold(twofold-test:auth):".to_owned(),
+        "user=daemon".into(),
+        "source=203.0.113.5".into(),
+        format!(
+            "rule=user:[users.daemon]@{}/policy.toml:7 status=enforced",
+            rig.dir().display()
+        ),
+        "outcome=success: code accepted".into(),
+    ] {
+        assert!(line.contains(&part), "{part:?} not in {line}");
+    }
+    // Wrong code, recovery code, exempt user, unknown user: one line each, with the outcome.
+    let (_, _, lines) = login_logged(&rig, "daemon", "314159\n", "203.0.113.5");
+    let l = ours(&lines);
+    assert!(
+        l.len() == 1 && l[0].contains("outcome=refused: wrong code"),
+        "{lines:#?}"
+    );
+    let (ok, _, lines) = login_logged(&rig, "daemon", &format!("{}\n", codes[0]), "203.0.113.5");
+    assert!(ok);
+    let l = ours(&lines);
+    assert!(
+        l.len() == 1 && l[0].contains("recovery code accepted, 1 left"),
+        "{lines:#?}"
+    );
+    let (_, _, lines) = login_logged(&rig, "bin", "", "203.0.113.5");
+    let l = ours(&lines);
+    assert!(
+        l.len() == 1
+            && l[0].contains("rule=user:[users.bin]@")
+            && l[0].contains("status=exempt outcome=ignore: no code needed"),
+        "{lines:#?}"
+    );
+    let (_, _, lines) = login_logged(&rig, "../x", "", "203.0.113.5");
+    let l = ours(&lines);
+    assert!(
+        l.len() == 1 && l[0].contains("user=../x") && l[0].contains("outcome=refused"),
+        "{lines:#?}"
+    );
+    // Never a code, a recovery code or the secret.
+    let all = lines.join("\n");
+    for secret_text in [
+        code.as_str(),
+        "314159",
+        codes[0].as_str(),
+        codes[1].as_str(),
+        key.as_str(),
+    ] {
+        assert!(!all.contains(secret_text), "{secret_text} logged");
+    }
+
+    // A malformed policy: refused, and the log says why, with file:line:col (authpriv.err).
+    let bad = Rig::new("mode = \"optional\"\n[users.x]\nmode = \"sometimes\"\n", "");
+    let (ok, _, lines) = login_logged(&bad, "daemon", "", "local-test");
+    assert!(!ok);
+    let l = ours(&lines);
+    let expected = format!("{}/policy.toml:3:8:", bad.dir().display());
+    assert!(
+        l.len() == 1
+            && l[0].starts_with("<83>")
+            && l[0].contains("rule=- outcome=refused: failing closed: policy:")
+            && l[0].contains(&expected),
+        "{expected} in {lines:#?}"
+    );
+
+    // debug: the steps, at authpriv.debug, still without codes or secrets.
+    let dbg = Rig::new(POLICY, "debug");
+    let (secret, _) = dbg.enroll("daemon", 1);
+    wait_for_fresh_step();
+    let code = oathtool(&secret, 0);
+    let (ok, _, lines) = login_logged(&dbg, "daemon", &format!("{code}\n"), "2001:db8::7");
+    assert!(ok);
+    let debug: Vec<_> = ours(&lines)
+        .into_iter()
+        .filter(|l| l.starts_with("<87>"))
+        .collect();
+    assert!(
+        debug.iter().any(|l| l.contains("source-key=2001:db8::/64"))
+            && debug.iter().any(|l| l.contains("status=enforced")),
+        "{lines:#?}"
+    );
+    let all = lines.join("\n");
+    assert!(!all.contains(&code) && !all.contains(secret.to_base32().as_str()));
+
+    // Enrollment at login: neither the new secret nor the recovery codes reach the log.
+    let enr = Rig::new(AT_LOGIN, "");
+    let (ok, prompt, out) = enroll_via_login(&enr, "man", |s| format!("{}\n", oathtool(s, 0)));
+    assert!(ok, "{out}");
+    let _ = prompt;
+    let rec = enr.store().read(&UserName::parse("man").unwrap()).unwrap();
+    let key = rec
+        .record
+        .unwrap()
+        .enrollment
+        .unwrap()
+        .secret()
+        .unwrap()
+        .to_base32();
+    let (_, _, lines) = login_logged(&enr, "man", "000000\n", "local-test");
+    assert!(!lines.join("\n").contains(key.as_str()));
+}
