@@ -182,8 +182,8 @@ fn password_and_code_over_ssh_and_enrollment_inside_the_login() {
         &sandbox,
         "pw",
         &format!(
-            "auth required pam_unix.so\nauth required {m} {args}\n\
-             account required pam_unix.so\naccount required {m} {args}\n\
+            "@include common-auth\nauth required {m} {args}\n\
+             @include common-account\naccount required {m} {args}\n\
              session required pam_permit.so\npassword required pam_deny.so\n",
             m = m.display()
         ),
@@ -297,7 +297,7 @@ fn public_key_logins_cannot_skip_the_code() {
     let m = module_path();
     let args = sandbox.module_args();
     let account = format!(
-        "account required pam_unix.so\naccount required {m} {args}\n\
+        "@include common-account\naccount required {m} {args}\n\
          session required pam_permit.so\npassword required pam_deny.so\n",
         m = m.display()
     );
