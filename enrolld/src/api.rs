@@ -1,0 +1,173 @@
+//! The D-Bus contract of `twofold-enrolld`, shared by the daemon and its clients.
+
+use serde::{Deserialize, Serialize};
+use zbus::{DeserializeDict, SerializeDict, Type};
+
+/// The well-known bus name, owned by root only (see `packaging/dbus/`).
+pub const BUS_NAME: &str = "org.twofold.Enroll1";
+/// The one object.
+pub const OBJECT_PATH: &str = "/org/twofold/Enroll1";
+/// The interface with every method and the `UserChanged` signal.
+pub const INTERFACE: &str = "org.twofold.Enroll1.Manager";
+
+/// Named errors, `org.twofold.Enroll1.Error.*`, each with a message a person can act on.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.twofold.Enroll1.Error")]
+pub enum Error {
+    /// A D-Bus level failure.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The caller may not do this (admin methods: root or the policy's `admin_group`).
+    PermissionDenied(String),
+    /// The code does not match.
+    InvalidCode(String),
+    /// The user has no enrollment.
+    NotEnrolled(String),
+    /// The policy forbids it (e.g. disabling 2FA while it is required).
+    Forbidden(String),
+    /// No such user in the system's user database.
+    UnknownUser(String),
+    /// A malformed argument (user name, mode).
+    InvalidArgument(String),
+    /// Already enrolled (begin again with `replace`).
+    AlreadyEnrolled(String),
+    /// No enrollment is pending for the caller, or it expired.
+    NoPendingEnrollment(String),
+    /// The policy, the store or the user database cannot be read or written.
+    Failed(String),
+}
+
+impl Error {
+    /// The D-Bus error name without the prefix, e.g. `PermissionDenied`.
+    pub fn short_name(&self) -> &'static str {
+        match self {
+            Error::ZBus(_) => "ZBus",
+            Error::PermissionDenied(_) => "PermissionDenied",
+            Error::InvalidCode(_) => "InvalidCode",
+            Error::NotEnrolled(_) => "NotEnrolled",
+            Error::Forbidden(_) => "Forbidden",
+            Error::UnknownUser(_) => "UnknownUser",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            Error::AlreadyEnrolled(_) => "AlreadyEnrolled",
+            Error::NoPendingEnrollment(_) => "NoPendingEnrollment",
+            Error::Failed(_) => "Failed",
+        }
+    }
+}
+
+/// One user as admins and the user see them (`a{sv}` on the bus). Never holds a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct UserInfo {
+    /// Login name.
+    pub user: String,
+    /// Unix uid, when the account exists.
+    pub uid: Option<u32>,
+    /// `pending`, `enforced`, `enabled`, `off` or `exempt`.
+    pub status: String,
+    /// The effective mode: `required`, `optional` or `disabled`.
+    pub mode: String,
+    /// What decided the mode, in words, e.g. `[groups.wheel] (/etc/twofold/policy.toml:9)`.
+    pub rule: String,
+    /// Whether a secret is enrolled.
+    pub enrolled: bool,
+    /// When it was enrolled (Unix seconds).
+    pub enrolled_at: Option<u64>,
+    /// The admin override's mode, if any.
+    pub override_mode: Option<String>,
+    /// Who set the override.
+    pub override_by: Option<String>,
+    /// When the override was set (Unix seconds).
+    pub override_at: Option<u64>,
+    /// When the requirement first met the user unenrolled (Unix seconds).
+    pub required_since: Option<u64>,
+    /// For `pending`: the end of the grace period (Unix seconds).
+    pub deadline: Option<u64>,
+    /// Whether enrollment inside the login is offered (`[enrollment] at_login`).
+    pub enroll_at_login: bool,
+    /// Last successful login with a code (Unix seconds).
+    pub last_login: Option<u64>,
+    /// Where that login came from.
+    pub last_login_from: Option<String>,
+    /// Unused recovery codes.
+    pub recovery_codes_left: Option<u32>,
+}
+
+impl UserInfo {
+    /// Plain JSON (the `--json` output of the CLI): every field, absent ones as `null`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "user": self.user,
+            "uid": self.uid,
+            "status": self.status,
+            "mode": self.mode,
+            "rule": self.rule,
+            "enrolled": self.enrolled,
+            "enrolled_at": self.enrolled_at,
+            "override_mode": self.override_mode,
+            "override_by": self.override_by,
+            "override_at": self.override_at,
+            "required_since": self.required_since,
+            "deadline": self.deadline,
+            "enroll_at_login": self.enroll_at_login,
+            "last_login": self.last_login,
+            "last_login_from": self.last_login_from,
+            "recovery_codes_left": self.recovery_codes_left,
+        })
+    }
+}
+
+/// What `BeginEnrollment` returns to the enrolling user, and only to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NewEnrollment {
+    /// The `otpauth://totp/...` URI (for the QR code).
+    pub uri: String,
+    /// The secret in base32, for typing by hand.
+    pub secret: String,
+    /// The account label the app will show (`issuer:user`).
+    pub label: String,
+    /// Seconds until the pending enrollment expires.
+    pub expires_in: u64,
+}
+
+/// The client side of the interface (used by the `twofold` command).
+#[zbus::proxy(
+    interface = "org.twofold.Enroll1.Manager",
+    default_service = "org.twofold.Enroll1",
+    default_path = "/org/twofold/Enroll1"
+)]
+pub trait Manager {
+    /// Admin: make 2FA required for `user` (an override beating every policy rule).
+    fn require(&self, user: &str) -> Result<UserInfo, Error>;
+    /// Admin: exempt `user` (override `disabled`).
+    fn exempt(&self, user: &str) -> Result<UserInfo, Error>;
+    /// Admin: make 2FA optional for `user` (override `optional`).
+    fn allow(&self, user: &str) -> Result<UserInfo, Error>;
+    /// Admin: remove the override; the policy decides again.
+    fn clear_override(&self, user: &str) -> Result<UserInfo, Error>;
+    /// Admin: delete `user`'s secret and recovery codes; they enroll again.
+    fn reset(&self, user: &str) -> Result<UserInfo, Error>;
+    /// Admin, or the user themself: one user.
+    fn get_user(&self, user: &str) -> Result<UserInfo, Error>;
+    /// Admin: every local account and every user with a record or a policy entry.
+    fn list_users(&self) -> Result<Vec<UserInfo>, Error>;
+    /// Admin: how many users have each status.
+    fn summary(&self) -> Result<std::collections::HashMap<String, u32>, Error>;
+    /// Admin: the account-wide default mode, written to policy.toml.
+    fn set_default_mode(&self, mode: &str) -> Result<(), Error>;
+    /// Self: a fresh secret, pending until confirmed.
+    fn begin_enrollment(&self, replace: bool) -> Result<NewEnrollment, Error>;
+    /// Self: confirm with a code; returns the recovery codes, once.
+    fn confirm_enrollment(&self, code: &str) -> Result<Vec<String>, Error>;
+    /// Self: drop the pending enrollment.
+    fn cancel_enrollment(&self) -> Result<bool, Error>;
+    /// Self: remove the enrollment (a current code or a recovery code proves it is you).
+    fn disable(&self, code: &str) -> Result<UserInfo, Error>;
+    /// Self: new recovery codes (a current code or a recovery code proves it is you).
+    fn regenerate_recovery_codes(&self, code: &str) -> Result<Vec<String>, Error>;
+    /// Self: the caller's own status.
+    fn get_status(&self) -> Result<UserInfo, Error>;
+    /// A user's status changed.
+    #[zbus(signal)]
+    fn user_changed(&self, user: String, status: String) -> zbus::Result<()>;
+}

@@ -1,0 +1,20 @@
+//! Command line of `twofold-enrolld`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// twofold's D-Bus daemon: admins require, exempt and reset users; users enroll.
+#[derive(Debug, Parser)]
+#[command(name = "twofold-enrolld", version, about)]
+pub struct Args {
+    /// The policy file (drop-ins in policy.d/ beside it).
+    #[arg(long, env = "TWOFOLD_POLICY", default_value = twofold_policy::config::DEFAULT_POLICY)]
+    pub policy: PathBuf,
+    /// The state directory.
+    #[arg(long, env = "TWOFOLD_STATE_DIR", default_value = twofold_policy::store::DEFAULT_STATE_DIR)]
+    pub state: PathBuf,
+    /// How long a begun enrollment waits for its first code (e.g. 5m, 90s).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub enroll_timeout: std::time::Duration,
+}

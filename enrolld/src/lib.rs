@@ -1,0 +1,17 @@
+//! twofold-enrolld: the D-Bus daemon where admins require, exempt and reset users and users
+//! enroll, and the names and types its clients (the `twofold` command) share with it.
+//!
+//! - [`api`]: bus name, object path, interface, the named errors and the user view;
+//! - [`ops`]: every operation, synchronous, on the policy and the store of the `policy` crate,
+//!   given a caller the bus identified;
+//! - [`service`]: the `org.twofold.Enroll1.Manager` interface that resolves the caller from
+//!   the bus and calls [`ops`];
+//! - [`policy_edit`]: `SetDefaultMode`, editing `policy.toml` without losing a comment;
+//! - [`log`]: one line per admin action and enrollment, to syslog or the journal.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod log;
+pub mod ops;
+pub mod policy_edit;
+pub mod service;

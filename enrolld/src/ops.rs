@@ -1,0 +1,655 @@
+//! Every operation of the daemon, synchronous, on the policy and the store of the `policy`
+//! crate. The caller is a [`Caller`] that [`crate::service`] built from the bus (the sender's
+//! Unix uid); no operation takes "who am I" as an argument.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use twofold_policy::record::{Enrollment, Override, Record};
+use twofold_policy::resolve::{RecordFacts, Subject, resolve};
+use twofold_policy::store::{Store, UserState};
+use twofold_policy::totp::{self, Params, Secret, Verdict};
+use twofold_policy::{Mode, Policy, Status, UserName, recovery, system, time};
+use zeroize::Zeroizing;
+
+use crate::api::{Error, NewEnrollment, UserInfo};
+use crate::log::Log;
+
+/// Wrong codes accepted for one pending enrollment before it is dropped.
+pub const CONFIRM_ATTEMPTS: u32 = 5;
+
+/// Who called, as the bus says.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The sender's Unix uid.
+    pub uid: u32,
+    /// Its login name.
+    pub name: String,
+    /// All its groups, supplementary included.
+    pub groups: Vec<String>,
+}
+
+impl Caller {
+    /// Looks up the account of `uid` in the system's user database.
+    pub fn from_uid(uid: u32) -> Result<Caller, Error> {
+        match system::lookup_uid(uid) {
+            Ok(Some(a)) => Ok(Caller {
+                uid,
+                name: a.name,
+                groups: a.groups,
+            }),
+            Ok(None) => Err(Error::PermissionDenied(format!(
+                "uid {uid} has no account in the user database"
+            ))),
+            Err(e) => Err(Error::Failed(format!("user database: {e}"))),
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("{}(uid {})", self.name, self.uid)
+    }
+}
+
+/// A secret waiting for its first code, in memory only, bound to one uid.
+struct Pending {
+    user: UserName,
+    secret: Secret,
+    params: Params,
+    expires: std::time::Instant,
+    attempts: u32,
+}
+
+/// The daemon's state: where the policy and the store are, and pending enrollments.
+pub struct Daemon {
+    /// The main policy file (drop-ins in `policy.d/` beside it).
+    pub policy_path: PathBuf,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// How long a begun enrollment waits for its code.
+    pub enroll_timeout: Duration,
+    /// The log.
+    pub log: Log,
+    pending: Mutex<HashMap<u32, Pending>>,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Failed(format!("{what}: {e}"))
+}
+
+impl Daemon {
+    /// A daemon over `policy_path` and `state_dir`.
+    pub fn new(policy_path: PathBuf, state_dir: PathBuf, enroll_timeout: Duration) -> Daemon {
+        Daemon {
+            policy_path,
+            state_dir,
+            enroll_timeout,
+            log: Log::open(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn policy(&self) -> Result<Policy, Error> {
+        Policy::load_system(&self.policy_path).map_err(|e| failed("policy", e))
+    }
+
+    fn store(&self) -> Result<Store, Error> {
+        Store::open_or_create(&self.state_dir).map_err(|e| failed("state", e))
+    }
+
+    /// Root, or a member of the policy's `admin_group`.
+    fn require_admin(&self, caller: &Caller, policy: &Policy, action: &str) -> Result<(), Error> {
+        if caller.uid == 0 || caller.groups.contains(&policy.admin_group.value) {
+            return Ok(());
+        }
+        self.log.notice(&format!(
+            "caller={} action={action} result=denied: not an admin",
+            caller.label()
+        ));
+        Err(Error::PermissionDenied(format!(
+            "{action} is for administrators: root, or members of the group {:?} (admin_group in {})",
+            policy.admin_group.value,
+            self.policy_path.display()
+        )))
+    }
+
+    /// A user name argument: well formed, and an account of the user database.
+    fn target(&self, user: &str) -> Result<(UserName, system::Account), Error> {
+        let name = UserName::parse(user)
+            .map_err(|e| Error::InvalidArgument(format!("user name {user:?}: {e}")))?;
+        match system::lookup(name.as_str()) {
+            Ok(Some(a)) => Ok((name, a)),
+            Ok(None) => Err(Error::UnknownUser(format!(
+                "no user {:?} in the user database",
+                name.as_str()
+            ))),
+            Err(e) => Err(failed("user database", e)),
+        }
+    }
+
+    /// The view of one user from its state.
+    fn view(
+        policy: &Policy,
+        name: &str,
+        account: Option<&system::Account>,
+        state: &UserState,
+        now: u64,
+    ) -> UserInfo {
+        let record = state.record.as_ref();
+        let no_groups = Vec::new();
+        let subject = Subject {
+            user: name,
+            groups: account.map_or(&no_groups, |a| &a.groups),
+            service: None,
+        };
+        let res = resolve(policy, &subject, &RecordFacts::of(record), now);
+        let enrollment = record.and_then(|r| r.enrollment.as_ref());
+        let ov = record.and_then(|r| r.admin_override.as_ref());
+        UserInfo {
+            user: name.to_owned(),
+            uid: account.map(|a| a.uid),
+            status: res.status.to_string(),
+            mode: res.mode.to_string(),
+            rule: res.rule.to_string(),
+            enrolled: enrollment.is_some(),
+            enrolled_at: enrollment.map(|e| e.enrolled_at),
+            override_mode: ov.map(|o| o.mode.to_string()),
+            override_by: ov.map(|o| o.by.clone()),
+            override_at: ov.map(|o| o.at),
+            required_since: record.and_then(|r| r.required_since),
+            deadline: res.deadline,
+            enroll_at_login: policy.enrollment.at_login,
+            last_login: state.counters.last_login,
+            last_login_from: state.counters.last_login_from.clone(),
+            recovery_codes_left: enrollment
+                .map(|e| u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX)),
+        }
+    }
+
+    fn info(&self, policy: &Policy, store: &Store, name: &UserName) -> Result<UserInfo, Error> {
+        let account = system::lookup(name.as_str()).map_err(|e| failed("user database", e))?;
+        let state = store.read(name).map_err(|e| failed("state", e))?;
+        Ok(Self::view(
+            policy,
+            name.as_str(),
+            account.as_ref(),
+            &state,
+            time::now(),
+        ))
+    }
+
+    /// Changes `user`'s record under the lock, durably, then returns the new view.
+    fn change(
+        &self,
+        policy: &Policy,
+        user: &UserName,
+        account: &system::Account,
+        f: impl FnOnce(&mut Record, &mut twofold_policy::record::Counters, u64) -> Result<(), Error>,
+    ) -> Result<UserInfo, Error> {
+        let store = self.store()?;
+        let lock = store.lock(user).map_err(|e| failed("state", e))?;
+        let mut state = lock.read().map_err(|e| failed("state", e))?;
+        let mut record = state
+            .record
+            .take()
+            .unwrap_or_else(|| Record::new(user.as_str()));
+        let before_counters = state.counters.clone();
+        let now = time::now();
+        f(&mut record, &mut state.counters, now)?;
+        // A requirement meeting an unenrolled user starts the grace period now.
+        let subject = Subject {
+            user: user.as_str(),
+            groups: &account.groups,
+            service: None,
+        };
+        let res = resolve(policy, &subject, &RecordFacts::of(Some(&record)), now);
+        if res.starts_grace {
+            record.required_since = Some(now);
+        }
+        lock.write_record(&record).map_err(|e| failed("state", e))?;
+        if state.counters != before_counters {
+            lock.write_counters(&state.counters)
+                .map_err(|e| failed("state", e))?;
+        }
+        state.record = Some(record);
+        Ok(Self::view(
+            policy,
+            user.as_str(),
+            Some(account),
+            &state,
+            now,
+        ))
+    }
+
+    /// Admin: sets (or with `None` clears) `user`'s override.
+    pub fn set_override(
+        &self,
+        caller: &Caller,
+        user: &str,
+        mode: Option<Mode>,
+    ) -> Result<UserInfo, Error> {
+        let action = match mode {
+            Some(Mode::Required) => "require",
+            Some(Mode::Disabled) => "exempt",
+            Some(Mode::Optional) => "allow",
+            None => "clear-override",
+        };
+        let policy = self.policy()?;
+        self.require_admin(caller, &policy, action)?;
+        let (name, account) = self.target(user)?;
+        let info = self.change(&policy, &name, &account, |record, _, now| {
+            record.admin_override = mode.map(|mode| Override {
+                mode,
+                by: caller.name.clone(),
+                at: now,
+            });
+            // An admin's decision gives a fresh grace period if it leaves the user pending
+            // (set again below when resolution says the requirement starts now).
+            record.required_since = None;
+            Ok(())
+        })?;
+        self.log.notice(&format!(
+            "caller={} action={action} user={} result=ok status={}",
+            caller.label(),
+            info.user,
+            info.status
+        ));
+        Ok(info)
+    }
+
+    /// Admin: deletes `user`'s secret and recovery codes; a new grace period starts now.
+    pub fn reset(&self, caller: &Caller, user: &str) -> Result<UserInfo, Error> {
+        let policy = self.policy()?;
+        self.require_admin(caller, &policy, "reset")?;
+        let (name, account) = self.target(user)?;
+        let info = self.change(&policy, &name, &account, |record, counters, _| {
+            record.enrollment = None;
+            record.required_since = None;
+            counters.failures.clear();
+            Ok(())
+        })?;
+        self.log.notice(&format!(
+            "caller={} action=reset user={} result=ok status={}",
+            caller.label(),
+            info.user,
+            info.status
+        ));
+        Ok(info)
+    }
+
+    /// Admin, or the user themself: one user's view.
+    pub fn get_user(&self, caller: &Caller, user: &str) -> Result<UserInfo, Error> {
+        let policy = self.policy()?;
+        let name = UserName::parse(user)
+            .map_err(|e| Error::InvalidArgument(format!("user name {user:?}: {e}")))?;
+        if name.as_str() != caller.name {
+            self.require_admin(caller, &policy, "show another user")?;
+        }
+        let store = self.store()?;
+        let info = self.info(&policy, &store, &name)?;
+        if info.uid.is_none() && !info.enrolled && info.override_mode.is_none() {
+            return Err(Error::UnknownUser(format!(
+                "no user {:?} in the user database and no record",
+                name.as_str()
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Admin: every local account (uid in login.defs' UID_MIN..=UID_MAX), every user with a
+    /// record and every user the policy names.
+    pub fn list_users(&self, caller: &Caller) -> Result<Vec<UserInfo>, Error> {
+        let policy = self.policy()?;
+        self.require_admin(caller, &policy, "list")?;
+        let store = self.store()?;
+        let mut names: BTreeSet<String> = local_accounts().into_iter().collect();
+        names.extend(
+            store
+                .users()
+                .map_err(|e| failed("state", e))?
+                .into_iter()
+                .map(|u| u.as_str().to_owned()),
+        );
+        names.extend(policy.users.keys().cloned());
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let Ok(name) = UserName::parse(&n) else {
+                continue;
+            };
+            out.push(self.info(&policy, &store, &name)?);
+        }
+        Ok(out)
+    }
+
+    /// Admin: count per status, plus `total`.
+    pub fn summary(&self, caller: &Caller) -> Result<HashMap<String, u32>, Error> {
+        let users = self.list_users(caller)?;
+        let mut out: HashMap<String, u32> = [
+            Status::Pending,
+            Status::Enforced,
+            Status::Enabled,
+            Status::Off,
+            Status::Exempt,
+        ]
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+        for u in &users {
+            *out.entry(u.status.clone()).or_default() += 1;
+        }
+        out.insert(
+            "total".into(),
+            u32::try_from(users.len()).unwrap_or(u32::MAX),
+        );
+        Ok(out)
+    }
+
+    /// Admin: the account-wide default mode, written to the main policy file.
+    pub fn set_default_mode(&self, caller: &Caller, mode: &str) -> Result<(), Error> {
+        let mode: Mode = mode.parse().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "mode {mode:?}: expected required, optional or disabled"
+            ))
+        })?;
+        let policy = self.policy()?;
+        self.require_admin(caller, &policy, "set-default")?;
+        crate::policy_edit::set_default_mode(&self.policy_path, mode).map_err(|e| match e {
+            crate::policy_edit::EditError::Overridden(_) => Error::Forbidden(e.to_string()),
+            _ => Error::Failed(e.to_string()),
+        })?;
+        self.log.notice(&format!(
+            "caller={} action=set-default mode={mode} file={} result=ok",
+            caller.label(),
+            self.policy_path.display()
+        ));
+        Ok(())
+    }
+
+    /// Self: a fresh secret for the caller, pending until confirmed.
+    pub fn begin_enrollment(&self, caller: &Caller, replace: bool) -> Result<NewEnrollment, Error> {
+        let policy = self.policy()?;
+        let (name, account) = self.target(&caller.name)?;
+        let store = self.store()?;
+        let info = self.info(&policy, &store, &name)?;
+        if info.mode == Mode::Disabled.as_str() {
+            return Err(Error::Forbidden(format!(
+                "2FA is disabled for {} ({})",
+                name.as_str(),
+                info.rule
+            )));
+        }
+        if info.enrolled && !replace {
+            return Err(Error::AlreadyEnrolled(format!(
+                "{} is already enrolled (since {}); replace the enrollment to use a new phone",
+                name.as_str(),
+                info.enrolled_at.map(time::human).unwrap_or_default()
+            )));
+        }
+        let secret = Secret::generate().map_err(|e| failed("randomness", e))?;
+        let params = policy.totp.params;
+        let issuer = policy.issuer();
+        let uri = totp::otpauth_uri(&secret, params, &issuer, name.as_str());
+        let new = NewEnrollment {
+            uri: uri.to_string(),
+            secret: secret.to_base32().to_string(),
+            label: format!("{issuer}:{}", name.as_str()),
+            expires_in: self.enroll_timeout.as_secs(),
+        };
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| failed("pending", "poisoned"))?;
+        pending.insert(
+            caller.uid,
+            Pending {
+                user: name,
+                secret,
+                params,
+                expires: std::time::Instant::now() + self.enroll_timeout,
+                attempts: 0,
+            },
+        );
+        drop(pending);
+        let _ = account;
+        self.log.notice(&format!(
+            "caller={} action=begin-enrollment user={} result=ok replace={replace}",
+            caller.label(),
+            caller.name
+        ));
+        Ok(new)
+    }
+
+    /// Self: confirms the pending enrollment with a code; returns the recovery codes, once.
+    pub fn confirm_enrollment(
+        &self,
+        caller: &Caller,
+        code: &str,
+    ) -> Result<(UserInfo, Vec<String>), Error> {
+        let code = Zeroizing::new(code.to_owned());
+        let policy = self.policy()?;
+        let (name, account) = self.target(&caller.name)?;
+        let (secret, params) = {
+            let mut pending = self
+                .pending
+                .lock()
+                .map_err(|_| failed("pending", "poisoned"))?;
+            let none = || {
+                Error::NoPendingEnrollment(
+                    "no enrollment is waiting for a code: begin again (it expires after a few minutes)"
+                        .into(),
+                )
+            };
+            let p = pending.get_mut(&caller.uid).ok_or_else(none)?;
+            if p.expires <= std::time::Instant::now() || p.user != name {
+                pending.remove(&caller.uid);
+                self.log.notice(&format!(
+                    "caller={} action=confirm-enrollment result=refused: expired",
+                    caller.label()
+                ));
+                return Err(Error::NoPendingEnrollment(
+                    "the enrollment expired before it was confirmed: begin again".into(),
+                ));
+            }
+            let verdict = totp::verify(
+                &p.secret,
+                p.params,
+                &code,
+                time::now(),
+                policy.totp.window,
+                None,
+            )
+            .map_err(|e| failed("totp", e))?;
+            if !matches!(verdict, Verdict::Accepted { .. }) {
+                p.attempts += 1;
+                let left = CONFIRM_ATTEMPTS.saturating_sub(p.attempts);
+                if left == 0 {
+                    pending.remove(&caller.uid);
+                }
+                self.log.notice(&format!(
+                    "caller={} action=confirm-enrollment result=refused: wrong code, {left} attempts left",
+                    caller.label()
+                ));
+                return Err(Error::InvalidCode(if left == 0 {
+                    "the code does not match; too many wrong codes: begin again".into()
+                } else {
+                    format!(
+                        "the code does not match (check the phone's clock); {left} attempts left"
+                    )
+                }));
+            }
+            let p = pending.remove(&caller.uid).ok_or_else(none)?;
+            (p.secret, p.params)
+        };
+        let codes = recovery::generate(policy.enrollment.recovery_codes)
+            .map_err(|e| failed("randomness", e))?;
+        let hashes = codes.hashes.clone();
+        let info = self.change(&policy, &name, &account, |record, counters, now| {
+            record.enrollment = Some(Enrollment::new(&secret, params, now, hashes));
+            record.required_since = None;
+            // The code just used cannot log in again.
+            counters.last_step = Some(totp::step_of(now, params));
+            Ok(())
+        })?;
+        self.log.notice(&format!(
+            "caller={} action=enroll user={} result=ok status={} recovery_codes={}",
+            caller.label(),
+            info.user,
+            info.status,
+            codes.codes.len()
+        ));
+        Ok((info, codes.codes.iter().map(|c| c.to_string()).collect()))
+    }
+
+    /// Self: drops the caller's pending enrollment; whether there was one.
+    pub fn cancel_enrollment(&self, caller: &Caller) -> Result<bool, Error> {
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| failed("pending", "poisoned"))?;
+        Ok(pending.remove(&caller.uid).is_some())
+    }
+
+    /// Checks a current code or a recovery code of the caller, consuming it; under the lock.
+    fn prove(&self, policy: &Policy, caller: &Caller, code: &str) -> Result<(), Error> {
+        let (name, _) = self.target(&caller.name)?;
+        let store = self.store()?;
+        let lock = store.lock(&name).map_err(|e| failed("state", e))?;
+        let state = lock.read().map_err(|e| failed("state", e))?;
+        let mut record = state.record.ok_or_else(not_enrolled)?;
+        let enrollment = record.enrollment.as_mut().ok_or_else(not_enrolled)?;
+        let secret = enrollment.secret().map_err(|e| failed("state", e))?;
+        let mut counters = state.counters;
+        let now = time::now();
+        match totp::verify(
+            &secret,
+            enrollment.params,
+            code,
+            now,
+            policy.totp.window,
+            counters.last_step,
+        )
+        .map_err(|e| failed("totp", e))?
+        {
+            Verdict::Accepted { step } => {
+                counters.last_step = Some(step);
+                lock.write_counters(&counters)
+                    .map_err(|e| failed("state", e))
+            }
+            _ => match recovery::find(&enrollment.recovery_codes, code) {
+                Some(i) => {
+                    enrollment.recovery_codes.remove(i);
+                    lock.write_record(&record).map_err(|e| failed("state", e))
+                }
+                None => Err(Error::InvalidCode(
+                    "the code does not match (a current code from the app, or a recovery code)"
+                        .into(),
+                )),
+            },
+        }
+    }
+
+    /// Self: removes the caller's enrollment; refused while 2FA is required for them.
+    pub fn disable(&self, caller: &Caller, code: &str) -> Result<UserInfo, Error> {
+        let policy = self.policy()?;
+        let (name, account) = self.target(&caller.name)?;
+        let store = self.store()?;
+        let info = self.info(&policy, &store, &name)?;
+        if !info.enrolled {
+            return Err(not_enrolled());
+        }
+        if info.mode == Mode::Required.as_str() {
+            self.log.notice(&format!(
+                "caller={} action=disable result=refused: required",
+                caller.label()
+            ));
+            return Err(Error::Forbidden(format!(
+                "2FA is required for {} ({}): only an administrator can exempt you",
+                name.as_str(),
+                info.rule
+            )));
+        }
+        self.prove(&policy, caller, code)?;
+        let info = self.change(&policy, &name, &account, |record, _, _| {
+            record.enrollment = None;
+            Ok(())
+        })?;
+        self.log.notice(&format!(
+            "caller={} action=disable user={} result=ok status={}",
+            caller.label(),
+            info.user,
+            info.status
+        ));
+        Ok(info)
+    }
+
+    /// Self: replaces the caller's recovery codes; returns the new ones, once.
+    pub fn regenerate_recovery_codes(
+        &self,
+        caller: &Caller,
+        code: &str,
+    ) -> Result<Vec<String>, Error> {
+        let policy = self.policy()?;
+        let (name, account) = self.target(&caller.name)?;
+        self.prove(&policy, caller, code)?;
+        let codes = recovery::generate(policy.enrollment.recovery_codes)
+            .map_err(|e| failed("randomness", e))?;
+        let hashes = codes.hashes.clone();
+        self.change(&policy, &name, &account, |record, _, _| {
+            let e = record.enrollment.as_mut().ok_or_else(not_enrolled)?;
+            e.recovery_codes = hashes;
+            Ok(())
+        })?;
+        self.log.notice(&format!(
+            "caller={} action=regenerate-recovery-codes user={} result=ok count={}",
+            caller.label(),
+            name.as_str(),
+            codes.codes.len()
+        ));
+        Ok(codes.codes.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// Self: the caller's own view.
+    pub fn get_status(&self, caller: &Caller) -> Result<UserInfo, Error> {
+        let policy = self.policy()?;
+        let name = UserName::parse(&caller.name)
+            .map_err(|e| Error::InvalidArgument(format!("user name {:?}: {e}", caller.name)))?;
+        let store = self.store()?;
+        self.info(&policy, &store, &name)
+    }
+}
+
+fn not_enrolled() -> Error {
+    Error::NotEnrolled("2FA is not set up for this account".into())
+}
+
+/// UID_MIN and UID_MAX of `/etc/login.defs` (Debian's defaults 1000 and 60000).
+fn uid_range() -> (u32, u32) {
+    let text = std::fs::read_to_string("/etc/login.defs").unwrap_or_default();
+    let get = |key: &str, default: u32| {
+        text.lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(key)).then(|| it.next()).flatten()
+            })
+            .filter_map(|v| v.parse().ok())
+            .next_back()
+            .unwrap_or(default)
+    };
+    (get("UID_MIN", 1000), get("UID_MAX", 60000))
+}
+
+/// Local accounts (`/etc/passwd`) with a uid in the login.defs range.
+pub fn local_accounts() -> Vec<String> {
+    let (min, max) = uid_range();
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid: u32 = f.nth(1)?.parse().ok()?;
+            (uid >= min && uid <= max).then(|| name.to_owned())
+        })
+        .collect()
+}

@@ -1,0 +1,426 @@
+//! Shared by the daemon and CLI tests: a private `dbus-daemon` that loads the product's own bus
+//! policy file, the real `twofold-enrolld`, real accounts and groups (removed afterwards), and
+//! callers of other identities through `setpriv`.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use twofold_enrolld::api::ManagerProxy;
+
+/// True when running as root; otherwise says why the test does nothing. CI runs as root.
+pub fn root_or_skip() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!(
+        "this test needs root (real accounts, a root-owned bus name and store): run make test as root (CI does)"
+    );
+    false
+}
+
+/// A built binary of this workspace (`target/debug/NAME`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(p.exists(), "{} is not built", p.display());
+    p
+}
+
+/// A temporary directory everyone may enter (callers of other uids run binaries from it).
+pub struct Dir {
+    tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Dir { tmp }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Writes a root-owned 0644 file.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+
+    /// A copy of `from`, executable by everyone.
+    pub fn install(&self, from: &Path, name: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::copy(from, &p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+}
+
+/// A private bus: `dbus-daemon` with a system-bus configuration listening in `dir`, which
+/// includes the product's `packaging/dbus/org.twofold.Enroll1.conf`.
+pub struct Bus {
+    child: Child,
+    pub address: String,
+}
+
+impl Bus {
+    pub fn start(dir: &Dir) -> Bus {
+        let product_conf = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/dbus/org.twofold.Enroll1.conf")
+            .canonicalize()
+            .unwrap();
+        let socket = dir.path().join("system_bus_socket");
+        let conf = dir.write(
+            "bus.conf",
+            &format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <include>{product}</include>
+</busconfig>
+"#,
+                socket = socket.display(),
+                product = product_conf.display()
+            ),
+        );
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile", "--nosyslog"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon must be installed (make test installs it)");
+        let start = Instant::now();
+        while !socket.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the bus did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Bus {
+            child,
+            address: format!("unix:path={}", socket.display()),
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real daemon on a private bus.
+pub struct Enrolld {
+    child: Option<Child>,
+    bus: String,
+    args: Vec<String>,
+}
+
+impl Enrolld {
+    pub fn start(bus: &Bus, policy: &Path, state: &Path, extra: &[&str]) -> Enrolld {
+        let mut args = vec![
+            "--policy".to_owned(),
+            policy.display().to_string(),
+            "--state".to_owned(),
+            state.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut d = Enrolld {
+            child: None,
+            bus: bus.address.clone(),
+            args,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(bin("twofold-enrolld"))
+            .args(&self.args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
+            .env_remove("JOURNAL_STREAM")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while !self.serving() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "twofold-enrolld did not take its name"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    fn serving(&self) -> bool {
+        let bus = self.bus.clone();
+        zbus::block_on(async move {
+            let Ok(conn) = zbus::connection::Builder::address(bus.as_str())
+                .build()
+                .await
+            else {
+                return false;
+            };
+            let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
+                return false;
+            };
+            dbus.name_has_owner("org.twofold.Enroll1".try_into().unwrap())
+                .await
+                .unwrap_or(false)
+        })
+    }
+
+    /// Stops the daemon (SIGTERM) and starts it again with the same arguments.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.child = None;
+        while self.serving() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        self.child = None;
+        while self.serving() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Enrolld {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Unique names for accounts and groups within this test process.
+fn unique(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("tf{}x{n}{tag}", std::process::id())
+}
+
+/// A real account (and optionally groups it is a supplementary member of), removed on drop.
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Account {
+    /// `tf<pid>x<n><tag>` in the supplementary `groups`.
+    pub fn create(tag: &str, groups: &[&str]) -> Account {
+        let name = unique(tag);
+        let _ = Command::new("userdel").arg(&name).output();
+        let mut cmd = Command::new("useradd");
+        cmd.args(["--no-create-home", "--shell", "/bin/sh"]);
+        if !groups.is_empty() {
+            cmd.arg("--groups").arg(groups.join(","));
+        }
+        assert!(cmd.arg(&name).status().unwrap().success(), "useradd {name}");
+        let u = nix::unistd::User::from_name(&name).unwrap().unwrap();
+        Account {
+            name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        }
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+/// A group, removed on drop.
+pub struct Group {
+    pub name: String,
+}
+
+impl Group {
+    pub fn create(tag: &str) -> Group {
+        let name = unique(tag);
+        let _ = Command::new("groupdel").arg(&name).output();
+        assert!(
+            Command::new("groupadd")
+                .arg(&name)
+                .status()
+                .unwrap()
+                .success()
+        );
+        Group { name }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.name).output();
+    }
+}
+
+/// Runs `command` as `who` (root when `None`) through `setpriv`, with the private bus.
+pub fn as_user(who: Option<&Account>, command: &Path, bus: &Bus) -> Command {
+    let mut cmd = match who {
+        Some(a) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={}", a.uid),
+                format!("--regid={}", a.gid),
+                "--init-groups".into(),
+            ])
+            .arg(command);
+            c
+        }
+        None => Command::new(command),
+    };
+    // A clean environment, as another user's session would have (nothing of root's).
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Calls one method as `who` through a helper process (this test binary re-executed under
+/// setpriv, running `helper_main`). Returns `{"ok": value}` or `{"error": NAME, "message": M}`.
+pub fn call(client: &Path, who: Option<&Account>, bus: &Bus, method: &str, args: Value) -> Value {
+    let out = as_user(who, client, bus)
+        .args([
+            "--ignored",
+            "--exact",
+            "helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TWOFOLD_TEST_CALL", json!([method, args]).to_string())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.split_once("TWOFOLD-RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| {
+            panic!(
+                "helper printed no result: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).unwrap()
+}
+
+/// The helper: reads `TWOFOLD_TEST_CALL` = `[METHOD, ARGS]`, calls it through the crate's
+/// `ManagerProxy` as whoever runs it, prints `TWOFOLD-RESULT {json}`.
+pub fn helper_main() {
+    let Ok(spec) = std::env::var("TWOFOLD_TEST_CALL") else {
+        return; // run by `cargo test -- --ignored` without a call: nothing to do
+    };
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let method = spec[0].as_str().unwrap().to_owned();
+    let args = spec[1].clone();
+    let arg = |i: usize| args[i].as_str().unwrap_or_default().to_owned();
+    let result: Result<Value, twofold_enrolld::api::Error> = zbus::block_on(async {
+        let conn = zbus::Connection::system().await?;
+        let p = ManagerProxy::new(&conn).await?;
+        let v = match method.as_str() {
+            "Require" => Ok(p.require(&arg(0)).await?.to_json()),
+            "Exempt" => Ok(p.exempt(&arg(0)).await?.to_json()),
+            "Allow" => Ok(p.allow(&arg(0)).await?.to_json()),
+            "ClearOverride" => Ok(p.clear_override(&arg(0)).await?.to_json()),
+            "Reset" => Ok(p.reset(&arg(0)).await?.to_json()),
+            "GetUser" => Ok(p.get_user(&arg(0)).await?.to_json()),
+            "ListUsers" => Ok(Value::Array(
+                p.list_users().await?.iter().map(|u| u.to_json()).collect(),
+            )),
+            "Summary" => serde_json::to_value(p.summary().await?),
+            "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
+            "BeginEnrollment" => serde_json::to_value(
+                p.begin_enrollment(args[0].as_bool().unwrap_or(false))
+                    .await?,
+            ),
+            "ConfirmEnrollment" => serde_json::to_value(p.confirm_enrollment(&arg(0)).await?),
+            "CancelEnrollment" => serde_json::to_value(p.cancel_enrollment().await?),
+            "Disable" => Ok(p.disable(&arg(0)).await?.to_json()),
+            "RegenerateRecoveryCodes" => {
+                serde_json::to_value(p.regenerate_recovery_codes(&arg(0)).await?)
+            }
+            "GetStatus" => Ok(p.get_status().await?.to_json()),
+            other => panic!("unknown method {other}"),
+        };
+        Ok(v.unwrap())
+    });
+    let out = match result {
+        Ok(v) => json!({ "ok": v }),
+        Err(e) => json!({ "error": e.short_name(), "message": e.to_string() }),
+    };
+    println!("TWOFOLD-RESULT {out}");
+}
+
+/// The code `oathtool` computes for the base32 `key` at now + `offset_steps` × 30 s.
+pub fn oathtool(key: &str, offset_steps: i64) -> String {
+    let t = twofold_policy::time::now() as i64 + offset_steps * 30;
+    let out = Command::new("oathtool")
+        .args(["--totp", "--base32", &format!("--now=@{t}"), key])
+        .output()
+        .expect("oathtool must be installed (make test installs it)");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Waits for a fresh 30 s step if fewer than `need` seconds are left in this one.
+pub fn fresh_step_within(need: u64) {
+    let into = twofold_policy::time::now() % 30;
+    if into + need >= 30 {
+        std::thread::sleep(Duration::from_secs(30 - into));
+    }
+}
