@@ -70,6 +70,10 @@ impl World {
     fn store(&self) -> Store {
         Store::open(&self.dir.path().join("state")).unwrap()
     }
+
+    fn daemon_pid(&self) -> u32 {
+        self.daemon.pid().unwrap()
+    }
 }
 
 fn ok(v: &Value) -> &Value {
@@ -187,4 +191,363 @@ fn expired_pending_enrollment_cannot_be_confirmed() {
         ok(&w.call(bob, "CancelEnrollment", json!([]))),
         &json!(false)
     );
+}
+
+const ADMIN_METHODS: &[&str] = &[
+    "Require",
+    "Exempt",
+    "Allow",
+    "ClearOverride",
+    "Reset",
+    "GetUser",
+    "ListUsers",
+    "Summary",
+    "SetDefaultMode",
+];
+
+fn admin_args(method: &str, target: &str) -> Value {
+    match method {
+        "ListUsers" | "Summary" => json!([]),
+        "SetDefaultMode" => json!(["optional"]),
+        _ => json!([target]),
+    }
+}
+
+/// Every method × {root, admin-group member, the user themself, another plain user}.
+#[test]
+fn authorization_matrix() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let target = &w.alice.name;
+    let record_bytes = || std::fs::read(w.dir.path().join(format!("state/{target}.toml"))).ok();
+    let policy_bytes = || std::fs::read(&w.policy).unwrap();
+    // Admin methods: root and the admin group's member may; the user and another user may not
+    // (except GetUser on oneself), and a refused call changes nothing.
+    for method in ADMIN_METHODS {
+        for (who, label) in [(None, "root"), (Some(&w.admin), "admin")] {
+            let r = w.call(who, method, admin_args(method, target));
+            assert!(r.get("ok").is_some(), "{method} as {label}: {r}");
+        }
+        for (who, label) in [(&w.alice, "self"), (&w.bob, "other")] {
+            let (rec, pol) = (record_bytes(), policy_bytes());
+            let r = w.call(Some(who), method, admin_args(method, target));
+            if *method == "GetUser" && label == "self" {
+                assert_eq!(ok(&r)["user"], *target, "{r}");
+                continue;
+            }
+            assert_eq!(err(&r), "PermissionDenied", "{method} as {label}: {r}");
+            assert!(
+                r["message"].as_str().unwrap().contains(&w.admins.name),
+                "the refusal says who may: {r}"
+            );
+            assert_eq!(
+                record_bytes(),
+                rec,
+                "{method} as {label} changed the record"
+            );
+            assert_eq!(
+                policy_bytes(),
+                pol,
+                "{method} as {label} changed the policy"
+            );
+        }
+    }
+    // What each admin verb did, seen as root.
+    for (method, status, ov) in [
+        ("Require", "pending", json!("required")),
+        ("Exempt", "exempt", json!("disabled")),
+        ("Allow", "off", json!("optional")),
+        ("ClearOverride", "off", Value::Null),
+    ] {
+        let info = ok(&w.call(Some(&w.admin), method, json!([target]))).clone();
+        assert_eq!(info["status"], status, "{method}: {info}");
+        assert_eq!(info["override_mode"], ov, "{method}: {info}");
+        if !ov.is_null() {
+            assert_eq!(info["override_by"], w.admin.name.as_str());
+        }
+    }
+    let r = w.call(None, "Require", json!(["no-such-user-tf"]));
+    assert_eq!(err(&r), "UnknownUser", "{r}");
+    let r = w.call(None, "Require", json!(["../etc"]));
+    assert_eq!(err(&r), "InvalidArgument", "{r}");
+    let r = w.call(None, "SetDefaultMode", json!(["sometimes"]));
+    assert_eq!(err(&r), "InvalidArgument", "{r}");
+
+    // Self methods act on the caller, whoever calls: each caller enrolls, regenerates its
+    // recovery codes and disables, and no one else's record changes.
+    for (who, name) in [
+        (None, "root".to_owned()),
+        (Some(&w.admin), w.admin.name.clone()),
+        (Some(&w.alice), w.alice.name.clone()),
+        (Some(&w.bob), w.bob.name.clone()),
+    ] {
+        let others: Vec<_> = ["root", &w.admin.name, &w.alice.name, &w.bob.name]
+            .into_iter()
+            .filter(|n| *n != name)
+            .map(|n| {
+                (
+                    n.to_owned(),
+                    std::fs::read(w.dir.path().join(format!("state/{n}.toml"))).ok(),
+                )
+            })
+            .collect();
+        let st = ok(&w.call(who, "GetStatus", json!([]))).clone();
+        assert_eq!(st["user"], name.as_str());
+        let new = ok(&w.call(who, "BeginEnrollment", json!([false]))).clone();
+        assert!(
+            new["label"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{name}"))
+        );
+        let r = w.call(who, "ConfirmEnrollment", json!(["123456"]));
+        assert_eq!(err(&r), "InvalidCode", "{name}: {r}");
+        fresh_step_within(5);
+        let key = new["secret"].as_str().unwrap();
+        let codes = ok(&w.call(who, "ConfirmEnrollment", json!([oathtool(key, 0)]))).clone();
+        let state = w.store().read(&UserName::parse(&name).unwrap()).unwrap();
+        assert!(
+            state.record.unwrap().enrollment.is_some(),
+            "{name} enrolled"
+        );
+        let fresh = ok(&w.call(who, "RegenerateRecoveryCodes", json!([codes[0]]))).clone();
+        let r = w.call(who, "Disable", json!(["999999"]));
+        assert_eq!(err(&r), "InvalidCode", "{name}: {r}");
+        let info = ok(&w.call(who, "Disable", json!([fresh[0]]))).clone();
+        assert_eq!(info["status"], "off", "{name}: {info}");
+        assert_eq!(
+            ok(&w.call(who, "CancelEnrollment", json!([]))),
+            &json!(false)
+        );
+        let r = w.call(who, "Disable", json!([fresh[1]]));
+        assert_eq!(err(&r), "NotEnrolled", "{name}: {r}");
+        for (n, before) in others {
+            let now = std::fs::read(w.dir.path().join(format!("state/{n}.toml"))).ok();
+            assert_eq!(now, before, "{name}'s self calls changed {n}'s record");
+        }
+    }
+    // Every admin action and enrollment was logged: who, what, to whom.
+    let log = w.daemon.log_text();
+    for needle in [
+        format!(
+            "caller={}(uid {}) action=require user={target} result=ok",
+            w.admin.name, w.admin.uid
+        ),
+        format!(
+            "caller={}(uid {}) action=require result=denied",
+            w.bob.name, w.bob.uid
+        ),
+        format!(
+            "caller={}(uid {}) action=enroll user={} result=ok",
+            w.bob.name, w.bob.uid, w.bob.name
+        ),
+        "caller=root(uid 0) action=reset user=".to_owned(),
+    ] {
+        assert!(log.contains(&needle), "{needle:?} not logged:\n{log}");
+    }
+}
+
+#[test]
+fn list_summary_and_signal() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    ok(&w.call(None, "Require", json!([w.alice.name])));
+    ok(&w.call(None, "Exempt", json!([w.bob.name])));
+    let list = ok(&w.call(Some(&w.admin), "ListUsers", json!([]))).clone();
+    let rows = list.as_array().unwrap();
+    let row = |n: &str| rows.iter().find(|r| r["user"] == n).cloned();
+    assert_eq!(row(&w.alice.name).unwrap()["status"], "pending");
+    assert_eq!(row(&w.bob.name).unwrap()["status"], "exempt");
+    assert_eq!(row(&w.admin.name).unwrap()["status"], "off");
+    // Users the policy names are listed even without an account in the login range.
+    assert_eq!(row("nobody").unwrap()["status"], "exempt");
+    let summary = ok(&w.call(Some(&w.admin), "Summary", json!([]))).clone();
+    let count = |s: &str| rows.iter().filter(|r| r["status"] == s).count() as u64;
+    for s in ["pending", "enforced", "enabled", "off", "exempt"] {
+        assert_eq!(summary[s], count(s), "{s}: {summary}");
+    }
+    assert_eq!(summary["total"], rows.len() as u64);
+
+    // UserChanged after a change.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let address = w.bus.address.clone();
+    std::thread::spawn(move || {
+        zbus::block_on(async move {
+            use futures_util::StreamExt;
+            let conn = zbus::connection::Builder::address(address.as_str())
+                .build()
+                .await
+                .unwrap();
+            let p = twofold_enrolld::api::ManagerProxy::new(&conn)
+                .await
+                .unwrap();
+            let mut s = p.receive_user_changed().await.unwrap();
+            tx.send(None).unwrap();
+            while let Some(sig) = s.next().await {
+                let a = sig.args().unwrap();
+                tx.send(Some((a.user().clone(), a.status().clone())))
+                    .unwrap();
+            }
+        });
+    });
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+        None
+    );
+    ok(&w.call(Some(&w.admin), "Allow", json!([w.alice.name])));
+    let got = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(got, Some((w.alice.name.clone(), "off".to_owned())));
+}
+
+#[test]
+fn state_survives_restart_and_sigkill() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut w = World::new(&[]);
+    let bob = Some(&w.bob);
+    let new = ok(&w.call(bob, "BeginEnrollment", json!([false]))).clone();
+    fresh_step_within(5);
+    ok(&w.call(
+        bob,
+        "ConfirmEnrollment",
+        json!([oathtool(new["secret"].as_str().unwrap(), 0)]),
+    ));
+    ok(&w.call(None, "Require", json!([w.alice.name])));
+    let before: Vec<Value> = [&w.alice.name, &w.bob.name]
+        .iter()
+        .map(|n| ok(&w.call(None, "GetUser", json!([n]))).clone())
+        .collect();
+    w.daemon.restart();
+    for b in &before {
+        let now = ok(&w.call(None, "GetUser", json!([b["user"]]))).clone();
+        assert_eq!(&now, b, "changed across a restart");
+    }
+
+    // Bursts of admin writes, SIGKILL in the middle (5 rounds, at different moments): every
+    // record loads afterwards and holds every acknowledged change (the call in flight may or
+    // may not have landed).
+    let targets = [
+        w.alice.name.clone(),
+        w.bob.name.clone(),
+        w.admin.name.clone(),
+    ];
+    let store = w.store();
+    for round in 0..5u64 {
+        let pid = w.daemon_pid();
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300 + 170 * round));
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        });
+        let mut acked: std::collections::HashMap<String, &str> = Default::default();
+        let mut in_flight = None;
+        for i in 0..5000 {
+            let t = &targets[i % 3];
+            let (method, mode) = if (i / 3 + round as usize) % 2 == 0 {
+                ("Require", "required")
+            } else {
+                ("Exempt", "disabled")
+            };
+            let r = w.call(None, method, json!([t]));
+            if r.get("ok").is_some() {
+                acked.insert(t.clone(), mode);
+            } else {
+                in_flight = Some((t.clone(), mode));
+                break;
+            }
+        }
+        killer.join().unwrap();
+        assert!(
+            in_flight.is_some(),
+            "round {round}: not killed during the burst"
+        );
+        assert!(acked.len() == 3, "round {round}: too few writes: {acked:?}");
+        w.daemon.forget_killed();
+        for t in &targets {
+            let rec = store
+                .read(&UserName::parse(t).unwrap())
+                .unwrap_or_else(|e| panic!("{t}'s record does not load: {e}"))
+                .record
+                .unwrap();
+            let got = rec.admin_override.unwrap().mode.to_string();
+            let ok_modes: Vec<&str> = std::iter::once(acked[t])
+                .chain(in_flight.iter().filter(|(u, _)| u == t).map(|(_, m)| *m))
+                .collect();
+            assert!(
+                ok_modes.contains(&got.as_str()),
+                "round {round}, {t}: {got} not in {ok_modes:?}"
+            );
+        }
+        w.daemon.restart();
+    }
+    // The restarted daemon serves the same state.
+    for t in &targets {
+        let info = ok(&w.call(None, "GetUser", json!([t]))).clone();
+        let mode = store
+            .read(&UserName::parse(t).unwrap())
+            .unwrap()
+            .record
+            .unwrap()
+            .admin_override
+            .unwrap()
+            .mode;
+        assert_eq!(info["override_mode"], mode.to_string());
+    }
+}
+
+#[test]
+fn set_default_mode_keeps_every_comment() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let original = std::fs::read_to_string(&w.policy).unwrap();
+    ok(&w.call(Some(&w.admin), "SetDefaultMode", json!(["required"])));
+    let edited = std::fs::read_to_string(&w.policy).unwrap();
+    assert_eq!(
+        edited,
+        original.replace(
+            "mode = \"optional\"   # the default",
+            "mode = \"required\"   # the default"
+        )
+    );
+    let st = ok(&w.call(Some(&w.bob), "GetStatus", json!([]))).clone();
+    assert_eq!(st["status"], "pending", "the new default applies: {st}");
+    // A drop-in that sets mode would override the edit: refused, nothing written.
+    let d = w.dir.path().join("policy.d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("50-site.toml"), "mode = \"optional\"\n").unwrap();
+    let r = w.call(None, "SetDefaultMode", json!(["disabled"]));
+    assert_eq!(err(&r), "Forbidden", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("50-site.toml:1"),
+        "{r}"
+    );
+    assert_eq!(std::fs::read_to_string(&w.policy).unwrap(), edited);
+    std::fs::remove_dir_all(&d).unwrap();
+    // A broken policy is not edited further.
+    std::fs::write(&w.policy, format!("{edited}\n[users.x]\nmode = 1\n")).unwrap();
+    let r = w.call(None, "SetDefaultMode", json!(["disabled"]));
+    assert_eq!(err(&r), "Failed", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("policy.toml:"),
+        "{r}"
+    );
+    assert!(
+        std::fs::read_to_string(&w.policy)
+            .unwrap()
+            .contains("mode = \"required\"   # the default")
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(w.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("twofold-tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
 }

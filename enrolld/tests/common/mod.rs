@@ -22,12 +22,13 @@ pub fn root_or_skip() -> bool {
     false
 }
 
-/// A built binary of this workspace (`target/debug/NAME`).
+/// A binary of this package, built by cargo for the integration tests.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(p.exists(), "{} is not built", p.display());
-    p
+    PathBuf::from(match name {
+        "twofold-enrolld" => env!("CARGO_BIN_EXE_twofold-enrolld"),
+        "twofold" => env!("CARGO_BIN_EXE_twofold"),
+        other => panic!("no binary {other}"),
+    })
 }
 
 /// A temporary directory everyone may enter (callers of other uids run binaries from it).
@@ -111,6 +112,8 @@ impl Bus {
             .arg(format!("--config-file={}", conf.display()))
             .args(["--nofork", "--nopidfile", "--nosyslog"])
             .stdout(Stdio::null())
+            // Its complaints (e.g. it cannot raise the fd limit in a container) stay in `dir`.
+            .stderr(std::fs::File::create(dir.path().join("bus.log")).unwrap())
             .spawn()
             .expect("dbus-daemon must be installed (make test installs it)");
         let start = Instant::now();
@@ -140,6 +143,8 @@ pub struct Enrolld {
     child: Option<Child>,
     bus: String,
     args: Vec<String>,
+    /// The daemon's stderr (its log when there is no syslog), appended across restarts.
+    pub log: PathBuf,
 }
 
 impl Enrolld {
@@ -155,6 +160,7 @@ impl Enrolld {
             child: None,
             bus: bus.address.clone(),
             args,
+            log: state.with_extension("log"),
         };
         d.spawn();
         d
@@ -165,7 +171,13 @@ impl Enrolld {
             .args(&self.args)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
             .env_remove("JOURNAL_STREAM")
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -230,6 +242,22 @@ impl Enrolld {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// After the process was killed from outside: reap it and wait until its name is gone.
+    pub fn forget_killed(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.wait();
+        }
+        self.child = None;
+        while self.serving() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the daemon logged so far (stderr: there is no syslog in the test).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
