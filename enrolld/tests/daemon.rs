@@ -449,7 +449,7 @@ fn state_survives_restart_and_sigkill() {
         let mut in_flight = None;
         for i in 0..5000 {
             let t = &targets[i % 3];
-            let (method, mode) = if (i / 3 + round as usize) % 2 == 0 {
+            let (method, mode) = if (i / 3 + round as usize).is_multiple_of(2) {
                 ("Require", "required")
             } else {
                 ("Exempt", "disabled")
