@@ -40,9 +40,8 @@ pub fn with_default_mode(text: &str, mode: Mode) -> Result<String, String> {
             *v.decor_mut() = decor;
         }
         None => {
-            // New key: at the top, before any table.
+            // New key: after the other top-level keys, before any table; no comment moves.
             root.insert("mode", toml_edit::value(mode.as_str()));
-            root.sort_values_by(|a, _, b, _| (b.get() == "mode").cmp(&(a.get() == "mode")));
         }
     }
     Ok(doc.to_string())

@@ -6,7 +6,12 @@ use clap::Parser;
 
 /// twofold's D-Bus daemon: admins require, exempt and reset users; users enroll.
 #[derive(Debug, Parser)]
-#[command(name = "twofold-enrolld", version, about)]
+#[command(
+    name = "twofold-enrolld",
+    version,
+    about = "twofold's D-Bus daemon: admins require, exempt and reset users; users enroll",
+    long_about = "twofold's D-Bus daemon on the system bus (or DBUS_SYSTEM_BUS_ADDRESS), owning org.twofold.Enroll1. Admins (root and the policy's admin_group) require, exempt and reset users and set the default mode; users enroll, disable and regenerate recovery codes for themselves. The caller is the sender's Unix uid as the bus reports it. Logins never depend on this daemon."
+)]
 pub struct Args {
     /// The policy file (drop-ins in policy.d/ beside it).
     #[arg(long, env = "TWOFOLD_POLICY", default_value = twofold_policy::config::DEFAULT_POLICY)]

@@ -2,12 +2,18 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// twofold: TOTP two-factor authentication for Unix logins.
 ///
-/// Exit status: 0 success; 1 the policy is invalid; 2 bad usage or argument; 3 the policy,
-/// the state or the user database cannot be read; 4 unknown user.
+/// `policy check` and `explain` read the policy and the state themselves; every other command
+/// asks the daemon, twofold-enrolld, over the system bus, which decides from your Unix user who
+/// may do what.
+///
+/// Exit status: 0 success; 1 the policy is invalid; 2 bad usage or argument; 3 the policy, the
+/// state, the user database or the daemon cannot be reached; 4 unknown user; 5 permission
+/// denied (admin commands are for root and the policy's admin_group); 6 refused: wrong code,
+/// not enrolled, already enrolled, or the policy forbids it.
 #[derive(Debug, Parser)]
 #[command(name = "twofold", version, max_term_width = 100)]
 pub struct Cli {
@@ -22,10 +28,10 @@ pub struct Cli {
 /// Options for every command.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The policy file; drop-ins are read from policy.d/ beside it.
+    /// The policy file; drop-ins are read from policy.d/ beside it (policy check, explain).
     #[arg(long, global = true, env = "TWOFOLD_POLICY", default_value = twofold_policy::config::DEFAULT_POLICY, value_name = "FILE")]
     pub policy: PathBuf,
-    /// The state directory holding enrollments and overrides.
+    /// The state directory holding enrollments and overrides (explain).
     #[arg(long, global = true, env = "TWOFOLD_STATE_DIR", default_value = twofold_policy::store::DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state: PathBuf,
     /// Print data as JSON.
@@ -36,7 +42,54 @@ pub struct Global {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check and summarize the policy.
+    /// Set up 2FA for yourself: QR code, key, a code from the app, recovery codes.
+    Enroll {
+        /// Replace an existing enrollment (a new phone).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Your 2FA status, or USER's (admins).
+    Status {
+        /// Another user (admins only).
+        user: Option<String>,
+    },
+    /// Turn 2FA off for yourself (refused while it is required for you).
+    Disable,
+    /// Replace your recovery codes with new ones.
+    RecoveryCodes,
+    /// Every user's 2FA status, with the distribution (admins).
+    List,
+    /// Require 2FA for USER… whatever the policy says (admins).
+    Require {
+        /// Users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Exempt USER… from 2FA (admins).
+    Exempt {
+        /// Users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Make 2FA optional for USER… (admins).
+    Allow {
+        /// Users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove the override of USER…: the policy decides again (admins).
+    Inherit {
+        /// Users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Delete USER…'s secret and recovery codes: they set up 2FA again (admins).
+    Reset {
+        /// Users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Check and summarize the policy, or set its default mode.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Show a user's effective mode, status, and the rule that decided it.
@@ -47,6 +100,23 @@ pub enum Command {
         #[arg(long, short)]
         service: Option<String>,
     },
+    /// Write man pages and shell completions into DIR (used by `make build`).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory.
+        dir: PathBuf,
+    },
+}
+
+/// The account-wide default.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DefaultMode {
+    /// Everyone must use 2FA (they enroll at their next login).
+    Required,
+    /// Users may set up 2FA.
+    Optional,
+    /// No one is asked for a code.
+    Disabled,
 }
 
 /// `twofold policy …`
@@ -58,5 +128,10 @@ pub enum PolicyCommand {
     Check {
         /// A single file to check (e.g. a draft) instead of the system policy.
         file: Option<PathBuf>,
+    },
+    /// Set the account-wide default mode in policy.toml, keeping its comments (admins).
+    SetDefault {
+        /// The new default.
+        mode: DefaultMode,
     },
 }

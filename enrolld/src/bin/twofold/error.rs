@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use twofold_enrolld::api;
+
 /// A failure the user can act on.
 #[derive(Debug)]
 pub enum CliError {
@@ -9,10 +11,16 @@ pub enum CliError {
     Policy(twofold_policy::PolicyError),
     /// A bad argument (exit 2).
     Usage(String),
-    /// State, policy or user database unreadable (exit 3).
+    /// State, policy, user database or daemon unreachable (exit 3).
     System(String),
     /// No such user (exit 4).
     UnknownUser(String),
+    /// Not allowed (exit 5).
+    PermissionDenied(String),
+    /// Refused: wrong code, not enrolled, forbidden by the policy (exit 6).
+    Refused(String),
+    /// Already reported (per user, by the admin verbs); exits with the inner status.
+    Reported(Box<CliError>),
 }
 
 impl CliError {
@@ -23,6 +31,40 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::System(_) => 3,
             CliError::UnknownUser(_) => 4,
+            CliError::PermissionDenied(_) => 5,
+            CliError::Refused(_) => 6,
+            CliError::Reported(e) => e.exit_code(),
+        }
+    }
+
+    /// The daemon's answer as a CLI error.
+    pub fn from_daemon(e: api::Error) -> CliError {
+        match e {
+            api::Error::ZBus(z) => CliError::System(format!(
+                "cannot reach twofold-enrolld on the system bus ({z}). Is it running? Start it with `systemctl start twofold-enrolld` (as root)."
+            )),
+            api::Error::PermissionDenied(m) => CliError::PermissionDenied(m),
+            api::Error::UnknownUser(m) => CliError::UnknownUser(m),
+            api::Error::InvalidArgument(m) => CliError::Usage(m),
+            api::Error::Failed(m) => CliError::System(format!("twofold-enrolld: {m}")),
+            api::Error::InvalidCode(m)
+            | api::Error::NotEnrolled(m)
+            | api::Error::Forbidden(m)
+            | api::Error::AlreadyEnrolled(m)
+            | api::Error::NoPendingEnrollment(m) => CliError::Refused(m),
+        }
+    }
+
+    /// A short name for `--json` error output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CliError::Policy(_) => "invalid-policy",
+            CliError::Usage(_) => "usage",
+            CliError::System(_) => "unavailable",
+            CliError::UnknownUser(_) => "unknown-user",
+            CliError::PermissionDenied(_) => "permission-denied",
+            CliError::Refused(_) => "refused",
+            CliError::Reported(e) => e.kind(),
         }
     }
 }
@@ -31,9 +73,17 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Policy(e) => write!(f, "{e}"),
-            CliError::Usage(m) | CliError::System(m) => f.write_str(m),
+            CliError::Usage(m)
+            | CliError::System(m)
+            | CliError::PermissionDenied(m)
+            | CliError::Refused(m) => f.write_str(m),
+            CliError::Reported(e) => write!(f, "{e}"),
             CliError::UnknownUser(u) => {
-                write!(f, "unknown user {u:?}: not in this machine's user database")
+                if u.starts_with("no user") {
+                    f.write_str(u)
+                } else {
+                    write!(f, "unknown user {u:?}: not in this machine's user database")
+                }
             }
         }
     }

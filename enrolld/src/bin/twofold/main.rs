@@ -2,6 +2,11 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod client;
+/// The daemon's command line, for its man page.
+#[path = "../twofold-enrolld/cli.rs"]
+#[allow(dead_code)]
+mod enrolld_cli;
 mod error;
 
 use std::io::Write;
@@ -20,17 +25,37 @@ use error::CliError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_out = cli.global.json;
     let result = match &cli.command {
         Command::Policy(PolicyCommand::Check { file }) => {
             policy_check(&cli.global, file.as_deref())
         }
+        Command::Policy(PolicyCommand::SetDefault { mode }) => client::set_default(*mode),
         Command::Explain { user, service } => explain(&cli.global, user, service.as_deref()),
+        Command::Enroll { replace } => client::enroll(*replace),
+        Command::Status { user } => client::status(user.as_deref(), json_out),
+        Command::Disable => client::disable(json_out),
+        Command::RecoveryCodes => client::recovery_codes(json_out),
+        Command::List => client::list(json_out),
+        Command::Require { users } => client::admin("require", users, json_out),
+        Command::Exempt { users } => client::admin("exempt", users, json_out),
+        Command::Allow { users } => client::admin("allow", users, json_out),
+        Command::Inherit { users } => client::admin("inherit", users, json_out),
+        Command::Reset { users } => client::admin("reset", users, json_out),
+        Command::GenerateAssets { dir } => generate_assets(dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Reported(e)) => ExitCode::from(e.exit_code()),
         Err(e) => {
-            if let (true, CliError::Policy(p)) = (cli.global.json, &e) {
-                println!("{}", policy_error_json(p));
+            if json_out {
+                match &e {
+                    CliError::Policy(p) => println!("{}", policy_error_json(p)),
+                    _ => println!(
+                        "{:#}",
+                        json!({ "error": e.kind(), "message": e.to_string() })
+                    ),
+                }
             }
             eprintln!("twofold: {e}");
             ExitCode::from(e.exit_code())
@@ -307,6 +332,34 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
     }
     if let Some(n) = note {
         eprintln!("note: {n}");
+    }
+    Ok(())
+}
+
+/// Man pages (`twofold.1`, `twofold-SUBCOMMAND.1`, `twofold-enrolld.8`) and completions for
+/// bash, zsh and fish, into `dir/man` and `dir/completions`.
+fn generate_assets(dir: &Path) -> Result<(), CliError> {
+    use clap::CommandFactory;
+    let io = |e: std::io::Error| CliError::System(format!("{}: {e}", dir.display()));
+    let man = dir.join("man");
+    let comp = dir.join("completions");
+    std::fs::create_dir_all(&man).map_err(io)?;
+    std::fs::create_dir_all(&comp).map_err(io)?;
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man).map_err(io)?;
+    let daemon = enrolld_cli::Args::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(daemon)
+        .section("8")
+        .render(&mut page)
+        .map_err(io)?;
+    std::fs::write(man.join("twofold-enrolld.8"), page).map_err(io)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "twofold", &comp).map_err(io)?;
     }
     Ok(())
 }

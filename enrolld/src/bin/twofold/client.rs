@@ -1,0 +1,453 @@
+//! The commands that ask twofold-enrolld: enrollment, status, the admin console.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use serde_json::json;
+use twofold_enrolld::api::{ManagerProxy, UserInfo};
+use twofold_policy::time;
+use zeroize::Zeroizing;
+
+use crate::cli::DefaultMode;
+use crate::error::CliError;
+
+/// Runs `f` against the daemon's proxy on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
+fn with_daemon<T>(
+    f: impl AsyncFnOnce(&ManagerProxy<'static>) -> Result<T, twofold_enrolld::api::Error>,
+) -> Result<T, CliError> {
+    zbus::block_on(async {
+        let conn = zbus::Connection::system()
+            .await
+            .map_err(|e| CliError::from_daemon(e.into()))?;
+        let proxy = ManagerProxy::new(&conn)
+            .await
+            .map_err(|e| CliError::from_daemon(e.into()))?;
+        f(&proxy).await.map_err(CliError::from_daemon)
+    })
+}
+
+/// Colours on a terminal only, and never with `NO_COLOR` set.
+struct Paint(bool);
+
+impl Paint {
+    fn detect() -> Paint {
+        Paint(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+    }
+
+    fn status(&self, status: &str, width: usize) -> String {
+        let text = format!("{status:<width$}");
+        if !self.0 {
+            return text;
+        }
+        let code = match status {
+            "pending" => "33",
+            "enforced" => "32",
+            "enabled" => "36",
+            "exempt" => "34",
+            _ => "2",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+fn date(t: Option<u64>) -> String {
+    t.map(|t| time::human(t).chars().take(10).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One sentence a person understands, about `who` ("you" or a name).
+pub fn sentence(info: &UserInfo, myself: bool) -> String {
+    let (you, your) = if myself {
+        ("you".to_owned(), "your".to_owned())
+    } else {
+        (info.user.clone(), format!("{}'s", info.user))
+    };
+    let since = info
+        .enrolled_at
+        .map(|t| format!(" since {}", time::human(t)))
+        .unwrap_or_default();
+    let left = info
+        .recovery_codes_left
+        .map(|n| format!(" {n} recovery code{} left.", if n == 1 { "" } else { "s" }))
+        .unwrap_or_default();
+    match info.status.as_str() {
+        "pending" => {
+            let deadline = info.deadline.map(time::human).unwrap_or_default();
+            let now = time::now();
+            if info.deadline.is_some_and(|d| d <= now) {
+                format!(
+                    "2FA is required for {you} and was not set up in time (the grace period ended {deadline}): logins are refused until an administrator resets or exempts {you}."
+                )
+            } else if info.enroll_at_login {
+                format!(
+                    "2FA is required for {you} and not set up: {} set it up at {your} next login, before {deadline}{}.",
+                    if myself { "you will" } else { "they will" },
+                    if myself {
+                        " (or now, with `twofold enroll`)"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                format!(
+                    "2FA is required for {you} and not set up: run `twofold enroll` before {deadline}; after that, logins are refused."
+                )
+            }
+        }
+        "enforced" => format!(
+            "2FA is required for {you} and set up{since}: every login asks for a code.{left}"
+        ),
+        "enabled" => format!(
+            "2FA is set up for {you}{since}, by choice: every login asks for a code.{left}{}",
+            if myself {
+                " Turn it off with `twofold disable`."
+            } else {
+                ""
+            }
+        ),
+        "off" => format!(
+            "2FA is optional for {you} and not set up: logins ask for no code.{}",
+            if myself {
+                " Set it up with `twofold enroll`."
+            } else {
+                ""
+            }
+        ),
+        "exempt" => format!("2FA is disabled for {you}: logins ask for no code."),
+        other => format!("status {other}"),
+    }
+}
+
+/// `twofold status [USER]`.
+pub fn status(user: Option<&str>, json_out: bool) -> Result<(), CliError> {
+    let info = with_daemon(async |p| match user {
+        Some(u) => p.get_user(u).await,
+        None => p.get_status().await,
+    })?;
+    if json_out {
+        println!("{:#}", info.to_json());
+        return Ok(());
+    }
+    let myself = user.is_none_or(|u| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .is_some_and(|me| me.name == u)
+    });
+    println!("{}", sentence(&info, myself));
+    println!("  decided by {}", info.rule);
+    if let (Some(m), Some(by), Some(at)) =
+        (&info.override_mode, &info.override_by, info.override_at)
+    {
+        println!("  override {m}, set by {by} on {}", time::human(at));
+    }
+    if let Some(t) = info.last_login {
+        println!(
+            "  last login with a code {}{}",
+            time::human(t),
+            info.last_login_from
+                .as_deref()
+                .map(|f| format!(" from {f}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `twofold list`.
+pub fn list(json_out: bool) -> Result<(), CliError> {
+    let users = with_daemon(async |p| p.list_users().await)?;
+    let counts = |s: &str| users.iter().filter(|u| u.status == s).count();
+    let statuses = ["pending", "enforced", "enabled", "off", "exempt"];
+    if json_out {
+        let summary: serde_json::Map<String, serde_json::Value> = statuses
+            .iter()
+            .map(|s| (s.to_string(), json!(counts(s))))
+            .collect();
+        println!(
+            "{:#}",
+            json!({
+                "users": users.iter().map(UserInfo::to_json).collect::<Vec<_>>(),
+                "summary": summary,
+                "total": users.len(),
+            })
+        );
+        return Ok(());
+    }
+    let paint = Paint::detect();
+    let w_user = users.iter().map(|u| u.user.len()).max().unwrap_or(4).max(4);
+    let overrides: Vec<String> = users
+        .iter()
+        .map(|u| match (&u.override_mode, &u.override_by) {
+            (Some(m), Some(by)) => format!("{m} by {by} {}", date(u.override_at)),
+            _ => "-".into(),
+        })
+        .collect();
+    let w_ov = overrides.iter().map(String::len).max().unwrap_or(8).max(8);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<w_user$}  {:<8}  {:<w_ov$}  {:<10}  LAST LOGIN\n",
+        "USER", "STATUS", "OVERRIDE", "ENROLLED"
+    ));
+    for (u, ov) in users.iter().zip(&overrides) {
+        let last = match (u.last_login, &u.last_login_from) {
+            (Some(t), Some(from)) => format!("{} from {from}", date(Some(t))),
+            (t, _) => date(t),
+        };
+        out.push_str(&format!(
+            "{:<w_user$}  {}  {:<w_ov$}  {:<10}  {}\n",
+            u.user,
+            paint.status(&u.status, 8),
+            ov,
+            date(u.enrolled_at),
+            last
+        ));
+    }
+    let total = users.len();
+    let parts: Vec<String> = statuses
+        .iter()
+        .map(|s| {
+            let n = counts(s);
+            let pct = (n * 100 + total / 2).checked_div(total).unwrap_or(0);
+            format!("{n} {s} ({pct}%)")
+        })
+        .collect();
+    out.push_str(&format!(
+        "{total} user{}: {}\n",
+        if total == 1 { "" } else { "s" },
+        parts.join(", ")
+    ));
+    print!("{out}");
+    Ok(())
+}
+
+/// The admin verbs on several users: every user is tried; the first failure decides the exit.
+pub fn admin(verb: &str, users: &[String], json_out: bool) -> Result<(), CliError> {
+    let mut first_err = None;
+    let mut json_rows = Vec::new();
+    for user in users {
+        let r = with_daemon(async |p| match verb {
+            "require" => p.require(user).await,
+            "exempt" => p.exempt(user).await,
+            "allow" => p.allow(user).await,
+            "inherit" => p.clear_override(user).await,
+            _ => p.reset(user).await,
+        });
+        match r {
+            Ok(info) => {
+                if json_out {
+                    json_rows.push(info.to_json());
+                } else {
+                    println!("{}: {}", info.user, sentence(&info, false));
+                }
+            }
+            Err(e) => {
+                if json_out {
+                    json_rows
+                        .push(json!({ "user": user, "error": e.kind(), "message": e.to_string() }));
+                } else {
+                    eprintln!("twofold: {user}: {e}");
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if json_out {
+        println!("{:#}", serde_json::Value::Array(json_rows));
+    }
+    match first_err {
+        Some(e) => Err(CliError::Reported(Box::new(e))),
+        None => Ok(()),
+    }
+}
+
+/// `twofold policy set-default MODE`.
+pub fn set_default(mode: DefaultMode) -> Result<(), CliError> {
+    let m = match mode {
+        DefaultMode::Required => "required",
+        DefaultMode::Optional => "optional",
+        DefaultMode::Disabled => "disabled",
+    };
+    with_daemon(async |p| p.set_default_mode(m).await)?;
+    println!("The account-wide default is now {m}.");
+    Ok(())
+}
+
+/// Reads one line from stdin, without echo on a terminal. `None` at end of input.
+fn read_secret_line(prompt: &str) -> Result<Option<Zeroizing<String>>, CliError> {
+    let stdin = std::io::stdin();
+    let saved = if stdin.is_terminal() {
+        nix::sys::termios::tcgetattr(&stdin).ok()
+    } else {
+        None
+    };
+    if let Some(t) = &saved {
+        let mut quiet = t.clone();
+        quiet
+            .local_flags
+            .remove(nix::sys::termios::LocalFlags::ECHO);
+        quiet
+            .local_flags
+            .insert(nix::sys::termios::LocalFlags::ECHONL);
+        let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &quiet);
+    }
+    // The prompt only once echo is off, so that nothing typed after it shows.
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let line = read_line();
+    if let Some(t) = &saved {
+        let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, t);
+    }
+    line
+}
+
+fn read_line() -> Result<Option<Zeroizing<String>>, CliError> {
+    let mut line = Zeroizing::new(String::new());
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::System(format!("reading the code: {e}")))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let trimmed = Zeroizing::new(line.trim().to_owned());
+    Ok(Some(trimmed))
+}
+
+/// The QR code of `uri` for a terminal: light modules as blocks (dark backgrounds), with the
+/// quiet zone. Returns the text and its width in columns.
+fn qr_text(uri: &str) -> Option<(String, usize)> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::L).ok()?;
+    let width = code.width() + 8;
+    let text = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    Some((text, width))
+}
+
+fn terminal_width() -> Option<usize> {
+    if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size() {
+        return Some(usize::from(w));
+    }
+    std::env::var("COLUMNS").ok()?.parse().ok()
+}
+
+fn group4(s: &str) -> String {
+    s.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print_recovery_codes(codes: &[String]) {
+    println!();
+    println!(
+        "Your recovery codes. Each works once in place of a code, if you lose your phone. They are shown only now: print them or store them offline, not on the phone."
+    );
+    println!();
+    for c in codes {
+        println!("    {c}");
+    }
+    println!();
+}
+
+/// `twofold enroll`.
+pub fn enroll(replace: bool) -> Result<(), CliError> {
+    let new = with_daemon(async |p| p.begin_enrollment(replace).await)?;
+    let secret = Zeroizing::new(new.secret.clone());
+    println!("Setting up two-factor authentication for {}.", new.label);
+    println!();
+    match (qr_text(&new.uri), terminal_width()) {
+        (Some((qr, need)), Some(cols)) if cols < need => {
+            println!(
+                "Your terminal is {cols} columns wide and the QR code needs {need}: widen it and run `twofold enroll` again to scan, or add the account by hand with the key below, or open this URI on the phone:"
+            );
+            println!("    {}", new.uri);
+            let _ = qr;
+        }
+        (Some((qr, _)), _) => {
+            println!(
+                "Scan this QR code with an authenticator app (Aegis, FreeOTP, Google Authenticator, ...):"
+            );
+            println!("{qr}");
+        }
+        (None, _) => println!("Open this URI on the phone:  {}", new.uri),
+    }
+    println!("Or enter the key by hand:  {}", group4(&secret));
+    println!("Account:                   {}", new.label);
+    println!(
+        "(This setup waits {} for the code.)",
+        humantime::format_duration(std::time::Duration::from_secs(new.expires_in))
+    );
+    println!();
+    let _ = std::io::stdout().flush();
+    loop {
+        let Some(code) = read_secret_line("Code from the app: ")? else {
+            let _ = with_daemon(async |p| p.cancel_enrollment().await);
+            return Err(CliError::Refused(
+                "no code given: nothing was set up".into(),
+            ));
+        };
+        match with_daemon(async |p| p.confirm_enrollment(&code).await) {
+            Ok(codes) => {
+                println!(
+                    "Two-factor authentication is now set up: every login will ask for a code from the app."
+                );
+                print_recovery_codes(&codes);
+                return Ok(());
+            }
+            Err(CliError::Refused(m)) if m.contains("attempts left") => {
+                eprintln!("{m}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Asks the current code (or a recovery code) that proves the caller holds the second factor.
+fn ask_proof() -> Result<Zeroizing<String>, CliError> {
+    read_secret_line("Current code from the app (or a recovery code): ")?
+        .ok_or_else(|| CliError::Refused("no code given: nothing changed".into()))
+}
+
+/// `twofold disable`.
+pub fn disable(json_out: bool) -> Result<(), CliError> {
+    // Ask the daemon first whether it may be done at all, before asking for a code.
+    let info = with_daemon(async |p| p.get_status().await)?;
+    if !info.enrolled {
+        return Err(CliError::Refused(
+            "2FA is not set up for you: nothing to disable".into(),
+        ));
+    }
+    if info.mode == "required" {
+        return Err(CliError::Refused(format!(
+            "2FA is required for you ({}): only an administrator can exempt you",
+            info.rule
+        )));
+    }
+    let code = ask_proof()?;
+    let info = with_daemon(async |p| p.disable(&code).await)?;
+    if json_out {
+        println!("{:#}", info.to_json());
+    } else {
+        println!("2FA is now off for you: logins ask for no code.");
+    }
+    Ok(())
+}
+
+/// `twofold recovery-codes`.
+pub fn recovery_codes(json_out: bool) -> Result<(), CliError> {
+    let code = ask_proof()?;
+    let codes = with_daemon(async |p| p.regenerate_recovery_codes(&code).await)?;
+    if json_out {
+        println!("{:#}", json!({ "recovery_codes": codes }));
+    } else {
+        println!("New recovery codes; the old ones no longer work.");
+        print_recovery_codes(&codes);
+    }
+    Ok(())
+}
