@@ -1,23 +1,109 @@
 # twofold: the newcomer's commands.
-#   make test   install the system packages the tests need (apt-get), then fmt, clippy, docs, tests
-#   make build  release build of the workspace
+#   make test       install the system packages the tests need (apt-get), then fmt, clippy, docs, tests
+#   make build      release build of the workspace, man pages and completions (target/assets)
+#   make install    build, then install (DESTDIR, PREFIX honoured); make uninstall
+#   make deb        a Debian package in target/debian/
 
 # System packages the test suite uses: oathtool (independent TOTP codes), the PAM wrappers and
 # pamtester (real libpam in tests), libpam0g-dev (links pam_twofold.so), passwd (useradd in tests),
 # openssh-server + python3-paramiko (a real sshd on 127.0.0.1 and a keyboard-interactive client),
-# dbus-daemon (a private bus for twofold-enrolld), zbar-tools (decodes the QR code of `twofold enroll`).
+# dbus-daemon (a private bus for twofold-enrolld), zbar-tools (decodes the QR code of `twofold enroll`),
+# dbus + systemd (the package's dependencies; systemd-analyze checks the unit), pkg-config (install paths).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
-  dbus-daemon dbus-bin zbar-tools \
+  dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
   openssh-server openssh-client python3-paramiko
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
 
-.PHONY: all build test deps fmt-check clippy doc unit
+# Install layout. The PAM module directory comes from libpam's pkg-config (libdir/security),
+# the systemd unit directory from systemd's; the rest follows PREFIX.
+PREFIX ?= /usr
+SYSCONFDIR ?= /etc
+LOCALSTATEDIR ?= /var
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+PAM_LIBDIR := $(shell pkg-config --variable=libdir pam 2>/dev/null || echo /lib/$$(gcc -print-multiarch))
+PAMDIR ?= $(PAM_LIBDIR)/security
+UNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+# Where the built binaries and generated assets are taken from (tests point these at a debug build).
+BIN_DIR ?= target/release
+ASSET_DIR ?= target/assets
+INSTALL_OWNER := $(shell [ "$$(id -u)" -eq 0 ] && echo "-o root -g root")
+INSTALL := install $(INSTALL_OWNER)
+
+.PHONY: all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
 
 all: build
 
 build:
 	$(CARGO) build --workspace --release
+	$(MAKE) assets
+
+assets:
+	$(BIN_DIR)/twofold generate-assets $(ASSET_DIR)
+
+install: build install-files
+
+# Everything `make install` lays out, from BIN_DIR and ASSET_DIR, without building.
+install-files:
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PAMDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/vendor-completions \
+	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d \
+	  $(DESTDIR)$(DATADIR)/dbus-1/system.d $(DESTDIR)$(DATADIR)/dbus-1/system-services \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)/pam-configs \
+	  $(DESTDIR)$(SYSCONFDIR)/twofold $(DESTDIR)$(SYSCONFDIR)/twofold/policy.d
+	$(INSTALL) -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/twofold
+	$(INSTALL) -m 0755 $(BIN_DIR)/twofold $(DESTDIR)$(BINDIR)/twofold
+	$(INSTALL) -m 0755 $(BIN_DIR)/twofold-enrolld $(DESTDIR)$(SBINDIR)/twofold-enrolld
+	$(INSTALL) -m 0644 $(BIN_DIR)/libpam_twofold.so $(DESTDIR)$(PAMDIR)/pam_twofold.so
+	$(INSTALL) -m 0644 $(ASSET_DIR)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 $(ASSET_DIR)/man/twofold-enrolld.8 $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 $(ASSET_DIR)/completions/twofold.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/twofold
+	$(INSTALL) -m 0644 $(ASSET_DIR)/completions/_twofold $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_twofold
+	$(INSTALL) -m 0644 $(ASSET_DIR)/completions/twofold.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/twofold.fish
+	$(INSTALL) -m 0644 packaging/dbus/org.twofold.Enroll1.conf $(DESTDIR)$(DATADIR)/dbus-1/system.d/
+	sed 's|/usr/sbin/twofold-enrolld|$(SBINDIR)/twofold-enrolld|' packaging/dbus/org.twofold.Enroll1.service > $(DESTDIR)$(DATADIR)/dbus-1/system-services/org.twofold.Enroll1.service
+	chmod 0644 $(DESTDIR)$(DATADIR)/dbus-1/system-services/org.twofold.Enroll1.service
+	sed 's|/usr/sbin/twofold-enrolld|$(SBINDIR)/twofold-enrolld|' packaging/systemd/twofold-enrolld.service > $(DESTDIR)$(UNITDIR)/twofold-enrolld.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/twofold-enrolld.service
+	$(INSTALL) -m 0644 packaging/pam-configs/twofold $(DESTDIR)$(DATADIR)/pam-configs/twofold
+	@# The policy is the admin's: never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml ] || \
+	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
+
+# Removes what install-files installed, except the policy and the state (kept, as a package
+# remove keeps them). Disable the PAM profile first if pam-auth-update enabled it.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/twofold $(DESTDIR)$(SBINDIR)/twofold-enrolld $(DESTDIR)$(PAMDIR)/pam_twofold.so
+	rm -f $(DESTDIR)$(MANDIR)/man1/twofold.1 $(DESTDIR)$(MANDIR)/man1/twofold-*.1 $(DESTDIR)$(MANDIR)/man8/twofold-enrolld.8
+	rm -f $(DESTDIR)$(DATADIR)/bash-completion/completions/twofold $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_twofold \
+	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/twofold.fish
+	rm -f $(DESTDIR)$(DATADIR)/dbus-1/system.d/org.twofold.Enroll1.conf \
+	  $(DESTDIR)$(DATADIR)/dbus-1/system-services/org.twofold.Enroll1.service \
+	  $(DESTDIR)$(UNITDIR)/twofold-enrolld.service $(DESTDIR)$(DATADIR)/pam-configs/twofold
+
+# The Debian package: make install into a staging tree, plus the maintainer scripts.
+DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_OUT ?= target/debian
+DEB_ROOT := $(DEB_OUT)/root
+
+deb: build deb-files
+
+deb-files:
+	rm -rf $(DEB_ROOT)
+	$(MAKE) --no-print-directory install-files DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr BIN_DIR=$(BIN_DIR) ASSET_DIR=$(ASSET_DIR)
+	rmdir $(DEB_ROOT)/var/lib/twofold $(DEB_ROOT)/var/lib $(DEB_ROOT)/var
+	$(INSTALL) -d -m 0755 $(DEB_ROOT)/DEBIAN $(DEB_ROOT)/usr/share/doc/twofold
+	$(INSTALL) -m 0644 README.md $(DEB_ROOT)/usr/share/doc/twofold/README.md
+	sed -e 's/@VERSION@/$(DEB_VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
+	  -e "s/@SIZE@/$$(du -sk $(DEB_ROOT) | cut -f1)/" packaging/debian/control > $(DEB_ROOT)/DEBIAN/control
+	$(INSTALL) -m 0644 packaging/debian/conffiles $(DEB_ROOT)/DEBIAN/conffiles
+	$(INSTALL) -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(DEB_ROOT)/DEBIAN/
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_OUT)/twofold_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 deps:
 	@missing=""; \
