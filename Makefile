@@ -3,6 +3,7 @@
 #   make build      release build of the workspace, man pages and completions (target/assets)
 #   make install    build, then install (DESTDIR, PREFIX honoured); make uninstall
 #   make deb        a Debian package in target/debian/
+#   make demo       a sandbox (as root): private bus + daemon, sshd on 127.0.0.1, a demo account
 
 # System packages the test suite uses: oathtool (independent TOTP codes), the PAM wrappers and
 # pamtester (real libpam in tests), libpam0g-dev (links pam_twofold.so), passwd (useradd in tests),
@@ -33,7 +34,7 @@ ASSET_DIR ?= target/assets
 INSTALL_OWNER := $(shell [ "$$(id -u)" -eq 0 ] && echo "-o root -g root")
 INSTALL := install $(INSTALL_OWNER)
 
-.PHONY: all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
+.PHONY: demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
 
 all: build
 
@@ -73,6 +74,12 @@ install-files:
 	@# The policy is the admin's: never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml ] || \
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
+
+# The newcomer's sandbox (packaging/demo.sh); DEMO_BIN_DIR=dir uses binaries built already.
+DEMO_BIN_DIR ?=
+demo: deps
+	@if [ -z "$(DEMO_BIN_DIR)" ]; then $(MAKE) --no-print-directory build; fi
+	@BIN_DIR=$(or $(DEMO_BIN_DIR),target/release) bash packaging/demo.sh
 
 # Removes what install-files installed, except the policy and the state (kept, as a package
 # remove keeps them). Disable the PAM profile first if pam-auth-update enabled it.
