@@ -4,6 +4,7 @@
 #   make install    build, then install (DESTDIR, PREFIX honoured); make uninstall
 #   make deb        a Debian package in target/debian/
 #   make demo       a sandbox (as root): private bus + daemon, sshd on 127.0.0.1, a demo account
+#   make bench      twofold against google-authenticator-libpam, and at scale: bench/results.md
 
 # System packages the test suite uses: oathtool (independent TOTP codes), the PAM wrappers and
 # pamtester (real libpam in tests), libpam0g-dev (links pam_twofold.so), passwd (useradd in tests),
@@ -34,7 +35,7 @@ ASSET_DIR ?= target/assets
 INSTALL_OWNER := $(shell [ "$$(id -u)" -eq 0 ] && echo "-o root -g root")
 INSTALL := install $(INSTALL_OWNER)
 
-.PHONY: demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
+.PHONY: bench apt demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
 
 all: build
 
@@ -75,6 +76,14 @@ install-files:
 	[ -e $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml ] || \
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
 
+# Benchmarks (root): figures printed and written to bench/results.md, never asserted.
+BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc
+bench: build
+	@$(MAKE) --no-print-directory apt PACKAGES="$(BENCH_PACKAGES)"
+	gcc -O2 -Wall -Wextra -o target/pam_bench bench/pam_bench.c -lpam
+	$(CARGO) build --release -p twofold-bench
+	target/release/twofold-bench --target target/release --pam-bench target/pam_bench --out bench/results.md
+
 # The newcomer's sandbox (packaging/demo.sh); DEMO_BIN_DIR=dir uses binaries built already.
 DEMO_BIN_DIR ?=
 demo: deps
@@ -113,8 +122,12 @@ deb-files:
 	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_OUT)/twofold_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 deps:
+	@$(MAKE) --no-print-directory apt PACKAGES="$(APT_PACKAGES)"
+
+# Installs the Debian packages in PACKAGES that are missing.
+apt:
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

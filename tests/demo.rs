@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use twofold_system_tests::{build_dir, root_or_skip, workspace};
+use twofold_system_tests::{build_dir, root_or_skip, staged_bins, workspace};
 
 /// What the demo may touch, read before and after.
 fn snapshot() -> Vec<(String, String)> {
@@ -78,16 +78,24 @@ fn make_demo_runs_enrolls_over_ssh_and_cleans_up() {
         .unwrap()
         .port();
     let before = snapshot();
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bins = staged_bins(scratch.path()).unwrap();
+    let stderr_path = scratch.path().join("demo.stderr");
     let mut demo = Command::new("make")
         .args(["--no-print-directory", "-s", "-C"])
         .arg(workspace())
         .arg("demo")
-        .arg(format!("DEMO_BIN_DIR={}", build_dir().unwrap().display()))
+        .arg(format!("DEMO_BIN_DIR={}", bins.display()))
         .env("DEMO_PORT", port.to_string())
         .env("DEMO_USER", &user)
         .process_group(0)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
     let pgid = demo.id();
@@ -115,7 +123,10 @@ fn make_demo_runs_enrolls_over_ssh_and_cleans_up() {
             .map(|s| s.split_whitespace().next().unwrap_or("").to_owned())
             .unwrap_or_else(|| {
                 interrupt();
-                panic!("no {after:?} in the demo's output:\n{text}")
+                panic!(
+                    "no {after:?} in the demo's output:\n{text}\nstderr:\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                )
             })
     };
     let password = field("password: ");

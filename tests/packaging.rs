@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use twofold_system_tests::{build_dir, root_or_skip, workspace};
+use twofold_system_tests::{build_dir, root_or_skip, staged_bins, workspace};
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
@@ -52,7 +52,10 @@ fn install(dest: &Path, assets: &Path, extra: &[&str]) {
     let mut args = vec![
         "install-files".to_owned(),
         format!("DESTDIR={}", dest.display()),
-        format!("BIN_DIR={}", build_dir().unwrap().display()),
+        format!(
+            "BIN_DIR={}",
+            staged_bins(assets.parent().unwrap()).unwrap().display()
+        ),
         format!("ASSET_DIR={}", assets.display()),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -379,7 +382,7 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
     make(&[
         "deb-files".into(),
         format!("DEB_OUT={}", out_dir.display()),
-        format!("BIN_DIR={}", build_dir().unwrap().display()),
+        format!("BIN_DIR={}", staged_bins(tmp.path()).unwrap().display()),
         format!("ASSET_DIR={}", a.display()),
     ]);
     let deb = std::fs::read_dir(&out_dir)

@@ -26,3 +26,35 @@ pub fn root_or_skip() -> bool {
     );
     false
 }
+
+/// The built `pam_twofold` module: `target/debug/libpam_twofold.so`, or the copy in `deps/`
+/// where `cargo test` alone leaves it.
+pub fn module_so() -> Option<PathBuf> {
+    let d = build_dir()?;
+    [
+        d.join("libpam_twofold.so"),
+        d.join("deps/libpam_twofold.so"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+/// A directory holding the three built artefacts side by side (`twofold`, `twofold-enrolld`,
+/// `libpam_twofold.so`), as `BIN_DIR` of the Makefile expects: symlinks into the debug build.
+pub fn staged_bins(dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    let out = dir.join("bin");
+    std::fs::create_dir_all(&out)?;
+    let d = build_dir().ok_or_else(|| std::io::Error::other("no build directory"))?;
+    let module =
+        module_so().ok_or_else(|| std::io::Error::other("libpam_twofold.so is not built"))?;
+    for (from, name) in [
+        (d.join("twofold"), "twofold"),
+        (d.join("twofold-enrolld"), "twofold-enrolld"),
+        (module, "libpam_twofold.so"),
+    ] {
+        let to = out.join(name);
+        let _ = std::fs::remove_file(&to);
+        std::fs::copy(&from, &to)?;
+    }
+    Ok(out)
+}
