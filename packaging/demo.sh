@@ -40,8 +40,12 @@ cleanup() {
     echo "Stopping the twofold demo and removing everything it made..."
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    # The account's processes (an open SSH session) go too.
+    # sshd's per-connection processes (started from the sandbox's sshd) and the account's
+    # processes (an open SSH session) go too.
+    pkill -TERM -f "$SANDBOX/" 2>/dev/null || true
     pkill -KILL -u "$USER_NAME" 2>/dev/null || true
+    for _ in $(seq 50); do pgrep -f "$SANDBOX/" >/dev/null || break; sleep 0.1; done
+    pkill -KILL -f "$SANDBOX/" 2>/dev/null || true
     userdel "$USER_NAME" 2>/dev/null || true
     rm -f "/etc/pam.d/$SERVICE"
     rm -rf "$SANDBOX"

@@ -183,7 +183,7 @@ fn make_demo_runs_enrolls_over_ssh_and_cleans_up() {
         "sshd still listens"
     );
     let procs = Command::new("pgrep")
-        .args(["-f", "twofold-demo"])
+        .args(["-af", "/tmp/twofold-demo[.]"])
         .output()
         .unwrap();
     assert!(

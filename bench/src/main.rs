@@ -351,7 +351,17 @@ fn main() {
         let mut rec = template.clone();
         rec.user = name.clone();
         let text = toml::to_string(&rec).unwrap();
-        std::fs::write(big_state.join(format!("{name}.toml")), text).unwrap();
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(big_state.join(format!("{name}.toml")))
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     notes.push(format!(
         "{} records written in {:.1} s (for the scale tests)",

@@ -26,6 +26,17 @@ pub struct LookupError {
     errno: nix::errno::Errno,
 }
 
+/// Whether a `get*_r` error means "no such entry". POSIX says "not found" is success with no
+/// result, but NSS modules answer with ENOENT, ESRCH, EBADF or EPERM as well (getpwnam(3),
+/// NOTES); nss_wrapper does, for one. Anything else (EIO, ENOMEM, …) is a real failure.
+fn is_not_found(errno: nix::errno::Errno) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        errno,
+        Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM
+    )
+}
+
 /// Looks up `name` and the names of all its groups.
 pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
     if name.contains('\0') {
@@ -34,6 +45,7 @@ pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
     let user = match User::from_name(name) {
         Ok(Some(u)) => u,
         Ok(None) => return Ok(None),
+        Err(errno) if is_not_found(errno) => return Ok(None),
         Err(errno) => {
             return Err(LookupError {
                 what: format!("user {name:?}"),
@@ -55,6 +67,7 @@ pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
     match User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(u)) => lookup(&u.name),
         Ok(None) => Ok(None),
+        Err(errno) if is_not_found(errno) => Ok(None),
         Err(errno) => Err(LookupError {
             what: format!("uid {uid}"),
             errno,
@@ -77,6 +90,7 @@ fn group_names(user: &str, primary: Gid) -> Result<Vec<String>, LookupError> {
             Ok(Some(g)) => names.push(g.name),
             // A gid with no name cannot match a [groups.X] table; skip it.
             Ok(None) => {}
+            Err(errno) if is_not_found(errno) => {}
             Err(errno) => {
                 return Err(LookupError {
                     what: format!("gid {gid}"),
