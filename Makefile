@@ -5,6 +5,7 @@
 #   make deb        a Debian package in target/debian/
 #   make demo       a sandbox (as root): private bus + daemon, sshd on 127.0.0.1, a demo account
 #   make bench      twofold against google-authenticator-libpam, and at scale: bench/results.md
+#   make stress     minutes of abuse (not in CI): bench/stress-results.md, see docs/RELIABILITY.md
 
 # System packages the test suite uses: oathtool (independent TOTP codes), the PAM wrappers and
 # pamtester (real libpam in tests), libpam0g-dev (links pam_twofold.so), passwd (useradd in tests),
@@ -35,7 +36,7 @@ ASSET_DIR ?= target/assets
 INSTALL_OWNER := $(shell [ "$$(id -u)" -eq 0 ] && echo "-o root -g root")
 INSTALL := install $(INSTALL_OWNER)
 
-.PHONY: bench apt demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
+.PHONY: stress bench apt demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
 
 all: build
 
@@ -83,6 +84,12 @@ bench: build
 	gcc -O2 -Wall -Wextra -o target/pam_bench bench/pam_bench.c -lpam
 	$(CARGO) build --release -p twofold-bench
 	target/release/twofold-bench --target target/release --pam-bench target/pam_bench --out bench/results.md
+
+# Abuse, minutes long, not in CI (root): concurrency, daemon kills, full disk, randomized inputs.
+stress: build
+	@$(MAKE) --no-print-directory apt PACKAGES="$(BENCH_PACKAGES) pamtester"
+	$(CARGO) build --release -p twofold-bench
+	target/release/twofold-stress --target target/release --out bench/stress-results.md
 
 # The newcomer's sandbox (packaging/demo.sh); DEMO_BIN_DIR=dir uses binaries built already.
 DEMO_BIN_DIR ?=

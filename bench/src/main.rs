@@ -22,12 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use twofold_bench::{NSS_WRAPPER, Service, enroll, secret_file, stats};
 use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::totp::{self, Params, Secret};
 use twofold_policy::{Policy, Store, UserName};
-
-const NSS_WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so";
 
 struct Args {
     /// Logins per module per round.
@@ -46,52 +45,6 @@ fn arg(name: &str, default: &str) -> String {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| default.to_owned())
-}
-
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.9))
-}
-
-/// A PAM service file in /etc/pam.d, removed on drop.
-struct Service(PathBuf);
-
-impl Service {
-    fn new(name: &str, body: &str) -> Service {
-        let p = Path::new("/etc/pam.d").join(name);
-        std::fs::write(&p, body).unwrap();
-        Service(p)
-    }
-    fn name(&self) -> String {
-        self.0.file_name().unwrap().to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn secret_file(dir: &Path, user: &str, secret: &Secret, reuse_check: bool) {
-    use std::os::unix::fs::PermissionsExt;
-    let mut text = format!("{}\n\" TOTP_AUTH\n", secret.to_base32().as_str());
-    if reuse_check {
-        text.push_str("\" DISALLOW_REUSE\n");
-    }
-    let p = dir.join(user);
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn enroll(store: &Store, user: &str, secret: &Secret) {
-    let u = UserName::parse(user).unwrap();
-    let lock = store.lock(&u).unwrap();
-    let mut r = Record::new(user);
-    let codes = twofold_policy::recovery::generate(10).unwrap();
-    r.enrollment = Some(Enrollment::new(secret, Params::default(), 1, codes.hashes));
-    lock.write_record(&r).unwrap();
 }
 
 /// Runs `pam_bench SERVICE FILE`; returns (full µs, auth µs, succeeded) per login.
@@ -197,7 +150,9 @@ fn main() {
         for u in list {
             let s = Secret::generate().unwrap();
             match m {
-                0 => enroll(&store, u, &s),
+                0 => {
+                    enroll(&store, u, &s);
+                }
                 1 => secret_file(&t.join("ga"), u, &s, false),
                 _ => secret_file(&t.join("ga-reuse"), u, &s, true),
             }

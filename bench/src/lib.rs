@@ -1,0 +1,85 @@
+//! Shared by `make bench` and `make stress`: PAM service files, enrolled users for twofold and
+//! google-authenticator, statistics.
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // benchmark tools: a failure aborts the run
+
+use std::path::{Path, PathBuf};
+
+use twofold_policy::record::{Enrollment, Record};
+use twofold_policy::totp::{Params, Secret};
+use twofold_policy::{Store, UserName};
+
+/// nss_wrapper: users without accounts.
+pub const NSS_WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so";
+
+/// Median and 90th percentile.
+pub fn stats(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+/// A PAM service file in /etc/pam.d, removed on drop.
+pub struct Service(pub PathBuf);
+
+impl Service {
+    /// Writes /etc/pam.d/NAME.
+    pub fn new(name: &str, body: &str) -> Service {
+        let p = Path::new("/etc/pam.d").join(name);
+        std::fs::write(&p, body).unwrap();
+        Service(p)
+    }
+    /// The service name.
+    pub fn name(&self) -> String {
+        self.0.file_name().unwrap().to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A google-authenticator secret file for `user` in `dir`, with `scratch` codes.
+pub fn secret_file_with(
+    dir: &Path,
+    user: &str,
+    secret: &Secret,
+    reuse_check: bool,
+    scratch: &[String],
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut text = format!("{}\n\" TOTP_AUTH\n", secret.to_base32().as_str());
+    if reuse_check {
+        text.push_str("\" DISALLOW_REUSE\n");
+    }
+    for c in scratch {
+        text.push_str(c);
+        text.push('\n');
+    }
+    let p = dir.join(user);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A twofold enrollment of `user` with `secret` and 10 recovery codes; returns the codes.
+pub fn enroll(store: &Store, user: &str, secret: &Secret) -> Vec<String> {
+    let u = UserName::parse(user).unwrap();
+    let lock = store.lock(&u).unwrap();
+    let mut r = Record::new(user);
+    let codes = twofold_policy::recovery::generate(10).unwrap();
+    r.enrollment = Some(Enrollment::new(secret, Params::default(), 1, codes.hashes));
+    lock.write_record(&r).unwrap();
+    codes.codes.iter().map(|c| c.to_string()).collect()
+}
+
+/// A google-authenticator secret file without scratch codes.
+pub fn secret_file(dir: &Path, user: &str, secret: &Secret, reuse_check: bool) {
+    secret_file_with(dir, user, secret, reuse_check, &[]);
+}
