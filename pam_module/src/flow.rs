@@ -274,10 +274,17 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
         account.groups.join(","),
         ctx.throttle_key
     ));
-    let policy = Policy::load_system(&args.policy)
+    let store = Store::open(&args.state)?;
+    // What this login needs of the policy: from the compiled cache in the state directory when
+    // it was made from exactly the current files, otherwise a full load (fail closed).
+    let wanted = twofold_policy::cache::Wanted {
+        user: user.as_str(),
+        groups: &account.groups,
+        service: ctx.service.as_deref(),
+    };
+    let policy = Policy::load_for(&args.policy, &store, &wanted)
         .map_err(|e| Failure::Unavailable(format!("policy: {e}")))?;
     ctx.debug(&format!("policy {} loaded", args.policy.display()));
-    let store = Store::open(&args.state)?;
     // Resolution needs only the record; the counters are read under the lock, if a code is asked.
     let record = store.read_record(&user)?;
     let now = time::now();

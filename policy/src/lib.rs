@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the policy model, loaded from `/etc/twofold/policy.toml` and
 //!   `/etc/twofold/policy.d/*.toml`, with errors that name file, line and column;
+//! - [`cache`]: a compiled copy of a big policy, so that a login reads only its own rules;
 //! - [`resolve`]: who must do what, and which rule decided it;
 //! - [`store`]: the per-user state records under `/var/lib/twofold/`;
 //! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
@@ -15,6 +16,7 @@
 //! This crate contains no `unsafe` code.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod duration;
 pub mod mode;

@@ -420,6 +420,43 @@ impl Store {
         Ok(counters)
     }
 
+    /// Reads a file of the store that is not a user's (e.g. the policy cache), with the same
+    /// checks as a record; `None` if it does not exist.
+    pub(crate) fn read_aux(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
+        self.read_file(name)
+    }
+
+    /// Replaces a file of the store that is not a user's, atomically, without a lock: the
+    /// temp file is this process's own, so concurrent writers never touch each other's.
+    pub(crate) fn replace_aux(&self, name: &str, text: &str) -> Result<()> {
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        let tmp_path = self.file_path(&tmp);
+        let fd: OwnedFd = openat(
+            self.dir.as_fd(),
+            tmp.as_str(),
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_TRUNC
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC,
+            FileMode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| self.open_error(&tmp_path, e))?;
+        let mut file = File::from(fd);
+        let written = (|| -> Result<()> {
+            fchmod(file.as_fd(), FileMode::from_bits_truncate(0o600))
+                .map_err(errno_err(&tmp_path, "chmod"))?;
+            file.write_all(text.as_bytes())
+                .map_err(io_err(&tmp_path, "write"))?;
+            renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), name)
+                .map_err(errno_err(&self.file_path(name), "rename into place"))
+        })();
+        if written.is_err() {
+            let _ = unlinkat(self.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        written
+    }
+
     /// Writes `text` to `name` through a temp file and a rename; with `durable`, the file and
     /// the directory are fsynced before returning. On any error the old file is untouched and
     /// the temp file is removed.
