@@ -176,6 +176,13 @@ fn parse_src(idx: &str, line: &str, table: &str, files: &[PathBuf]) -> Option<Op
     }))
 }
 
+/// The kind and name of a rule line.
+fn rule_key(line: &str) -> (&str, &str) {
+    let mut f = line.splitn(4, '\t');
+    let _ = f.next();
+    (f.next().unwrap_or_default(), f.next().unwrap_or_default())
+}
+
 /// The policy restricted to what `wanted` needs, from the cache text; `None` if the text is not
 /// a complete cache for `fp`.
 fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
@@ -187,6 +194,11 @@ fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
     let mut policy = Policy::default();
     let mut rest: Vec<&str> = Vec::new();
     for line in lines {
+        // Rule lines are only collected here; a login parses the few it looks up.
+        if line.starts_with("R\t") || line.starts_with("Z\t") {
+            rest.push(line);
+            continue;
+        }
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
             ["F", i, p] => {
@@ -232,18 +244,7 @@ fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
         return None;
     }
     let find = |kind: &str, name: &str| -> Option<Option<RuleEntry>> {
-        let key = |l: &str| -> (String, String) {
-            let mut f = l.splitn(4, '\t');
-            let _ = f.next();
-            (
-                f.next().unwrap_or_default().to_owned(),
-                f.next().unwrap_or_default().to_owned(),
-            )
-        };
-        match rules.binary_search_by(|l| {
-            let (k, n) = key(l);
-            (k.as_str(), n.as_str()).cmp(&(kind, name))
-        }) {
+        match rules.binary_search_by(|l| rule_key(l).cmp(&(kind, name))) {
             Ok(i) => {
                 let f: Vec<&str> = rules.get(i)?.split('\t').collect();
                 match f.as_slice() {
