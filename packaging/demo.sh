@@ -71,29 +71,8 @@ chmod 0644 "$SANDBOX/policy.toml"
 install -d -m 0700 "$SANDBOX/state"
 
 # A private system bus that loads the product's own bus policy.
-cat > "$SANDBOX/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path=$SANDBOX/bus</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-  </policy>
-  <include>$REPO/packaging/dbus/org.twofold.Enroll1.conf</include>
-</busconfig>
-EOF
+sed -e "s|@SOCKET@|$SANDBOX/bus|" -e "s|@INCLUDE@|$REPO/packaging/dbus/org.twofold.Enroll1.conf|" \
+    "$REPO/packaging/dbus/private-bus.conf.in" > "$SANDBOX/bus.conf"
 dbus-daemon --config-file="$SANDBOX/bus.conf" --nofork --nopidfile --nosyslog 2>"$SANDBOX/bus.log" &
 PIDS+=($!)
 for _ in $(seq 100); do [ -S "$SANDBOX/bus" ] && break; sleep 0.05; done

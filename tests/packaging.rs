@@ -167,34 +167,18 @@ fn installed_bus_policy_daemon_and_unit() {
     // A private bus that loads the installed bus policy serves the installed daemon.
     let socket = tmp.path().join("bus");
     let conf = tmp.path().join("bus.conf");
+    // The test bus configuration, with the installed bus policy file in place of the source one.
     std::fs::write(
         &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={}</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow send_type="signal"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-  </policy>
-  <includedir>{}</includedir>
-</busconfig>
-"#,
-            socket.display(),
-            pfx.join("usr/share/dbus-1/system.d").display()
-        ),
+        std::fs::read_to_string(workspace().join("packaging/dbus/private-bus.conf.in"))
+            .unwrap()
+            .replace("@SOCKET@", &socket.display().to_string())
+            .replace(
+                "@INCLUDE@",
+                &pfx.join("usr/share/dbus-1/system.d/org.twofold.Enroll1.conf")
+                    .display()
+                    .to_string(),
+            ),
     )
     .unwrap();
     let mut bus = Command::new("dbus-daemon")

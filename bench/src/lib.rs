@@ -83,3 +83,35 @@ pub fn enroll(store: &Store, user: &str, secret: &Secret) -> Vec<String> {
 pub fn secret_file(dir: &Path, user: &str, secret: &Secret, reuse_check: bool) {
     secret_file_with(dir, user, secret, reuse_check, &[]);
 }
+
+/// A private `dbus-daemon` in `dir` from `packaging/dbus/private-bus.conf.in`, with the
+/// product's bus policy; returns the process and the bus address once it listens.
+pub fn private_bus(dir: &Path) -> (std::process::Child, String) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.join("socket");
+    let packaging = std::env::current_dir().unwrap().join("packaging/dbus");
+    let conf = std::fs::read_to_string(packaging.join("private-bus.conf.in"))
+        .unwrap()
+        .replace("@SOCKET@", &socket.display().to_string())
+        .replace(
+            "@INCLUDE@",
+            &packaging
+                .join("org.twofold.Enroll1.conf")
+                .display()
+                .to_string(),
+        );
+    std::fs::write(dir.join("bus.conf"), conf).unwrap();
+    let bus = std::process::Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", dir.join("bus.conf").display()))
+        .args(["--nofork", "--nopidfile", "--nosyslog"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !socket.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (bus, format!("unix:path={}", socket.display()))
+}

@@ -463,58 +463,8 @@ fn rss_kb(pid: u32, key: &str) -> u64 {
 }
 
 fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = t.join("bus");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = dir.join("socket");
-    let product = std::env::current_dir()
-        .unwrap()
-        .join("packaging/dbus/org.twofold.Enroll1.conf");
-    std::fs::write(
-        dir.join("bus.conf"),
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={}</listen>
-  <limit name="max_message_size">268435456</limit>
-  <limit name="max_incoming_bytes">268435456</limit>
-  <limit name="max_outgoing_bytes">268435456</limit>
-  <limit name="reply_timeout">600000</limit>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-  </policy>
-  <include>{}</include>
-</busconfig>
-"#,
-            socket.display(),
-            product.display()
-        ),
-    )
-    .unwrap();
-    let mut bus = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", dir.join("bus.conf").display()))
-        .args(["--nofork", "--nopidfile", "--nosyslog"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !socket.exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let address = format!("unix:path={}", socket.display());
+    let (mut bus, address) = twofold_bench::private_bus(&dir);
     std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
     let mut daemon = Command::new(&a.enrolld)
         .arg("--policy")

@@ -188,54 +188,8 @@ fn concurrency(t: &Path, module: &Path, rounds: usize, n: usize, out: &mut Strin
 }
 
 fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mut String) {
-    use std::os::unix::fs::PermissionsExt;
     let dir = t.join("kbus");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = dir.join("socket");
-    let product = std::env::current_dir()
-        .unwrap()
-        .join("packaging/dbus/org.twofold.Enroll1.conf");
-    std::fs::write(
-        dir.join("bus.conf"),
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={}</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-  </policy>
-  <include>{}</include>
-</busconfig>
-"#,
-            socket.display(),
-            product.display()
-        ),
-    )
-    .unwrap();
-    let mut bus = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", dir.join("bus.conf").display()))
-        .args(["--nofork", "--nopidfile", "--nosyslog"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !socket.exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let address = format!("unix:path={}", socket.display());
+    let (mut bus, address) = twofold_bench::private_bus(&dir);
     std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
     let state = dir.join("state");
     // Targets: real accounts every machine has.
@@ -306,7 +260,9 @@ fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mu
             daemon = start_daemon();
             current.store(daemon.id(), std::sync::atomic::Ordering::SeqCst);
             let s = Instant::now();
-            while zbus::block_on(proxy.get_status()).is_err() && s.elapsed() < Duration::from_secs(20) {
+            while zbus::block_on(proxy.get_status()).is_err()
+                && s.elapsed() < Duration::from_secs(20)
+            {
                 std::thread::sleep(Duration::from_millis(10));
                 if daemon.try_wait().ok().flatten().is_some() {
                     break;
@@ -319,7 +275,8 @@ fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mu
             let r = zbus::block_on(async {
                 let new = proxy.begin_enrollment(true).await?;
                 let secret = Secret::from_base32(&new.secret).unwrap();
-                let code = totp::code_at(&secret, Params::default(), twofold_policy::time::now()).unwrap();
+                let code =
+                    totp::code_at(&secret, Params::default(), twofold_policy::time::now()).unwrap();
                 proxy.confirm_enrollment(&code).await.map(|_| new.secret)
             });
             match r {
@@ -370,7 +327,9 @@ fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mu
                     .map(|o| o.mode.to_string());
                 // The acknowledged mode, or one of the calls cut off by a kill after it.
                 let ok = got.as_deref() == Some(*mode)
-                    || maybe.get(t).is_some_and(|m| got.as_deref().is_some_and(|g| m.contains(&g)));
+                    || maybe
+                        .get(t)
+                        .is_some_and(|m| got.as_deref().is_some_and(|g| m.contains(&g)));
                 if !ok {
                     problems.push(format!("{t}: {got:?}, acknowledged {mode}"));
                 }

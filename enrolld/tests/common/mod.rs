@@ -80,33 +80,10 @@ impl Bus {
         let socket = dir.path().join("system_bus_socket");
         let conf = dir.write(
             "bus.conf",
-            &format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={socket}</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>{product}</include>
-</busconfig>
-"#,
-                socket = socket.display(),
-                product = product_conf.display()
-            ),
+            &std::fs::read_to_string(product_conf.with_file_name("private-bus.conf.in"))
+                .unwrap()
+                .replace("@SOCKET@", &socket.display().to_string())
+                .replace("@INCLUDE@", &product_conf.display().to_string()),
         );
         let child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", conf.display()))
