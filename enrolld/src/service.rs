@@ -38,6 +38,12 @@ async fn caller(conn: &Connection, hdr: &Header<'_>) -> Result<Caller, Error> {
     Caller::from_uid(uid)
 }
 
+/// Emits `UserChanged` for a changed user and passes the view on.
+async fn announce(emitter: &SignalEmitter<'_>, info: UserInfo) -> Result<UserInfo, Error> {
+    Manager::user_changed(emitter, &info.user, &info.status).await?;
+    Ok(info)
+}
+
 #[interface(name = "org.twofold.Enroll1.Manager")]
 impl Manager {
     /// Admin: 2FA required for `user`, whatever the policy says.
@@ -49,9 +55,11 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
         let c = caller(conn, &hdr).await?;
-        let info = self.daemon.set_override(&c, user, Some(Mode::Required))?;
-        Self::user_changed(&emitter, &info.user, &info.status).await?;
-        Ok(info)
+        announce(
+            &emitter,
+            self.daemon.set_override(&c, user, Some(Mode::Required))?,
+        )
+        .await
     }
 
     /// Admin: `user` exempt (override `disabled`).
@@ -63,9 +71,11 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
         let c = caller(conn, &hdr).await?;
-        let info = self.daemon.set_override(&c, user, Some(Mode::Disabled))?;
-        Self::user_changed(&emitter, &info.user, &info.status).await?;
-        Ok(info)
+        announce(
+            &emitter,
+            self.daemon.set_override(&c, user, Some(Mode::Disabled))?,
+        )
+        .await
     }
 
     /// Admin: 2FA optional for `user` (override `optional`).
@@ -77,9 +87,11 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
         let c = caller(conn, &hdr).await?;
-        let info = self.daemon.set_override(&c, user, Some(Mode::Optional))?;
-        Self::user_changed(&emitter, &info.user, &info.status).await?;
-        Ok(info)
+        announce(
+            &emitter,
+            self.daemon.set_override(&c, user, Some(Mode::Optional))?,
+        )
+        .await
     }
 
     /// Admin: removes `user`'s override; the policy decides again.
@@ -91,9 +103,7 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
         let c = caller(conn, &hdr).await?;
-        let info = self.daemon.set_override(&c, user, None)?;
-        Self::user_changed(&emitter, &info.user, &info.status).await?;
-        Ok(info)
+        announce(&emitter, self.daemon.set_override(&c, user, None)?).await
     }
 
     /// Admin: deletes `user`'s secret and recovery codes.
@@ -105,9 +115,7 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
         let c = caller(conn, &hdr).await?;
-        let info = self.daemon.reset(&c, user)?;
-        Self::user_changed(&emitter, &info.user, &info.status).await?;
-        Ok(info)
+        announce(&emitter, self.daemon.reset(&c, user)?).await
     }
 
     /// Admin, or the user themself: one user.
@@ -196,9 +204,7 @@ impl Manager {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
         let c = caller(conn, &hdr).await?;
-        let info = self.daemon.disable(&c, code)?;
-        Self::user_changed(&emitter, &info.user, &info.status).await?;
-        Ok(info)
+        announce(&emitter, self.daemon.disable(&c, code)?).await
     }
 
     /// Self: new recovery codes, once.
