@@ -11,10 +11,11 @@
 # pamtester (real libpam in tests), libpam0g-dev (links pam_twofold.so), passwd (useradd in tests),
 # openssh-server + python3-paramiko (a real sshd on 127.0.0.1 and a keyboard-interactive client),
 # dbus-daemon (a private bus for twofold-enrolld), zbar-tools (decodes the QR code of `twofold enroll`),
-# dbus + systemd (the package's dependencies; systemd-analyze checks the unit), pkg-config (install paths).
+# dbus + systemd (the package's dependencies; systemd-analyze checks the unit), pkg-config (install paths),
+# sudo (the README's sudo stack, through sudoers' pam_service).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
-  openssh-server openssh-client python3-paramiko
+  openssh-server openssh-client python3-paramiko sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
 
