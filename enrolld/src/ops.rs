@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use twofold_policy::record::{Enrollment, Override, Record};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
-use twofold_policy::store::{Store, UserState};
+use twofold_policy::store::{Proof, Store, UserState};
 use twofold_policy::totp::{self, Params, Secret, Verdict};
 use twofold_policy::{Mode, Policy, Status, UserName, recovery, system, time};
 use zeroize::Zeroizing;
@@ -20,26 +20,18 @@ use crate::log::Log;
 /// Wrong codes accepted for one pending enrollment before it is dropped.
 pub const CONFIRM_ATTEMPTS: u32 = 5;
 
-/// Who called, as the bus says.
+/// Who called, as the bus says: the account of the sender's Unix uid.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The sender's Unix uid.
-    pub uid: u32,
-    /// Its login name.
-    pub name: String,
-    /// All its groups, supplementary included.
-    pub groups: Vec<String>,
+    /// The account, with all its groups (supplementary included).
+    pub account: system::Account,
 }
 
 impl Caller {
     /// Looks up the account of `uid` in the system's user database.
     pub fn from_uid(uid: u32) -> Result<Caller, Error> {
         match system::lookup_uid(uid) {
-            Ok(Some(a)) => Ok(Caller {
-                uid,
-                name: a.name,
-                groups: a.groups,
-            }),
+            Ok(Some(account)) => Ok(Caller { account }),
             Ok(None) => Err(Error::PermissionDenied(format!(
                 "uid {uid} has no account in the user database"
             ))),
@@ -47,8 +39,16 @@ impl Caller {
         }
     }
 
+    /// The caller as the target of a self method (already looked up: no second lookup).
+    fn myself(&self) -> Result<(UserName, &system::Account), Error> {
+        let name = UserName::parse(&self.account.name).map_err(|e| {
+            Error::InvalidArgument(format!("user name {:?}: {e}", self.account.name))
+        })?;
+        Ok((name, &self.account))
+    }
+
     fn label(&self) -> String {
-        format!("{}(uid {})", self.name, self.uid)
+        format!("{}(uid {})", self.account.name, self.account.uid)
     }
 }
 
@@ -100,7 +100,7 @@ impl Daemon {
 
     /// Root, or a member of the policy's `admin_group`.
     fn require_admin(&self, caller: &Caller, policy: &Policy, action: &str) -> Result<(), Error> {
-        if caller.uid == 0 || caller.groups.contains(&policy.admin_group.value) {
+        if caller.account.uid == 0 || caller.account.groups.contains(&policy.admin_group.value) {
             return Ok(());
         }
         self.log.notice(&format!(
@@ -167,13 +167,24 @@ impl Daemon {
         }
     }
 
+    /// The view of `name`, looked up in the user database.
     fn info(&self, policy: &Policy, store: &Store, name: &UserName) -> Result<UserInfo, Error> {
         let account = system::lookup(name.as_str()).map_err(|e| failed("user database", e))?;
+        Self::info_of(policy, store, name, account.as_ref())
+    }
+
+    /// The view of `name`, whose account is known already.
+    fn info_of(
+        policy: &Policy,
+        store: &Store,
+        name: &UserName,
+        account: Option<&system::Account>,
+    ) -> Result<UserInfo, Error> {
         let state = store.read(name).map_err(|e| failed("state", e))?;
         Ok(Self::view(
             policy,
             name.as_str(),
-            account.as_ref(),
+            account,
             &state,
             time::now(),
         ))
@@ -241,7 +252,7 @@ impl Daemon {
         let info = self.change(&policy, &name, &account, |record, _, now| {
             record.admin_override = mode.map(|mode| Override {
                 mode,
-                by: caller.name.clone(),
+                by: caller.account.name.clone(),
                 at: now,
             });
             // An admin's decision gives a fresh grace period if it leaves the user pending
@@ -283,7 +294,7 @@ impl Daemon {
         let policy = self.policy()?;
         let name = UserName::parse(user)
             .map_err(|e| Error::InvalidArgument(format!("user name {user:?}: {e}")))?;
-        if name.as_str() != caller.name {
+        if name.as_str() != caller.account.name {
             self.require_admin(caller, &policy, "show another user")?;
         }
         let store = self.store()?;
@@ -369,9 +380,9 @@ impl Daemon {
     /// Self: a fresh secret for the caller, pending until confirmed.
     pub fn begin_enrollment(&self, caller: &Caller, replace: bool) -> Result<NewEnrollment, Error> {
         let policy = self.policy()?;
-        let (name, account) = self.target(&caller.name)?;
+        let (name, account) = caller.myself()?;
         let store = self.store()?;
-        let info = self.info(&policy, &store, &name)?;
+        let info = Self::info_of(&policy, &store, &name, Some(account))?;
         if info.mode == Mode::Disabled.as_str() {
             return Err(Error::Forbidden(format!(
                 "2FA is disabled for {} ({})",
@@ -401,7 +412,7 @@ impl Daemon {
             .lock()
             .map_err(|_| failed("pending", "poisoned"))?;
         pending.insert(
-            caller.uid,
+            caller.account.uid,
             Pending {
                 user: name,
                 secret,
@@ -411,11 +422,10 @@ impl Daemon {
             },
         );
         drop(pending);
-        let _ = account;
         self.log.notice(&format!(
             "caller={} action=begin-enrollment user={} result=ok replace={replace}",
             caller.label(),
-            caller.name
+            caller.account.name
         ));
         Ok(new)
     }
@@ -428,7 +438,7 @@ impl Daemon {
     ) -> Result<(UserInfo, Vec<String>), Error> {
         let code = Zeroizing::new(code.to_owned());
         let policy = self.policy()?;
-        let (name, account) = self.target(&caller.name)?;
+        let (name, account) = caller.myself()?;
         let (secret, params) = {
             let mut pending = self
                 .pending
@@ -440,9 +450,9 @@ impl Daemon {
                         .into(),
                 )
             };
-            let p = pending.get_mut(&caller.uid).ok_or_else(none)?;
+            let p = pending.get_mut(&caller.account.uid).ok_or_else(none)?;
             if p.expires <= std::time::Instant::now() || p.user != name {
-                pending.remove(&caller.uid);
+                pending.remove(&caller.account.uid);
                 self.log.notice(&format!(
                     "caller={} action=confirm-enrollment result=refused: expired",
                     caller.label()
@@ -464,7 +474,7 @@ impl Daemon {
                 p.attempts += 1;
                 let left = CONFIRM_ATTEMPTS.saturating_sub(p.attempts);
                 if left == 0 {
-                    pending.remove(&caller.uid);
+                    pending.remove(&caller.account.uid);
                 }
                 self.log.notice(&format!(
                     "caller={} action=confirm-enrollment result=refused: wrong code, {left} attempts left",
@@ -478,13 +488,13 @@ impl Daemon {
                     )
                 }));
             }
-            let p = pending.remove(&caller.uid).ok_or_else(none)?;
+            let p = pending.remove(&caller.account.uid).ok_or_else(none)?;
             (p.secret, p.params)
         };
         let codes = recovery::generate(policy.enrollment.recovery_codes)
             .map_err(|e| failed("randomness", e))?;
         let hashes = codes.hashes.clone();
-        let info = self.change(&policy, &name, &account, |record, counters, now| {
+        let info = self.change(&policy, &name, account, |record, counters, now| {
             record.enrollment = Some(Enrollment::new(&secret, params, now, hashes));
             record.required_since = None;
             // The code just used cannot log in again.
@@ -507,54 +517,35 @@ impl Daemon {
             .pending
             .lock()
             .map_err(|_| failed("pending", "poisoned"))?;
-        Ok(pending.remove(&caller.uid).is_some())
+        Ok(pending.remove(&caller.account.uid).is_some())
     }
 
-    /// Checks a current code or a recovery code of the caller, consuming it; under the lock.
-    fn prove(&self, policy: &Policy, caller: &Caller, code: &str) -> Result<(), Error> {
-        let (name, _) = self.target(&caller.name)?;
+    /// Checks a current code or a recovery code of `name`, consuming it; under the lock.
+    fn prove(&self, policy: &Policy, name: &UserName, code: &str) -> Result<(), Error> {
         let store = self.store()?;
-        let lock = store.lock(&name).map_err(|e| failed("state", e))?;
-        let state = lock.read().map_err(|e| failed("state", e))?;
-        let mut record = state.record.ok_or_else(not_enrolled)?;
-        let enrollment = record.enrollment.as_mut().ok_or_else(not_enrolled)?;
-        let secret = enrollment.secret().map_err(|e| failed("state", e))?;
-        let mut counters = state.counters;
-        let now = time::now();
-        match totp::verify(
-            &secret,
-            enrollment.params,
-            code,
-            now,
-            policy.totp.window,
-            counters.last_step,
-        )
-        .map_err(|e| failed("totp", e))?
+        let lock = store.lock(name).map_err(|e| failed("state", e))?;
+        let mut state = lock.read().map_err(|e| failed("state", e))?;
+        match lock
+            .check_code(&mut state, code, policy.totp.window, time::now())
+            .map_err(|e| failed("state", e))?
         {
-            Verdict::Accepted { step } => {
-                counters.last_step = Some(step);
-                lock.write_counters(&counters)
-                    .map_err(|e| failed("state", e))
-            }
-            _ => match recovery::find(&enrollment.recovery_codes, code) {
-                Some(i) => {
-                    enrollment.recovery_codes.remove(i);
-                    lock.write_record(&record).map_err(|e| failed("state", e))
-                }
-                None => Err(Error::InvalidCode(
-                    "the code does not match (a current code from the app, or a recovery code)"
-                        .into(),
-                )),
-            },
+            Proof::Code => lock
+                .write_counters(&state.counters)
+                .map_err(|e| failed("state", e)),
+            Proof::RecoveryCode { .. } => Ok(()),
+            Proof::NotEnrolled => Err(not_enrolled()),
+            Proof::Replayed | Proof::Invalid => Err(Error::InvalidCode(
+                "the code does not match (a current code from the app, or a recovery code)".into(),
+            )),
         }
     }
 
     /// Self: removes the caller's enrollment; refused while 2FA is required for them.
     pub fn disable(&self, caller: &Caller, code: &str) -> Result<UserInfo, Error> {
         let policy = self.policy()?;
-        let (name, account) = self.target(&caller.name)?;
+        let (name, account) = caller.myself()?;
         let store = self.store()?;
-        let info = self.info(&policy, &store, &name)?;
+        let info = Self::info_of(&policy, &store, &name, Some(account))?;
         if !info.enrolled {
             return Err(not_enrolled());
         }
@@ -569,8 +560,8 @@ impl Daemon {
                 info.rule
             )));
         }
-        self.prove(&policy, caller, code)?;
-        let info = self.change(&policy, &name, &account, |record, _, _| {
+        self.prove(&policy, &name, code)?;
+        let info = self.change(&policy, &name, account, |record, _, _| {
             record.enrollment = None;
             Ok(())
         })?;
@@ -590,12 +581,12 @@ impl Daemon {
         code: &str,
     ) -> Result<Vec<String>, Error> {
         let policy = self.policy()?;
-        let (name, account) = self.target(&caller.name)?;
-        self.prove(&policy, caller, code)?;
+        let (name, account) = caller.myself()?;
+        self.prove(&policy, &name, code)?;
         let codes = recovery::generate(policy.enrollment.recovery_codes)
             .map_err(|e| failed("randomness", e))?;
         let hashes = codes.hashes.clone();
-        self.change(&policy, &name, &account, |record, _, _| {
+        self.change(&policy, &name, account, |record, _, _| {
             let e = record.enrollment.as_mut().ok_or_else(not_enrolled)?;
             e.recovery_codes = hashes;
             Ok(())
@@ -612,10 +603,9 @@ impl Daemon {
     /// Self: the caller's own view.
     pub fn get_status(&self, caller: &Caller) -> Result<UserInfo, Error> {
         let policy = self.policy()?;
-        let name = UserName::parse(&caller.name)
-            .map_err(|e| Error::InvalidArgument(format!("user name {:?}: {e}", caller.name)))?;
+        let (name, account) = caller.myself()?;
         let store = self.store()?;
-        self.info(&policy, &store, &name)
+        Self::info_of(&policy, &store, &name, Some(account))
     }
 }
 

@@ -64,13 +64,8 @@ pub fn set_default_mode(main: &Path, mode: Mode) -> Result<(), EditError> {
         })
     })?;
     // Validate the new main file with the drop-ins on top, as it will be loaded.
-    let mut policy = Policy::parse_one(main, &new_text).map_err(EditError::Invalid)?;
-    if let Some(dir) = main.parent().map(|p| p.join("policy.d")) {
-        for file in config::dropin_files(&dir).map_err(EditError::Invalid)? {
-            let t = config::read_for_check(&file).map_err(EditError::Invalid)?;
-            policy.apply(&file, &t).map_err(EditError::Invalid)?;
-        }
-    }
+    let policy = Policy::load_with(main, &new_text, config::dropin_dir(main).as_deref())
+        .map_err(EditError::Invalid)?;
     if policy.mode.value != mode {
         let by = policy
             .mode

@@ -9,11 +9,8 @@ use pam::items::{RHost, Service};
 use pam::module::PamHandle;
 use twofold_policy::record::Counters;
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
-use twofold_policy::store::{Locked, Store, StoreError};
-use twofold_policy::totp::{self, Verdict};
-use twofold_policy::{
-    Policy, Resolution, Rule, Status, UserName, recovery, system, throttle, time,
-};
+use twofold_policy::store::{Locked, Proof, Store, StoreError};
+use twofold_policy::{Policy, Resolution, Rule, Status, UserName, system, throttle, time};
 
 use zeroize::Zeroizing;
 
@@ -47,10 +44,43 @@ enum Decision {
 /// `pam_sm_acct_mgmt` of the same PAM transaction.
 const VERIFIED: &str = "twofold:verified-user";
 
+/// The PAM entry point running.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `pam_sm_authenticate`.
+    Auth,
+    /// `pam_sm_acct_mgmt`.
+    Account,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Auth => "auth",
+            Phase::Account => "account",
+        }
+    }
+
+    /// The code of a refusal.
+    fn refused(self) -> PamResultCode {
+        match self {
+            Phase::Auth => PamResultCode::PAM_AUTH_ERR,
+            Phase::Account => PamResultCode::PAM_PERM_DENIED,
+        }
+    }
+
+    /// The code of failing closed (broken policy or store).
+    fn unavailable(self) -> PamResultCode {
+        match self {
+            Phase::Auth => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+            Phase::Account => PamResultCode::PAM_PERM_DENIED,
+        }
+    }
+}
+
 /// Who is logging in, for log lines.
 struct Ctx {
-    /// `auth` or `account`.
-    phase: &'static str,
+    phase: Phase,
     user: String,
     service: Option<String>,
     /// PAM_RHOST as given (made printable), or `local`.
@@ -63,7 +93,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(pamh: &PamHandle, phase: &'static str) -> Ctx {
+    fn new(pamh: &PamHandle, phase: Phase) -> Ctx {
         let service = match pamh.get_item::<Service>() {
             Ok(Some(s)) => Some(item_str(s.0)),
             _ => None,
@@ -94,7 +124,7 @@ impl Ctx {
             &format!(
                 "pam_twofold({}:{}): user={} source={} {} outcome={}: {}",
                 self.service.as_deref().unwrap_or("unknown"),
-                self.phase,
+                self.phase.name(),
                 self.user,
                 self.source,
                 self.decided,
@@ -104,16 +134,18 @@ impl Ctx {
         );
     }
 
-    /// A step of the flow, logged only with the `debug` module argument. Never a code or secret.
-    fn debug(&self, what: &str) {
+    /// A step of the flow, logged only with the `debug` module argument (and only then
+    /// formatted). Never a code or secret.
+    fn debug(&self, what: impl FnOnce() -> String) {
         if self.debug {
             syslog(
                 Level::Debug,
                 &format!(
-                    "pam_twofold({}:{}): debug: user={} {what}",
+                    "pam_twofold({}:{}): debug: user={} {}",
                     self.service.as_deref().unwrap_or("unknown"),
-                    self.phase,
-                    self.user
+                    self.phase.name(),
+                    self.user,
+                    what()
                 ),
             );
         }
@@ -165,21 +197,40 @@ pub fn ask(
 
 /// `pam_sm_authenticate`.
 pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
-    let mut ctx = Ctx::new(pamh, "auth");
+    entry(pamh, raw_args, Phase::Auth, run)
+}
+
+/// `pam_sm_acct_mgmt`: refuses a user who needs a code when this PAM transaction's
+/// authentication did not verify one through twofold. That is the path of sshd public-key
+/// logins, which skip the auth stack; with keyboard-interactive, sshd runs auth and account in
+/// the same process, so the mark left by [`authenticate`] is seen here.
+pub fn account(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
+    entry(pamh, raw_args, Phase::Account, check_account)
+}
+
+/// Both entry points: arguments, the flow `body`, one log line, the PAM code.
+fn entry(
+    pamh: &mut PamHandle,
+    raw_args: &[&CStr],
+    phase: Phase,
+    body: fn(&mut PamHandle, &Args, &mut Ctx) -> Result<Decision, Failure>,
+) -> PamResultCode {
+    let mut ctx = Ctx::new(pamh, phase);
     let parsed = args::parse(raw_args.iter().map(|a| a.to_bytes()));
     let on_error = parsed.as_ref().map(|a| a.on_error).unwrap_or(OnError::Deny);
     let result = parsed.map_err(Failure::Config).and_then(|a| {
         ctx.debug = a.debug;
-        run(pamh, &a, &mut ctx)
+        body(pamh, &a, &mut ctx)
     });
     match result {
         Ok(Decision::Success { note, user }) => {
             ctx.log(Level::Notice, "success", &note);
             // Left for acct_mgmt of this transaction. If PAM cannot keep it, acct_mgmt fails
             // closed on its own; the authentication itself stands.
-            if pamh
-                .set_data(VERIFIED, Box::new(user.as_str().to_owned()))
-                .is_err()
+            if phase == Phase::Auth
+                && pamh
+                    .set_data(VERIFIED, Box::new(user.as_str().to_owned()))
+                    .is_err()
             {
                 ctx.log(Level::Err, "continuing", "pam_set_data failed");
             }
@@ -189,18 +240,12 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
             ctx.log(Level::Notice, "ignore", &note);
             PamResultCode::PAM_IGNORE
         }
-        Err(failure) => fail_code(&ctx, failure, on_error, PamResultCode::PAM_AUTH_ERR),
+        Err(failure) => fail_code(&ctx, failure, on_error),
     }
 }
 
-/// Logs a failure and maps it to its PAM code, once. `refused` is the code for a refusal
-/// (PAM_AUTH_ERR in auth, PAM_PERM_DENIED in account).
-fn fail_code(
-    ctx: &Ctx,
-    failure: Failure,
-    on_error: OnError,
-    refused: PamResultCode,
-) -> PamResultCode {
+/// Logs a failure and maps it to its PAM code, once, for the phase.
+fn fail_code(ctx: &Ctx, failure: Failure, on_error: OnError) -> PamResultCode {
     match failure {
         Failure::Config(why) => {
             ctx.log(
@@ -217,11 +262,7 @@ fn fail_code(
         Failure::Unavailable(why) => match on_error {
             OnError::Deny => {
                 ctx.log(Level::Err, "refused", &format!("failing closed: {why}"));
-                if ctx.phase == "auth" {
-                    PamResultCode::PAM_AUTHINFO_UNAVAIL
-                } else {
-                    PamResultCode::PAM_PERM_DENIED
-                }
+                ctx.phase.unavailable()
             }
             OnError::Allow => {
                 ctx.log(
@@ -238,7 +279,7 @@ fn fail_code(
         }
         Failure::Refused(why) => {
             ctx.log(Level::Notice, "refused", &why);
-            refused
+            ctx.phase.refused()
         }
     }
 }
@@ -268,12 +309,14 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
     let account = system::lookup(user.as_str())
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .ok_or_else(|| Failure::User("unknown user".into()))?;
-    ctx.debug(&format!(
-        "uid={} groups={} source-key={}",
-        account.uid,
-        account.groups.join(","),
-        ctx.throttle_key
-    ));
+    ctx.debug(|| {
+        format!(
+            "uid={} groups={} source-key={}",
+            account.uid,
+            account.groups.join(","),
+            ctx.throttle_key
+        )
+    });
     let store = Store::open(&args.state)?;
     // What this login needs of the policy: from the compiled cache in the state directory when
     // it was made from exactly the current files, otherwise a full load (fail closed).
@@ -284,7 +327,7 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
     };
     let policy = Policy::load_for(&args.policy, &store, &wanted)
         .map_err(|e| Failure::Unavailable(format!("policy: {e}")))?;
-    ctx.debug(&format!("policy {} loaded", args.policy.display()));
+    ctx.debug(|| format!("policy {} loaded", args.policy.display()));
     // Resolution needs only the record; the counters are read under the lock, if a code is asked.
     let record = store.read_record(&user)?;
     let now = time::now();
@@ -306,12 +349,14 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
         None => res.rule.kind().into(),
     };
     ctx.decided = format!("rule={} status={}", printable(&rule, 300), res.status);
-    ctx.debug(&format!(
-        "record={} mode={} {}",
-        if record.is_some() { "present" } else { "none" },
-        res.mode,
-        ctx.decided
-    ));
+    ctx.debug(|| {
+        format!(
+            "record={} mode={} {}",
+            if record.is_some() { "present" } else { "none" },
+            res.mode,
+            ctx.decided
+        )
+    });
     Ok(Evaluation {
         user,
         policy,
@@ -334,31 +379,6 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
         Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &store, &user, ctx, now)
             .map(|note| Decision::Success { note, user }),
         Status::Pending => pending(pamh, &policy, &store, user, &res, now),
-    }
-}
-
-/// `pam_sm_acct_mgmt`: refuses a user who needs a code when this PAM transaction's
-/// authentication did not verify one through twofold. That is the path of sshd public-key
-/// logins, which skip the auth stack; with keyboard-interactive, sshd runs auth and account in
-/// the same process, so the mark left by [`authenticate`] is seen here.
-pub fn account(pamh: &mut PamHandle, raw_args: &[&CStr]) -> PamResultCode {
-    let mut ctx = Ctx::new(pamh, "account");
-    let parsed = args::parse(raw_args.iter().map(|a| a.to_bytes()));
-    let on_error = parsed.as_ref().map(|a| a.on_error).unwrap_or(OnError::Deny);
-    let result = parsed.map_err(Failure::Config).and_then(|a| {
-        ctx.debug = a.debug;
-        check_account(pamh, &a, &mut ctx)
-    });
-    match result {
-        Ok(Decision::Success { note, .. }) => {
-            ctx.log(Level::Notice, "success", &note);
-            PamResultCode::PAM_SUCCESS
-        }
-        Ok(Decision::Ignore(note)) => {
-            ctx.log(Level::Notice, "ignore", &note);
-            PamResultCode::PAM_IGNORE
-        }
-        Err(failure) => fail_code(&ctx, failure, on_error, PamResultCode::PAM_PERM_DENIED),
     }
 }
 
@@ -471,59 +491,38 @@ fn verify_code(
 ) -> Result<String, Failure> {
     let conv = conversation(pamh)?;
     // A throttled source is told before it types anything, and its code is not checked.
-    throttled(&store.read(user)?.counters, &conv, ctx, now)?;
+    throttled(&store.read_counters(user)?, &conv, ctx, now)?;
     let input =
         ask(&conv, PAM_PROMPT_ECHO_OFF, "Verification code: ").map_err(Failure::Conversation)?;
     let lock = store.lock(user)?;
-    let state = lock.read()?;
+    let mut state = lock.read()?;
     if let Some(note) = &state.counters_recovered {
         ctx.log(Level::Err, "continuing", note);
     }
     // Again under the lock: concurrent logins from one source are checked one after another.
     throttled(&state.counters, &conv, ctx, time::now())?;
-    let vanished = || Failure::Refused("enrollment vanished".into());
-    let mut record = state.record.ok_or_else(vanished)?;
-    let enrollment = record.enrollment.as_mut().ok_or_else(vanished)?;
-    let secret = enrollment
-        .secret()
-        .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
-    let mut counters = state.counters;
-    let verdict = totp::verify(
-        &secret,
-        enrollment.params,
-        &input,
-        now,
-        policy.totp.window,
-        counters.last_step,
-    )
-    .map_err(|e| Failure::Unavailable(format!("state: {e}")))?;
-    match verdict {
-        Verdict::Accepted { step } => {
-            counters.last_step = Some(step);
-            succeed(&lock, counters, ctx, now)?;
+    match lock.check_code(&mut state, &input, policy.totp.window, now)? {
+        Proof::Code => {
+            succeed(&lock, state.counters, ctx, now)?;
             Ok("code accepted".into())
         }
-        Verdict::Replayed => {
-            fail(&lock, counters, ctx, now)?;
+        Proof::RecoveryCode { left } => {
+            succeed(&lock, state.counters, ctx, now)?;
+            let _ = conv.send(
+                PAM_TEXT_INFO,
+                &format!("Recovery code accepted; {left} left."),
+            );
+            Ok(format!("recovery code accepted, {left} left"))
+        }
+        Proof::Replayed => {
+            fail(&lock, state.counters, ctx, now)?;
             Err(Failure::Refused("code already used (replay)".into()))
         }
-        Verdict::Invalid => {
-            if let Some(i) = recovery::find(&enrollment.recovery_codes, &input) {
-                enrollment.recovery_codes.remove(i);
-                let left = enrollment.recovery_codes.len();
-                // Durable before success: a used recovery code must stay used after a crash.
-                lock.write_record(&record)?;
-                succeed(&lock, counters, ctx, now)?;
-                let _ = conv.send(
-                    PAM_TEXT_INFO,
-                    &format!("Recovery code accepted; {left} left."),
-                );
-                Ok(format!("recovery code accepted, {left} left"))
-            } else {
-                fail(&lock, counters, ctx, now)?;
-                Err(Failure::Refused("wrong code".into()))
-            }
+        Proof::Invalid => {
+            fail(&lock, state.counters, ctx, now)?;
+            Err(Failure::Refused("wrong code".into()))
         }
+        Proof::NotEnrolled => Err(Failure::Refused("enrollment vanished".into())),
     }
 }
 

@@ -62,7 +62,7 @@ fn fingerprint(main: &Path) -> Option<String> {
         Some(())
     };
     add(main)?;
-    let dir = main.parent().map(|p| p.join("policy.d"))?;
+    let dir = config::dropin_dir(main)?;
     if dir.exists() {
         add(&dir)?;
         for f in config::dropin_files(&dir).ok()? {
@@ -71,18 +71,14 @@ fn fingerprint(main: &Path) -> Option<String> {
     } else {
         fp.push_str("no policy.d\n");
     }
-    let digest = Sha256::digest(fp.as_bytes());
-    Some(digest.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
+    Some(data_encoding::HEXLOWER.encode(&Sha256::digest(fp.as_bytes())))
 }
 
 fn clean(s: &str) -> bool {
     !s.contains(['\t', '\n', '\r'])
 }
 
-fn src_fields(s: &Option<Source>, files: &[PathBuf]) -> Option<String> {
+fn src_fields(s: Option<&Source>, files: &[PathBuf]) -> Option<String> {
     match s {
         None => Some("-\t-\t-".into()),
         Some(s) => {
@@ -106,7 +102,7 @@ fn serialize(policy: &Policy, fp: &str) -> Option<String> {
         out,
         "S\tmode\t{}\t{}",
         policy.mode.value,
-        src_fields(&policy.mode.source, &policy.files)?
+        src_fields(policy.mode.source.as_ref(), &policy.files)?
     );
     if !clean(&policy.admin_group.value) {
         return None;
@@ -115,7 +111,7 @@ fn serialize(policy: &Policy, fp: &str) -> Option<String> {
         out,
         "S\tadmin_group\t{}\t{}",
         policy.admin_group.value,
-        src_fields(&policy.admin_group.source, &policy.files)?
+        src_fields(policy.admin_group.source.as_ref(), &policy.files)?
     );
     let e = &policy.enrollment;
     let issuer = match &e.issuer {
@@ -155,7 +151,7 @@ fn serialize(policy: &Policy, fp: &str) -> Option<String> {
                 out,
                 "R\t{kind}\t{name}\t{}\t{}",
                 r.mode,
-                src_fields(&Some(r.source.clone()), &policy.files)?
+                src_fields(Some(&r.source), &policy.files)?
             );
             rules += 1;
         }
@@ -233,7 +229,6 @@ fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
                 };
                 policy.totp.window = window.parse().ok()?;
             }
-            ["R", ..] | ["Z", _] => rest.push(line),
             _ => return None,
         }
     }

@@ -352,9 +352,18 @@ impl Policy {
     /// checking that each is owned by root (or the current user) and not writable by others:
     /// the login path trusts what these files say.
     pub fn load(main: &Path, dropin_dir: Option<&Path>) -> Result<Policy, PolicyError> {
+        Policy::load_with(main, &read_trusted(main)?, dropin_dir)
+    }
+
+    /// [`Policy::load`] with `main_text` standing for the main file's content: how an edit of
+    /// the main file would load, drop-ins included, before it is written.
+    pub fn load_with(
+        main: &Path,
+        main_text: &str,
+        dropin_dir: Option<&Path>,
+    ) -> Result<Policy, PolicyError> {
         let mut policy = Policy::default();
-        let text = read_trusted(main)?;
-        policy.apply(main, &text)?;
+        policy.apply(main, main_text)?;
         if let Some(dir) = dropin_dir {
             for file in dropin_files(dir)? {
                 let text = read_trusted(&file)?;
@@ -364,10 +373,9 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The default locations, with the drop-in directory next to `main` (`policy.d`).
+    /// The default locations, with the drop-in directory next to `main` ([`dropin_dir`]).
     pub fn load_system(main: &Path) -> Result<Policy, PolicyError> {
-        let dropins = main.parent().map(|p| p.join("policy.d"));
-        Policy::load(main, dropins.as_deref())
+        Policy::load(main, dropin_dir(main).as_deref())
     }
 
     /// Parses one file's text on top of the built-in defaults (no file-system checks): what
@@ -523,6 +531,11 @@ impl Policy {
         self.files.push(file.to_owned());
         Ok(())
     }
+}
+
+/// The drop-in directory of the main policy file `main`: `policy.d` beside it.
+pub fn dropin_dir(main: &Path) -> Option<PathBuf> {
+    main.parent().map(|p| p.join("policy.d"))
 }
 
 /// The `*.toml` files of a drop-in directory in name order; a missing directory has none.

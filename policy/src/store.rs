@@ -410,7 +410,8 @@ impl Store {
         Ok(Some(record))
     }
 
-    fn read_counters(&self, user: &UserName) -> Result<Counters> {
+    /// Reads a user's login counters alone (defaults when there are none), without the lock.
+    pub fn read_counters(&self, user: &UserName) -> Result<Counters> {
         let name = format!("{user}.{COUNTERS}");
         let Some(text) = self.read_file(&name)? else {
             return Ok(Counters::default());
@@ -429,49 +430,33 @@ impl Store {
     /// Replaces a file of the store that is not a user's, atomically, without a lock: the
     /// temp file is this process's own, so concurrent writers never touch each other's.
     pub(crate) fn replace_aux(&self, name: &str, text: &str) -> Result<()> {
-        let tmp = format!(".{name}.{}.tmp", std::process::id());
-        let tmp_path = self.file_path(&tmp);
-        let fd: OwnedFd = openat(
-            self.dir.as_fd(),
-            tmp.as_str(),
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_TRUNC
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC,
-            FileMode::from_bits_truncate(0o600),
+        self.replace_via(
+            name,
+            &format!(".{name}.{}.tmp", std::process::id()),
+            text,
+            false,
         )
-        .map_err(|e| self.open_error(&tmp_path, e))?;
-        let mut file = File::from(fd);
-        let written = (|| -> Result<()> {
-            fchmod(file.as_fd(), FileMode::from_bits_truncate(0o600))
-                .map_err(errno_err(&tmp_path, "chmod"))?;
-            file.write_all(text.as_bytes())
-                .map_err(io_err(&tmp_path, "write"))?;
-            renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), name)
-                .map_err(errno_err(&self.file_path(name), "rename into place"))
-        })();
-        if written.is_err() {
-            let _ = unlinkat(self.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-        }
-        written
     }
 
     /// Writes `text` to `name` through a temp file and a rename; with `durable`, the file and
     /// the directory are fsynced before returning. On any error the old file is untouched and
     /// the temp file is removed.
     fn replace(&self, name: &str, text: &str, durable: bool) -> Result<()> {
-        let tmp = format!(".{name}.tmp");
-        let tmp_path = self.file_path(&tmp);
+        self.replace_via(name, &format!(".{name}.tmp"), text, durable)
+    }
+
+    /// [`Store::replace`] through the temp file `tmp`, which only this writer uses (the lock
+    /// holder's `.NAME.tmp`, or a per-process name): a leftover is from a killed writer.
+    fn replace_via(&self, name: &str, tmp: &str, text: &str, durable: bool) -> Result<()> {
+        let tmp_path = self.file_path(tmp);
         let path = self.file_path(name);
-        // Only the lock holder writes this user's temp file: a leftover is from a killed writer.
-        match unlinkat(self.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
+        match unlinkat(self.dir.as_fd(), tmp, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(errno_err(&tmp_path, "remove stale temp file")(e)),
         }
         let fd: OwnedFd = openat(
             self.dir.as_fd(),
-            tmp.as_str(),
+            tmp,
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             FileMode::from_bits_truncate(0o600),
         )
@@ -485,12 +470,12 @@ impl Store {
             if durable {
                 file.sync_all().map_err(io_err(&tmp_path, "fsync"))?;
             }
-            renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), name)
+            renameat(self.dir.as_fd(), tmp, self.dir.as_fd(), name)
                 .map_err(errno_err(&path, "rename into place"))?;
             Ok(())
         })();
         if let Err(e) = written {
-            let _ = unlinkat(self.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(self.dir.as_fd(), tmp, UnlinkatFlags::NoRemoveDir);
             return Err(e);
         }
         if durable {
@@ -500,6 +485,24 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What a code typed by the user proved ([`Locked::check_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// A current code, newer than the last one accepted.
+    Code,
+    /// One of the recovery codes; it is now used up, `left` remain.
+    RecoveryCode {
+        /// Recovery codes still unused.
+        left: usize,
+    },
+    /// A code that was already accepted once (or an older one).
+    Replayed,
+    /// Neither a code nor a recovery code.
+    Invalid,
+    /// The user has no enrollment (any more).
+    NotEnrolled,
 }
 
 /// A user's lock, held until dropped. Read, change and write through it.
@@ -541,6 +544,56 @@ impl Locked<'_> {
             why: format!("cannot serialize: {e}"),
         })?);
         self.store.replace(&name, &text, true)
+    }
+
+    /// Checks `input`, typed by the user, as a code of their enrollment (only a step newer than
+    /// the last accepted one, within `now ± window`) or else as one of their recovery codes, and
+    /// consumes what it used: the accepted step goes into `state.counters` (the caller writes
+    /// the counters with the rest of its bookkeeping); a used recovery code is removed from the
+    /// record durably before this returns. `state` is what [`Locked::read`] gave.
+    pub fn check_code(
+        &self,
+        state: &mut UserState,
+        input: &str,
+        window: u64,
+        now: u64,
+    ) -> Result<Proof> {
+        let Some(enrollment) = state.record.as_mut().and_then(|r| r.enrollment.as_mut()) else {
+            return Ok(Proof::NotEnrolled);
+        };
+        let corrupt = |e: crate::totp::TotpError| StoreError::Corrupt {
+            path: self.store.file_path(&format!("{}.{RECORD}", self.user)),
+            why: e.to_string(),
+        };
+        let secret = enrollment.secret().map_err(corrupt)?;
+        let verdict = crate::totp::verify(
+            &secret,
+            enrollment.params,
+            input,
+            now,
+            window,
+            state.counters.last_step,
+        )
+        .map_err(corrupt)?;
+        match verdict {
+            crate::totp::Verdict::Accepted { step } => {
+                state.counters.last_step = Some(step);
+                Ok(Proof::Code)
+            }
+            crate::totp::Verdict::Replayed => Ok(Proof::Replayed),
+            crate::totp::Verdict::Invalid => {
+                let Some(i) = crate::recovery::find(&enrollment.recovery_codes, input) else {
+                    return Ok(Proof::Invalid);
+                };
+                enrollment.recovery_codes.remove(i);
+                let left = enrollment.recovery_codes.len();
+                if let Some(record) = &state.record {
+                    // Durable before it counts: a used recovery code stays used after a crash.
+                    self.write_record(record)?;
+                }
+                Ok(Proof::RecoveryCode { left })
+            }
+        }
     }
 
     /// Replaces the counters atomically, without fsync (see [`crate::record`]).
