@@ -115,3 +115,21 @@ pub fn private_bus(dir: &Path) -> (std::process::Child, String) {
     }
     (bus, format!("unix:path={}", socket.display()))
 }
+
+/// `twofold-enrolld` on the bus at `address`, over `dir/policy.toml` and `state`.
+pub fn start_enrolld(
+    enrolld: &Path,
+    dir: &Path,
+    state: &Path,
+    address: &str,
+) -> std::process::Child {
+    std::process::Command::new(enrolld)
+        .arg("--policy")
+        .arg(dir.join("policy.toml"))
+        .arg("--state")
+        .arg(state)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", address)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}

@@ -466,15 +466,7 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
     let dir = t.join("bus");
     let (mut bus, address) = twofold_bench::private_bus(&dir);
     std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
-    let mut daemon = Command::new(&a.enrolld)
-        .arg("--policy")
-        .arg(dir.join("policy.toml"))
-        .arg("--state")
-        .arg(state)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = twofold_bench::start_enrolld(&a.enrolld, &dir, state, &address);
     let dpid = daemon.id();
     let connect = |address: &str| {
         let address = address.to_owned();

@@ -224,15 +224,22 @@ pub fn list(json_out: bool) -> Result<(), CliError> {
 pub fn admin(verb: &str, users: &[String], json_out: bool) -> Result<(), CliError> {
     let mut first_err = None;
     let mut json_rows = Vec::new();
-    for user in users {
-        let r = with_daemon(async |p| match verb {
-            "require" => p.require(user).await,
-            "exempt" => p.exempt(user).await,
-            "allow" => p.allow(user).await,
-            "inherit" => p.clear_override(user).await,
-            _ => p.reset(user).await,
-        });
-        match r {
+    // One connection for all the users.
+    let results = with_daemon(async |p| {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(match verb {
+                "require" => p.require(user).await,
+                "exempt" => p.exempt(user).await,
+                "allow" => p.allow(user).await,
+                "inherit" => p.clear_override(user).await,
+                _ => p.reset(user).await,
+            });
+        }
+        Ok(out)
+    })?;
+    for (user, r) in users.iter().zip(results) {
+        match r.map_err(CliError::from_daemon) {
             Ok(info) => {
                 if json_out {
                     json_rows.push(info.to_json());
