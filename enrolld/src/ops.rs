@@ -439,7 +439,7 @@ impl Daemon {
         let code = Zeroizing::new(code.to_owned());
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
-        let (secret, params) = {
+        let (secret, params, step) = {
             let mut pending = self
                 .pending
                 .lock()
@@ -470,7 +470,7 @@ impl Daemon {
                 None,
             )
             .map_err(|e| failed("totp", e))?;
-            if !matches!(verdict, Verdict::Accepted { .. }) {
+            let Verdict::Accepted { step } = verdict else {
                 p.attempts += 1;
                 let left = CONFIRM_ATTEMPTS.saturating_sub(p.attempts);
                 if left == 0 {
@@ -487,9 +487,9 @@ impl Daemon {
                         "the code does not match (check the phone's clock); {left} attempts left"
                     )
                 }));
-            }
+            };
             let p = pending.remove(&caller.account.uid).ok_or_else(none)?;
-            (p.secret, p.params)
+            (p.secret, p.params, step)
         };
         let codes = recovery::generate(policy.enrollment.recovery_codes)
             .map_err(|e| failed("randomness", e))?;
@@ -497,8 +497,9 @@ impl Daemon {
         let info = self.change(&policy, &name, account, |record, counters, now| {
             record.enrollment = Some(Enrollment::new(&secret, params, now, hashes));
             record.required_since = None;
-            // The code just used cannot log in again.
-            counters.last_step = Some(totp::step_of(now, params));
+            // The code just used cannot log in again: its own step, which may be the next one
+            // when the phone's clock runs ahead.
+            counters.last_step = Some(step);
             Ok(())
         })?;
         self.log.notice(&format!(

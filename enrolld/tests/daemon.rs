@@ -551,3 +551,23 @@ fn set_default_mode_keeps_every_comment() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// A phone whose clock runs ahead enrolls with the next step's code: that code, and older ones,
+/// cannot be used again afterwards.
+#[test]
+fn the_code_that_enrolled_cannot_be_replayed() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let bob = Some(&w.bob);
+    let new = ok(&w.call(bob, "BeginEnrollment", json!([false]))).clone();
+    let key = new["secret"].as_str().unwrap();
+    fresh_step_within(5);
+    let ahead = oathtool(key, 1);
+    ok(&w.call(bob, "ConfirmEnrollment", json!([ahead])));
+    for code in [ahead, oathtool(key, 0)] {
+        let r = w.call(bob, "RegenerateRecoveryCodes", json!([code]));
+        assert_eq!(err(&r), "InvalidCode", "{r}");
+    }
+}
