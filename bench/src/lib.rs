@@ -133,3 +133,24 @@ pub fn start_enrolld(
         .spawn()
         .unwrap()
 }
+
+/// A connection to the bus at `address` and the daemon's proxy on it (calls may take minutes:
+/// a list of 100,000 users).
+pub fn connect(
+    address: &str,
+) -> (
+    zbus::Connection,
+    twofold_enrolld::api::ManagerProxy<'static>,
+) {
+    zbus::block_on(async {
+        let conn = zbus::connection::Builder::address(address)
+            .method_timeout(std::time::Duration::from_secs(600))
+            .build()
+            .await
+            .unwrap();
+        let p = twofold_enrolld::api::ManagerProxy::new(&conn)
+            .await
+            .unwrap();
+        (conn, p)
+    })
+}

@@ -468,21 +468,7 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
     std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
     let mut daemon = twofold_bench::start_enrolld(&a.enrolld, &dir, state, &address);
     let dpid = daemon.id();
-    let connect = |address: &str| {
-        let address = address.to_owned();
-        zbus::block_on(async move {
-            let conn = zbus::connection::Builder::address(address.as_str())
-                .method_timeout(Duration::from_secs(600))
-                .build()
-                .await
-                .unwrap();
-            let p = twofold_enrolld::api::ManagerProxy::new(&conn)
-                .await
-                .unwrap();
-            (conn, p)
-        })
-    };
-    let (_c, proxy) = connect(&address);
+    let (_c, proxy) = twofold_bench::connect(&address);
     let start = Instant::now();
     loop {
         if zbus::block_on(proxy.get_status()).is_ok() {
@@ -506,7 +492,7 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
         .map(|_| {
             let address = address.clone();
             std::thread::spawn(move || {
-                let (_c, p) = connect(&address);
+                let (_c, p) = twofold_bench::connect(&address);
                 let mut calls = 0u64;
                 while Instant::now() < stop {
                     zbus::block_on(p.get_status()).unwrap();

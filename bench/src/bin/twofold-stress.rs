@@ -194,16 +194,7 @@ fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mu
     // Targets: real accounts every machine has.
     let targets = ["daemon", "bin", "sys", "games", "man"];
     let start_daemon = || twofold_bench::start_enrolld(enrolld, &dir, &state, &address);
-    let (conn, proxy) = zbus::block_on(async {
-        let conn = zbus::connection::Builder::address(address.as_str())
-            .build()
-            .await
-            .unwrap();
-        let p = twofold_enrolld::api::ManagerProxy::new(&conn)
-            .await
-            .unwrap();
-        (conn, p)
-    });
+    let (conn, proxy) = twofold_bench::connect(&address);
     let mut daemon = start_daemon();
     let wait_ready = |proxy: &twofold_enrolld::api::ManagerProxy<'_>| {
         let s = Instant::now();
