@@ -33,6 +33,8 @@ pub enum Error {
     AlreadyEnrolled(String),
     /// No enrollment is pending for the caller, or it expired.
     NoPendingEnrollment(String),
+    /// Too many wrong codes: this one was not checked (like a throttled login).
+    Throttled(String),
     /// The policy, the store or the user database cannot be read or written.
     Failed(String),
 }
@@ -50,6 +52,7 @@ impl Error {
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::AlreadyEnrolled(_) => "AlreadyEnrolled",
             Error::NoPendingEnrollment(_) => "NoPendingEnrollment",
+            Error::Throttled(_) => "Throttled",
             Error::Failed(_) => "Failed",
         }
     }
@@ -117,8 +120,10 @@ impl UserInfo {
     }
 }
 
-/// What `BeginEnrollment` returns to the enrolling user, and only to them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+/// What `BeginEnrollment` returns to the enrolling user, and only to them. The secret and the
+/// URI (which holds it) are wiped from memory when this is dropped, and never printed by
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct NewEnrollment {
     /// The `otpauth://totp/...` URI (for the QR code).
     pub uri: String,
@@ -128,6 +133,25 @@ pub struct NewEnrollment {
     pub label: String,
     /// Seconds until the pending enrollment expires.
     pub expires_in: u64,
+}
+
+impl Drop for NewEnrollment {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.uri.zeroize();
+        self.secret.zeroize();
+    }
+}
+
+impl std::fmt::Debug for NewEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEnrollment")
+            .field("uri", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .field("label", &self.label)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// The client side of the interface (used by the `twofold` command).
@@ -156,7 +180,7 @@ pub trait Manager {
     /// Admin: the account-wide default mode, written to policy.toml.
     fn set_default_mode(&self, mode: &str) -> Result<(), Error>;
     /// Self: a fresh secret, pending until confirmed.
-    fn begin_enrollment(&self, replace: bool) -> Result<NewEnrollment, Error>;
+    fn begin_enrollment(&self, replace: bool, proof: &str) -> Result<NewEnrollment, Error>;
     /// Self: confirm with a code; returns the recovery codes, once.
     fn confirm_enrollment(&self, code: &str) -> Result<Vec<String>, Error>;
     /// Self: drop the pending enrollment.

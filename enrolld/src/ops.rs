@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::record::{Enrollment, Override, Record};
-use twofold_policy::resolve::{RecordFacts, Subject, resolve};
-use twofold_policy::store::{Proof, Store, UserState};
+use twofold_policy::resolve::{RecordFacts, Subject, required_anywhere, resolve};
+use twofold_policy::store::{Store, UserState};
 use twofold_policy::totp::{self, Params, Secret, Verdict};
-use twofold_policy::{Mode, Policy, Status, UserName, recovery, system, time};
+use twofold_policy::{Mode, Policy, Status, UserName, recovery, system, throttle, time};
 use zeroize::Zeroizing;
 
 use crate::api::{Error, NewEnrollment, UserInfo};
@@ -19,6 +20,9 @@ use crate::log::Log;
 
 /// Wrong codes accepted for one pending enrollment before it is dropped.
 pub const CONFIRM_ATTEMPTS: u32 = 5;
+/// Where the daemon's code checks come from, for the throttle: this machine. Malware running as
+/// the user guessing through the daemon is throttled like a console login.
+pub const LOCAL_SOURCE: &str = "local";
 
 /// Who called, as the bus says: the account of the sender's Unix uid.
 #[derive(Debug, Clone)]
@@ -52,13 +56,17 @@ impl Caller {
     }
 }
 
-/// A secret waiting for its first code, in memory only, bound to one uid.
+/// A secret waiting for its first code, in memory only, bound to one uid (one per uid: a new
+/// one replaces the old). The secret is wiped when this is dropped ([`Secret`] zeroizes).
 struct Pending {
     user: UserName,
     secret: Secret,
     params: Params,
     expires: std::time::Instant,
     attempts: u32,
+    /// The caller proved the current factor (a current code or a recovery code) when beginning:
+    /// only then may the confirmation replace an existing enrollment.
+    replaces: bool,
 }
 
 /// The daemon's state: where the policy and the store are, and pending enrollments.
@@ -98,6 +106,24 @@ impl Daemon {
         Store::open_or_create(&self.state_dir).map_err(|e| failed("state", e))
     }
 
+    /// Drops every expired pending enrollment from memory (its secret is wiped on drop); how
+    /// many. Called at every enrollment call and periodically ([`Daemon::pending_count`] shows
+    /// the effect).
+    pub fn purge_expired(&self) -> usize {
+        let Ok(mut pending) = self.pending.lock() else {
+            return 0;
+        };
+        let now = std::time::Instant::now();
+        let before = pending.len();
+        pending.retain(|_, p| p.expires > now);
+        before - pending.len()
+    }
+
+    /// Pending enrollments held in memory.
+    pub fn pending_count(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
     /// Root, or a member of the policy's `admin_group`.
     fn require_admin(&self, caller: &Caller, policy: &Policy, action: &str) -> Result<(), Error> {
         if caller.account.uid == 0 || caller.account.groups.contains(&policy.admin_group.value) {
@@ -114,15 +140,16 @@ impl Daemon {
         )))
     }
 
-    /// A user name argument: well formed, and an account of the user database.
+    /// A user name argument: well formed, and an account of the user database, under the
+    /// account's canonical name (another name for the same uid acts on the same account).
     fn target(&self, user: &str) -> Result<(UserName, system::Account), Error> {
-        let name = UserName::parse(user)
+        let typed = UserName::parse(user)
             .map_err(|e| Error::InvalidArgument(format!("user name {user:?}: {e}")))?;
-        match system::lookup(name.as_str()) {
-            Ok(Some(a)) => Ok((name, a)),
+        match system::lookup(typed.as_str()) {
+            Ok(Some(a)) => Ok((canonical_name(&a)?, a)),
             Ok(None) => Err(Error::UnknownUser(format!(
                 "no user {:?} in the user database",
-                name.as_str()
+                typed.as_str()
             ))),
             Err(e) => Err(failed("user database", e)),
         }
@@ -167,10 +194,14 @@ impl Daemon {
         }
     }
 
-    /// The view of `name`, looked up in the user database.
+    /// The view of `name`, looked up in the user database: that of its account under the
+    /// canonical name, or of a record with no account.
     fn info(&self, policy: &Policy, store: &Store, name: &UserName) -> Result<UserInfo, Error> {
         let account = system::lookup(name.as_str()).map_err(|e| failed("user database", e))?;
-        Self::info_of(policy, store, name, account.as_ref())
+        match &account {
+            Some(a) => Self::info_of(policy, store, &canonical_name(a)?, Some(a)),
+            None => Self::info_of(policy, store, name, None),
+        }
     }
 
     /// The view of `name`, whose account is known already.
@@ -277,7 +308,8 @@ impl Daemon {
         let info = self.change(&policy, &name, &account, |record, counters, _| {
             record.enrollment = None;
             record.required_since = None;
-            counters.failures.clear();
+            // Every count, the per-user tier included: strangers' codes are checked again.
+            throttle::reset(counters);
             Ok(())
         })?;
         self.log.notice(&format!(
@@ -294,11 +326,12 @@ impl Daemon {
         let policy = self.policy()?;
         let name = UserName::parse(user)
             .map_err(|e| Error::InvalidArgument(format!("user name {user:?}: {e}")))?;
-        if name.as_str() != caller.account.name {
-            self.require_admin(caller, &policy, "show another user")?;
-        }
         let store = self.store()?;
         let info = self.info(&policy, &store, &name)?;
+        // The caller themself is decided by the account (uid), not by the spelling.
+        if info.uid != Some(caller.account.uid) {
+            self.require_admin(caller, &policy, "show another user")?;
+        }
         if info.uid.is_none() && !info.enrolled && info.override_mode.is_none() {
             return Err(Error::UnknownUser(format!(
                 "no user {:?} in the user database and no record",
@@ -323,14 +356,17 @@ impl Daemon {
                 .map(|u| u.as_str().to_owned()),
         );
         names.extend(policy.users.keys().cloned());
-        let mut out = Vec::with_capacity(names.len());
+        // One row per account: an alias (a second passwd line with the same uid) is its
+        // account's row, under the canonical name.
+        let mut out: std::collections::BTreeMap<String, UserInfo> = Default::default();
         for n in names {
             let Ok(name) = UserName::parse(&n) else {
                 continue;
             };
-            out.push(self.info(&policy, &store, &name)?);
+            let info = self.info(&policy, &store, &name)?;
+            out.entry(info.user.clone()).or_insert(info);
         }
-        Ok(out)
+        Ok(out.into_values().collect())
     }
 
     /// Admin: count per status, plus `total`.
@@ -377,8 +413,17 @@ impl Daemon {
         Ok(())
     }
 
-    /// Self: a fresh secret for the caller, pending until confirmed.
-    pub fn begin_enrollment(&self, caller: &Caller, replace: bool) -> Result<NewEnrollment, Error> {
+    /// Self: a fresh secret for the caller, pending until confirmed. Replacing an existing
+    /// enrollment needs `proof`: a current code or a recovery code of it, checked like a login
+    /// (throttled, replay-safe, consumed); without an enrollment `proof` is not used.
+    pub fn begin_enrollment(
+        &self,
+        caller: &Caller,
+        replace: bool,
+        proof: &str,
+    ) -> Result<NewEnrollment, Error> {
+        self.purge_expired();
+        let proof = Zeroizing::new(proof.to_owned());
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
         let store = self.store()?;
@@ -397,6 +442,21 @@ impl Daemon {
                 info.enrolled_at.map(time::human).unwrap_or_default()
             )));
         }
+        let replaces = if info.enrolled {
+            if proof.trim().is_empty() {
+                self.log.notice(&format!(
+                    "caller={} action=begin-enrollment replace=true result=refused: no proof",
+                    caller.label()
+                ));
+                return Err(Error::InvalidCode(
+                    "replacing an enrollment needs a current code from the old authenticator, or a recovery code; without either, an administrator can reset you (twofold reset)".into(),
+                ));
+            }
+            self.prove(caller, &policy, &name, &proof, "begin-enrollment")?;
+            true
+        } else {
+            false
+        };
         let secret = Secret::generate().map_err(|e| failed("randomness", e))?;
         let params = policy.totp.params;
         let issuer = policy.issuer();
@@ -419,6 +479,7 @@ impl Daemon {
                 params,
                 expires: std::time::Instant::now() + self.enroll_timeout,
                 attempts: 0,
+                replaces,
             },
         );
         drop(pending);
@@ -436,10 +497,11 @@ impl Daemon {
         caller: &Caller,
         code: &str,
     ) -> Result<(UserInfo, Vec<String>), Error> {
+        self.purge_expired();
         let code = Zeroizing::new(code.to_owned());
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
-        let (secret, params, step) = {
+        let (secret, params, step, replaces) = {
             let mut pending = self
                 .pending
                 .lock()
@@ -489,14 +551,21 @@ impl Daemon {
                 }));
             };
             let p = pending.remove(&caller.account.uid).ok_or_else(none)?;
-            (p.secret, p.params, step)
+            (p.secret, p.params, step, p.replaces)
         };
         let codes = recovery::generate(policy.enrollment.recovery_codes)
             .map_err(|e| failed("randomness", e))?;
         let hashes = codes.hashes.clone();
         let info = self.change(&policy, &name, account, |record, counters, now| {
+            // Enrolled meanwhile (e.g. at a login) without a proven replacement: keep it.
+            if record.enrollment.is_some() && !replaces {
+                return Err(Error::AlreadyEnrolled(
+                    "enrolled meanwhile; to replace that enrollment, begin again with replace and a current code".into(),
+                ));
+            }
             record.enrollment = Some(Enrollment::new(&secret, params, now, hashes));
-            record.required_since = None;
+            // `required_since` stays: a grace period is granted once per requirement, so
+            // enroll, disable, enroll cannot restart it (an admin reset grants a new one).
             // The code just used cannot log in again: its own step, which may be the next one
             // when the phone's clock runs ahead.
             counters.last_step = Some(step);
@@ -514,6 +583,7 @@ impl Daemon {
 
     /// Self: drops the caller's pending enrollment; whether there was one.
     pub fn cancel_enrollment(&self, caller: &Caller) -> Result<bool, Error> {
+        self.purge_expired();
         let mut pending = self
             .pending
             .lock()
@@ -521,49 +591,94 @@ impl Daemon {
         Ok(pending.remove(&caller.account.uid).is_some())
     }
 
-    /// Checks a current code or a recovery code of `name`, consuming it; under the lock.
-    fn prove(&self, policy: &Policy, name: &UserName, code: &str) -> Result<(), Error> {
+    /// Checks a current code or a recovery code of `name` through the one check of the
+    /// `policy` crate, like a login from this machine ([`LOCAL_SOURCE`]): throttled per source
+    /// and per user, replay-safe, failures recorded, the code consumed.
+    fn prove(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
+        name: &UserName,
+        code: &str,
+        action: &str,
+    ) -> Result<(), Error> {
         let store = self.store()?;
-        let lock = store.lock(name).map_err(|e| failed("state", e))?;
-        let mut state = lock.read().map_err(|e| failed("state", e))?;
-        match lock
-            .check_code(&mut state, code, policy.totp.window, time::now())
-            .map_err(|e| failed("state", e))?
-        {
-            Proof::Code => lock
-                .write_counters(&state.counters)
-                .map_err(|e| failed("state", e)),
-            Proof::RecoveryCode { .. } => Ok(()),
-            Proof::NotEnrolled => Err(not_enrolled()),
-            Proof::Replayed | Proof::Invalid => Err(Error::InvalidCode(
-                "the code does not match (a current code from the app, or a recovery code)".into(),
-            )),
+        let attempt = Attempt {
+            input: code,
+            source: LOCAL_SOURCE,
+            from: "twofold-enrolld",
+            window: policy.totp.window,
+            at: time::now(),
+        };
+        let checked = store
+            .check_attempt(name, &attempt)
+            .map_err(|e| failed("state", e))?;
+        if let Some(note) = &checked.recovered {
+            self.log.error(note);
+        }
+        let refused = |why: &str| {
+            self.log.notice(&format!(
+                "caller={} action={action} result=refused: {why}",
+                caller.label()
+            ));
+        };
+        match checked.outcome {
+            Outcome::Code | Outcome::RecoveryCode { .. } => Ok(()),
+            Outcome::NotEnrolled => Err(not_enrolled()),
+            Outcome::Throttled(gate) => {
+                let why = describe_gate(gate, LOCAL_SOURCE);
+                refused(&why);
+                Err(Error::Throttled(match gate {
+                    throttle::Gate::Wait { wait, .. } => format!(
+                        "too many wrong codes: try again in {wait} s (the code was not checked)"
+                    ),
+                    _ => "too many wrong codes for this account: log in with a code first, or ask an administrator (twofold reset)".into(),
+                }))
+            }
+            Outcome::Replayed | Outcome::Invalid => {
+                refused("wrong code");
+                Err(Error::InvalidCode(
+                    "the code does not match (a current code from the app, or a recovery code)"
+                        .into(),
+                ))
+            }
         }
     }
 
-    /// Self: removes the caller's enrollment; refused while 2FA is required for them.
+    /// Self: removes the caller's enrollment; refused while any rule requires 2FA of them,
+    /// for any service.
     pub fn disable(&self, caller: &Caller, code: &str) -> Result<UserInfo, Error> {
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
         let store = self.store()?;
-        let info = Self::info_of(&policy, &store, &name, Some(account))?;
-        if !info.enrolled {
+        let state = store.read(&name).map_err(|e| failed("state", e))?;
+        if !state.enrolled() {
             return Err(not_enrolled());
         }
-        if info.mode == Mode::Required.as_str() {
+        if let Some(res) = required_anywhere(
+            &policy,
+            name.as_str(),
+            &account.groups,
+            &RecordFacts::of(state.record.as_ref()),
+            time::now(),
+        ) {
             self.log.notice(&format!(
-                "caller={} action=disable result=refused: required",
-                caller.label()
+                "caller={} action=disable result=refused: required ({})",
+                caller.label(),
+                res.rule
             ));
             return Err(Error::Forbidden(format!(
                 "2FA is required for {} ({}): only an administrator can exempt you",
                 name.as_str(),
-                info.rule
+                res.rule
             )));
         }
-        self.prove(&policy, &name, code)?;
+        self.prove(caller, &policy, &name, code, "disable")?;
         let info = self.change(&policy, &name, account, |record, _, _| {
             record.enrollment = None;
+            // Nothing requires the user now: a later requirement is a new one, with its own
+            // grace period.
+            record.required_since = None;
             Ok(())
         })?;
         self.log.notice(&format!(
@@ -583,7 +698,7 @@ impl Daemon {
     ) -> Result<Vec<String>, Error> {
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
-        self.prove(&policy, &name, code)?;
+        self.prove(caller, &policy, &name, code, "regenerate-recovery-codes")?;
         let codes = recovery::generate(policy.enrollment.recovery_codes)
             .map_err(|e| failed("randomness", e))?;
         let hashes = codes.hashes.clone();
@@ -608,6 +723,12 @@ impl Daemon {
         let store = self.store()?;
         Self::info_of(&policy, &store, &name, Some(account))
     }
+}
+
+/// The account's canonical name as a store name.
+fn canonical_name(a: &system::Account) -> Result<UserName, Error> {
+    UserName::parse(&a.name)
+        .map_err(|e| Error::InvalidArgument(format!("canonical name of uid {}: {e}", a.uid)))
 }
 
 fn not_enrolled() -> Error {

@@ -161,14 +161,16 @@ impl Manager {
     }
 
     /// Self: a fresh secret and its otpauth URI, pending until confirmed.
+    /// Replacing an existing enrollment needs `proof`, a current code or a recovery code of it.
     async fn begin_enrollment(
         &self,
         replace: bool,
+        proof: &str,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<NewEnrollment, Error> {
         let c = caller(conn, &hdr).await?;
-        self.daemon.begin_enrollment(&c, replace)
+        self.daemon.begin_enrollment(&c, replace, proof)
     }
 
     /// Self: confirms with a code; returns the recovery codes, once.

@@ -571,3 +571,199 @@ fn the_code_that_enrolled_cannot_be_replayed() {
         assert_eq!(err(&r), "InvalidCode", "{r}");
     }
 }
+
+/// Enrolls `who` through the daemon; returns the key and the recovery codes.
+fn enroll(w: &World, who: &Account) -> (String, Vec<String>) {
+    let new = ok(&w.call(Some(who), "BeginEnrollment", json!([false, ""]))).clone();
+    let key = new["secret"].as_str().unwrap().to_owned();
+    fresh_step_within(5);
+    let codes = ok(&w.call(Some(who), "ConfirmEnrollment", json!([oathtool(&key, 0)]))).clone();
+    let codes = codes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (key, codes)
+}
+
+#[test]
+fn guessing_through_the_daemon_is_throttled_like_a_login() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let bob = Some(&w.bob);
+    let (key, codes) = enroll(&w, &w.bob);
+    let u = UserName::parse(&w.bob.name).unwrap();
+    let before = w.store().read(&u).unwrap().record.unwrap();
+    // 30 wrong codes to each method that checks one, as the user (malware running as bob).
+    let mut checked = 0;
+    let mut throttled = 0;
+    for (method, args) in [
+        ("Disable", json!(["000000"])),
+        ("RegenerateRecoveryCodes", json!(["000000"])),
+        ("BeginEnrollment", json!([true, "000000"])),
+    ] {
+        for _ in 0..30 {
+            let r = w.call(bob, method, args.clone());
+            match err(&r) {
+                "InvalidCode" => checked += 1,
+                "Throttled" => throttled += 1,
+                other => panic!("{method}: {other}: {r}"),
+            }
+        }
+    }
+    // Like logins from one place: 3 checked, then a delay (30 s, growing) before the next.
+    assert_eq!(checked, 3, "codes checked");
+    assert_eq!(throttled, 87);
+    // While throttled, even the right code and a recovery code are not checked.
+    fresh_step_within(5);
+    let r = w.call(bob, "RegenerateRecoveryCodes", json!([oathtool(&key, 0)]));
+    assert_eq!(err(&r), "Throttled", "{r}");
+    let r = w.call(bob, "Disable", json!([codes[0]]));
+    assert_eq!(err(&r), "Throttled", "{r}");
+    let state = w.store().read(&u).unwrap();
+    assert_eq!(state.record.unwrap(), before, "nothing changed");
+    assert_eq!(state.counters.failures["local"].count, 3);
+    assert_eq!(state.counters.user_failures, 3);
+    assert!(
+        w.daemon
+            .log_text()
+            .contains("throttled: 3 wrong codes from local")
+    );
+}
+
+#[test]
+fn replacing_or_disabling_needs_the_current_factor() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let alice = Some(&w.alice);
+    let (key, codes) = enroll(&w, &w.alice);
+    let u = UserName::parse(&w.alice.name).unwrap();
+    let before = w.store().read(&u).unwrap().record.unwrap();
+    // Replace without a proof, or with a wrong one: refused before any secret is made.
+    for proof in ["", "123456"] {
+        let r = w.call(alice, "BeginEnrollment", json!([true, proof]));
+        assert_eq!(err(&r), "InvalidCode", "{r}");
+    }
+    let r = w.call(alice, "ConfirmEnrollment", json!(["123456"]));
+    assert_eq!(err(&r), "NoPendingEnrollment", "{r}");
+    // Disable without the factor: refused.
+    let r = w.call(alice, "Disable", json!(["999999"]));
+    assert_eq!(err(&r), "InvalidCode", "{r}");
+    assert_eq!(w.store().read(&u).unwrap().record.unwrap(), before);
+    // With a recovery code as proof: replaced (the old key no longer matters).
+    let new = ok(&w.call(alice, "BeginEnrollment", json!([true, codes[0]]))).clone();
+    let new_key = new["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    fresh_step_within(5);
+    ok(&w.call(alice, "ConfirmEnrollment", json!([oathtool(&new_key, 0)])));
+    let rec = w.store().read(&u).unwrap().record.unwrap();
+    assert_eq!(
+        rec.enrollment
+            .unwrap()
+            .secret()
+            .unwrap()
+            .to_base32()
+            .as_str(),
+        new_key
+    );
+    // A proof is consumed: the same recovery code does not prove twice.
+    let r = w.call(alice, "BeginEnrollment", json!([true, codes[0]]));
+    assert_eq!(err(&r), "InvalidCode", "{r}");
+}
+
+#[test]
+fn a_service_requirement_forbids_self_disable_and_grace_is_granted_once() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let alice = Some(&w.alice);
+    let u = UserName::parse(&w.alice.name).unwrap();
+    // Required only for sshd.
+    let text =
+        std::fs::read_to_string(&w.policy).unwrap() + "\n[services.sshd]\nmode = \"required\"\n";
+    std::fs::write(&w.policy, text).unwrap();
+    let (key, _) = enroll(&w, &w.alice);
+    fresh_step_within(5);
+    let code = oathtool(&key, 1);
+    let r = w.call(alice, "Disable", json!([code]));
+    assert_eq!(err(&r), "Forbidden", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("[services.sshd]"),
+        "{r}"
+    );
+    assert!(w.store().read(&u).unwrap().enrolled());
+    // The refusal came before the code was checked: without the service rule, the same code
+    // still proves it.
+    std::fs::write(&w.policy, POLICY.replace("ADMINS", &w.admins.name)).unwrap();
+    ok(&w.call(alice, "Disable", json!([code])));
+    assert!(!w.store().read(&u).unwrap().enrolled());
+
+    // Grace once per requirement: bob, pending through a group rule, enrolls; confirming
+    // keeps when the requirement first met him, so no later enroll/disable restarts it.
+    let b = UserName::parse(&w.bob.name).unwrap();
+    ok(&w.call(None, "Require", json!([w.bob.name])));
+    let since = w.store().read(&b).unwrap().record.unwrap().required_since;
+    assert!(since.is_some());
+    enroll(&w, &w.bob);
+    let rec = w.store().read(&b).unwrap().record.unwrap();
+    assert!(rec.enrollment.is_some());
+    assert_eq!(
+        rec.required_since, since,
+        "confirming must not restart the grace period"
+    );
+}
+
+#[test]
+fn another_name_for_the_same_account_is_that_account() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    // A second passwd line with alice's uid.
+    let alias = format!("{}al", w.alice.name);
+    let st = std::process::Command::new("useradd")
+        .args(["-o", "-u", &w.alice.uid.to_string(), "-g"])
+        .arg(w.alice.gid.to_string())
+        .args(["-M", "-s", "/bin/sh", &alias])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("userdel").arg(&self.0).status();
+        }
+    }
+    let _gone = Gone(alias.clone());
+    // An admin requiring the alias requires alice; the answer names her.
+    let info = ok(&w.call(None, "Require", json!([alias]))).clone();
+    assert_eq!(info["user"], w.alice.name);
+    assert!(
+        !w.dir
+            .path()
+            .join("state")
+            .join(format!("{alias}.toml"))
+            .exists(),
+        "a record of its own for the alias"
+    );
+    // Alice may look at herself under either name; the alias is no other user for her.
+    let me = ok(&w.call(Some(&w.alice), "GetUser", json!([alias]))).clone();
+    assert_eq!(me["user"], w.alice.name);
+    assert_eq!(me["status"], "pending");
+    // One row per account in the list.
+    let list = ok(&w.call(None, "ListUsers", json!([]))).clone();
+    let rows = list.as_array().unwrap();
+    assert!(rows.iter().all(|r| r["user"] != alias.as_str()));
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["user"] == w.alice.name.as_str())
+            .count(),
+        1
+    );
+}

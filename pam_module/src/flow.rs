@@ -7,9 +7,10 @@ use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO, PamResul
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::PamHandle;
-use twofold_policy::record::Counters;
+use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
-use twofold_policy::store::{Locked, Proof, Store, StoreError};
+use twofold_policy::store::{Store, StoreError};
+use twofold_policy::throttle::Gate;
 use twofold_policy::{Policy, Resolution, Rule, Status, UserName, system, throttle, time};
 
 use zeroize::Zeroizing;
@@ -305,10 +306,17 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
         .get_user(None)
         .map_err(|_| Failure::User("no user name".into()))?;
     ctx.user = printable(&raw_user, 64);
-    let user = UserName::parse(&raw_user).map_err(|e| Failure::User(e.to_string()))?;
-    let account = system::lookup(user.as_str())
+    // The typed name only finds the account; everything after belongs to the account under its
+    // canonical name (getpwuid of its uid), so another name for it gets nothing of its own.
+    UserName::parse(&raw_user).map_err(|e| Failure::User(e.to_string()))?;
+    let account = system::lookup(&raw_user)
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .ok_or_else(|| Failure::User("unknown user".into()))?;
+    let user = UserName::parse(&account.name)
+        .map_err(|e| Failure::User(format!("canonical name of uid {}: {e}", account.uid)))?;
+    if account.typed.is_some() {
+        ctx.user = format!("{} as={}", printable(user.as_str(), 64), ctx.user);
+    }
     ctx.debug(|| {
         format!(
             "uid={} groups={} source-key={}",
@@ -480,7 +488,9 @@ fn pending(
     }
 }
 
-/// Prompts for a code and checks it under the user's lock.
+/// Prompts for a code and checks it through the one check of the `policy` crate
+/// ([`Store::check_attempt`]): throttle, replay refusal and the time of the answer, under the
+/// user's lock.
 fn verify_code(
     pamh: &mut PamHandle,
     policy: &Policy,
@@ -491,71 +501,50 @@ fn verify_code(
 ) -> Result<String, Failure> {
     let conv = conversation(pamh)?;
     // A throttled source is told before it types anything, and its code is not checked.
-    throttled(&store.read_counters(user)?, &conv, ctx, now)?;
+    let gate = store.gate_before_prompt(user, &ctx.throttle_key, now)?;
+    if gate != Gate::Open {
+        return Err(throttled(&conv, ctx, gate));
+    }
     let input =
         ask(&conv, PAM_PROMPT_ECHO_OFF, "Verification code: ").map_err(Failure::Conversation)?;
-    let lock = store.lock(user)?;
-    let mut state = lock.read()?;
-    if let Some(note) = &state.counters_recovered {
+    // The code is checked against the time its answer arrived, not the time the prompt opened.
+    let attempt = Attempt {
+        input: &input,
+        source: &ctx.throttle_key,
+        from: &ctx.source,
+        window: policy.totp.window,
+        at: time::now(),
+    };
+    let checked = store
+        .check_attempt(user, &attempt)
+        .map_err(|e| Failure::Unavailable(format!("cannot check or record the code: {e}")))?;
+    if let Some(note) = &checked.recovered {
         ctx.log(Level::Err, "continuing", note);
     }
-    // Again under the lock: concurrent logins from one source are checked one after another.
-    throttled(&state.counters, &conv, ctx, time::now())?;
-    match lock.check_code(&mut state, &input, policy.totp.window, now)? {
-        Proof::Code => {
-            succeed(&lock, state.counters, ctx, now)?;
-            Ok("code accepted".into())
-        }
-        Proof::RecoveryCode { left } => {
-            succeed(&lock, state.counters, ctx, now)?;
+    match checked.outcome {
+        Outcome::Code => Ok("code accepted".into()),
+        Outcome::RecoveryCode { left } => {
             let _ = conv.send(
                 PAM_TEXT_INFO,
                 &format!("Recovery code accepted; {left} left."),
             );
             Ok(format!("recovery code accepted, {left} left"))
         }
-        Proof::Replayed => {
-            fail(&lock, state.counters, ctx, now)?;
-            Err(Failure::Refused("code already used (replay)".into()))
-        }
-        Proof::Invalid => {
-            fail(&lock, state.counters, ctx, now)?;
-            Err(Failure::Refused("wrong code".into()))
-        }
-        Proof::NotEnrolled => Err(Failure::Refused("enrollment vanished".into())),
+        Outcome::Throttled(gate) => Err(throttled(&conv, ctx, gate)),
+        Outcome::Replayed => Err(Failure::Refused("code already used (replay)".into())),
+        Outcome::Invalid => Err(Failure::Refused("wrong code".into())),
+        Outcome::NotEnrolled => Err(Failure::Refused("enrollment vanished".into())),
     }
 }
 
-/// Refuses, without checking any code, while the source must still wait after wrong codes.
-fn throttled(counters: &Counters, conv: &Conv<'_>, ctx: &Ctx, now: u64) -> Result<(), Failure> {
-    let Some(wait) = throttle::wait_left(counters, &ctx.throttle_key, now) else {
-        return Ok(());
+/// A refusal without checking any code, said to the user and logged.
+fn throttled(conv: &Conv<'_>, ctx: &Ctx, gate: Gate) -> Failure {
+    let said = match gate {
+        Gate::Wait { wait, .. } => {
+            format!("Too many wrong codes from this address: try again in {wait} s.")
+        }
+        _ => "Too many wrong codes for this account from unfamiliar places: log in from a place you used before, or ask an administrator (twofold reset).".into(),
     };
-    let _ = conv.send(
-        PAM_ERROR_MSG,
-        &format!("Too many wrong codes from this address: try again in {wait} s."),
-    );
-    Err(Failure::Refused(format!(
-        "throttled: {} wrong codes from {}, {wait} s to wait; code not checked",
-        counters
-            .failures
-            .get(&ctx.throttle_key)
-            .map_or(0, |f| f.count),
-        ctx.throttle_key
-    )))
-}
-
-fn succeed(lock: &Locked<'_>, mut counters: Counters, ctx: &Ctx, now: u64) -> Result<(), Failure> {
-    counters.last_login = Some(now);
-    counters.last_login_from = Some(ctx.source.clone());
-    throttle::record_success(&mut counters, &ctx.throttle_key);
-    // A login whose replay step cannot be stored is refused: otherwise the code could be reused.
-    lock.write_counters(&counters)
-        .map_err(|e| Failure::Unavailable(format!("cannot record the accepted step: {e}")))
-}
-
-fn fail(lock: &Locked<'_>, mut counters: Counters, ctx: &Ctx, now: u64) -> Result<(), Failure> {
-    throttle::record_failure(&mut counters, &ctx.throttle_key, now);
-    lock.write_counters(&counters)
-        .map_err(|e| Failure::Unavailable(format!("cannot record a failure: {e}")))
+    let _ = conv.send(PAM_ERROR_MSG, &said);
+    Failure::Refused(describe_gate(gate, &ctx.throttle_key))
 }

@@ -746,3 +746,245 @@ fn every_decision_is_logged_without_codes_or_secrets() {
     let (_, _, lines) = login_logged(&enr, "man", "000000\n", "local-test");
     assert!(!lines.join("\n").contains(key.as_str()));
 }
+
+/// A second passwd line with `of`'s uid (and primary group), removed on drop.
+struct Alias(String);
+
+impl Alias {
+    fn of(user: &str) -> Alias {
+        let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+        let name = format!("{user}al");
+        let _ = Command::new("userdel").arg(&name).output();
+        let st = Command::new("useradd")
+            .args(["-o", "-u", &u.uid.to_string(), "-g", &u.gid.to_string()])
+            .args(["-M", "-d", "/", "-s", "/bin/sh", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd -o {name}");
+        Alias(name)
+    }
+}
+
+impl Drop for Alias {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn another_name_for_the_same_account_gets_nothing_of_its_own() {
+    if !root_or_skip() {
+        return;
+    }
+    let user = common::TestUser::create("cn");
+    let alias = Alias::of(&user.name);
+    let policy = format!(
+        "mode = \"optional\"\n[enrollment]\nat_login = true\n[users.{}]\nmode = \"required\"\n",
+        user.name
+    );
+    let rig = Rig::new(&policy, "");
+    let (secret, _) = rig.enroll(&user.name, 1);
+    // The alias has the account's rule and record: no code, no login; no account check either.
+    let (ok, out) = rig.login(&alias.0, "000000\n");
+    assert!(!ok && out.contains("Verification code"), "{out}");
+    let (ok, out) = rig.login_ops(&alias.0, "", None, &["acct_mgmt"]);
+    assert!(
+        !ok && out.contains("this login did not ask for a code"),
+        "{out}"
+    );
+    // With the account's code it is the account: authenticate and account pass.
+    wait_for_fresh_step();
+    let code = oathtool(&secret, 0);
+    let (ok, out) = rig.login_ops(
+        &alias.0,
+        &format!("{code}\n"),
+        None,
+        &["authenticate", "acct_mgmt"],
+    );
+    assert!(ok, "{out}");
+    // ... once: the same code under the real name is a replay.
+    let (ok, _) = rig.login(&user.name, &format!("{code}\n"));
+    assert!(
+        !ok,
+        "a code used under the alias was accepted again under the name"
+    );
+    // Nothing of the alias's own in the store; the wrong code counted against the account.
+    for ext in ["toml", "counters", "lock"] {
+        assert!(!rig.dir().join(format!("state/{}.{ext}", alias.0)).exists());
+    }
+    let state = rig
+        .store()
+        .read(&UserName::parse(&user.name).unwrap())
+        .unwrap();
+    assert_eq!(state.counters.failures["local"].count, 1);
+
+    // A group rule follows the account too: the alias of a member is required (pending, so
+    // it would enroll inside the login and may not skip it in account).
+    let group = format!("{}g", user.name);
+    assert!(
+        Command::new("groupadd")
+            .arg(&group)
+            .status()
+            .unwrap()
+            .success()
+    );
+    struct GroupGone(String);
+    impl Drop for GroupGone {
+        fn drop(&mut self) {
+            let _ = Command::new("groupdel").arg(&self.0).output();
+        }
+    }
+    let _g = GroupGone(group.clone());
+    assert!(
+        Command::new("usermod")
+            .args(["-aG", &group, &user.name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rig2 = Rig::new(
+        &format!(
+            "mode = \"optional\"\n[enrollment]\nat_login = true\n[groups.{group}]\nmode = \"required\"\n"
+        ),
+        "",
+    );
+    let (ok, out) = rig2.login_ops(&alias.0, "", None, &["acct_mgmt"]);
+    assert!(!ok, "alias of a required member skipped the code: {out}");
+    let (ok, out) = rig2.login(&alias.0, "\n\n\n");
+    assert!(!ok && out.contains("not set up yet"), "{out}");
+}
+
+#[test]
+fn a_torn_counters_file_costs_nothing_but_is_logged() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    let (secret, _) = rig.enroll("daemon", 1);
+    let u = UserName::parse("daemon").unwrap();
+    let path = rig.dir().join("state/daemon.counters");
+    std::fs::write(&path, b"version = 1\nlast_step = 5\0\xff\xfe[fail").unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    assert!(rig.store().read_counters(&u).is_err());
+    wait_for_fresh_step();
+    let code = oathtool(&secret, 0);
+    let (ok, out, lines) = login_logged(&rig, "daemon", &format!("{code}\n"), "192.0.2.4");
+    assert!(ok, "{out}");
+    let mine = ours(&lines);
+    assert!(
+        mine.iter().any(|l| l.contains("corrupt counters ignored")),
+        "{lines:#?}"
+    );
+    // The file is whole again, with the accepted step.
+    let c = rig.store().read_counters(&u).unwrap();
+    assert!(c.last_step.is_some());
+    assert_eq!(c.last_login_from.as_deref(), Some("192.0.2.4"));
+    // And the code is not accepted twice.
+    let (ok, _) = rig.login("daemon", &format!("{code}\n"));
+    assert!(!ok);
+}
+
+#[test]
+fn a_thousand_addresses_get_a_hundred_codes_checked() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY, "");
+    let (secret, _) = rig.enroll("daemon", 1);
+    let u = UserName::parse("daemon").unwrap();
+    // The user logged in from home before.
+    wait_for_fresh_step();
+    let (ok, out) = rig.login_from(
+        "daemon",
+        &format!("{}\n", oathtool(&secret, -1)),
+        "192.0.2.10",
+    );
+    assert!(ok, "{out}");
+    // A stranger with 1,000 addresses (one per IPv6 /64), one wrong code from each.
+    let mut checked = 0;
+    for i in 0..1000u32 {
+        let host = format!("2001:db8:{:x}:{:x}::1", i / 0x100, i % 0x100);
+        let (ok, out) = rig.login_from("daemon", "000000\n", &host);
+        assert!(!ok, "{out}");
+        if out.contains("Verification code") {
+            checked += 1;
+        } else {
+            assert!(out.contains("unfamiliar places"), "{out}");
+        }
+    }
+    assert_eq!(checked, 100, "codes checked from strangers");
+    let c = rig.store().read_counters(&u).unwrap();
+    assert_eq!(c.user_failures, 100);
+    assert!(c.failures.len() <= 100, "refused tries added entries");
+    // Even the right code from a new address is not checked now ...
+    wait_for_fresh_step();
+    let code = oathtool(&secret, 0);
+    let (ok, out) = rig.login_from("daemon", &format!("{code}\n"), "203.0.113.50");
+    assert!(!ok && !out.contains("Verification code"), "{out}");
+    // ... while the user still logs in from home, which opens the rest again.
+    let (ok, out) = rig.login_from("daemon", &format!("{code}\n"), "192.0.2.10");
+    assert!(ok, "{out}");
+    let c = rig.store().read_counters(&u).unwrap();
+    assert_eq!(c.user_failures, 0);
+    let (_, out) = rig.login_from("daemon", "000000\n", "203.0.113.50");
+    assert!(out.contains("Verification code"), "{out}");
+}
+
+#[test]
+fn a_code_is_checked_at_the_time_of_the_answer() {
+    if !root_or_skip() {
+        return;
+    }
+    // Real libpam with a service in /etc/pam.d (no pam_wrapper, so this can run beside the
+    // other tests while its prompts are held open).
+    let sandbox = Sandbox::new(POLICY);
+    let service = common::PamService::install(
+        "held",
+        &format!(
+            "auth required {} {}\naccount required pam_permit.so\n",
+            module_path().display(),
+            sandbox.module_args()
+        ),
+    );
+    let (secret, _) = sandbox.enroll("daemon", 1);
+    let u = UserName::parse("daemon").unwrap();
+    let start = || {
+        Command::new("pamtester")
+            .args([service.name.as_str(), "daemon", "authenticate"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let opened = twofold_policy::time::now();
+    let mut wrong = start();
+    let mut right = start();
+    // Both prompts are held open 65 s (over two steps: a code from when they opened is out of
+    // the ±1 window by then).
+    std::thread::sleep(std::time::Duration::from_secs(65));
+    let answered = twofold_policy::time::now();
+    wrong.stdin.take().unwrap().write_all(b"000000\n").unwrap();
+    let out = wrong.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    // The failure carries the time of its answer, not of its prompt.
+    let c = sandbox.store().read_counters(&u).unwrap();
+    let last = c.failures["local"].last;
+    assert!(
+        last >= answered && last > opened + 60,
+        "{last} vs {answered}"
+    );
+    let code = oathtool(&secret, 0);
+    right
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{code}\n").as_bytes())
+        .unwrap();
+    let out = right.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "a code valid when typed was refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

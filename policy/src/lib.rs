@@ -10,7 +10,9 @@
 //! - [`resolve`]: who must do what, and which rule decided it;
 //! - [`store`]: the per-user state records under `/var/lib/twofold/`;
 //! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
-//! - [`throttle`]: growing delays after wrong codes, per (user, source address);
+//! - [`login`]: the one code check every caller goes through (throttle, replay, the time of the
+//!   answer, under the user's lock);
+//! - [`throttle`]: growing delays after wrong codes, per (user, source address) and per user;
 //! - [`system`]: user and group lookup through the system's user database.
 //!
 //! This crate contains no `unsafe` code.
@@ -19,6 +21,7 @@
 pub mod cache;
 pub mod config;
 pub mod duration;
+pub mod login;
 pub mod mode;
 pub mod record;
 pub mod recovery;

@@ -143,6 +143,27 @@ pub struct Counters {
     /// Consecutive failures per source address.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failures: BTreeMap<String, Failures>,
+    /// Consecutive failures from every source together, since the last success or admin reset:
+    /// the per-user tier of [`crate::throttle`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub user_failures: u64,
+    /// Sources (throttle keys) the user logged in from, with the time of the last success from
+    /// each: they stay open when the per-user tier closes the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub known_sources: BTreeMap<String, KnownSource>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A source the user logged in from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownSource {
+    /// When the last successful login from it happened.
+    #[serde(with = "crate::time::rfc3339_secs")]
+    pub last: u64,
 }
 
 /// Failures from one source.

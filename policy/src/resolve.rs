@@ -203,3 +203,30 @@ pub fn resolve(
         starts_grace,
     }
 }
+
+/// Whether some rule requires the user for some service: the resolution without a service and
+/// for every service the policy names, first one that is `required`. "Required" means required
+/// anywhere: a user whom only `[services.sshd]` requires may not switch 2FA off either.
+pub fn required_anywhere(
+    policy: &Policy,
+    user: &str,
+    groups: &[String],
+    facts: &RecordFacts<'_>,
+    now: u64,
+) -> Option<Resolution> {
+    std::iter::once(None)
+        .chain(policy.services.keys().map(|s| Some(s.as_str())))
+        .map(|service| {
+            resolve(
+                policy,
+                &Subject {
+                    user,
+                    groups,
+                    service,
+                },
+                facts,
+                now,
+            )
+        })
+        .find(|r| r.mode == Mode::Required)
+}

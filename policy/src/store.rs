@@ -71,7 +71,7 @@ pub enum StoreError {
     },
 }
 
-type Result<T> = std::result::Result<T, StoreError>;
+pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
 /// An open state directory.
 #[derive(Debug)]
@@ -203,17 +203,7 @@ impl Store {
     /// read sees a whole version; use [`Store::lock`] to read-modify-write.
     pub fn read(&self, user: &UserName) -> Result<UserState> {
         let record = self.read_record(user)?;
-        let (counters, counters_recovered) = match self.read_counters(user) {
-            Ok(c) => (c, None),
-            Err(StoreError::Corrupt { path, why }) => (
-                Counters::default(),
-                Some(format!(
-                    "{}: corrupt counters ignored: {why}",
-                    path.display()
-                )),
-            ),
-            Err(e) => return Err(e),
-        };
+        let (counters, counters_recovered) = self.read_counters_lenient(user)?;
         Ok(UserState {
             record,
             counters,
@@ -410,6 +400,24 @@ impl Store {
         Ok(Some(record))
     }
 
+    /// Reads a user's login counters like [`Store::read_counters`], but a file that does not
+    /// parse (torn by a power loss: it is only ever replaced by rename, never written in place)
+    /// reads as defaults, with a note saying so for the log. The next write replaces it whole.
+    /// An unsafe file (symlink, owner, mode) is still an error: that is no accident.
+    pub fn read_counters_lenient(&self, user: &UserName) -> Result<(Counters, Option<String>)> {
+        match self.read_counters(user) {
+            Ok(c) => Ok((c, None)),
+            Err(StoreError::Corrupt { path, why }) => Ok((
+                Counters::default(),
+                Some(format!(
+                    "{}: corrupt counters ignored (rewritten at the next write): {why}",
+                    path.display()
+                )),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads a user's login counters alone (defaults when there are none), without the lock.
     pub fn read_counters(&self, user: &UserName) -> Result<Counters> {
         let name = format!("{user}.{COUNTERS}");
@@ -551,7 +559,7 @@ impl Locked<'_> {
     /// consumes what it used: the accepted step goes into `state.counters` (the caller writes
     /// the counters with the rest of its bookkeeping); a used recovery code is removed from the
     /// record durably before this returns. `state` is what [`Locked::read`] gave.
-    pub fn check_code(
+    pub(crate) fn check_code(
         &self,
         state: &mut UserState,
         input: &str,

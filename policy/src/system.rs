@@ -1,5 +1,13 @@
-//! Users and groups from the system's user database (NSS: `getpwnam_r`, `getgrouplist`,
-//! `getgrgid_r`), never from the environment.
+//! Users and groups from the system's user database (NSS: `getpwnam_r`, `getpwuid_r`,
+//! `getgrouplist`, `getgrgid_r`), never from the environment.
+//!
+//! **Identity is the account.** A name as typed (`PAM_USER`, a command-line argument) is only
+//! a way to find an account: [`lookup`] returns the account of its uid under its canonical name,
+//! the one `getpwuid(uid)` gives. A second passwd line with the same uid, a case variant that
+//! SSSD or winbind accept, or `user@domain` all resolve to the same [`Account`], so the record,
+//! the `[users.X]` rule, the groups, the throttle and the "verified" mark are those of the
+//! account, never a fresh start for another spelling. (`getpwnam("alias")` answers with the
+//! name "alias" itself: only the uid tells.)
 
 use std::ffi::CString;
 
@@ -8,8 +16,10 @@ use nix::unistd::{Gid, Group, User, getgrouplist};
 /// A local account as the user database knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    /// Login name.
+    /// The canonical login name: the one `getpwuid(uid)` returns.
     pub name: String,
+    /// The name it was looked up by, when that differs from [`Account::name`] (an alias).
+    pub typed: Option<String>,
     /// User id.
     pub uid: u32,
     /// Primary group id.
@@ -37,7 +47,8 @@ fn is_not_found(errno: nix::errno::Errno) -> bool {
     )
 }
 
-/// Looks up `name` and the names of all its groups.
+/// Looks up the account `name` names: its uid, its canonical name (that of `getpwuid`), and
+/// the names of all the canonical account's groups. `Ok(None)` when no account has that name.
 pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
     if name.contains('\0') {
         return Ok(None);
@@ -53,26 +64,50 @@ pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
             });
         }
     };
+    // The canonical entry of this uid. If the database has none (a broken NSS setup), the
+    // entry found by name is all there is.
+    let canonical = match User::from_uid(user.uid) {
+        Ok(Some(u)) => u,
+        Ok(None) => user,
+        Err(errno) if is_not_found(errno) => user,
+        Err(errno) => {
+            return Err(LookupError {
+                what: format!("uid {}", user.uid),
+                errno,
+            });
+        }
+    };
+    let groups = group_names(&canonical.name, canonical.gid)?;
+    Ok(Some(Account {
+        typed: (canonical.name != name).then(|| name.to_owned()),
+        name: canonical.name,
+        uid: canonical.uid.as_raw(),
+        gid: canonical.gid.as_raw(),
+        groups,
+    }))
+}
+
+/// The account with this uid, under its canonical name.
+pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
+    let user = match User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u,
+        Ok(None) => return Ok(None),
+        Err(errno) if is_not_found(errno) => return Ok(None),
+        Err(errno) => {
+            return Err(LookupError {
+                what: format!("uid {uid}"),
+                errno,
+            });
+        }
+    };
     let groups = group_names(&user.name, user.gid)?;
     Ok(Some(Account {
+        typed: None,
         name: user.name,
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
         groups,
     }))
-}
-
-/// The account with this uid.
-pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
-    match User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => lookup(&u.name),
-        Ok(None) => Ok(None),
-        Err(errno) if is_not_found(errno) => Ok(None),
-        Err(errno) => Err(LookupError {
-            what: format!("uid {uid}"),
-            errno,
-        }),
-    }
 }
 
 fn group_names(user: &str, primary: Gid) -> Result<Vec<String>, LookupError> {

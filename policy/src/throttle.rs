@@ -1,14 +1,22 @@
-//! Throttling of wrong codes per (user, source address).
+//! Throttling of wrong codes: per (user, source address), and per user.
 //!
-//! Each source has its own failure count, so a stranger guessing from one address never delays
-//! the user logging in from another. After [`FREE_FAILURES`] wrong codes in a row from a source,
-//! that source must wait before its next code is even checked: [`FIRST_DELAY`] seconds, doubling
-//! with every further failure up to [`MAX_DELAY`]. A success from the source clears its count;
-//! a count idle for [`FORGET_AFTER`] is forgotten.
+//! **Per source.** Each source has its own failure count, so a stranger guessing from one
+//! address never delays the user logging in from another. After [`FREE_FAILURES`] wrong codes
+//! in a row from a source, that source must wait before its next code is even checked:
+//! [`FIRST_DELAY`] seconds, doubling with every further failure up to [`MAX_DELAY`]. A success
+//! from the source clears its count; a count idle for [`FORGET_AFTER`] is forgotten. The bound
+//! this gives (see [`max_attempts`]): at most 102 codes checked in 24 hours from one source.
 //!
-//! The bound this gives (see [`max_attempts`]): at most 102 codes checked in 24 hours from one
-//! source, so with 6 digits and a window of ±1 step the chance to guess a code in a day of
-//! trying is below 102 × 3 / 10⁶ ≈ 1 in 3,200.
+//! **Per user** (NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts on one
+//! account). Failures from every source are also counted together; after [`USER_LIMIT`] of
+//! them in a row, codes from sources where the user never logged in ([`KNOWN_SOURCES`] kept,
+//! most recent first) are no longer checked, until a success or an admin reset. The user still
+//! logs in from the places they logged in from before, so a stranger with many addresses can
+//! neither guess for long nor lock the user out of their usual places.
+//!
+//! The tables stay bounded: an attempt refused without being checked adds no entry; at most
+//! [`MAX_SOURCES`] sources are remembered, and an entry whose delay is still running is never
+//! dropped to make room (a new source is then refused unchecked, see [`Gate::Full`]).
 //!
 //! IPv6 sources are counted per /64 (one host usually holds a whole /64), and IPv4-mapped IPv6
 //! addresses as their IPv4 address.
@@ -16,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::record::{Counters, Failures};
+use crate::record::{Counters, Failures, KnownSource};
 
 /// Wrong codes from a source before delays start.
 pub const FREE_FAILURES: u64 = 3;
@@ -26,8 +34,67 @@ pub const FIRST_DELAY: u64 = 30;
 pub const MAX_DELAY: u64 = 15 * 60;
 /// A source's count is forgotten after this long without a failure, in seconds.
 pub const FORGET_AFTER: u64 = 24 * 3600;
-/// At most this many sources are remembered per user; the stalest are dropped first.
+/// At most this many sources are remembered per user; the stalest whose delay has run out are
+/// dropped first.
 pub const MAX_SOURCES: usize = 512;
+/// Consecutive failures of a user, from all sources together, after which only known sources
+/// have their codes checked (NIST SP 800-63B §5.2.2).
+pub const USER_LIMIT: u64 = 100;
+/// At most this many known sources are remembered per user; the least recently used go first.
+pub const KNOWN_SOURCES: usize = 64;
+
+/// Whether a code from a source may be checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Check it.
+    Open,
+    /// The source must wait `wait` more seconds after `failures` wrong codes in a row.
+    Wait {
+        /// Seconds left.
+        wait: u64,
+        /// The source's consecutive failures.
+        failures: u64,
+    },
+    /// The user had [`USER_LIMIT`] or more failures in a row and the source is not one the user
+    /// logged in from.
+    Strangers {
+        /// The user's consecutive failures.
+        failures: u64,
+    },
+    /// The source is new and every remembered source's delay is still running: there is no room
+    /// to count it, so it is not checked.
+    Full,
+}
+
+/// Whether a code from `source` may be checked at `now`.
+pub fn gate(counters: &Counters, source: &str, now: u64) -> Gate {
+    if let Some(wait) = wait_left(counters, source, now) {
+        return Gate::Wait {
+            wait,
+            failures: counters.failures.get(source).map_or(0, |f| f.count),
+        };
+    }
+    if counters.user_failures >= USER_LIMIT && !counters.known_sources.contains_key(source) {
+        return Gate::Strangers {
+            failures: counters.user_failures,
+        };
+    }
+    if !counters.failures.contains_key(source)
+        && counters.failures.len() >= MAX_SOURCES
+        && counters
+            .failures
+            .values()
+            .all(|f| running(f, now) && now.saturating_sub(f.last) < FORGET_AFTER)
+    {
+        return Gate::Full;
+    }
+    Gate::Open
+}
+
+/// Whether the delay after `f` is still running at `now`.
+fn running(f: &Failures, now: u64) -> bool {
+    now < f.last.saturating_add(delay_after(f.count))
+}
 
 /// The delay, in seconds, that `count` consecutive failures impose before the next try.
 pub fn delay_after(count: u64) -> u64 {
@@ -51,7 +118,9 @@ pub fn wait_left(counters: &Counters, source: &str, now: u64) -> Option<u64> {
     (now < until).then(|| until - now)
 }
 
-/// Records a wrong code from `source`; forgets stale sources and keeps at most [`MAX_SOURCES`].
+/// Records a wrong code from `source` (a code that was checked: call it only after [`gate`]
+/// said [`Gate::Open`]); forgets stale sources and keeps at most [`MAX_SOURCES`], never
+/// dropping one whose delay is still running.
 pub fn record_failure(counters: &mut Counters, source: &str, now: u64) {
     counters
         .failures
@@ -59,13 +128,15 @@ pub fn record_failure(counters: &mut Counters, source: &str, now: u64) {
     let f = counters.failures.entry(source.to_owned()).or_default();
     f.count = f.count.saturating_add(1);
     f.last = now;
-    trim(&mut counters.failures);
+    counters.user_failures = counters.user_failures.saturating_add(1);
+    trim(&mut counters.failures, source, now);
 }
 
-fn trim(failures: &mut BTreeMap<String, Failures>) {
+fn trim(failures: &mut BTreeMap<String, Failures>, keep: &str, now: u64) {
     while failures.len() > MAX_SOURCES {
         let Some(stalest) = failures
             .iter()
+            .filter(|(k, f)| k.as_str() != keep && !running(f, now))
             .min_by_key(|(_, f)| f.last)
             .map(|(k, _)| k.clone())
         else {
@@ -75,9 +146,31 @@ fn trim(failures: &mut BTreeMap<String, Failures>) {
     }
 }
 
-/// Records a success from `source`: its count is cleared.
-pub fn record_success(counters: &mut Counters, source: &str) {
+/// Records a success from `source`: its count and the user's are cleared, and the source is
+/// known from now on.
+pub fn record_success(counters: &mut Counters, source: &str, now: u64) {
     counters.failures.remove(source);
+    counters.user_failures = 0;
+    counters
+        .known_sources
+        .insert(source.to_owned(), KnownSource { last: now });
+    while counters.known_sources.len() > KNOWN_SOURCES {
+        let Some(oldest) = counters
+            .known_sources
+            .iter()
+            .min_by_key(|(_, k)| k.last)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        counters.known_sources.remove(&oldest);
+    }
+}
+
+/// What an admin reset clears: every count (known sources stay known).
+pub fn reset(counters: &mut Counters) {
+    counters.failures.clear();
+    counters.user_failures = 0;
 }
 
 /// The key under which failures from the PAM_RHOST value `rhost` are counted.
@@ -145,7 +238,7 @@ mod tests {
         assert_eq!(wait_left(&c, "10.0.0.1", 1030), None);
         // Another source is not delayed.
         assert_eq!(wait_left(&c, "10.0.0.2", 1000), None);
-        record_success(&mut c, "10.0.0.1");
+        record_success(&mut c, "10.0.0.1", 1000);
         assert_eq!(wait_left(&c, "10.0.0.1", 1000), None);
         // A count idle for a day is forgotten.
         for _ in 0..9 {
@@ -158,14 +251,82 @@ mod tests {
     }
 
     #[test]
-    fn sources_are_bounded() {
+    fn sources_are_bounded_and_running_delays_stay() {
         let mut c = Counters::default();
+        // One source with a running delay, then many one-off sources.
+        for _ in 0..9 {
+            record_failure(&mut c, "guesser", 10_000);
+        }
         for i in 0..(MAX_SOURCES as u64 + 50) {
             record_failure(&mut c, &format!("s{i}"), 10_000 + i);
         }
         assert_eq!(c.failures.len(), MAX_SOURCES);
         assert!(!c.failures.contains_key("s0"));
         assert!(c.failures.contains_key(&format!("s{}", MAX_SOURCES + 49)));
+        // 9 failures at 10_000: a 900 s delay, running until 10_900; it was never evicted.
+        assert!(c.failures.contains_key("guesser"));
+        assert!(matches!(gate(&c, "guesser", 10_600), Gate::Wait { .. }));
+    }
+
+    #[test]
+    fn a_full_table_of_running_delays_refuses_new_sources() {
+        let mut c = Counters::default();
+        // A place the user knows (the per-user tier would refuse a stranger anyway).
+        record_success(&mut c, "new", 1);
+        for i in 0..MAX_SOURCES {
+            for _ in 0..FREE_FAILURES {
+                record_failure(&mut c, &format!("s{i}"), 50_000);
+            }
+        }
+        // Every entry waits 30 s: nothing to evict, a new source is not checked ...
+        assert_eq!(gate(&c, "new", 50_010), Gate::Full);
+        // ... until a delay runs out.
+        assert_eq!(gate(&c, "new", 50_030), Gate::Open);
+    }
+
+    #[test]
+    fn per_user_tier_closes_strangers_but_not_known_places() {
+        let mut c = Counters::default();
+        record_success(&mut c, "home", 1);
+        // A stranger rotating addresses: each address fails once, never delayed per source.
+        let mut checked = 0;
+        for i in 0..1000u64 {
+            let src = format!("2001:db8:{i:x}::/64");
+            if gate(&c, &src, 100 + i) == Gate::Open {
+                checked += 1;
+                record_failure(&mut c, &src, 100 + i);
+            }
+        }
+        assert_eq!(checked, USER_LIMIT);
+        assert_eq!(
+            gate(&c, "203.0.113.9", 2000),
+            Gate::Strangers {
+                failures: USER_LIMIT
+            }
+        );
+        // The user's own place stays open, and a success there reopens the rest.
+        assert_eq!(gate(&c, "home", 2000), Gate::Open);
+        record_success(&mut c, "home", 2000);
+        assert_eq!(gate(&c, "203.0.113.9", 2001), Gate::Open);
+        // Refused attempts added nothing: the table holds the 100 checked sources at most.
+        assert!(c.failures.len() <= USER_LIMIT as usize);
+        // An admin reset reopens as well.
+        for i in 0..USER_LIMIT {
+            record_failure(&mut c, &format!("x{i}"), 3000);
+        }
+        assert!(matches!(gate(&c, "y", 3001), Gate::Strangers { .. }));
+        reset(&mut c);
+        assert_eq!(gate(&c, "y", 3001), Gate::Open);
+    }
+
+    #[test]
+    fn known_sources_are_bounded() {
+        let mut c = Counters::default();
+        for i in 0..(KNOWN_SOURCES as u64 + 10) {
+            record_success(&mut c, &format!("k{i}"), i);
+        }
+        assert_eq!(c.known_sources.len(), KNOWN_SOURCES);
+        assert!(!c.known_sources.contains_key("k0"));
     }
 
     #[test]

@@ -232,6 +232,7 @@ fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mu
     let mut acked_mode: HashMap<&str, &str> = HashMap::new();
     let mut maybe: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut acked_enrollment = false;
+    let mut recovery: Vec<String> = Vec::new();
     let (mut done, mut refused) = (0, 0);
     while done < writes {
         // A dead daemon is restarted (the killer may strike again at any time).
@@ -252,15 +253,20 @@ fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mu
         }
         if rng.below(5) == 0 {
             // An enrollment of root (the caller) with a fresh secret, replacing the last.
+            // Replacing needs the current factor: one of the recovery codes of the last
+            // acknowledged enrollment (a code of the app would be refused as a replay within
+            // the same 30 s step).
+            let proof = recovery.pop().unwrap_or_default();
             let r = zbus::block_on(async {
-                let new = proxy.begin_enrollment(true).await?;
+                let new = proxy.begin_enrollment(true, &proof).await?;
                 let secret = Secret::from_base32(&new.secret).unwrap();
                 let code =
                     totp::code_at(&secret, Params::default(), twofold_policy::time::now()).unwrap();
-                proxy.confirm_enrollment(&code).await.map(|_| new.secret)
+                proxy.confirm_enrollment(&code).await
             });
             match r {
-                Ok(_) => {
+                Ok(codes) => {
+                    recovery = codes;
                     acked_enrollment = true;
                     done += 1;
                 }

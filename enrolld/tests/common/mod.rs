@@ -390,8 +390,11 @@ pub fn helper_main() {
             "Summary" => serde_json::to_value(p.summary().await?),
             "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
             "BeginEnrollment" => serde_json::to_value(
-                p.begin_enrollment(args[0].as_bool().unwrap_or(false))
-                    .await?,
+                p.begin_enrollment(
+                    args[0].as_bool().unwrap_or(false),
+                    args.get(1).and_then(Value::as_str).unwrap_or_default(),
+                )
+                .await?,
             ),
             "ConfirmEnrollment" => serde_json::to_value(p.confirm_enrollment(&arg(0)).await?),
             "CancelEnrollment" => serde_json::to_value(p.cancel_enrollment().await?),

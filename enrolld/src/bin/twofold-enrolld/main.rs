@@ -24,6 +24,16 @@ fn main() -> ExitCode {
     if let Err(e) = twofold_policy::Policy::load_system(&args.policy) {
         daemon.log.error(&format!("policy: {e}"));
     }
+    // Expired pending enrollments leave memory (their secrets wiped) even when nobody calls.
+    {
+        let daemon = daemon.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                daemon.purge_expired();
+            }
+        });
+    }
     let result = zbus::block_on(async {
         let conn = zbus::connection::Builder::system()
             .name(BUS_NAME)

@@ -364,7 +364,17 @@ fn print_recovery_codes(codes: &[String]) {
 
 /// `twofold enroll`.
 pub fn enroll(replace: bool) -> Result<(), CliError> {
-    let new = with_daemon(async |p| p.begin_enrollment(replace).await)?;
+    // Replacing needs the current factor: a code from the old app, or a recovery code.
+    let proof = if replace && with_daemon(async |p| p.get_status().await)?.enrolled {
+        read_secret_line(
+            "To replace your enrollment, a current code from the old app (or a recovery code): ",
+        )?
+        .ok_or_else(|| CliError::Refused("no code given: nothing changed".into()))?
+    } else {
+        Zeroizing::new(String::new())
+    };
+    let new = with_daemon(async |p| p.begin_enrollment(replace, &proof).await)?;
+    drop(proof);
     let secret = Zeroizing::new(new.secret.clone());
     println!("Setting up two-factor authentication for {}.", new.label);
     println!();
@@ -401,6 +411,7 @@ pub fn enroll(replace: bool) -> Result<(), CliError> {
         };
         match with_daemon(async |p| p.confirm_enrollment(&code).await) {
             Ok(codes) => {
+                let codes = Zeroizing::new(codes);
                 println!(
                     "Two-factor authentication is now set up: every login will ask for a code from the app."
                 );
@@ -449,7 +460,9 @@ pub fn disable(json_out: bool) -> Result<(), CliError> {
 /// `twofold recovery-codes`.
 pub fn recovery_codes(json_out: bool) -> Result<(), CliError> {
     let code = ask_proof()?;
-    let codes = with_daemon(async |p| p.regenerate_recovery_codes(&code).await)?;
+    let codes = Zeroizing::new(with_daemon(async |p| {
+        p.regenerate_recovery_codes(&code).await
+    })?);
     if json_out {
         println!("{:#}", json!({ "recovery_codes": codes }));
     } else {

@@ -51,7 +51,8 @@ impl CliError {
             | api::Error::NotEnrolled(m)
             | api::Error::Forbidden(m)
             | api::Error::AlreadyEnrolled(m)
-            | api::Error::NoPendingEnrollment(m) => CliError::Refused(m),
+            | api::Error::NoPendingEnrollment(m)
+            | api::Error::Throttled(m) => CliError::Refused(m),
         }
     }
 

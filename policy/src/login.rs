@@ -1,0 +1,133 @@
+//! Every code check is a login.
+//!
+//! Wherever a code of an enrolled user is checked (the PAM module, the daemon's self methods,
+//! the verification service), it goes through [`Store::check_attempt`]: under the user's lock,
+//! at the time the answer arrived, the throttle ([`crate::throttle::gate`]: per source and per
+//! user) decides whether the code is checked at all; then the current step ± window, only a step
+//! newer than the last accepted one (replay refusal), or else a recovery code, used once; then
+//! the counters (accepted step, failures, known sources) are written before the answer counts.
+
+use crate::record::Counters;
+use crate::store::{Proof, Result, Store};
+use crate::throttle::{self, Gate};
+use crate::username::UserName;
+
+/// One code typed by a user.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// What was typed.
+    pub input: &'a str,
+    /// The throttle key of where it came from ([`throttle::source_key`]; `local` for the
+    /// console and for callers on this machine).
+    pub source: &'a str,
+    /// Where it came from, for the record's "last login from".
+    pub from: &'a str,
+    /// Steps accepted either side of the time of the answer.
+    pub window: u64,
+    /// When the answer arrived (Unix seconds): the code is checked against this time and a
+    /// failure is stamped with it, however long the prompt was open.
+    pub at: u64,
+}
+
+/// What [`Store::check_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A current code, newer than the last accepted one.
+    Code,
+    /// A recovery code, now used up; `left` remain.
+    RecoveryCode {
+        /// Unused recovery codes left.
+        left: usize,
+    },
+    /// Not checked: the throttle refused it (never [`Gate::Open`]).
+    Throttled(Gate),
+    /// A code already accepted once (or older): counted as a failure.
+    Replayed,
+    /// Neither a code nor a recovery code: counted as a failure.
+    Invalid,
+    /// The user has no enrollment.
+    NotEnrolled,
+}
+
+impl Outcome {
+    /// Whether the attempt proved the user's factor.
+    pub fn accepted(self) -> bool {
+        matches!(self, Outcome::Code | Outcome::RecoveryCode { .. })
+    }
+}
+
+/// The result of a check, with a note for the log when the counters file had to be recovered.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The decision.
+    pub outcome: Outcome,
+    /// Set when the counters file was torn and defaults were used (it is rewritten whole now).
+    pub recovered: Option<String>,
+}
+
+/// Why a refusal happened, in words for logs and messages (never the code).
+pub fn describe_gate(gate: Gate, source: &str) -> String {
+    match gate {
+        Gate::Open => "open".into(),
+        Gate::Wait { wait, failures } => {
+            format!(
+                "throttled: {failures} wrong codes from {source}, {wait} s to wait; code not checked"
+            )
+        }
+        Gate::Strangers { failures } => format!(
+            "throttled: {failures} wrong codes in a row for this user, and {source} is not a place the user logged in from; code not checked until a success or an admin reset"
+        ),
+        Gate::Full => format!(
+            "throttled: every remembered source of wrong codes is still waiting, no room to count {source}; code not checked"
+        ),
+    }
+}
+
+impl Store {
+    /// The throttle's verdict for `source` before anything is asked (read without the lock;
+    /// [`Store::check_attempt`] decides again under it). A torn counters file reads as
+    /// defaults.
+    pub fn gate_before_prompt(&self, user: &UserName, source: &str, now: u64) -> Result<Gate> {
+        let (counters, _) = self.read_counters_lenient(user)?;
+        Ok(throttle::gate(&counters, source, now))
+    }
+
+    /// Checks one attempt under the user's lock and records what it did (see the module doc).
+    /// An error means nothing was accepted: a login whose accepted step cannot be stored is
+    /// refused, or the code could be used again.
+    pub fn check_attempt(&self, user: &UserName, a: &Attempt<'_>) -> Result<Checked> {
+        let lock = self.lock(user)?;
+        let mut state = lock.read()?;
+        let recovered = state.counters_recovered.take();
+        let gate = throttle::gate(&state.counters, a.source, a.at);
+        if gate != Gate::Open {
+            return Ok(Checked {
+                outcome: Outcome::Throttled(gate),
+                recovered,
+            });
+        }
+        let outcome = match lock.check_code(&mut state, a.input, a.window, a.at)? {
+            Proof::Code => Outcome::Code,
+            Proof::RecoveryCode { left } => Outcome::RecoveryCode { left },
+            Proof::Replayed => Outcome::Replayed,
+            Proof::Invalid => Outcome::Invalid,
+            Proof::NotEnrolled => Outcome::NotEnrolled,
+        };
+        let mut counters: Counters = state.counters;
+        match outcome {
+            Outcome::Code | Outcome::RecoveryCode { .. } => {
+                counters.last_login = Some(a.at);
+                counters.last_login_from = Some(a.from.to_owned());
+                throttle::record_success(&mut counters, a.source, a.at);
+            }
+            Outcome::Replayed | Outcome::Invalid => {
+                throttle::record_failure(&mut counters, a.source, a.at);
+            }
+            Outcome::NotEnrolled | Outcome::Throttled(_) => {
+                return Ok(Checked { outcome, recovered });
+            }
+        }
+        lock.write_counters(&counters)?;
+        Ok(Checked { outcome, recovered })
+    }
+}
