@@ -263,14 +263,16 @@ fn rule_json(rule: &Rule) -> serde_json::Value {
 }
 
 fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), CliError> {
-    let name = UserName::parse(user).map_err(|e| CliError::Usage(e.to_string()))?;
+    let typed = UserName::parse(user).map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(s) = service {
         twofold_policy::config::check_service_name(s)
             .map_err(|_| CliError::Usage(format!("invalid service name {s:?}")))?;
     }
-    let account = system::lookup(name.as_str())
+    let account = system::lookup(typed.as_str())
         .map_err(|e| CliError::System(e.to_string()))?
         .ok_or_else(|| CliError::UnknownUser(user.to_owned()))?;
+    // The account decides, under its canonical name: an alias explains as its account.
+    let name = UserName::parse(&account.name).map_err(|e| CliError::Usage(e.to_string()))?;
     let policy = load_policy(g)?;
     let mut note = None;
     let record = match Store::open(&g.state) {
@@ -305,6 +307,7 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
     if g.json {
         let out = json!({
             "user": account.name,
+            "typed_as": account.typed,
             "uid": account.uid,
             "groups": account.groups,
             "service": service,
@@ -323,7 +326,13 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
         } else {
             account.groups.join(", ")
         };
-        println!("user      {} (uid {})", account.name, account.uid);
+        match &account.typed {
+            Some(t) => println!(
+                "user      {} (uid {}; {t:?} is another name for this account)",
+                account.name, account.uid
+            ),
+            None => println!("user      {} (uid {})", account.name, account.uid),
+        }
         println!("groups    {groups}");
         println!("service   {}", service.unwrap_or("(any)"));
         println!("mode      {}", res.mode);
