@@ -12,13 +12,18 @@ pub struct Log {
 impl Log {
     /// Chooses the destination once, at start.
     pub fn open() -> Log {
+        Log::open_as("twofold-enrolld")
+    }
+
+    /// Like [`Log::open`], with the lines tagged `process`.
+    pub fn open_as(process: &str) -> Log {
         if std::env::var_os("JOURNAL_STREAM").is_some() {
             return Log { syslog: None };
         }
         let formatter = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_AUTHPRIV,
             hostname: None,
-            process: "twofold-enrolld".into(),
+            process: process.into(),
             pid: std::process::id(),
         };
         Log {

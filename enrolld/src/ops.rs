@@ -635,7 +635,7 @@ impl Daemon {
                     _ => "too many wrong codes for this account: log in with a code first, or ask an administrator (twofold reset)".into(),
                 }))
             }
-            Outcome::Replayed | Outcome::Invalid => {
+            Outcome::Replayed | Outcome::Invalid | Outcome::NotACode => {
                 refused("wrong code");
                 Err(Error::InvalidCode(
                     "the code does not match (a current code from the app, or a recovery code)"

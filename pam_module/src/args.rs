@@ -1,5 +1,5 @@
-//! Module arguments: `policy=PATH state=DIR on_error=deny|allow debug`. Anything else is an
-//! error, and the module then fails closed.
+//! Module arguments: `policy=PATH state=DIR verify_socket=PATH on_error=deny|allow debug`.
+//! Anything else is an error, and the module then fails closed.
 
 use std::path::PathBuf;
 
@@ -19,6 +19,8 @@ pub struct Args {
     pub policy: PathBuf,
     /// The state directory.
     pub state: PathBuf,
+    /// The verification service's socket, asked when this process cannot use the store itself.
+    pub verify_socket: PathBuf,
     /// Behaviour on a broken policy or store.
     pub on_error: OnError,
     /// Log every step.
@@ -30,6 +32,7 @@ impl Default for Args {
         Args {
             policy: twofold_policy::config::DEFAULT_POLICY.into(),
             state: twofold_policy::store::DEFAULT_STATE_DIR.into(),
+            verify_socket: twofold_policy::verify::DEFAULT_SOCKET.into(),
             on_error: OnError::Deny,
             debug: false,
         }
@@ -45,7 +48,8 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Args, Strin
         match arg.split_once('=') {
             Some(("policy", p)) if p.starts_with('/') => out.policy = p.into(),
             Some(("state", p)) if p.starts_with('/') => out.state = p.into(),
-            Some(("policy" | "state", p)) => {
+            Some(("verify_socket", p)) if p.starts_with('/') => out.verify_socket = p.into(),
+            Some(("policy" | "state" | "verify_socket", p)) => {
                 return Err(format!("{arg:?}: the path {p:?} must be absolute"));
             }
             Some(("on_error", "deny")) => out.on_error = OnError::Deny,
@@ -54,7 +58,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Args, Strin
             None if arg == "debug" => out.debug = true,
             _ => {
                 return Err(format!(
-                    "unknown module argument {arg:?} (known: policy=PATH, state=DIR, on_error=deny|allow, debug)"
+                    "unknown module argument {arg:?} (known: policy=PATH, state=DIR, verify_socket=PATH, on_error=deny|allow, debug)"
                 ));
             }
         }

@@ -11,7 +11,7 @@ use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::throttle::Gate;
-use twofold_policy::{Policy, Resolution, Rule, Status, UserName, system, throttle, time};
+use twofold_policy::{Policy, Resolution, Rule, Status, UserName, system, throttle, time, verify};
 
 use zeroize::Zeroizing;
 
@@ -291,6 +291,19 @@ fn say(pamh: &PamHandle, style: pam::constants::PamMessageStyle, text: &str) {
     }
 }
 
+/// Where a login is decided: here, from the store, or by the verification service when this
+/// process cannot use the store (not root, or the store is on a read-only mount).
+#[allow(clippy::large_enum_variant)] // made and moved once per login
+enum Eval {
+    /// The store is ours to read and write.
+    Local(Evaluation),
+    /// Ask the service about `PAM_USER` as given.
+    Remote {
+        /// `PAM_USER`.
+        raw_user: String,
+    },
+}
+
 /// What the policy says of the user logging in.
 struct Evaluation {
     user: UserName,
@@ -301,7 +314,7 @@ struct Evaluation {
 }
 
 /// User, policy, record and resolution: the part of the flow that auth and account share.
-fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluation, Failure> {
+fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Failure> {
     let raw_user = pamh
         .get_user(None)
         .map_err(|_| Failure::User("no user name".into()))?;
@@ -325,7 +338,16 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
             ctx.throttle_key
         )
     });
+    // A caller that is not root (a screen locker) cannot open the 0700 store, and one whose
+    // store is read-only (a sandboxed helper) cannot record the accepted step: both ask the
+    // root verification service. Root callers with a writable store never touch the socket.
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(Eval::Remote { raw_user });
+    }
     let store = Store::open(&args.state)?;
+    if store.read_only() {
+        return Ok(Eval::Remote { raw_user });
+    }
     // What this login needs of the policy: from the compiled cache in the state directory when
     // it was made from exactly the current files, otherwise a full load (fail closed).
     let wanted = twofold_policy::cache::Wanted {
@@ -365,13 +387,13 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Evaluati
             ctx.decided
         )
     });
-    Ok(Evaluation {
+    Ok(Eval::Local(Evaluation {
         user,
         policy,
         store,
         res,
         now,
-    })
+    }))
 }
 
 fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Failure> {
@@ -381,7 +403,10 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
         store,
         res,
         now,
-    } = evaluate(pamh, args, ctx)?;
+    } = match evaluate(pamh, args, ctx)? {
+        Eval::Local(ev) => ev,
+        Eval::Remote { raw_user } => return remote_auth(pamh, args, ctx, raw_user),
+    };
     match res.status {
         Status::Exempt | Status::Off => Ok(Decision::Ignore("no code needed".into())),
         Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &store, &user, ctx, now)
@@ -391,7 +416,10 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
 }
 
 fn check_account(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Failure> {
-    let ev = evaluate(pamh, args, ctx)?;
+    let ev = match evaluate(pamh, args, ctx)? {
+        Eval::Local(ev) => ev,
+        Eval::Remote { raw_user } => return remote_account(pamh, args, ctx, raw_user),
+    };
     let verified = verified_user(pamh).is_some_and(|u| u == ev.user.as_str());
     let needs_code = match ev.res.status {
         Status::Exempt | Status::Off => false,
@@ -416,6 +444,127 @@ fn check_account(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Dec
             "no code was verified in this login (authentication skipped, e.g. public key only)"
                 .into(),
         ))
+    }
+}
+
+/// Asks the verification service (`twofold-verifyd`), fail closed when it cannot be reached.
+fn ask_service(
+    args: &Args,
+    ctx: &mut Ctx,
+    req: &verify::Request,
+) -> Result<verify::Response, Failure> {
+    let resp = verify::ask(&args.verify_socket, req).map_err(|e| {
+        Failure::Unavailable(format!(
+            "{e}: this caller cannot read the state (not root, or a read-only mount), so it asks twofold-verifyd, which is not reachable (systemctl enable --now twofold-verifyd.socket)"
+        ))
+    })?;
+    if !resp.user.is_empty() && resp.user != ctx.user {
+        ctx.user = format!("{} as={}", printable(&resp.user, 64), ctx.user);
+    }
+    ctx.decided = "via=twofold-verifyd".into();
+    Ok(resp)
+}
+
+/// A service answer that is not the one the caller goes on with.
+fn service_failure(pamh: &PamHandle, resp: verify::Response) -> Failure {
+    if !resp.message.is_empty() {
+        say(pamh, PAM_ERROR_MSG, &resp.message);
+    }
+    match resp.answer {
+        verify::Answer::Unavailable => {
+            Failure::Unavailable(format!("twofold-verifyd: {}", resp.log))
+        }
+        verify::Answer::UnknownUser => Failure::User(format!("twofold-verifyd: {}", resp.log)),
+        verify::Answer::Refused => Failure::Refused(resp.log),
+        other => Failure::Unavailable(format!("twofold-verifyd answered {other:?} out of turn")),
+    }
+}
+
+/// Authentication through the verification service: the conversation stays here.
+fn remote_auth(
+    pamh: &mut PamHandle,
+    args: &Args,
+    ctx: &mut Ctx,
+    raw_user: String,
+) -> Result<Decision, Failure> {
+    let rhost = match pamh.get_item::<RHost>() {
+        Ok(Some(h)) => h.0.to_string_lossy().into_owned(),
+        _ => String::new(),
+    };
+    let mut req = verify::Request {
+        op: verify::Op::Query,
+        user: raw_user,
+        service: ctx.service.clone(),
+        rhost: rhost.chars().filter(|c| !c.is_control()).collect(),
+        code: None,
+    };
+    let resp = ask_service(args, ctx, &req)?;
+    match resp.answer {
+        verify::Answer::Ignore => {
+            if !resp.message.is_empty() {
+                say(pamh, PAM_TEXT_INFO, &resp.message);
+            }
+            return Ok(Decision::Ignore(resp.log));
+        }
+        verify::Answer::Ask => {}
+        _ => return Err(service_failure(pamh, resp)),
+    }
+    let conv = conversation(pamh)?;
+    let input =
+        ask(&conv, PAM_PROMPT_ECHO_OFF, "Verification code: ").map_err(Failure::Conversation)?;
+    req.op = verify::Op::Check;
+    req.code = Some(input);
+    let resp = ask_service(args, ctx, &req)?;
+    if resp.answer != verify::Answer::Accepted {
+        return Err(service_failure(pamh, resp));
+    }
+    if !resp.message.is_empty() {
+        let _ = conv.send(PAM_TEXT_INFO, &resp.message);
+    }
+    let user = UserName::parse(&resp.user)
+        .map_err(|e| Failure::Unavailable(format!("twofold-verifyd named {e}")))?;
+    Ok(Decision::Success {
+        note: resp.log,
+        user,
+    })
+}
+
+/// The account check through the verification service: the mark of this transaction's
+/// authentication, for a user the service says needs a code.
+fn remote_account(
+    pamh: &mut PamHandle,
+    args: &Args,
+    ctx: &mut Ctx,
+    raw_user: String,
+) -> Result<Decision, Failure> {
+    let req = verify::Request {
+        op: verify::Op::Query,
+        user: raw_user,
+        service: ctx.service.clone(),
+        rhost: String::new(),
+        code: None,
+    };
+    let resp = ask_service(args, ctx, &req)?;
+    if resp.answer == verify::Answer::Ignore {
+        return Ok(Decision::Ignore(resp.log));
+    }
+    if resp.answer == verify::Answer::Unavailable || resp.answer == verify::Answer::UnknownUser {
+        return Err(service_failure(pamh, resp));
+    }
+    match (verified_user(pamh), UserName::parse(&resp.user)) {
+        (Some(v), Ok(user)) if *v == resp.user => Ok(Decision::Success {
+            note: "code verified in this login's authentication".into(),
+            user,
+        }),
+        _ => Err(service_failure(
+            pamh,
+            verify::Response {
+                answer: verify::Answer::Refused,
+                message: "Two-factor authentication is required for this account, and this login did not ask for a code.".into(),
+                log: format!("{}; no code was verified in this login", resp.log),
+                ..resp
+            },
+        )),
     }
 }
 
@@ -534,6 +683,15 @@ fn verify_code(
         Outcome::Replayed => Err(Failure::Refused("code already used (replay)".into())),
         Outcome::Invalid => Err(Failure::Refused("wrong code".into())),
         Outcome::NotEnrolled => Err(Failure::Refused("enrollment vanished".into())),
+        Outcome::NotACode => {
+            let _ = conv.send(
+                PAM_ERROR_MSG,
+                "This account needs a verification code from the authenticator app, and the answer was not one.",
+            );
+            Err(Failure::Refused(
+                "the answer is not a code (not counted as a wrong code)".into(),
+            ))
+        }
     }
 }
 

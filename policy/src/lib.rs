@@ -13,7 +13,9 @@
 //! - [`login`]: the one code check every caller goes through (throttle, replay, the time of the
 //!   answer, under the user's lock);
 //! - [`throttle`]: growing delays after wrong codes, per (user, source address) and per user;
-//! - [`system`]: user and group lookup through the system's user database.
+//! - [`system`]: user and group lookup through the system's user database;
+//! - [`verify`]: the verification service's protocol and server side, for PAM callers that
+//!   cannot use the store themselves (screen lockers, sandboxed helpers).
 //!
 //! This crate contains no `unsafe` code.
 #![forbid(unsafe_code)]
@@ -32,6 +34,7 @@ pub mod throttle;
 pub mod time;
 pub mod totp;
 pub mod username;
+pub mod verify;
 
 pub use config::{Policy, PolicyError};
 pub use mode::{Mode, Status};

@@ -47,6 +47,9 @@ pub enum Outcome {
     Invalid,
     /// The user has no enrollment.
     NotEnrolled,
+    /// Not checked and not counted: the answer has the shape of neither a code nor a recovery
+    /// code, so it cannot match (e.g. a screen locker that sends the password to every prompt).
+    NotACode,
 }
 
 impl Outcome {
@@ -106,6 +109,20 @@ impl Store {
                 recovered,
             });
         }
+        let shaped = state
+            .record
+            .as_ref()
+            .and_then(|r| r.enrollment.as_ref())
+            .is_some_and(|e| {
+                crate::totp::normalize_code(a.input, e.params.digits).is_some()
+                    || crate::recovery::normalize(a.input).is_some()
+            });
+        if !shaped && state.enrolled() {
+            return Ok(Checked {
+                outcome: Outcome::NotACode,
+                recovered,
+            });
+        }
         let outcome = match lock.check_code(&mut state, a.input, a.window, a.at)? {
             Proof::Code => Outcome::Code,
             Proof::RecoveryCode { left } => Outcome::RecoveryCode { left },
@@ -123,7 +140,7 @@ impl Store {
             Outcome::Replayed | Outcome::Invalid => {
                 throttle::record_failure(&mut counters, a.source, a.at);
             }
-            Outcome::NotEnrolled | Outcome::Throttled(_) => {
+            Outcome::NotEnrolled | Outcome::Throttled(_) | Outcome::NotACode => {
                 return Ok(Checked { outcome, recovered });
             }
         }

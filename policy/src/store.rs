@@ -190,6 +190,14 @@ impl Store {
         Store::open(path)
     }
 
+    /// Whether the directory is on a read-only mount (a sandbox such as polkit's helper under
+    /// `ProtectSystem=strict`): then no login can record its accepted step here.
+    pub fn read_only(&self) -> bool {
+        nix::sys::statvfs::fstatvfs(&self.dir)
+            .map(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+            .unwrap_or(false)
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

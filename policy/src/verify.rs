@@ -1,0 +1,579 @@
+//! The verification service's protocol and its server side: PAM callers that cannot use the
+//! store themselves (screen lockers running as the user; polkit's sandboxed helper with a
+//! read-only `/var`) ask a root service over a Unix socket (`/run/twofold/verify.sock`).
+//!
+//! **Who asks.** The server knows the peer's uid from the socket (`SO_PEERCRED`), never from
+//! the request. A peer that is not root may only ask about its own account (as `unix_chkpwd`
+//! does for pam_unix), and the items it sends (`rhost`) are ignored: its requests count as
+//! `local` for the throttle and the known-address rule. Only root's items are believed.
+//!
+//! **What is asked.** `query` (what does this login need?) and `check` (this code, typed
+//! now). The conversation stays in the PAM module: the server never sees a password, only the
+//! code. A check goes through [`Store::check_attempt`], the same one check a root login and the
+//! daemon use: throttled, replay-safe, under the user's lock.
+//!
+//! **Wire format** (version 1), both ways: the line `twofold-verify 1`, then `key=value`
+//! lines, then an empty line. At most [`MAX_MESSAGE`] bytes; values hold no newline, NUL or
+//! carriage return; unknown keys are errors. Both sides time out ([`TIMEOUT`]).
+//!
+//! ```text
+//! twofold-verify 1          twofold-verify 1
+//! op=check                  answer=accepted
+//! user=alice                user=alice
+//! service=swaylock          message=
+//! rhost=                    log=code accepted
+//! code=123456
+//! ```
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::login::{Attempt, Outcome, describe_gate};
+use crate::mode::Status;
+use crate::resolve::{RecordFacts, Subject, resolve};
+use crate::store::Store;
+use crate::throttle::{self, Gate};
+use crate::username::UserName;
+use crate::{Policy, system, time};
+
+/// Where the service listens by default.
+pub const DEFAULT_SOCKET: &str = "/run/twofold/verify.sock";
+/// The first line of every message.
+pub const MAGIC: &str = "twofold-verify 1";
+/// The largest message either side reads.
+pub const MAX_MESSAGE: usize = 4096;
+/// How long either side waits for the other.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the caller asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// What does a login of this user through this service need?
+    Query,
+    /// Check this code.
+    Check,
+}
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// What is asked.
+    pub op: Op,
+    /// `PAM_USER` as given.
+    pub user: String,
+    /// The PAM service.
+    pub service: Option<String>,
+    /// `PAM_RHOST` (believed only from root).
+    pub rhost: String,
+    /// The typed code (`check` only). Wiped when dropped.
+    pub code: Option<Zeroizing<String>>,
+}
+
+/// What the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Nothing to ask: the rest of the stack decides (`message`, if any, is a reminder).
+    Ignore,
+    /// Ask for a code, then `check` it.
+    Ask,
+    /// The code was accepted.
+    Accepted,
+    /// Refused; `message` says why and what to do.
+    Refused,
+    /// The policy, the store or the user database cannot be used: fail closed.
+    Unavailable,
+    /// No such user.
+    UnknownUser,
+}
+
+impl Answer {
+    fn as_str(self) -> &'static str {
+        match self {
+            Answer::Ignore => "ignore",
+            Answer::Ask => "ask",
+            Answer::Accepted => "accepted",
+            Answer::Refused => "refused",
+            Answer::Unavailable => "unavailable",
+            Answer::UnknownUser => "unknown-user",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Answer> {
+        Some(match s {
+            "ignore" => Answer::Ignore,
+            "ask" => Answer::Ask,
+            "accepted" => Answer::Accepted,
+            "refused" => Answer::Refused,
+            "unavailable" => Answer::Unavailable,
+            "unknown-user" => Answer::UnknownUser,
+            _ => return None,
+        })
+    }
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The decision.
+    pub answer: Answer,
+    /// The account's canonical name (empty when unknown).
+    pub user: String,
+    /// For the person at the screen (may be empty).
+    pub message: String,
+    /// For the caller's log line: rule, status, outcome (never a code).
+    pub log: String,
+}
+
+impl Response {
+    fn new(answer: Answer, user: &str, message: &str, log: impl Into<String>) -> Response {
+        Response {
+            answer,
+            user: user.to_owned(),
+            message: message.to_owned(),
+            log: log.into(),
+        }
+    }
+}
+
+/// A protocol error: the message is malformed, too long, or the other side timed out.
+#[derive(Debug, thiserror::Error)]
+#[error("verification protocol: {0}")]
+pub struct ProtocolError(pub String);
+
+fn clean_value(v: &str) -> Result<&str, ProtocolError> {
+    if v.contains(['\n', '\r', '\0']) {
+        return Err(ProtocolError("a value holds a line break or NUL".into()));
+    }
+    Ok(v)
+}
+
+/// The text of `fields`, checked.
+fn encode(fields: &[(&str, &str)]) -> Result<Zeroizing<String>, ProtocolError> {
+    let mut out = Zeroizing::new(format!("{MAGIC}\n"));
+    for (k, v) in fields {
+        out.push_str(k);
+        out.push('=');
+        out.push_str(clean_value(v)?);
+        out.push('\n');
+    }
+    out.push('\n');
+    if out.len() > MAX_MESSAGE {
+        return Err(ProtocolError(format!(
+            "message of {} bytes, at most {MAX_MESSAGE}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// Parses a message into its fields; every key must be in `known`, at most once.
+fn decode<'a>(text: &'a str, known: &[&str]) -> Result<Vec<(&'a str, &'a str)>, ProtocolError> {
+    let mut lines = text.split('\n');
+    if lines.next() != Some(MAGIC) {
+        return Err(ProtocolError(format!("expected {MAGIC:?} first")));
+    }
+    let mut fields: Vec<(&str, &str)> = Vec::new();
+    let mut ended = false;
+    for line in lines {
+        if ended {
+            if line.is_empty() {
+                continue;
+            }
+            return Err(ProtocolError("text after the end of the message".into()));
+        }
+        if line.is_empty() {
+            ended = true;
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| ProtocolError("a line without '='".into()))?;
+        if !known.contains(&k) {
+            return Err(ProtocolError(format!(
+                "unknown key {:?}",
+                k.chars().take(32).collect::<String>()
+            )));
+        }
+        if fields.iter().any(|(seen, _)| *seen == k) {
+            return Err(ProtocolError(format!("key {k:?} twice")));
+        }
+        fields.push((k, clean_value(v)?));
+    }
+    if !ended {
+        return Err(ProtocolError(
+            "message not terminated by an empty line".into(),
+        ));
+    }
+    Ok(fields)
+}
+
+fn field<'a>(fields: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+impl Request {
+    /// The wire text.
+    pub fn encode(&self) -> Result<Zeroizing<String>, ProtocolError> {
+        let op = match self.op {
+            Op::Query => "query",
+            Op::Check => "check",
+        };
+        let mut f = vec![
+            ("op", op),
+            ("user", self.user.as_str()),
+            ("service", self.service.as_deref().unwrap_or("")),
+            ("rhost", self.rhost.as_str()),
+        ];
+        if let Some(c) = &self.code {
+            f.push(("code", c.as_str()));
+        }
+        encode(&f)
+    }
+
+    /// Parses the wire text.
+    pub fn decode(text: &str) -> Result<Request, ProtocolError> {
+        let f = decode(text, &["op", "user", "service", "rhost", "code"])?;
+        let op = match field(&f, "op") {
+            Some("query") => Op::Query,
+            Some("check") => Op::Check,
+            _ => return Err(ProtocolError("op must be query or check".into())),
+        };
+        let user = field(&f, "user")
+            .ok_or_else(|| ProtocolError("no user".into()))?
+            .to_owned();
+        let code = field(&f, "code").map(|c| Zeroizing::new(c.to_owned()));
+        if (op == Op::Check) != code.is_some() {
+            return Err(ProtocolError(
+                "a code goes with check, and only with it".into(),
+            ));
+        }
+        Ok(Request {
+            op,
+            user,
+            service: field(&f, "service")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            rhost: field(&f, "rhost").unwrap_or_default().to_owned(),
+            code,
+        })
+    }
+}
+
+impl Response {
+    /// The wire text.
+    pub fn encode(&self) -> Result<Zeroizing<String>, ProtocolError> {
+        encode(&[
+            ("answer", self.answer.as_str()),
+            ("user", &self.user),
+            ("message", &self.message),
+            ("log", &self.log),
+        ])
+    }
+
+    /// Parses the wire text.
+    pub fn decode(text: &str) -> Result<Response, ProtocolError> {
+        let f = decode(text, &["answer", "user", "message", "log"])?;
+        let answer = field(&f, "answer")
+            .and_then(Answer::parse)
+            .ok_or_else(|| ProtocolError("no valid answer".into()))?;
+        Ok(Response {
+            answer,
+            user: field(&f, "user").unwrap_or_default().to_owned(),
+            message: field(&f, "message").unwrap_or_default().to_owned(),
+            log: field(&f, "log").unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// Reads one message (up to its empty line) from `stream`, at most [`MAX_MESSAGE`] bytes.
+pub fn read_message(stream: &mut impl Read) -> Result<Zeroizing<String>, ProtocolError> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(256));
+    let mut chunk = Zeroizing::new([0u8; 512]);
+    loop {
+        let n = stream
+            .read(chunk.as_mut())
+            .map_err(|e| ProtocolError(format!("read: {e}")))?;
+        if n == 0 {
+            return Err(ProtocolError("the other side closed before the end".into()));
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        if buf.len() > MAX_MESSAGE {
+            return Err(ProtocolError(format!("message over {MAX_MESSAGE} bytes")));
+        }
+        if buf.ends_with(b"\n\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8(std::mem::take(&mut *buf))
+        .map_err(|_| ProtocolError("not UTF-8".into()))?;
+    Ok(Zeroizing::new(text))
+}
+
+/// The client side: one request, one response, over a fresh connection to `socket`.
+pub fn ask(socket: &Path, request: &Request) -> Result<Response, ProtocolError> {
+    let mut s = UnixStream::connect(socket)
+        .map_err(|e| ProtocolError(format!("cannot connect to {}: {e}", socket.display())))?;
+    s.set_read_timeout(Some(TIMEOUT))
+        .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
+        .map_err(|e| ProtocolError(format!("timeout: {e}")))?;
+    s.write_all(request.encode()?.as_bytes())
+        .map_err(|e| ProtocolError(format!("write: {e}")))?;
+    let text = read_message(&mut s)?;
+    Response::decode(&text)
+}
+
+/// Where the server finds the policy and the state.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The main policy file.
+    pub policy: PathBuf,
+    /// The state directory.
+    pub state: PathBuf,
+}
+
+/// Serves one request from a peer whose uid the socket reported. The decision and the code
+/// check are those of a root login; see the module documentation for what a non-root peer may
+/// ask and which of its items are believed.
+pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
+    let unavailable = |why: String| Response::new(Answer::Unavailable, "", "", why);
+    if UserName::parse(&req.user).is_err() {
+        return Response::new(Answer::UnknownUser, "", "", "unusable user name");
+    }
+    let account = match system::lookup(&req.user) {
+        Ok(Some(a)) => a,
+        Ok(None) => return Response::new(Answer::UnknownUser, "", "", "unknown user"),
+        Err(e) => return unavailable(e.to_string()),
+    };
+    let Ok(user) = UserName::parse(&account.name) else {
+        return Response::new(Answer::UnknownUser, "", "", "unusable canonical name");
+    };
+    if peer_uid != 0 && peer_uid != account.uid {
+        return Response::new(
+            Answer::Refused,
+            user.as_str(),
+            "",
+            format!(
+                "uid {peer_uid} asked about uid {}: a caller that is not root may ask only about itself",
+                account.uid
+            ),
+        );
+    }
+    let service = req
+        .service
+        .as_deref()
+        .filter(|s| crate::config::check_service_name(s).is_ok());
+    // Only root's items are believed; anyone else is on this machine.
+    let rhost = if peer_uid == 0 {
+        req.rhost.as_str()
+    } else {
+        ""
+    };
+    let source = throttle::source_key(rhost);
+    let store = match Store::open(&config.state) {
+        Ok(s) => s,
+        Err(e) => return unavailable(format!("state: {e}")),
+    };
+    let wanted = crate::cache::Wanted {
+        user: user.as_str(),
+        groups: &account.groups,
+        service,
+    };
+    let policy = match Policy::load_for(&config.policy, &store, &wanted) {
+        Ok(p) => p,
+        Err(e) => return unavailable(format!("policy: {e}")),
+    };
+    let record = match store.read_record(&user) {
+        Ok(r) => r,
+        Err(e) => return unavailable(format!("state: {e}")),
+    };
+    let now = time::now();
+    let subject = Subject {
+        user: user.as_str(),
+        groups: &account.groups,
+        service,
+    };
+    let res = resolve(&policy, &subject, &RecordFacts::of(record.as_ref()), now);
+    let decided = format!("rule={} status={}", res.rule.kind(), res.status);
+    let name = user.as_str();
+    match res.status {
+        Status::Exempt | Status::Off => Response::new(
+            Answer::Ignore,
+            name,
+            "",
+            format!("{decided}: no code needed"),
+        ),
+        Status::Pending => {
+            if res.starts_grace {
+                let written = store.lock(&user).and_then(|lock| {
+                    let mut r = lock
+                        .read()?
+                        .record
+                        .unwrap_or_else(|| crate::record::Record::new(name));
+                    if r.required_since.is_none() {
+                        r.required_since = Some(now);
+                        lock.write_record(&r)?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    return unavailable(format!("state: {e}"));
+                }
+            }
+            let deadline = res.deadline.map(time::human).unwrap_or_default();
+            if res.in_grace(now) {
+                // Enrollment needs a conversation this caller cannot hold (a locker, a
+                // sandbox): remind, and let the rest of the stack decide, as in grace without
+                // enrollment at login.
+                Response::new(
+                    Answer::Ignore,
+                    name,
+                    &format!(
+                        "Two-factor authentication is required for this account: set it up with `twofold enroll` or at your next SSH or console login, before {deadline}."
+                    ),
+                    format!(
+                        "{decided}: in grace until {deadline}, enrollment impossible here, reminded"
+                    ),
+                )
+            } else {
+                Response::new(
+                    Answer::Refused,
+                    name,
+                    &format!(
+                        "Two-factor authentication is required for this account and was not set up in time ({deadline}). Ask an administrator to reset or exempt you."
+                    ),
+                    format!("{decided}: grace period over since {deadline}"),
+                )
+            }
+        }
+        Status::Enforced | Status::Enabled => match (req.op, &req.code) {
+            (Op::Query, _) | (Op::Check, None) => {
+                match store.gate_before_prompt(&user, &source, now) {
+                    Ok(Gate::Open) => Response::new(Answer::Ask, name, "", decided),
+                    Ok(g) => throttled(name, &decided, g, &source),
+                    Err(e) => unavailable(format!("state: {e}")),
+                }
+            }
+            (Op::Check, Some(code)) => {
+                let attempt = Attempt {
+                    input: code,
+                    source: &source,
+                    from: if rhost.is_empty() { "local" } else { rhost },
+                    window: policy.totp.window,
+                    at: time::now(),
+                };
+                let checked = match store.check_attempt(&user, &attempt) {
+                    Ok(c) => c,
+                    Err(e) => return unavailable(format!("cannot check or record the code: {e}")),
+                };
+                let recovered = checked
+                    .recovered
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                let refused = |msg: &str, why: &str| {
+                    Response::new(
+                        Answer::Refused,
+                        name,
+                        msg,
+                        format!("{decided}: {why}{recovered}"),
+                    )
+                };
+                match checked.outcome {
+                    Outcome::Code => Response::new(
+                        Answer::Accepted,
+                        name,
+                        "",
+                        format!("{decided}: code accepted{recovered}"),
+                    ),
+                    Outcome::RecoveryCode { left } => Response::new(
+                        Answer::Accepted,
+                        name,
+                        &format!("Recovery code accepted; {left} left."),
+                        format!("{decided}: recovery code accepted, {left} left{recovered}"),
+                    ),
+                    Outcome::Throttled(g) => throttled(name, &decided, g, &source),
+                    Outcome::Replayed => refused("", "code already used (replay)"),
+                    Outcome::Invalid => refused("", "wrong code"),
+                    Outcome::NotEnrolled => refused("", "enrollment vanished"),
+                    Outcome::NotACode => refused(
+                        "This account needs a verification code from the authenticator app, and the answer was not one.",
+                        "the answer is not a code (not counted as a wrong code)",
+                    ),
+                }
+            }
+        },
+    }
+}
+
+fn throttled(name: &str, decided: &str, gate: Gate, source: &str) -> Response {
+    let message = match gate {
+        Gate::Wait { wait, .. } => format!("Too many wrong codes: try again in {wait} s."),
+        _ => "Too many wrong codes for this account from unfamiliar places: log in from a place you used before, or ask an administrator (twofold reset).".into(),
+    };
+    Response::new(
+        Answer::Refused,
+        name,
+        &message,
+        format!("{decided}: {}", describe_gate(gate, source)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let r = Request {
+            op: Op::Check,
+            user: "alice".into(),
+            service: Some("swaylock".into()),
+            rhost: String::new(),
+            code: Some(Zeroizing::new("123456".into())),
+        };
+        let text = r.encode().unwrap();
+        assert_eq!(Request::decode(&text).unwrap(), r);
+        let q = Response::new(Answer::Ask, "alice", "", "rule=user status=enforced");
+        assert_eq!(Response::decode(&q.encode().unwrap()).unwrap(), q);
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        for bad in [
+            "",
+            "twofold-verify 2\nop=query\nuser=a\n\n",
+            "twofold-verify 1\nop=query\nuser=a\n",
+            "twofold-verify 1\nop=query\nop=query\nuser=a\n\n",
+            "twofold-verify 1\nop=query\nuser=a\nevil=1\n\n",
+            "twofold-verify 1\nop=check\nuser=a\n\n",
+            "twofold-verify 1\nop=query\nuser=a\ncode=1\n\n",
+            "twofold-verify 1\nop=launch\nuser=a\n\n",
+            "twofold-verify 1\nop=query\nuser\n\n",
+            "twofold-verify 1\nop=query\n\n",
+            "twofold-verify 1\nop=query\nuser=a\n\nmore\n",
+        ] {
+            assert!(Request::decode(bad).is_err(), "{bad:?}");
+        }
+        let r = Request {
+            op: Op::Query,
+            user: "a\nop=check".into(),
+            service: None,
+            rhost: String::new(),
+            code: None,
+        };
+        assert!(r.encode().is_err());
+        let big = Request {
+            op: Op::Query,
+            user: "a".repeat(MAX_MESSAGE),
+            service: None,
+            rhost: String::new(),
+            code: None,
+        };
+        assert!(big.encode().is_err());
+        let mut long = std::io::Cursor::new(vec![b'a'; MAX_MESSAGE + 10]);
+        assert!(read_message(&mut long).is_err());
+    }
+}
