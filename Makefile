@@ -62,9 +62,10 @@ install-files:
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/twofold
 	$(INSTALL) -m 0755 $(BIN_DIR)/twofold $(DESTDIR)$(BINDIR)/twofold
 	$(INSTALL) -m 0755 $(BIN_DIR)/twofold-enrolld $(DESTDIR)$(SBINDIR)/twofold-enrolld
+	$(INSTALL) -m 0755 $(BIN_DIR)/twofold-verifyd $(DESTDIR)$(SBINDIR)/twofold-verifyd
 	$(INSTALL) -m 0644 $(BIN_DIR)/libpam_twofold.so $(DESTDIR)$(PAMDIR)/pam_twofold.so
 	$(INSTALL) -m 0644 $(ASSET_DIR)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
-	$(INSTALL) -m 0644 $(ASSET_DIR)/man/twofold-enrolld.8 $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 $(ASSET_DIR)/man/twofold-enrolld.8 $(ASSET_DIR)/man/twofold-verifyd.8 $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 $(ASSET_DIR)/completions/twofold.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/twofold
 	$(INSTALL) -m 0644 $(ASSET_DIR)/completions/_twofold $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_twofold
 	$(INSTALL) -m 0644 $(ASSET_DIR)/completions/twofold.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/twofold.fish
@@ -73,6 +74,9 @@ install-files:
 	chmod 0644 $(DESTDIR)$(DATADIR)/dbus-1/system-services/org.twofold.Enroll1.service
 	sed 's|/usr/sbin/twofold-enrolld|$(SBINDIR)/twofold-enrolld|' packaging/systemd/twofold-enrolld.service > $(DESTDIR)$(UNITDIR)/twofold-enrolld.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/twofold-enrolld.service
+	sed 's|/usr/sbin/twofold-verifyd|$(SBINDIR)/twofold-verifyd|' packaging/systemd/twofold-verifyd.service > $(DESTDIR)$(UNITDIR)/twofold-verifyd.service
+	$(INSTALL) -m 0644 packaging/systemd/twofold-verifyd.socket $(DESTDIR)$(UNITDIR)/twofold-verifyd.socket
+	chmod 0644 $(DESTDIR)$(UNITDIR)/twofold-verifyd.service
 	$(INSTALL) -m 0644 packaging/pam-configs/twofold $(DESTDIR)$(DATADIR)/pam-configs/twofold
 	@# The policy is the admin's: never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml ] || \
@@ -101,13 +105,14 @@ demo: deps
 # Removes what install-files installed, except the policy and the state (kept, as a package
 # remove keeps them). Disable the PAM profile first if pam-auth-update enabled it.
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/twofold $(DESTDIR)$(SBINDIR)/twofold-enrolld $(DESTDIR)$(PAMDIR)/pam_twofold.so
-	rm -f $(DESTDIR)$(MANDIR)/man1/twofold.1 $(DESTDIR)$(MANDIR)/man1/twofold-*.1 $(DESTDIR)$(MANDIR)/man8/twofold-enrolld.8
+	rm -f $(DESTDIR)$(BINDIR)/twofold $(DESTDIR)$(SBINDIR)/twofold-enrolld $(DESTDIR)$(SBINDIR)/twofold-verifyd $(DESTDIR)$(PAMDIR)/pam_twofold.so
+	rm -f $(DESTDIR)$(MANDIR)/man1/twofold.1 $(DESTDIR)$(MANDIR)/man1/twofold-*.1 $(DESTDIR)$(MANDIR)/man8/twofold-enrolld.8 $(DESTDIR)$(MANDIR)/man8/twofold-verifyd.8
 	rm -f $(DESTDIR)$(DATADIR)/bash-completion/completions/twofold $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_twofold \
 	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/twofold.fish
 	rm -f $(DESTDIR)$(DATADIR)/dbus-1/system.d/org.twofold.Enroll1.conf \
 	  $(DESTDIR)$(DATADIR)/dbus-1/system-services/org.twofold.Enroll1.service \
-	  $(DESTDIR)$(UNITDIR)/twofold-enrolld.service $(DESTDIR)$(DATADIR)/pam-configs/twofold
+	  $(DESTDIR)$(UNITDIR)/twofold-enrolld.service $(DESTDIR)$(UNITDIR)/twofold-verifyd.service \
+	  $(DESTDIR)$(UNITDIR)/twofold-verifyd.socket $(DESTDIR)$(DATADIR)/pam-configs/twofold
 
 # The Debian package: make install into a staging tree, plus the maintainer scripts.
 DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

@@ -39,8 +39,8 @@ pub fn module_so() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-/// A directory holding the three built artefacts side by side (`twofold`, `twofold-enrolld`,
-/// `libpam_twofold.so`), as `BIN_DIR` of the Makefile expects: symlinks into the debug build.
+/// A directory holding the built artefacts side by side (`twofold`, `twofold-enrolld`,
+/// `twofold-verifyd`, `libpam_twofold.so`), as `BIN_DIR` of the Makefile expects: symlinks into the debug build.
 pub fn staged_bins(dir: &std::path::Path) -> std::io::Result<PathBuf> {
     let out = dir.join("bin");
     std::fs::create_dir_all(&out)?;
@@ -50,6 +50,7 @@ pub fn staged_bins(dir: &std::path::Path) -> std::io::Result<PathBuf> {
     for (from, name) in [
         (d.join("twofold"), "twofold"),
         (d.join("twofold-enrolld"), "twofold-enrolld"),
+        (d.join("twofold-verifyd"), "twofold-verifyd"),
         (module, "libpam_twofold.so"),
     ] {
         let to = out.join(name);

@@ -8,6 +8,10 @@ mod client;
 #[allow(dead_code)]
 mod enrolld_cli;
 mod error;
+/// The verification service's command line, for its man page.
+#[path = "../twofold-verifyd/cli.rs"]
+#[allow(dead_code)]
+mod verifyd_cli;
 
 use std::io::Write;
 use std::path::Path;
@@ -363,6 +367,12 @@ fn generate_assets(dir: &Path) -> Result<(), CliError> {
         .render(&mut page)
         .map_err(io)?;
     std::fs::write(man.join("twofold-enrolld.8"), page).map_err(io)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(verifyd_cli::Args::command())
+        .section("8")
+        .render(&mut page)
+        .map_err(io)?;
+    std::fs::write(man.join("twofold-verifyd.8"), page).map_err(io)?;
     for shell in [
         clap_complete::Shell::Bash,
         clap_complete::Shell::Zsh,
