@@ -612,15 +612,44 @@ impl Locked<'_> {
         }
     }
 
-    /// Replaces the counters atomically, without fsync (see [`crate::record`]).
+    /// Writes the counters in place, under the lock, without fsync (see [`crate::record`]):
+    /// one `pwrite` at offset 0 (padded with newlines to the old length, which TOML ignores, so
+    /// that the file keeps its size) and a truncation only when the file has grown over twice
+    /// what it holds. No temp file and no rename: the directory is not touched at every login.
+    /// Writers hold the lock; a reader without it ([`Store::read`], the pre-prompt throttle)
+    /// may see a torn file and then reads defaults, as after a crash ([`Store::read_counters_lenient`]);
+    /// the check itself always reads under the lock.
     pub fn write_counters(&self, counters: &Counters) -> Result<()> {
+        use std::os::unix::fs::FileExt;
         let name = format!("{}.{COUNTERS}", self.user);
+        let path = self.store.file_path(&name);
         let mut counters = counters.clone();
         counters.version = VERSION;
         let text = toml::to_string(&counters).map_err(|e| StoreError::Corrupt {
-            path: self.store.file_path(&name),
+            path: path.clone(),
             why: format!("cannot serialize: {e}"),
         })?;
-        self.store.replace(&name, &text, false)
+        let fd = openat(
+            self.store.dir.as_fd(),
+            name.as_str(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            FileMode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| self.store.open_error(&path, e))?;
+        let file = File::from(fd);
+        self.store.check_file(&path, &file)?;
+        let old = file.metadata().map_err(io_err(&path, "stat"))?.len();
+        let mut bytes = text.into_bytes();
+        let len = bytes.len() as u64;
+        let shrink = old > 2 * len + 4096;
+        if !shrink && old > len {
+            bytes.resize(usize::try_from(old).unwrap_or(bytes.len()), b'\n');
+        }
+        file.write_all_at(&bytes, 0)
+            .map_err(io_err(&path, "write"))?;
+        if shrink {
+            file.set_len(len).map_err(io_err(&path, "truncate"))?;
+        }
+        Ok(())
     }
 }

@@ -172,6 +172,11 @@ fn encode(fields: &[(&str, &str)]) -> Result<Zeroizing<String>, ProtocolError> {
 
 /// Parses a message into its fields; every key must be in `known`, at most once.
 fn decode<'a>(text: &'a str, known: &[&str]) -> Result<Vec<(&'a str, &'a str)>, ProtocolError> {
+    if !text.ends_with("\n\n") {
+        return Err(ProtocolError(
+            "message not terminated by an empty line".into(),
+        ));
+    }
     let mut lines = text.split('\n');
     if lines.next() != Some(MAGIC) {
         return Err(ProtocolError(format!("expected {MAGIC:?} first")));
