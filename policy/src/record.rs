@@ -4,8 +4,9 @@
 //!   admin override, when the requirement first applied. Written rarely, always fsynced before a
 //!   change is acknowledged: a crash never costs a secret.
 //! - the **counters** (`USER.counters`): last accepted time step, last login, failures per
-//!   source. Written at every login, atomically (temp + rename) but without fsync: a code lives
+//!   source. Written at every login, in place under the lock and without fsync: a code lives
 //!   about 90 seconds, less than any crash and reboot, and the secret is never in this file.
+//!   A torn file (a crash mid-write) reads as empty and is rewritten whole.
 //!
 //! Both are versioned TOML a human with root can read.
 

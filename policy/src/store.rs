@@ -5,9 +5,10 @@
 //!   it with `O_NOFOLLOW`, so a symlink is never followed, and owner and mode (0600) of every file
 //!   are checked.
 //! - Every change is a read-modify-write under a waiting per-user `flock` on `USER.lock` (never
-//!   an `O_EXCL` lock file: a killed process releases its lock), written to a temp file and
-//!   renamed over the old one. Record changes fsync the file and the directory before they
-//!   return; counters changes skip the fsync (see [`crate::record`]).
+//!   an `O_EXCL` lock file: a killed process releases its lock). Records are written to a temp
+//!   file, fsynced and renamed over the old one, and the directory is fsynced before the change
+//!   returns; counters are written in place without fsync (see [`crate::record`] and
+//!   [`Locked::write_counters`]).
 //! - User names are validated ([`UserName`]) before they touch a path.
 
 use std::fs::File;
@@ -207,8 +208,9 @@ impl Store {
         self.path.join(name)
     }
 
-    /// Reads a user's state without taking the lock. Each file is replaced atomically, so each
-    /// read sees a whole version; use [`Store::lock`] to read-modify-write.
+    /// Reads a user's state without taking the lock. The record is replaced atomically, so a
+    /// read sees a whole version; the counters may read as empty while a writer holds the lock
+    /// (see [`Locked::write_counters`]). Use [`Store::lock`] to read-modify-write.
     pub fn read(&self, user: &UserName) -> Result<UserState> {
         let record = self.read_record(user)?;
         let (counters, counters_recovered) = self.read_counters_lenient(user)?;
