@@ -30,9 +30,10 @@
 //! Why that suffices. Any change to a file's content or inode (write, truncate, chmod, chown,
 //! rename) sets its ctime to the current time, and ctime cannot be set by anyone (`touch -d`
 //! sets mtime and atime; the kernel then sets ctime to now). The coarse clock lags
-//! `CLOCK_REALTIME` by less than a tick (at most 10 ms; fine-grained ctimes since 6.13 do not
-//! lag at all), so a change made after `B` was read carries a time of at least `B − 1 tick`,
-//! whose whole second is at least `B − 1` at any granularity up to one second. A settled file's
+//! `CLOCK_REALTIME` by less than a tick (at most 10 ms; the multigrain timestamps of 6.13 and
+//! later are never earlier than it), so a change made after `B` was read carries a time of at
+//! least `B − 1 tick`, whose whole second is at least `B − 1` (`B` in whole seconds) at any
+//! granularity up to one second. A settled file's
 //! recorded ctime is at most `B − 2`; therefore every change after `B` gives the file a ctime
 //! that differs from the recorded one, and the fingerprint no longer matches. That covers:
 //!
