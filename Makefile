@@ -15,7 +15,7 @@
 # sudo (the README's sudo stack, through sudoers' pam_service).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
-  openssh-server openssh-client python3-paramiko sudo
+  openssh-server openssh-client python3-paramiko sudo e2fsprogs
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
 

@@ -3,30 +3,84 @@
 //!
 //! The copy (`.policy-cache`, 0600 root in the 0700 state directory, written and read like the
 //! records: openat, `O_NOFOLLOW`, owner and mode checked) is keyed by a fingerprint of every
-//! source file and of the drop-in directory: device, inode, size, modification and change
-//! times to the nanosecond, mode and owner. Any edit, `chmod`, `chown`, rename or new drop-in
-//! changes the change time of a file or of the directory, so the copy is used only for the very
-//! files it was made from, after they passed the full load with its trust checks. A login then
-//! reads only the lines it needs (its user, its groups, its service), found by binary search in
-//! the sorted rule lines; everything else of the policy is in a few header lines. A missing,
-//! stale, damaged or oversized copy means a full load, which writes a new copy.
+//! source file, of the drop-in directory and of the main file's directory: device, inode, size,
+//! modification and change times to the nanosecond, mode and owner. A login then reads only the
+//! lines it needs (its user, its groups, its service), found by binary search in the sorted rule
+//! lines; everything else of the policy is in a few header lines. A missing, stale, damaged or
+//! oversized copy means a full load, which may write a new copy.
+//!
+//! # Why a stale copy is impossible: the racy-file rule
+//!
+//! A fingerprint of metadata alone is not enough. The kernel stamps a change with the time of
+//! its coarse clock (the last timer tick; before Linux 6.13 that is all any file system gets),
+//! truncated to the file system's granularity (one second on ext2/ext3 with 128-byte inodes).
+//! An edit in place that keeps the size (`"optional"` → `"required"`) within one such tick of
+//! the previous change leaves inode, size, mtime and ctime as they were: a copy made between
+//! the two changes would go on deciding logins by the old text. So, as git does for its index:
+//!
+//! - Before it reads any file, a full load takes the time `B` (`CLOCK_REALTIME`, in whole
+//!   seconds). The copy is written, stamped with `B`, only if the fingerprint taken after the
+//!   load equals the one taken before it *and* every fingerprinted file and directory is
+//!   *settled*: its mtime and its ctime, in whole seconds, are at most `B − 2`.
+//! - A copy is used only if the current fingerprint equals the one it was made for, every
+//!   file is still settled with respect to its `B` (which the writer already ensured; checked
+//!   again because it costs nothing), and the clock does not read earlier than `B` (it was set
+//!   back: trust nothing made "in the future").
+//!
+//! Why that suffices. Any change to a file's content or inode (write, truncate, chmod, chown,
+//! rename) sets its ctime to the current time, and ctime cannot be set by anyone (`touch -d`
+//! sets mtime and atime; the kernel then sets ctime to now). The coarse clock lags
+//! `CLOCK_REALTIME` by less than a tick (at most 10 ms; the multigrain timestamps of 6.13 and
+//! later are never earlier than it), so a change made after `B` was read carries a time of at
+//! least `B − 1 tick`, whose whole second is at least `B − 1` (`B` in whole seconds) at any
+//! granularity up to one second. A settled file's
+//! recorded ctime is at most `B − 2`; therefore every change after `B` gives the file a ctime
+//! that differs from the recorded one, and the fingerprint no longer matches. That covers:
+//!
+//! - an edit in the same second (or tick) as the build, by this or any other process, before,
+//!   during or after the reading: the file is not settled, so no copy is written (the next
+//!   login, two seconds later, makes one), or it changes the ctime a settled file had;
+//! - a file replaced by a new one (editors save by rename) whose inode number is reused: the
+//!   new inode's ctime is the time of its creation or rename, after `B`;
+//! - a drop-in added and removed again during the load: the directory's times move, so it is
+//!   not settled (directories are fingerprinted and checked like files for this reason);
+//! - `touch -d` with an old date: the mtime goes back, the ctime does not;
+//! - another process writing a copy while a file is edited: whoever writes checked settledness
+//!   against its own `B`, taken before its own reading.
+//!
+//! What it assumes: file timestamps come from this host's clock with a granularity of at most
+//! one second (local file systems; not an NFS server with a skewed clock, not FAT), and the
+//! clock is not set back between a build and a later edit by more than two seconds and then
+//! forward again before the next login (the check against `B` catches a clock that is still
+//! behind). The cost: after a change, logins load the policy fully for about two seconds.
+//! A file whose mtime is in the future (`touch -d tomorrow`) is never settled, so its copy is
+//! never made until then: slower, never wrong.
+//!
+//! Hashing the files' content instead would need no assumption about clocks, but it reads
+//! and hashes every file at every login (a 300 KB policy: about a millisecond, three times the
+//! policy work of a login with the copy).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, Policy, PolicyError, RuleEntry, Setting, Source};
 use crate::duration::PolicyDuration;
 use crate::mode::Mode;
+use crate::net::Origin;
 use crate::store::Store;
 use crate::totp::{Algorithm, Params};
 
 /// The file name in the state directory (a user name never starts with a dot).
 pub const CACHE_NAME: &str = ".policy-cache";
-const MAGIC: &str = "twofold-policy-cache\t1";
+const MAGIC: &str = "twofold-policy-cache\t2";
+/// A file is settled when its mtime and ctime, in whole seconds, are at most the build time
+/// minus this (one second for the coarse clock's lag, one for the granularity).
+const SETTLE_SECS: i64 = 2;
 
 /// What one login needs of the policy.
 #[derive(Debug, Clone, Copy)]
@@ -39,11 +93,35 @@ pub struct Wanted<'a> {
     pub service: Option<&'a str>,
 }
 
-/// The fingerprint of the files `main` and its drop-ins would be loaded from.
-fn fingerprint(main: &Path) -> Option<String> {
+/// The identity of the files `main` and its drop-ins would be loaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    /// SHA-256 of every file's and directory's metadata.
+    hash: String,
+    /// The latest mtime or ctime among them, in whole seconds.
+    newest: i64,
+}
+
+impl Fingerprint {
+    /// Whether every file was last changed early enough before a build at `built` (seconds)
+    /// that any later change moves its ctime to a time not seen before (module documentation).
+    fn settled(&self, built: i64) -> bool {
+        self.newest <= built.saturating_sub(SETTLE_SECS)
+    }
+}
+
+/// The current time in whole seconds, `None` before 1970.
+fn now_secs() -> Option<i64> {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_secs()).ok()
+}
+
+fn fingerprint(main: &Path) -> Option<Fingerprint> {
     let mut fp = String::new();
+    let mut newest = i64::MIN;
     let mut add = |p: &Path| -> Option<()> {
         let m = std::fs::symlink_metadata(p).ok()?;
+        newest = newest.max(m.mtime()).max(m.ctime());
         let _ = writeln!(
             fp,
             "{}\0{} {} {} {}.{} {}.{} {:o} {}:{}",
@@ -61,6 +139,12 @@ fn fingerprint(main: &Path) -> Option<String> {
         );
         Some(())
     };
+    // The main file's directory: a rename there (an editor saving, a file swapped in and out
+    // during a load) moves its times even where a rename leaves the file's ctime alone.
+    add(main
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new(".")))?;
     add(main)?;
     let dir = config::dropin_dir(main)?;
     if dir.exists() {
@@ -71,7 +155,10 @@ fn fingerprint(main: &Path) -> Option<String> {
     } else {
         fp.push_str("no policy.d\n");
     }
-    Some(data_encoding::HEXLOWER.encode(&Sha256::digest(fp.as_bytes())))
+    Some(Fingerprint {
+        hash: data_encoding::HEXLOWER.encode(&Sha256::digest(fp.as_bytes())),
+        newest,
+    })
 }
 
 fn clean(s: &str) -> bool {
@@ -88,9 +175,10 @@ fn src_fields(s: Option<&Source>, files: &[PathBuf]) -> Option<String> {
     }
 }
 
-/// The text of the cache for `policy`, or `None` if something in it cannot be written safely.
-fn serialize(policy: &Policy, fp: &str) -> Option<String> {
-    let mut out = format!("{MAGIC}\t{fp}\n");
+/// The text of the cache for `policy`, made from the files with fingerprint `fp` by a load
+/// that began at `built` (seconds), or `None` if something in it cannot be written safely.
+fn serialize(policy: &Policy, fp: &str, built: i64) -> Option<String> {
+    let mut out = format!("{MAGIC}\t{fp}\t{built}\n");
     for (i, f) in policy.files.iter().enumerate() {
         let p = f.to_str()?;
         if !clean(p) {
@@ -126,6 +214,23 @@ fn serialize(policy: &Policy, fp: &str) -> Option<String> {
         e.grace_period.secs(),
         e.recovery_codes
     );
+    // Where enrollment at login is allowed from: absent, or the entries (never an empty list;
+    // an entry has no tab or newline, and reads back as itself).
+    match &e.at_login_from {
+        None => out.push_str("L\t0\n"),
+        Some(list) => {
+            out.push_str("L\t1");
+            for o in list {
+                let text = o.to_string();
+                if !clean(&text) {
+                    return None;
+                }
+                out.push('\t');
+                out.push_str(&text);
+            }
+            out.push('\n');
+        }
+    }
     let t = &policy.totp;
     let _ = writeln!(
         out,
@@ -180,14 +285,28 @@ fn rule_key(line: &str) -> (&str, &str) {
 }
 
 /// The policy restricted to what `wanted` needs, from the cache text; `None` if the text is not
-/// a complete cache for `fp`.
-fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
+/// a complete cache for the files with fingerprint `fp`, made when they were settled, and read
+/// at `now` (seconds) by a clock that is not behind the time it was made.
+fn deserialize(text: &str, fp: &Fingerprint, now: i64, wanted: &Wanted<'_>) -> Option<Policy> {
     let mut lines = text.lines();
     let header = lines.next()?;
-    if header.strip_prefix(MAGIC)?.strip_prefix('\t')? != fp {
+    let (hash, built) = header
+        .strip_prefix(MAGIC)?
+        .strip_prefix('\t')?
+        .split_once('\t')?;
+    let built: i64 = built.parse().ok()?;
+    if hash != fp.hash || !fp.settled(built) || now < built {
         return None;
     }
     let mut policy = Policy::default();
+    // Each header line exactly once, so that a line lost is never a default taken.
+    let mut seen = [false; 5];
+    let mut once = |i: usize| -> Option<()> {
+        let slot = seen.get_mut(i)?;
+        (!*slot).then_some(())?;
+        *slot = true;
+        Some(())
+    };
     let mut rest: Vec<&str> = Vec::new();
     for line in lines {
         // Rule lines are only collected here; a login parses the few it looks up.
@@ -204,24 +323,40 @@ fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
                 policy.files.push(PathBuf::from(p));
             }
             ["S", "mode", v, a, b, c] => {
+                once(0)?;
                 policy.mode = Setting {
                     value: v.parse::<Mode>().ok()?,
                     source: parse_src(a, b, c, &policy.files)?,
                 }
             }
             ["S", "admin_group", v, a, b, c] => {
+                once(1)?;
                 policy.admin_group = Setting {
                     value: (*v).to_owned(),
                     source: parse_src(a, b, c, &policy.files)?,
                 }
             }
             ["N", at, grace, n, has, issuer] => {
+                once(2)?;
                 policy.enrollment.at_login = *at == "1";
                 policy.enrollment.grace_period = PolicyDuration(grace.parse().ok()?);
                 policy.enrollment.recovery_codes = n.parse().ok()?;
                 policy.enrollment.issuer = (*has == "1").then(|| (*issuer).to_owned());
             }
+            ["L", "0"] => {
+                once(3)?;
+                policy.enrollment.at_login_from = None;
+            }
+            ["L", "1", entries @ ..] if !entries.is_empty() => {
+                once(3)?;
+                let list = entries
+                    .iter()
+                    .map(|e| e.parse::<Origin>().ok())
+                    .collect::<Option<Vec<_>>>()?;
+                policy.enrollment.at_login_from = Some(list);
+            }
             ["T", alg, digits, period, window] => {
+                once(4)?;
                 policy.totp.params = Params {
                     algorithm: alg.parse::<Algorithm>().ok()?,
                     digits: digits.parse().ok()?,
@@ -231,6 +366,9 @@ fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
             }
             _ => return None,
         }
+    }
+    if !seen.iter().all(|s| *s) {
+        return None;
     }
     // The rule lines, then the trailer with their count: a cut-off file is refused.
     let (last, rules) = rest.split_last()?;
@@ -277,26 +415,31 @@ fn deserialize(text: &str, fp: &str, wanted: &Wanted<'_>) -> Option<Policy> {
 
 impl Policy {
     /// What one login needs of the system policy at `main`: from the cache in `store` when it
-    /// was made from exactly these files, otherwise by a full [`Policy::load_system`] (which
-    /// then refreshes the cache). The result holds only the rules `wanted` can match, so
+    /// was made from exactly these files and they were settled then (see the module
+    /// documentation), otherwise by a full [`Policy::load_system`] (which then refreshes the
+    /// cache if the files are settled). The result holds only the rules `wanted` can match, so
     /// [`crate::resolve::resolve`] for that subject decides exactly as with the whole policy.
     pub fn load_for(
         main: &Path,
         store: &Store,
         wanted: &Wanted<'_>,
     ) -> Result<Policy, PolicyError> {
+        // Taken before any file is looked at: the build time `B` of a copy made below.
+        let now = now_secs();
         let fp = fingerprint(main);
-        if let Some(fp) = &fp
+        if let (Some(fp), Some(now)) = (&fp, now)
             && let Ok(Some(text)) = store.read_aux(CACHE_NAME)
-            && let Some(p) = deserialize(&text, fp, wanted)
+            && let Some(p) = deserialize(&text, fp, now, wanted)
         {
             return Ok(p);
         }
         let policy = Policy::load_system(main)?;
-        // Only if the files did not change while they were read.
-        if let Some(fp) = fp
-            && fingerprint(main).as_deref() == Some(fp.as_str())
-            && let Some(text) = serialize(&policy, &fp)
+        // Only if the files did not change while they were read, and no change after `now`
+        // could go unseen by the fingerprint.
+        if let (Some(fp), Some(built)) = (fp, now)
+            && fp.settled(built)
+            && fingerprint(main).as_ref() == Some(&fp)
+            && let Some(text) = serialize(&policy, &fp.hash, built)
         {
             // A cache that cannot be written costs only speed.
             let _ = store.replace_aux(CACHE_NAME, &text);
@@ -312,22 +455,32 @@ mod tests {
     fn sample() -> Policy {
         Policy::parse_one(
             Path::new("/etc/twofold/policy.toml"),
-            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n",
+            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:DB8::/32\", \"192.168.1.7\", \"Jump.example.org\"]\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n",
         )
         .unwrap()
     }
 
+    /// Files last changed at second 1000, a build at 1002 (the earliest that may be kept).
+    fn fp(hash: &str) -> Fingerprint {
+        Fingerprint {
+            hash: hash.into(),
+            newest: 1000,
+        }
+    }
+    const BUILT: i64 = 1002;
+
     #[test]
     fn round_trips_what_a_subject_needs() {
         let p = sample();
-        let text = serialize(&p, "fp").unwrap();
+        assert_eq!(p.enrollment.at_login_from.as_ref().unwrap().len(), 5);
+        let text = serialize(&p, "fp", BUILT).unwrap();
         let groups = vec!["staff".to_owned(), "nosuch".to_owned()];
         let w = Wanted {
             user: "ab",
             groups: &groups,
             service: Some("sudo"),
         };
-        let got = deserialize(&text, "fp", &w).unwrap();
+        let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
         assert_eq!(got.mode, p.mode);
         assert_eq!(got.admin_group, p.admin_group);
         assert_eq!(got.enrollment, p.enrollment);
@@ -344,33 +497,94 @@ mod tests {
             groups: &[],
             service: None,
         };
-        let got = deserialize(&text, "fp", &w).unwrap();
+        let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
         assert_eq!(got.users["ab.c"].mode, Mode::Required);
+        // Without at_login_from: absent again, not an empty list.
+        let mut q = sample();
+        q.enrollment.at_login_from = None;
+        let text = serialize(&q, "fp", BUILT).unwrap();
+        let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
+        assert_eq!(got.enrollment, q.enrollment);
+        assert!(got.enrollment.at_login_allowed_from("198.51.100.1"));
     }
 
     #[test]
     fn refuses_other_fingerprints_and_cut_files() {
         let p = sample();
-        let text = serialize(&p, "fp").unwrap();
+        let text = serialize(&p, "fp", BUILT).unwrap();
         let w = Wanted {
             user: "alice",
             groups: &[],
             service: None,
         };
-        assert!(deserialize(&text, "other", &w).is_none());
+        assert!(deserialize(&text, &fp("other"), BUILT, &w).is_none());
         // Every truncation at a line boundary is refused (the trailer counts the rules).
         let lines: Vec<&str> = text.lines().collect();
         for n in 1..lines.len() {
             let cut = lines[..n].join("\n");
-            assert!(deserialize(&cut, "fp", &w).is_none(), "accepted {n} lines");
+            assert!(
+                deserialize(&cut, &fp("fp"), BUILT, &w).is_none(),
+                "accepted {n} lines"
+            );
         }
-        assert!(
-            deserialize(
-                &text.replace("R\tu\talice\tdisabled", "R\tu\talice\tmaybe"),
-                "fp",
-                &w
-            )
-            .is_none()
-        );
+        // So is a header line missing or doubled anywhere.
+        for n in 1..lines.len() {
+            if lines[n].starts_with("R\t") || lines[n].starts_with("F\t") {
+                continue;
+            }
+            let mut without = lines.clone();
+            without.remove(n);
+            assert!(
+                deserialize(&without.join("\n"), &fp("fp"), BUILT, &w).is_none(),
+                "accepted without {}",
+                lines[n]
+            );
+            let mut doubled = lines.clone();
+            doubled.insert(n, lines[n]);
+            if !lines[n].starts_with("Z\t") {
+                assert!(
+                    deserialize(&doubled.join("\n"), &fp("fp"), BUILT, &w).is_none(),
+                    "accepted twice {}",
+                    lines[n]
+                );
+            }
+        }
+        for bad in [
+            text.replace("R\tu\talice\tdisabled", "R\tu\talice\tmaybe"),
+            text.replace("\t10.0.0.0/8\t", "\t10.0.0.1/8\t"),
+            text.replace("L\t1\t", "L\t2\t"),
+            text.replace(&format!("\t{BUILT}\n"), "\tsoon\n"),
+        ] {
+            assert_ne!(bad, text);
+            assert!(deserialize(&bad, &fp("fp"), BUILT, &w).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_copy_is_used_only_for_files_settled_before_its_build() {
+        let p = sample();
+        let w = Wanted {
+            user: "alice",
+            groups: &[],
+            service: None,
+        };
+        // Files changed at 1000: settled for a build at 1002, not at 1001 or 1000 (a change
+        // in that second, or in the tick before it, would keep the timestamp).
+        assert!(fp("fp").settled(1002));
+        assert!(!fp("fp").settled(1001));
+        assert!(!fp("fp").settled(1000));
+        assert!(!fp("fp").settled(999));
+        for built in [999, 1000, 1001] {
+            let text = serialize(&p, "fp", built).unwrap();
+            assert!(
+                deserialize(&text, &fp("fp"), 5000, &w).is_none(),
+                "built {built}"
+            );
+        }
+        let text = serialize(&p, "fp", 1002).unwrap();
+        assert!(deserialize(&text, &fp("fp"), 1002, &w).is_some());
+        assert!(deserialize(&text, &fp("fp"), 9999, &w).is_some());
+        // A clock that reads earlier than the build was set back: the copy is not trusted.
+        assert!(deserialize(&text, &fp("fp"), 1001, &w).is_none());
     }
 }

@@ -18,6 +18,7 @@ use toml::Spanned;
 
 use crate::duration::PolicyDuration;
 use crate::mode::Mode;
+use crate::net::Origin;
 use crate::totp::Algorithm;
 
 /// Where the system-wide policy lives.
@@ -147,6 +148,24 @@ pub struct Enrollment {
     pub issuer: Option<String>,
     /// How many recovery codes an enrollment hands out.
     pub recovery_codes: u32,
+    /// Where a login may come from to enroll inside the login (`at_login_from`); `None`: from
+    /// anywhere. Never an empty list.
+    pub at_login_from: Option<Vec<Origin>>,
+}
+
+impl Enrollment {
+    /// Whether a login whose raw `PAM_RHOST` is `rhost` (`""` when there is none: the console)
+    /// may be offered enrollment inside the login, by `at_login_from` alone: `true` when the
+    /// setting is absent, otherwise when an entry matches ([`Origin::matches`]: `local` only an
+    /// empty `rhost`; networks only addresses, an IPv4-mapped IPv6 address as IPv4; a host name
+    /// only the same name). It does not look at [`Enrollment::at_login`] or the grace period,
+    /// which the caller checks as well.
+    pub fn at_login_allowed_from(&self, rhost: &str) -> bool {
+        match &self.at_login_from {
+            None => true,
+            Some(list) => list.iter().any(|o| o.matches(rhost)),
+        }
+    }
 }
 
 /// Code parameters for new enrollments and the verification window (`[totp]`).
@@ -190,6 +209,7 @@ impl Default for Policy {
                 grace_period: PolicyDuration(7 * 86_400),
                 issuer: None,
                 recovery_codes: 10,
+                at_login_from: None,
             },
             totp: TotpPolicy {
                 params: crate::totp::Params::default(),
@@ -227,6 +247,7 @@ struct RawEnrollment {
     grace_period: Option<Spanned<PolicyDuration>>,
     issuer: Option<Spanned<String>>,
     recovery_codes: Option<Spanned<i64>>,
+    at_login_from: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +339,7 @@ fn toml_message(message: &str, at: Option<&str>) -> String {
     message
         .replace("unknown field", "unknown key")
         .replace("expected a map", "expected a table")
+        .replace("expected a sequence", "expected an array")
         .replace("invalid type: map", "invalid type: table")
 }
 
@@ -457,6 +479,31 @@ impl Policy {
                             format!("invalid recovery_codes {n}: expected a number from 1 to 50"),
                         )
                     })?;
+            }
+            if let Some(v) = e.at_login_from {
+                let span = v.span();
+                let list = v.into_inner();
+                if list.is_empty() {
+                    return Err(err(
+                        span,
+                        "at_login_from is empty, so no login could enroll: leave it out to allow enrollment at login from anywhere, or write at_login = false to turn it off".into(),
+                    ));
+                }
+                let mut origins = Vec::with_capacity(list.len());
+                for entry in list {
+                    let origin = entry.get_ref().parse::<Origin>().map_err(|why| {
+                        err(
+                            entry.span(),
+                            format!(
+                                "invalid at_login_from entry {:?}: {why}; {}",
+                                entry.get_ref(),
+                                crate::net::EXPECTED
+                            ),
+                        )
+                    })?;
+                    origins.push(origin);
+                }
+                self.enrollment.at_login_from = Some(origins);
             }
         }
         if let Some(t) = raw.totp {

@@ -7,6 +7,7 @@
 //! - [`config`]: the policy model, loaded from `/etc/twofold/policy.toml` and
 //!   `/etc/twofold/policy.d/*.toml`, with errors that name file, line and column;
 //! - [`cache`]: a compiled copy of a big policy, so that a login reads only its own rules;
+//! - [`net`]: login sources (`local`, addresses, networks, host names) for `at_login_from`;
 //! - [`resolve`]: who must do what, and which rule decided it;
 //! - [`store`]: the per-user state records under `/var/lib/twofold/`;
 //! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod duration;
 pub mod login;
 pub mod mode;
+pub mod net;
 pub mod record;
 pub mod recovery;
 pub mod resolve;

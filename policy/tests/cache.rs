@@ -1,5 +1,7 @@
 //! The policy cache decides exactly as the full policy, and is used only for the very files it
-//! was made from.
+//! was made from, and only when they were settled before it was built (the racy-file rule of
+//! `cache.rs`). The race itself needs a file system with one-second timestamps: see
+//! `cache_coarse_fs.rs`, which runs as root on an ext2 image.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,8 +9,9 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use twofold_policy::cache::{CACHE_NAME, Wanted};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
@@ -31,7 +34,9 @@ fn setup() -> Setup {
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let main = dir.join("policy.toml");
-    let mut text = String::from("mode = \"optional\"\nadmin_group = \"ops\"\n");
+    let mut text = String::from(
+        "mode = \"optional\"\nadmin_group = \"ops\"\n[enrollment]\nat_login_from = [\"local\"]\n",
+    );
     for i in 0..300 {
         text.push_str(&format!(
             "[users.u{i}]\nmode = \"{}\"\n",
@@ -50,7 +55,7 @@ fn setup() -> Setup {
     std::fs::set_permissions(dir.join("policy.d"), std::fs::Permissions::from_mode(0o755)).unwrap();
     write(
         &dir.join("policy.d/50-site.toml"),
-        "[users.u7]\nmode = \"disabled\"\n[groups.g3]\nmode = \"required\"\n",
+        "[enrollment]\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:db8::/32\", \"192.168.1.7\"]\n[users.u7]\nmode = \"disabled\"\n[groups.g3]\nmode = \"required\"\n",
     );
     let store = Store::open_or_create(&tmp.path().join("state")).unwrap();
     Setup {
@@ -60,8 +65,60 @@ fn setup() -> Setup {
     }
 }
 
+/// The latest mtime or ctime of the policy files and directories, in whole seconds.
+fn newest(s: &Setup) -> i64 {
+    let etc = s.main.parent().unwrap();
+    let mut paths = vec![etc.to_owned(), s.main.clone(), etc.join("policy.d")];
+    for e in std::fs::read_dir(etc.join("policy.d")).unwrap() {
+        paths.push(e.unwrap().path());
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            m.mtime().max(m.ctime())
+        })
+        .max()
+        .unwrap()
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Waits until the files are settled: old enough (two whole seconds) for a cache of them to be
+/// kept.
+fn settle(s: &Setup) {
+    let until = newest(s) + 2;
+    while now_secs() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (inode, change time) of the cache: unchanged over loads means it was read, not rebuilt.
+fn cache_id(s: &Setup) -> (u64, i64, i64) {
+    let m = std::fs::symlink_metadata(s.store.path().join(CACHE_NAME)).unwrap();
+    (m.ino(), m.ctime(), m.ctime_nsec())
+}
+
 fn same_decisions(s: &Setup) {
+    settle(s);
     let full = Policy::load_system(&s.main).unwrap();
+    // The copy is made by the first load, and every later one reads it.
+    Policy::load_for(
+        &s.main,
+        &s.store,
+        &Wanted {
+            user: "u0",
+            groups: &[],
+            service: None,
+        },
+    )
+    .unwrap();
+    let built = cache_id(s);
     let users: Vec<String> = (0..320).step_by(7).map(|i| format!("u{i}")).collect();
     let group_sets: Vec<Vec<String>> = vec![
         vec![],
@@ -92,6 +149,20 @@ fn same_decisions(s: &Setup) {
             }
         }
     }
+    assert_eq!(cache_id(s), built, "the cache was rebuilt, not used");
+    // The drop-in's list replaced the main file's, and reads back from the copy as written.
+    let list: Vec<String> = full
+        .enrollment
+        .at_login_from
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(
+        list,
+        ["local", "10.0.0.0/8", "2001:db8::/32", "192.168.1.7"]
+    );
 }
 
 fn cache_text(s: &Setup) -> String {
@@ -106,6 +177,7 @@ fn the_cache_decides_as_the_full_policy() {
         groups: &[],
         service: None,
     };
+    settle(&s);
     Policy::load_for(&s.main, &s.store, &w).unwrap();
     let meta = std::fs::metadata(s.store.path().join(CACHE_NAME)).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -120,6 +192,7 @@ fn the_cache_is_used_and_any_change_of_the_files_invalidates_it() {
         groups: &[],
         service: None,
     };
+    settle(&s);
     assert_eq!(
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Optional
@@ -172,13 +245,14 @@ fn the_cache_is_used_and_any_change_of_the_files_invalidates_it() {
     write(&s.main, &format!("{good}\n[users.x]\nmode = 3\n"));
     assert!(Policy::load_for(&s.main, &s.store, &w).is_err());
     write(&s.main, &good);
+    settle(&s);
     // A damaged or foreign cache: a full load, and a fresh cache.
     std::fs::write(&path, "garbage\n").unwrap();
     assert_eq!(
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Disabled
     );
-    assert!(cache_text(&s).starts_with("twofold-policy-cache\t1\t"));
+    assert!(cache_text(&s).starts_with("twofold-policy-cache\t2\t"));
     // A symlinked cache is not followed.
     std::fs::remove_file(&path).unwrap();
     let decoy = s.store.path().join("decoy");
@@ -187,5 +261,120 @@ fn the_cache_is_used_and_any_change_of_the_files_invalidates_it() {
     assert_eq!(
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Disabled
+    );
+}
+
+#[test]
+fn files_changed_in_the_last_two_seconds_are_not_cached_until_settled() {
+    let s = setup();
+    let w = Wanted {
+        user: "u1",
+        groups: &[],
+        service: None,
+    };
+    let path = s.store.path().join(CACHE_NAME);
+    // Just written: a change in this second could keep every timestamp, so no copy is kept
+    // (checked after the load: its build time was no later than now).
+    Policy::load_for(&s.main, &s.store, &w).unwrap();
+    if now_secs() < newest(&s) + 2 {
+        assert!(!path.exists(), "a cache of files changed in this second");
+    }
+    settle(&s);
+    Policy::load_for(&s.main, &s.store, &w).unwrap();
+    assert!(path.exists());
+    let built = cache_id(&s);
+    // An edit: a full load; the old copy stays (refused by its fingerprint) until the file is
+    // settled again, then a new one is made.
+    let text = std::fs::read_to_string(&s.main).unwrap();
+    write(
+        &s.main,
+        &text.replacen(
+            "[users.u1]\nmode = \"optional\"",
+            "[users.u1]\nmode = \"disabled\"",
+            1,
+        ),
+    );
+    let policy = Policy::load_for(&s.main, &s.store, &w).unwrap();
+    assert_eq!(policy.users["u1"].mode, Mode::Disabled);
+    if now_secs() < newest(&s) + 2 {
+        assert_eq!(cache_id(&s), built);
+    }
+    settle(&s);
+    Policy::load_for(&s.main, &s.store, &w).unwrap();
+    assert_ne!(cache_id(&s), built);
+}
+
+#[test]
+fn a_copy_stamped_before_the_files_settled_is_refused() {
+    let s = setup();
+    let w = Wanted {
+        user: "u1",
+        groups: &[],
+        service: None,
+    };
+    settle(&s);
+    Policy::load_for(&s.main, &s.store, &w).unwrap();
+    let path = s.store.path().join(CACHE_NAME);
+    let original = cache_text(&s);
+    let (header, rest) = original.split_once('\n').unwrap();
+    let (start, built) = header.rsplit_once('\t').unwrap();
+    let built: i64 = built.parse().unwrap();
+    assert!(built >= newest(&s) + 2);
+    // A marked copy with its own stamp is used (so a refusal below is the stamp's doing) ...
+    let marked = rest.replace("R\tu\tu1\toptional", "R\tu\tu1\trequired");
+    std::fs::write(&path, format!("{header}\n{marked}")).unwrap();
+    assert_eq!(
+        Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
+        Mode::Required
+    );
+    // ... one stamped less than two seconds after the last change is not (as if written by a
+    // process that read the files in the second they changed), nor one from the future.
+    for stamp in [newest(&s) + 1, newest(&s), now_secs() + 3600] {
+        std::fs::write(&path, format!("{start}\t{stamp}\n{marked}")).unwrap();
+        assert_eq!(
+            Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
+            Mode::Optional,
+            "stamp {stamp}"
+        );
+    }
+}
+
+#[test]
+fn an_edit_with_the_modification_time_set_back_is_seen() {
+    let s = setup();
+    let w = Wanted {
+        user: "u1",
+        groups: &[],
+        service: None,
+    };
+    settle(&s);
+    assert_eq!(
+        Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
+        Mode::Optional
+    );
+    let before = std::fs::metadata(&s.main).unwrap();
+    // In place, same size, then `touch -d` back to the old modification time.
+    let text = std::fs::read_to_string(&s.main).unwrap();
+    let at = text.find("[users.u1]\nmode = \"optional\"").unwrap() + "[users.u1]\nmode = \"".len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&s.main)
+        .unwrap();
+    f.write_all_at(b"required", at as u64).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+    drop(f);
+    let after = std::fs::metadata(&s.main).unwrap();
+    assert_eq!(
+        (after.ino(), after.size(), after.modified().unwrap()),
+        (before.ino(), before.size(), before.modified().unwrap())
+    );
+    // Only the change time, which nobody can set, moved.
+    assert_ne!(
+        (after.ctime(), after.ctime_nsec()),
+        (before.ctime(), before.ctime_nsec())
+    );
+    assert_eq!(
+        Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
+        Mode::Required
     );
 }

@@ -157,3 +157,74 @@ mode = "disabled"
     assert_eq!(p.services["sudo"].mode, Mode::Disabled);
     assert_eq!(p.users["backup"].mode, Mode::Disabled);
 }
+
+#[test]
+fn at_login_from_restricts_enrollment_at_login_by_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let main = tmp.path().join("policy.toml");
+    let d = tmp.path().join("policy.d");
+    std::fs::create_dir(&d).unwrap();
+    write(&main, "mode = \"required\"\n");
+    // Absent: from anywhere, as before the setting existed.
+    let p = Policy::load_system(&main).unwrap();
+    assert_eq!(p.enrollment.at_login_from, None);
+    for rhost in ["", "203.0.113.9", "2001:db8::1", "host.example.org"] {
+        assert!(p.enrollment.at_login_allowed_from(rhost), "{rhost}");
+    }
+    write(
+        &main,
+        "mode = \"required\"\n[enrollment]\nat_login_from = [\"10.0.0.0/8\"]\n",
+    );
+    // A drop-in replaces the whole list.
+    write(
+        &d.join("50-sources.toml"),
+        "[enrollment]\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:db8::/32\", \"192.168.1.7\", \"Jump.Example.org\"]\n",
+    );
+    let e = Policy::load_system(&main).unwrap().enrollment;
+    let shown: Vec<String> = e
+        .at_login_from
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "local",
+            "10.0.0.0/8",
+            "2001:db8::/32",
+            "192.168.1.7",
+            "jump.example.org"
+        ]
+    );
+    for (rhost, allowed) in [
+        ("", true),
+        ("10.20.30.40", true),
+        ("::ffff:10.20.30.40", true),
+        ("11.0.0.1", false),
+        ("192.168.1.7", true),
+        ("192.168.1.8", false),
+        ("::ffff:192.168.1.7", true),
+        ("2001:db8:ffff::1", true),
+        ("2001:db9::1", false),
+        ("::1", false),
+        ("127.0.0.1", false),
+        ("jump.example.org", true),
+        ("JUMP.example.org", true),
+        // A name is never taken to be inside a network, whatever it looks like.
+        ("10.0.0.1.example.org", false),
+        ("other.example.org", false),
+        ("local", false),
+    ] {
+        assert_eq!(e.at_login_allowed_from(rhost), allowed, "{rhost:?}");
+    }
+    // A draft with only local.
+    let p = Policy::parse_one(
+        Path::new("draft.toml"),
+        "[enrollment]\nat_login_from = [\"local\"]\n",
+    )
+    .unwrap();
+    assert!(p.enrollment.at_login_allowed_from(""));
+    assert!(!p.enrollment.at_login_allowed_from("192.0.2.1"));
+}

@@ -120,6 +120,11 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
         let rules: Vec<_> = rules_of(&policy)
             .map(|(kind, name, r)| json!({ "kind": kind, "name": name, "mode": r.mode.as_str(), "source": source_json(&r.source) }))
             .collect();
+        let at_login_from: Option<Vec<String>> = policy
+            .enrollment
+            .at_login_from
+            .as_ref()
+            .map(|l| l.iter().map(|o| o.to_string()).collect());
         let out = json!({
             "valid": true,
             "files": policy.files,
@@ -131,6 +136,7 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
                 "grace_period_seconds": policy.enrollment.grace_period.secs(),
                 "issuer": policy.enrollment.issuer,
                 "recovery_codes": policy.enrollment.recovery_codes,
+                "at_login_from": at_login_from,
             },
             "totp": {
                 "algorithm": policy.totp.params.algorithm.as_str(),
@@ -163,10 +169,16 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
     let e = &policy.enrollment;
     o.push_str(&format!(
         "  enrollment     {}, grace period {}, {}{}\n",
-        if e.at_login {
-            "at login allowed"
-        } else {
-            "not at login"
+        match (&e.at_login_from, e.at_login) {
+            (_, false) => "not at login".to_owned(),
+            (None, true) => "at login allowed".to_owned(),
+            (Some(l), true) => format!(
+                "at login from {}",
+                l.iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
         },
         e.grace_period,
         plural(e.recovery_codes as usize, "recovery code", "recovery codes"),
