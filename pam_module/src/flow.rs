@@ -86,6 +86,8 @@ struct Ctx {
     service: Option<String>,
     /// PAM_RHOST as given (made printable), or `local`.
     source: String,
+    /// PAM_RHOST as given, empty when there is none (for `at_login_from`).
+    rhost: String,
     /// The key failures from this source are counted under ([`throttle::source_key`]).
     throttle_key: String,
     /// The rule that decided and the status it gives, once resolved: `rule=KIND:TABLE status=S`.
@@ -110,9 +112,10 @@ impl Ctx {
             source: if rhost.is_empty() {
                 "local".into()
             } else {
-                rhost.clone()
+                printable(&rhost, 128)
             },
             throttle_key: throttle::source_key(&rhost),
+            rhost,
             decided: "rule=-".into(),
             debug: false,
         }
@@ -411,7 +414,7 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
         Status::Exempt | Status::Off => Ok(Decision::Ignore("no code needed".into())),
         Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &store, &user, ctx, now)
             .map(|note| Decision::Success { note, user }),
-        Status::Pending => pending(pamh, &policy, &store, user, &res, now),
+        Status::Pending => pending(pamh, &policy, &store, user, &res, ctx, now),
     }
 }
 
@@ -487,15 +490,11 @@ fn remote_auth(
     ctx: &mut Ctx,
     raw_user: String,
 ) -> Result<Decision, Failure> {
-    let rhost = match pamh.get_item::<RHost>() {
-        Ok(Some(h)) => h.0.to_string_lossy().into_owned(),
-        _ => String::new(),
-    };
     let mut req = verify::Request {
         op: verify::Op::Query,
         user: raw_user,
         service: ctx.service.clone(),
-        rhost: rhost.chars().filter(|c| !c.is_control()).collect(),
+        rhost: ctx.rhost.clone(),
         code: None,
     };
     let resp = ask_service(args, ctx, &req)?;
@@ -582,6 +581,7 @@ fn pending(
     store: &Store,
     user: UserName,
     res: &Resolution,
+    ctx: &Ctx,
     now: u64,
 ) -> Result<Decision, Failure> {
     if res.starts_grace {
@@ -619,6 +619,30 @@ fn pending(
         );
         return Ok(Decision::Ignore(format!(
             "in grace until {deadline}, reminded"
+        )));
+    }
+    if !policy.enrollment.at_login_allowed_from(&ctx.rhost) {
+        let places = policy
+            .enrollment
+            .at_login_from
+            .iter()
+            .flatten()
+            .map(|o| match o {
+                twofold_policy::net::Origin::Local => "the console".to_owned(),
+                o => o.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        say(
+            pamh,
+            PAM_ERROR_MSG,
+            &format!(
+                "Two-factor authentication is required for this account and not set up yet. It can be set up at a login from {places} only (or ask an administrator), before {deadline}."
+            ),
+        );
+        return Err(Failure::Refused(format!(
+            "enrollment at login not offered from {} (at_login_from: {places})",
+            ctx.source
         )));
     }
     let conv = conversation(pamh)?;

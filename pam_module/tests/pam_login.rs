@@ -988,3 +988,36 @@ fn a_code_is_checked_at_the_time_of_the_answer() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn enrollment_at_login_only_from_the_places_the_policy_names() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(
+        &AT_LOGIN.replace(
+            "recovery_codes = 3",
+            "recovery_codes = 3\nat_login_from = [\"local\", \"192.0.2.0/24\"]",
+        ),
+        "",
+    );
+    // From elsewhere: refused, saying where, and no secret is shown.
+    let (ok, out) = rig.login_from("man", "\n", "203.0.113.9");
+    assert!(
+        !ok && out.contains("from the console, 192.0.2.0/24 only") && !out.contains("otpauth://"),
+        "{out}"
+    );
+    // From a listed network, and from the console: the enrollment is offered.
+    for rhost in [Some("192.0.2.44"), None] {
+        let (ok, out) = rig.login_ops("man", "\n\n\n", rhost, &["authenticate"]);
+        assert!(!ok && out.contains("otpauth://"), "{rhost:?}: {out}");
+    }
+    assert!(
+        rig.store()
+            .read(&UserName::parse("man").unwrap())
+            .unwrap()
+            .record
+            .and_then(|r| r.enrollment)
+            .is_none()
+    );
+}
