@@ -7,6 +7,7 @@ use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO, PamResul
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::PamHandle;
+use twofold_policy::cache::LazyLoadError;
 use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::store::{Store, StoreError};
@@ -325,7 +326,14 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     // The typed name only finds the account; everything after belongs to the account under its
     // canonical name (getpwuid of its uid), so another name for it gets nothing of its own.
     UserName::parse(&raw_user).map_err(|e| Failure::User(e.to_string()))?;
-    let account = system::lookup(&raw_user)
+    // A caller that is not root (a screen locker) cannot open the 0700 store, and one whose
+    // store is read-only (a sandboxed helper) cannot record the accepted step: both ask the
+    // root verification service, which looks the user up itself. Root callers with a writable
+    // store never touch the socket.
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(Eval::Remote { raw_user });
+    }
+    let mut account = system::lookup_account(&raw_user)
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .ok_or_else(|| Failure::User("unknown user".into()))?;
     let user = UserName::parse(&account.name)
@@ -333,34 +341,33 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     if account.typed.is_some() {
         ctx.user = format!("{} as={}", printable(user.as_str(), 64), ctx.user);
     }
-    ctx.debug(|| {
-        format!(
-            "uid={} groups={} source-key={}",
-            account.uid,
-            account.groups.join(","),
-            ctx.throttle_key
-        )
-    });
-    // A caller that is not root (a screen locker) cannot open the 0700 store, and one whose
-    // store is read-only (a sandboxed helper) cannot record the accepted step: both ask the
-    // root verification service. Root callers with a writable store never touch the socket.
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(Eval::Remote { raw_user });
-    }
+    ctx.debug(|| format!("uid={} source-key={}", account.uid, ctx.throttle_key));
     let store = Store::open(&args.state)?;
     if store.read_only() {
         return Ok(Eval::Remote { raw_user });
     }
     // What this login needs of the policy: from the compiled cache in the state directory when
     // it was made from exactly the current files, otherwise a full load (fail closed).
-    let wanted = twofold_policy::cache::Wanted {
-        user: user.as_str(),
-        groups: &account.groups,
-        service: ctx.service.as_deref(),
-    };
-    let policy = Policy::load_for(&args.policy, &store, &wanted)
-        .map_err(|e| Failure::Unavailable(format!("policy: {e}")))?;
-    ctx.debug(|| format!("policy {} loaded", args.policy.display()));
+    // The groups only when a [groups.X] rule exists: a group lookup asks every NSS source.
+    let (policy, groups) = Policy::load_for_lazy(
+        &args.policy,
+        &store,
+        user.as_str(),
+        ctx.service.as_deref(),
+        &mut || system::groups_of(&account).map_err(|e| e.to_string()),
+    )
+    .map_err(|e| match e {
+        LazyLoadError::Policy(e) => Failure::Unavailable(format!("policy: {e}")),
+        LazyLoadError::Groups(e) => Failure::Unavailable(e),
+    })?;
+    account.groups = groups;
+    ctx.debug(|| {
+        format!(
+            "policy {} loaded; groups={}",
+            args.policy.display(),
+            account.groups.join(",")
+        )
+    });
     // Resolution needs only the record; the counters are read under the lock, if a code is asked.
     let record = store.read_record(&user)?;
     let now = time::now();

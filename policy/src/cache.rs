@@ -287,7 +287,30 @@ fn rule_key(line: &str) -> (&str, &str) {
 /// The policy restricted to what `wanted` needs, from the cache text; `None` if the text is not
 /// a complete cache for the files with fingerprint `fp`, made when they were settled, and read
 /// at `now` (seconds) by a clock that is not behind the time it was made.
+#[cfg(test)]
 fn deserialize(text: &str, fp: &Fingerprint, now: i64, wanted: &Wanted<'_>) -> Option<Policy> {
+    match deserialize_lazy(text, fp, now, wanted.user, wanted.service, &mut || {
+        Ok(wanted.groups.to_vec())
+    })? {
+        Ok((p, _)) => Some(p),
+        Err(_) => None,
+    }
+}
+
+/// The subject's groups, asked for only when the policy has a `[groups.X]` rule.
+pub type GroupsFn<'a> = dyn FnMut() -> Result<Vec<String>, String> + 'a;
+
+/// [`deserialize`] for `user` and `service`, with the groups looked up through `groups` only
+/// when the policy has group rules: `None` when the text is not a usable cache, `Some(Err)`
+/// when the group lookup failed.
+fn deserialize_lazy(
+    text: &str,
+    fp: &Fingerprint,
+    now: i64,
+    user: &str,
+    service: Option<&str>,
+    groups_of: &mut GroupsFn<'_>,
+) -> Option<Result<(Policy, Vec<String>), String>> {
     let mut lines = text.lines();
     let header = lines.next()?;
     let (hash, built) = header
@@ -392,17 +415,30 @@ fn deserialize(text: &str, fp: &Fingerprint, now: i64, wanted: &Wanted<'_>) -> O
         }
     };
     let mut users = BTreeMap::new();
-    if let Some(r) = find("u", wanted.user)? {
-        users.insert(wanted.user.to_owned(), r);
+    if let Some(r) = find("u", user)? {
+        users.insert(user.to_owned(), r);
     }
+    // Rule lines are sorted by kind: is there any group rule at all? If not, the user's groups
+    // (every NSS source: files, then sss or ldap where configured) are never asked for.
+    let any_group_rule = rules
+        .get(rules.partition_point(|l| rule_key(l).0 < "g"))
+        .is_some_and(|l| rule_key(l).0 == "g");
+    let wanted_groups = if any_group_rule {
+        match groups_of() {
+            Ok(g) => g,
+            Err(e) => return Some(Err(e)),
+        }
+    } else {
+        Vec::new()
+    };
     let mut groups = BTreeMap::new();
-    for g in wanted.groups {
+    for g in &wanted_groups {
         if let Some(r) = find("g", g)? {
             groups.insert(g.clone(), r);
         }
     }
     let mut services = BTreeMap::new();
-    if let Some(s) = wanted.service
+    if let Some(s) = service
         && let Some(r) = find("s", s)?
     {
         services.insert(s.to_owned(), r);
@@ -410,7 +446,7 @@ fn deserialize(text: &str, fp: &Fingerprint, now: i64, wanted: &Wanted<'_>) -> O
     policy.users = users;
     policy.groups = groups;
     policy.services = services;
-    Some(policy)
+    Some(Ok((policy, wanted_groups)))
 }
 
 impl Policy {
@@ -424,16 +460,38 @@ impl Policy {
         store: &Store,
         wanted: &Wanted<'_>,
     ) -> Result<Policy, PolicyError> {
+        let got = Policy::load_for_lazy(main, store, wanted.user, wanted.service, &mut || {
+            Ok(wanted.groups.to_vec())
+        });
+        match got {
+            Ok((p, _)) => Ok(p),
+            Err(LazyLoadError::Policy(e)) => Err(e),
+            // The closure above cannot fail.
+            Err(LazyLoadError::Groups(_)) => Policy::load_system(main),
+        }
+    }
+
+    /// [`Policy::load_for`] for `user` and `service`, asking `groups` for the user's groups
+    /// only when the policy has a `[groups.X]` rule (a group lookup goes through every NSS
+    /// source: a login that no group rule can affect need not pay for it). Returns the policy
+    /// and the groups it was restricted to (empty when none were asked for).
+    pub fn load_for_lazy(
+        main: &Path,
+        store: &Store,
+        user: &str,
+        service: Option<&str>,
+        groups: &mut GroupsFn<'_>,
+    ) -> Result<(Policy, Vec<String>), LazyLoadError> {
         // Taken before any file is looked at: the build time `B` of a copy made below.
         let now = now_secs();
         let fp = fingerprint(main);
         if let (Some(fp), Some(now)) = (&fp, now)
             && let Ok(Some(text)) = store.read_aux(CACHE_NAME)
-            && let Some(p) = deserialize(&text, fp, now, wanted)
+            && let Some(got) = deserialize_lazy(&text, fp, now, user, service, groups)
         {
-            return Ok(p);
+            return got.map_err(LazyLoadError::Groups);
         }
-        let policy = Policy::load_system(main)?;
+        let policy = Policy::load_system(main).map_err(LazyLoadError::Policy)?;
         // Only if the files did not change while they were read, and no change after `now`
         // could go unseen by the fingerprint.
         if let (Some(fp), Some(built)) = (fp, now)
@@ -444,8 +502,24 @@ impl Policy {
             // A cache that cannot be written costs only speed.
             let _ = store.replace_aux(CACHE_NAME, &text);
         }
-        Ok(policy)
+        let wanted_groups = if policy.groups.is_empty() {
+            Vec::new()
+        } else {
+            groups().map_err(LazyLoadError::Groups)?
+        };
+        Ok((policy, wanted_groups))
     }
+}
+
+/// Why [`Policy::load_for_lazy`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LazyLoadError {
+    /// The policy does not load.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The user's groups cannot be looked up.
+    #[error("{0}")]
+    Groups(String),
 }
 
 #[cfg(test)]

@@ -50,6 +50,22 @@ fn is_not_found(errno: nix::errno::Errno) -> bool {
 /// Looks up the account `name` names: its uid, its canonical name (that of `getpwuid`), and
 /// the names of all the canonical account's groups. `Ok(None)` when no account has that name.
 pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
+    let Some(mut a) = lookup_account(name)? else {
+        return Ok(None);
+    };
+    a.groups = groups_of(&a)?;
+    Ok(Some(a))
+}
+
+/// The names of all groups of `account` (primary and supplementary, sorted): `getgrouplist`
+/// and `getgrgid_r`, through every NSS source.
+pub fn groups_of(account: &Account) -> Result<Vec<String>, LookupError> {
+    group_names(&account.name, Gid::from_raw(account.gid))
+}
+
+/// Like [`lookup`], without the groups ([`Account::groups`] is empty): for a login that no
+/// group rule can affect (see [`groups_of`]).
+pub fn lookup_account(name: &str) -> Result<Option<Account>, LookupError> {
     if name.contains('\0') {
         return Ok(None);
     }
@@ -77,13 +93,12 @@ pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
             });
         }
     };
-    let groups = group_names(&canonical.name, canonical.gid)?;
     Ok(Some(Account {
         typed: (canonical.name != name).then(|| name.to_owned()),
         name: canonical.name,
         uid: canonical.uid.as_raw(),
         gid: canonical.gid.as_raw(),
-        groups,
+        groups: Vec::new(),
     }))
 }
 
