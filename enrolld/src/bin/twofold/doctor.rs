@@ -357,7 +357,7 @@ fn parse_pam(file: &Path, text: &str) -> (Vec<PamLine>, Vec<String>) {
                 kind: None,
                 control: Control::Include(target.to_owned()),
                 module: String::new(),
-                text: l.clone(),
+                text: l.split_whitespace().collect::<Vec<_>>().join(" "),
             });
             continue;
         }
@@ -411,7 +411,7 @@ fn parse_pam(file: &Path, text: &str) -> (Vec<PamLine>, Vec<String>) {
             kind: Some(kind),
             control,
             module,
-            text: l.clone(),
+            text: l.split_whitespace().collect::<Vec<_>>().join(" "),
         });
     }
     (lines, problems)
@@ -632,7 +632,7 @@ fn analyze(stack: &Stack, fail_value: &str) -> Twofold {
                 defeats.push(Defeat {
                     line: te.line.clone(),
                     what: format!(
-                        "pam_twofold.so runs as {:?}: a wrong or missing code ({fail_value}) does not fail the stack",
+                        "it runs as `{}`: a wrong or missing code ({fail_value}) does not fail the stack",
                         control_text(&te.line)
                     ),
                     by_design: false,
@@ -648,18 +648,16 @@ fn analyze(stack: &Stack, fail_value: &str) -> Twofold {
             };
             let how = match a.get("success") {
                 Action::Done => Some(format!(
-                    "{} {} ends the stack with success before pam_twofold.so runs",
-                    control_text(&x.line),
-                    x.line.module_name()
+                    "its success ({}) ends the stack before pam_twofold.so runs",
+                    control_text(&x.line)
                 )),
                 Action::Jump(n) => {
                     let units = units_after(e, i, &x.scope);
                     let skipped = units.iter().take(n).any(|(a, b)| (*a..=*b).contains(&t));
                     skipped.then(|| {
                         format!(
-                            "{} {} jumps over pam_twofold.so when it succeeds",
-                            control_text(&x.line),
-                            x.line.module_name()
+                            "its success ({}) jumps over pam_twofold.so",
+                            control_text(&x.line)
                         )
                     })
                 }
@@ -1255,6 +1253,7 @@ const LOGIN_SERVICES: &[&str] = &["sshd", "login", "su", "su-l", "sudo", "sudo-i
 
 /// Services that authenticate without logging anyone in (changing one's own details, cron).
 const NOT_LOGINS: &[&str] = &[
+    "other", // the fallback for services without a file (sshd's is checked on its own)
     "chfn",
     "chsh",
     "chpasswd",
@@ -1443,8 +1442,10 @@ fn check_services(pam: &PamDir, req: &Requirement, report: &mut Report) {
                         (
                             Severity::Warning,
                             format!(
-                                "`{}`: {}: root becomes any user without a code; by design (root can do that anyway)",
-                                d.line.text, d.what
+                                "`{}` ({}): {}: root becomes any user without a code; by design (root can do that anyway)",
+                                d.line.text,
+                                d.line.place(),
+                                d.what
                             ),
                         )
                     } else {
@@ -1471,11 +1472,17 @@ fn check_services(pam: &PamDir, req: &Requirement, report: &mut Report) {
                             "nothing, if root may switch users freely; else remove pam_rootok.so from {}",
                             d.line.file.display()
                         )
+                    } else if d.what.contains("jumps") {
+                        format!(
+                            "in {}, make that jump land at or before pam_twofold.so, or put `auth required pam_twofold.so` above line {}",
+                            d.line.file.display(),
+                            d.line.line
+                        )
                     } else {
                         format!(
-                            "put pam_twofold.so before {} or make that line `required` in {}",
-                            d.line.module_name(),
-                            d.line.file.display()
+                            "in {}, put `auth required pam_twofold.so` above line {} (the code first), or make that line `required`",
+                            d.line.file.display(),
+                            d.line.line
                         )
                     };
                     report.findings.push(Finding {
@@ -1633,7 +1640,7 @@ fn check_sshd(pam: &PamDir, req: &Requirement, opts: &Options, report: &mut Repo
             ),
             line: first.map(|b| b.line),
             what,
-            fix: format!("in that Match block: {fix}"),
+            fix: format!("{fix} (the setting at fault is in the Match block)"),
         });
     }
 }
