@@ -1051,7 +1051,7 @@ fn sshd_t(sshd: &Path, config: &Path, spec: Option<&str>) -> Result<SshdConf, St
             sshd.display(),
             config.display(),
             spec.map(|s| format!(" -C {s}")).unwrap_or_default(),
-            err.trim()
+            err.trim().trim_end_matches('.')
         ));
     }
     Ok(parse_sshd_t(&String::from_utf8_lossy(&out.stdout)))
@@ -1538,10 +1538,20 @@ fn check_sshd(pam: &PamDir, req: &Requirement, opts: &Options, report: &mut Repo
     let base = match sshd_t(&sshd, &opts.sshd_config, None) {
         Ok(c) => c,
         Err(e) => {
-            let hint = if nix::unistd::geteuid().is_root() {
-                String::new()
+            let root = nix::unistd::geteuid().is_root();
+            let hint = if root {
+                ""
             } else {
-                " Run as root: sshd -T needs to read the host keys.".into()
+                " Run as root: sshd -T needs to read the host keys."
+            };
+            let fix = if root {
+                format!(
+                    "make `{} -T -f {}` work (host keys present, the configuration valid), then run doctor again",
+                    sshd.display(),
+                    opts.sshd_config.display()
+                )
+            } else {
+                "run `twofold doctor` as root".to_owned()
             };
             report.findings.push(Finding {
                 severity: Severity::Unchecked,
@@ -1549,11 +1559,7 @@ fn check_sshd(pam: &PamDir, req: &Requirement, opts: &Options, report: &mut Repo
                 file: Some(opts.sshd_config.clone()),
                 line: None,
                 what: format!("doctor could not check sshd: {e}.{hint}"),
-                fix: format!(
-                    "make `{} -T -f {}` work (host keys present, the configuration valid), then run doctor again",
-                    sshd.display(),
-                    opts.sshd_config.display()
-                ),
+                fix,
             });
             return;
         }
