@@ -387,7 +387,13 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
     let _restore = Restore {
         saved: vec![(common_auth.clone(), before.clone())],
     };
-    run(Command::new("dpkg").arg("-i").arg(&deb));
+    let out = run(Command::new("dpkg").arg("-i").arg(&deb));
+    // postinst ran `twofold doctor` (informational; its findings never fail the install).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\ndoctor: "),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // pam-auth-update placed the module right after password authentication.
     let auth = std::fs::read_to_string(&common_auth).unwrap();
@@ -436,6 +442,7 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
             let _ = std::fs::remove_file(&self.0);
         }
     }
+    let service_file_name = service_file.clone();
     let _rm = Rm(service_file);
     let (ok, out) = pamtester(&service, &plain.name, &format!("{}\n", plain.password));
     assert!(ok && !out.contains("Verification code"), "{out}");
@@ -467,8 +474,30 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
     );
     assert!(ok, "{out}");
 
+    // A line an admin wrote by hand (README: sshd, login) survives the remove and would fail
+    // every login through it: prerm names the file and line and how to fix it, editing nothing.
+    let hand = Path::new("/etc/pam.d").join(format!("twofold-hand-{}", std::process::id()));
+    let hand_text = "@include common-auth\nauth    required pam_twofold.so\n";
+    std::fs::write(&hand, hand_text).unwrap();
+    let _rm_hand = Rm(hand.clone());
+
     // Remove keeps the policy and the state; purge takes them, and common-auth is as it was.
-    run(Command::new("dpkg").args(["--remove", "twofold"]));
+    let out = run(Command::new("dpkg").args(["--remove", "twofold"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING")
+            && err.contains(&format!(
+                "{}:2:auth    required pam_twofold.so",
+                hand.display()
+            ))
+            && err.contains("sed -i -E"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("{}:", service_file_name.display())),
+        "a file without pam_twofold.so was named: {err}"
+    );
+    assert_eq!(std::fs::read_to_string(&hand).unwrap(), hand_text);
     assert_eq!(std::fs::read(&common_auth).unwrap(), before, "after remove");
     assert!(Path::new("/etc/twofold/policy.toml").exists());
     assert!(Path::new("/var/lib/twofold").is_dir());

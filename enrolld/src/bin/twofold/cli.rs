@@ -13,7 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit status: 0 success; 1 the policy is invalid; 2 bad usage or argument; 3 the policy, the
 /// state, the user database or the daemon cannot be reached; 4 unknown user; 5 permission
 /// denied (admin commands are for root and the policy's admin_group); 6 refused: wrong code,
-/// not enrolled, already enrolled, or the policy forbids it.
+/// not enrolled, already enrolled, or the policy forbids it. `doctor` (the worst finding
+/// decides): 7 a bypass (a user whom the policy requires logs in without a code); 8 a lockout
+/// (users who need a code cannot log in) and no bypass; 9 a part could not be checked (e.g.
+/// `sshd -T` failed) and nothing worse was found.
 #[derive(Debug, Parser)]
 #[command(name = "twofold", version, max_term_width = 100)]
 pub struct Cli {
@@ -99,6 +102,23 @@ pub enum Command {
         /// The PAM service to resolve for (e.g. sshd, login, sudo).
         #[arg(long, short)]
         service: Option<String>,
+    },
+    /// Find the login paths that skip the code (PAM stacks, sshd's configuration).
+    ///
+    /// Reads the PAM stacks of every login service and sshd's effective configuration
+    /// (`sshd -T`, also per Match block) and lists each bypass (a user whom the policy requires
+    /// logs in without a code) and lockout (users who need a code cannot log in), with a fix.
+    /// Exits 7 on a bypass, 8 on a lockout, 9 when a part could not be checked, else 0.
+    Doctor {
+        /// The PAM configuration directory.
+        #[arg(long, default_value = "/etc/pam.d", value_name = "DIR")]
+        pam_dir: PathBuf,
+        /// sshd's configuration file.
+        #[arg(long, default_value = "/etc/ssh/sshd_config", value_name = "FILE")]
+        sshd_config: PathBuf,
+        /// The sshd binary [default: /usr/sbin/sshd, else sshd in PATH].
+        #[arg(long, value_name = "PATH")]
+        sshd: Option<PathBuf>,
     },
     /// Write man pages and shell completions into DIR (used by `make build`).
     #[command(hide = true)]

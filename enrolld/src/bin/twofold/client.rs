@@ -268,7 +268,10 @@ pub fn admin(verb: &str, users: &[String], json_out: bool) -> Result<(), CliErro
 }
 
 /// `twofold policy set-default MODE`.
-pub fn set_default(mode: DefaultMode) -> Result<(), CliError> {
+///
+/// After `required`, what `twofold doctor` finds goes to stderr: the paths on which the new
+/// requirement would be skipped. It never fails the command.
+pub fn set_default(mode: DefaultMode, g: &crate::cli::Global) -> Result<(), CliError> {
     let m = match mode {
         DefaultMode::Required => "required",
         DefaultMode::Optional => "optional",
@@ -276,6 +279,10 @@ pub fn set_default(mode: DefaultMode) -> Result<(), CliError> {
     };
     with_daemon(async |p| p.set_default_mode(m).await)?;
     println!("The account-wide default is now {m}.");
+    if let DefaultMode::Required = mode {
+        let _ = std::io::stdout().flush();
+        crate::doctor::warn_after_require(&g.policy, &g.state);
+    }
     Ok(())
 }
 

@@ -19,6 +19,8 @@ pub enum CliError {
     PermissionDenied(String),
     /// Refused: wrong code, not enrolled, forbidden by the policy (exit 6).
     Refused(String),
+    /// `doctor` printed its findings; exits with their status (7, 8 or 9).
+    Found(u8),
     /// Already reported (per user, by the admin verbs); exits with the inner status.
     Reported(Box<CliError>),
 }
@@ -33,6 +35,7 @@ impl CliError {
             CliError::UnknownUser(_) => 4,
             CliError::PermissionDenied(_) => 5,
             CliError::Refused(_) => 6,
+            CliError::Found(code) => *code,
             CliError::Reported(e) => e.exit_code(),
         }
     }
@@ -65,6 +68,7 @@ impl CliError {
             CliError::UnknownUser(_) => "unknown-user",
             CliError::PermissionDenied(_) => "permission-denied",
             CliError::Refused(_) => "refused",
+            CliError::Found(_) => "findings",
             CliError::Reported(e) => e.kind(),
         }
     }
@@ -79,6 +83,7 @@ impl fmt::Display for CliError {
             | CliError::PermissionDenied(m)
             | CliError::Refused(m) => f.write_str(m),
             CliError::Reported(e) => write!(f, "{e}"),
+            CliError::Found(code) => write!(f, "doctor found problems (exit {code})"),
             CliError::UnknownUser(u) => {
                 if u.starts_with("no user") {
                     f.write_str(u)

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod doctor;
 /// The daemon's command line, for its man page.
 #[path = "../twofold-enrolld/cli.rs"]
 #[allow(dead_code)]
@@ -34,7 +35,9 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check { file }) => {
             policy_check(&cli.global, file.as_deref())
         }
-        Command::Policy(PolicyCommand::SetDefault { mode }) => client::set_default(*mode),
+        Command::Policy(PolicyCommand::SetDefault { mode }) => {
+            client::set_default(*mode, &cli.global)
+        }
         Command::Explain { user, service } => explain(&cli.global, user, service.as_deref()),
         Command::Enroll { replace } => client::enroll(*replace),
         Command::Status { user } => client::status(user.as_deref(), json_out),
@@ -46,11 +49,17 @@ fn main() -> ExitCode {
         Command::Allow { users } => client::admin("allow", users, json_out),
         Command::Inherit { users } => client::admin("inherit", users, json_out),
         Command::Reset { users } => client::admin("reset", users, json_out),
+        Command::Doctor {
+            pam_dir,
+            sshd_config,
+            sshd,
+        } => doctor(&cli.global, pam_dir, sshd_config, sshd.as_deref()),
         Command::GenerateAssets { dir } => generate_assets(dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Reported(e)) => ExitCode::from(e.exit_code()),
+        Err(CliError::Found(code)) => ExitCode::from(code),
         Err(e) => {
             if json_out {
                 match &e {
@@ -359,6 +368,33 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
         eprintln!("note: {n}");
     }
     Ok(())
+}
+
+/// `twofold doctor`: prints the findings (text or JSON); the worst decides the exit status.
+fn doctor(
+    g: &cli::Global,
+    pam_dir: &Path,
+    sshd_config: &Path,
+    sshd: Option<&Path>,
+) -> Result<(), CliError> {
+    let opts = doctor::Options {
+        pam_dir: pam_dir.to_owned(),
+        sshd_config: sshd_config.to_owned(),
+        sshd: sshd.map(Path::to_owned),
+        policy: g.policy.clone(),
+        state: g.state.clone(),
+    };
+    let report = doctor::check(&opts);
+    if g.json {
+        println!("{:#}", report.to_json());
+    } else {
+        print!("{}", report.to_text(true));
+    }
+    let _ = std::io::stdout().flush();
+    match report.exit_code() {
+        0 => Ok(()),
+        code => Err(CliError::Found(code)),
+    }
 }
 
 /// Man pages (`twofold.1`, `twofold-SUBCOMMAND.1`, `twofold-enrolld.8`) and completions for

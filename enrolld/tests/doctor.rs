@@ -1,0 +1,444 @@
+//! `twofold doctor` against the real `sshd -T` (openssh-server, installed by `make deps`) with
+//! test sshd_config files and a host key in a temporary directory, and test PAM directories
+//! (Debian's stacks in `tests/data/doctor/pam`, sshd's stack from the README). Never reads or
+//! changes /etc/pam.d or /etc/ssh. Needs root (the policy must be owned by root), as CI runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a panic here is a failed test
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Dir, root_or_skip};
+use serde_json::Value;
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// The two code blocks (PAM lines, sshd_config lines) after `heading` in the README.
+fn readme_setup(heading: &str) -> (String, String) {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let at = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let mut blocks = readme[at..].split("```").skip(1).step_by(2);
+    let pam = blocks.next().unwrap();
+    let sshd = blocks.next().unwrap();
+    // `...` stands for the rest of Debian's file.
+    let pam: String = pam
+        .lines()
+        .filter(|l| l.trim() != "..." && !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (
+        pam + "@include common-session\n",
+        sshd.trim_start().to_owned(),
+    )
+}
+
+/// A host: a PAM directory, an sshd_config with its own host key, a policy.
+struct Host {
+    dir: Dir,
+    pam: PathBuf,
+    config: PathBuf,
+    policy: PathBuf,
+}
+
+impl Host {
+    /// Debian's stacks plus `extra` PAM files, `sshd_config` (a HostKey line is added), and
+    /// `policy`.
+    fn new(extra: &[(&str, &str)], sshd_config: &str, policy: &str) -> Host {
+        let dir = Dir::new();
+        let pam = dir.path().join("pam.d");
+        std::fs::create_dir(&pam).unwrap();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/doctor/pam");
+        for e in std::fs::read_dir(&data).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), pam.join(e.file_name())).unwrap();
+        }
+        for (name, text) in extra {
+            std::fs::write(pam.join(name), text).unwrap();
+        }
+        let key = dir.path().join("host_ed25519");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen must be installed (make test installs openssh)");
+        assert!(out.status.success(), "{out:?}");
+        let config = dir.write(
+            "sshd_config",
+            &format!("HostKey {}\n{sshd_config}", key.display()),
+        );
+        let policy = dir.write("policy.toml", policy);
+        Host {
+            dir,
+            pam,
+            config,
+            policy,
+        }
+    }
+
+    fn run(&self, extra: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_twofold"))
+            .arg("--policy")
+            .arg(&self.policy)
+            .arg("--state")
+            .arg(self.dir.path().join("no-state"))
+            .arg("doctor")
+            .arg("--pam-dir")
+            .arg(&self.pam)
+            .arg("--sshd-config")
+            .arg(&self.config)
+            .arg("--sshd")
+            .arg(SSHD)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    /// `--json`: (exit status, the document).
+    fn json(&self) -> (i32, Value) {
+        let (code, out, err) = self.run(&["--json"]);
+        let v: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {out}\nstderr: {err}"));
+        (code, v)
+    }
+}
+
+fn findings<'a>(v: &'a Value, severity: &str) -> Vec<&'a Value> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == severity)
+        .collect()
+}
+
+fn text(f: &Value) -> String {
+    format!("{} / {}", f["what"], f["fix"])
+}
+
+const REQUIRED: &str = "mode = \"required\"\n";
+const NOBODY: &str = "mode = \"optional\"\n";
+
+fn sshd_ok() -> bool {
+    if Path::new(SSHD).exists() {
+        return true;
+    }
+    eprintln!("{SSHD} is missing: make deps installs openssh-server");
+    false
+}
+
+#[test]
+fn readme_setups_are_clean() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    for heading in ["### sshd: password + code", "### sshd: key + code"] {
+        let (pam, sshd_config) = readme_setup(heading);
+        let host = Host::new(&[("sshd", &pam)], &sshd_config, REQUIRED);
+        let (code, v) = host.json();
+        assert_eq!(code, 0, "{heading}: {v:#}");
+        assert_eq!(v["bypass"], 0, "{heading}: {v:#}");
+        assert_eq!(v["lockout"], 0, "{heading}: {v:#}");
+        // su (and su-l, which includes it) from root is by design: a warning naming the line,
+        // not counted.
+        let warnings = findings(&v, "warning");
+        assert!(
+            warnings.iter().any(|f| f["service"] == "su"
+                && f["line"] == 2
+                && f["file"].as_str().unwrap().ends_with("/su")
+                && text(f).contains("pam_rootok.so")),
+            "{heading}: {v:#}"
+        );
+        // chfn is not a login; `other` is the fallback.
+        assert!(
+            v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["service"] != "chfn" && f["service"] != "other"),
+            "{v:#}"
+        );
+        // The human form: one block per finding, a summary.
+        let (code, out, _) = host.run(&[]);
+        assert_eq!(code, 0);
+        assert!(out.contains("warning: su ("), "{out}");
+        assert!(out.contains("  fix: "), "{out}");
+        assert!(
+            out.trim_end().ends_with(
+                "doctor: 0 bypasses, 0 lockouts, 0 unchecked, 2 warnings: no path skips the code"
+            ),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn public_key_alone_without_the_account_line_is_a_bypass() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let no_account = "@include common-auth\nauth required pam_twofold.so\n@include common-account\n@include common-session\n";
+    let host = Host::new(
+        &[("sshd", no_account)],
+        "UsePAM yes\nPubkeyAuthentication yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\nAuthenticationMethods publickey\n",
+        REQUIRED,
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 7, "{v:#}");
+    assert_eq!(v["bypass"], 1, "{v:#}");
+    let b = findings(&v, "bypass")[0];
+    assert_eq!(b["service"], "sshd");
+    assert_eq!(b["file"], host.config.display().to_string());
+    assert!(
+        text(b).contains("`publickey` logins never run the PAM auth stack")
+            && text(b).contains("has no `account` line running pam_twofold.so")
+            && b["fix"]
+                .as_str()
+                .unwrap()
+                .contains("add `account required pam_twofold.so` after `@include common-account`"),
+        "{b:#}"
+    );
+    // The same with the README's account line: public keys alone can never give a code.
+    let (pam, _) = readme_setup("### sshd: password + code");
+    let host = Host::new(
+        &[("sshd", &pam)],
+        "UsePAM yes\nPubkeyAuthentication yes\nAuthenticationMethods publickey\n",
+        REQUIRED,
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    assert!(
+        text(findings(&v, "lockout")[0]).contains("no method chain reaches keyboard-interactive"),
+        "{v:#}"
+    );
+    // With `AuthenticationMethods any` (sshd's default) key logins skip the code just the same.
+    let host = Host::new(
+        &[("sshd", no_account)],
+        "UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n",
+        REQUIRED,
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 7, "{v:#}");
+    assert!(text(findings(&v, "bypass")[0]).contains("AuthenticationMethods any"));
+}
+
+#[test]
+fn password_authentication_with_twofold_in_the_auth_stack_is_a_lockout() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let (pam, _) = readme_setup("### sshd: password + code");
+    let host = Host::new(
+        &[("sshd", &pam)],
+        "UsePAM yes\nKbdInteractiveAuthentication no\nPasswordAuthentication yes\n",
+        REQUIRED,
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    assert_eq!(v["bypass"], 0, "{v:#}");
+    let l = findings(&v, "lockout");
+    assert_eq!(l.len(), 1, "{v:#}");
+    assert!(
+        text(l[0]).contains("gets the password as the code")
+            && text(l[0]).contains("`PasswordAuthentication no`"),
+        "{v:#}"
+    );
+    // With keyboard-interactive beside it, only clients that pick `password` fail: a warning.
+    let host = Host::new(
+        &[("sshd", &pam)],
+        "UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication yes\n",
+        REQUIRED,
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 0, "{v:#}");
+    assert!(
+        findings(&v, "warning")
+            .iter()
+            .any(|f| text(f).contains("gets the password as the code")),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn use_pam_no_is_a_bypass() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let (pam, sshd_config) = readme_setup("### sshd: password + code");
+    let host = Host::new(
+        &[("sshd", &pam)],
+        &sshd_config.replace("UsePAM yes", "UsePAM no"),
+        REQUIRED,
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 7, "{v:#}");
+    let b = findings(&v, "bypass");
+    assert_eq!(b.len(), 1, "{v:#}");
+    assert!(text(b[0]).contains("UsePAM no") && text(b[0]).contains("`UsePAM yes`"));
+}
+
+#[test]
+fn a_sufficient_module_before_twofold_is_a_bypass_naming_the_line() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let (pam, sshd_config) = readme_setup("### sshd: password + code");
+    let sudo = "session required pam_limits.so\nauth sufficient pam_sss.so\n@include common-auth\nauth required pam_twofold.so\n@include common-account\n";
+    // A jump over twofold from an included file counts too.
+    let sudo_i = "@include common-auth-jump\n@include common-account\n";
+    let jump = "auth [success=2 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\nauth required pam_twofold.so\nauth required pam_permit.so\n";
+    let host = Host::new(
+        &[
+            ("sshd", &pam),
+            ("sudo", sudo),
+            ("sudo-i", sudo_i),
+            ("common-auth-jump", jump),
+        ],
+        &sshd_config,
+        REQUIRED,
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 7, "{v:#}");
+    let b = findings(&v, "bypass");
+    assert_eq!(b.len(), 2, "{v:#}");
+    let sss = b.iter().find(|f| f["service"] == "sudo").unwrap();
+    assert_eq!(sss["line"], 2);
+    assert!(sss["file"].as_str().unwrap().ends_with("/sudo"));
+    assert!(
+        text(sss).contains("`auth sufficient pam_sss.so`")
+            && text(sss).contains("its success (sufficient) ends the stack before pam_twofold.so"),
+        "{sss:#}"
+    );
+    let j = b.iter().find(|f| f["service"] == "sudo-i").unwrap();
+    assert!(j["file"].as_str().unwrap().ends_with("/common-auth-jump"));
+    assert_eq!(j["line"], 1);
+    assert!(text(j).contains("jumps over pam_twofold.so"), "{j:#}");
+}
+
+#[test]
+fn a_match_block_is_reported_with_its_criteria() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let (pam, sshd_config) = readme_setup("### sshd: password + code");
+    let config = format!("{sshd_config}\nMatch User bob\n    AuthenticationMethods publickey\n");
+    let match_line = config.lines().position(|l| l == "Match User bob").unwrap() + 2; // + HostKey
+    // bob is required by name.
+    let policy = "[users.bob]\nmode = \"required\"\n";
+    let host = Host::new(&[("sshd", &pam)], &config, policy);
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    let l = findings(&v, "lockout");
+    assert_eq!(l.len(), 1, "{v:#}");
+    assert_eq!(l[0]["line"], match_line, "{v:#}");
+    assert!(
+        text(l[0]).contains("`Match User bob`")
+            && text(l[0]).contains("for user bob")
+            && text(l[0]).contains("no method chain reaches keyboard-interactive"),
+        "{v:#}"
+    );
+    // Without the account line it lets bob in with his key alone.
+    let no_account = pam.replace("account required pam_twofold.so\n", "");
+    let host = Host::new(&[("sshd", &no_account)], &config, policy);
+    let (code, v) = host.json();
+    assert_eq!(code, 7, "{v:#}");
+    let b = findings(&v, "bypass");
+    assert_eq!(b.len(), 1, "{v:#}");
+    assert!(
+        text(b[0]).contains("`Match User bob`")
+            && text(b[0]).contains("a required user logs in with the key alone"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_service_without_twofold_counts_only_when_someone_is_required() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let (pam, sshd_config) = readme_setup("### sshd: password + code");
+    let cockpit = "auth required pam_env.so\n@include common-auth\n@include common-account\n";
+    let files = [("sshd", pam.as_str()), ("cockpit", cockpit)];
+    let host = Host::new(
+        &files,
+        &sshd_config,
+        "[groups.wheel]\nmode = \"required\"\n",
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 7, "{v:#}");
+    let b = findings(&v, "bypass");
+    assert_eq!(b.len(), 1, "{v:#}");
+    assert_eq!(b[0]["service"], "cockpit");
+    assert!(
+        text(b[0]).contains("never runs pam_twofold.so")
+            && text(b[0]).contains("[groups.wheel] is required"),
+        "{v:#}"
+    );
+    // The policy requires no one: not a finding, and doctor says so.
+    let host = Host::new(&files, &sshd_config, NOBODY);
+    let (code, v) = host.json();
+    assert_eq!(code, 0, "{v:#}");
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["service"] != "cockpit"),
+        "{v:#}"
+    );
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("cockpit")
+                && n.as_str().unwrap().contains("requires no one")),
+        "{v:#}"
+    );
+    // The policy leaves cockpit alone on purpose.
+    let host = Host::new(
+        &files,
+        &sshd_config,
+        "mode = \"required\"\n[services.cockpit]\nmode = \"disabled\"\n",
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 0, "{v:#}");
+}
+
+#[test]
+fn a_failing_sshd_t_is_reported_as_unchecked() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let (pam, sshd_config) = readme_setup("### sshd: password + code");
+    let host = Host::new(&[("sshd", &pam)], &sshd_config, REQUIRED);
+    // No host key: sshd -T refuses to run.
+    std::fs::write(
+        &host.config,
+        format!(
+            "HostKey {}\n{sshd_config}",
+            host.dir.path().join("missing-key").display()
+        ),
+    )
+    .unwrap();
+    let (code, v) = host.json();
+    assert_eq!(code, 9, "{v:#}");
+    let u = findings(&v, "unchecked");
+    assert_eq!(u.len(), 1, "{v:#}");
+    assert!(text(u[0]).contains("doctor could not check sshd"), "{v:#}");
+}
