@@ -337,8 +337,15 @@ impl Drop for User {
 }
 
 fn pamtester(service: &str, user: &str, input: &str) -> (bool, String) {
-    let mut c = Command::new("pamtester")
-        .args(["-v", service, user, "authenticate"])
+    pamtester_by(&[], service, user, input)
+}
+
+/// [`pamtester`] run by `prefix` (e.g. `runuser -u USER --`).
+fn pamtester_by(prefix: &[&str], service: &str, user: &str, input: &str) -> (bool, String) {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.extend(["pamtester", "-v", service, user, "authenticate"]);
+    let mut c = Command::new(argv[0])
+        .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -473,6 +480,57 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
         &format!("{}\n{}\n", enrolled.password, code.trim()),
     );
     assert!(ok, "{out}");
+
+    // A screen locker runs PAM as the user. With the installed service socket-activated (as
+    // its socket unit does; systemd-socket-activate stands in for systemd here), an optional
+    // user without enrollment unlocks with the password as before, through common-auth as the
+    // package's profile wrote it.
+    let sock = Path::new("/run/twofold/verify.sock");
+    std::fs::create_dir_all("/run/twofold").unwrap();
+    let _ = std::fs::remove_file(sock);
+    struct Activated(std::process::Child);
+    impl Drop for Activated {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::fs::remove_file("/run/twofold/verify.sock");
+        }
+    }
+    let activated = Activated(
+        Command::new("systemd-socket-activate")
+            .args([
+                "-l",
+                "/run/twofold/verify.sock",
+                "/usr/sbin/twofold-verifyd",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("systemd-socket-activate"),
+    );
+    let t = Instant::now();
+    while !sock.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_plain = ["runuser", "-u", plain.name.as_str(), "--"];
+    let (ok, out) = pamtester_by(
+        &as_plain,
+        &service,
+        &plain.name,
+        &format!("{}\n", plain.password),
+    );
+    assert!(ok && !out.contains("Verification code"), "{out}");
+    // The enrolled user, as themself, is asked for the code there too.
+    let (ok, out) = pamtester_by(
+        &["runuser", "-u", enrolled.name.as_str(), "--"],
+        &service,
+        &enrolled.name,
+        &format!("{}\n000000\n", enrolled.password),
+    );
+    assert!(!ok && out.contains("Verification code"), "{out}");
+    drop(activated);
 
     // A line an admin wrote by hand (README: sshd, login) survives the remove and would fail
     // every login through it: prerm names the file and line and how to fix it, editing nothing.

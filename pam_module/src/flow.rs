@@ -417,6 +417,14 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
         Eval::Local(ev) => ev,
         Eval::Remote { raw_user } => return remote_auth(pamh, args, ctx, raw_user),
     };
+    // The module twice in one stack (the package's common-auth profile, plus a line written by
+    // hand): a code verified for this account in this transaction is not asked again.
+    if verified_user(pamh).is_some_and(|u| *u == user.as_str()) {
+        return Ok(Decision::Success {
+            note: "code already verified in this PAM transaction".into(),
+            user,
+        });
+    }
     match res.status {
         Status::Exempt | Status::Off => Ok(Decision::Ignore("no code needed".into())),
         Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &store, &user, ctx, now)
