@@ -475,3 +475,57 @@ fn without_the_service_callers_that_are_not_root_fail_closed_and_say_why() {
     let (ok, out) = pamtester(&[], &svc, &alice.0, &format!("{}\n", oathtool(&secret, 0)));
     assert!(ok, "{out}");
 }
+
+#[test]
+fn a_user_holding_connections_open_does_not_starve_others() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY);
+    let svc = rig.service("hold");
+    let _verifyd = rig.start();
+    let alice = User::create("h");
+    let mallory = User::create("m");
+    let (secret, _) = rig.enroll(&alice.0);
+    // Mallory opens 100 connections and sends nothing.
+    let script = "import socket,sys,time\nconns=[]\nfor i in range(100):\n    s=socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    conns.append(s)\nprint('held', flush=True)\ntime.sleep(20)";
+    let mut holder = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &mallory.0,
+            "--regid",
+            &mallory.0,
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ])
+        .arg(&rig.socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    // Alice's locker still gets its answer at once.
+    fresh_step();
+    let as_alice = ["runuser", "-u", alice.0.as_str(), "--"];
+    let (ok, out) = pamtester(
+        &as_alice,
+        &svc,
+        &alice.0,
+        &format!("{}\n", oathtool(&secret, 0)),
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(ok, "{out}\n{}", rig.log());
+    assert!(
+        rig.log().contains("too many connections at once"),
+        "{}",
+        rig.log()
+    );
+}

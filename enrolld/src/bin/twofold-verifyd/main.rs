@@ -9,18 +9,22 @@
 
 mod cli;
 
+use std::collections::HashMap;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use twofold_enrolld::log::Log;
 use twofold_policy::verify::{self, Request, ServerConfig};
 
-/// Connections served at once; more wait in the listen queue, then are refused.
+/// Connections served at once; more are refused.
 const MAX_CLIENTS: usize = 64;
+/// Connections served at once for one uid other than root: a local user holding connections
+/// open cannot starve the others' screen lockers.
+const MAX_PER_UID: usize = 4;
 
 /// The listening socket systemd passed (`LISTEN_FDS`, `LISTEN_PID`), if any.
 #[allow(unsafe_code)]
@@ -56,14 +60,12 @@ fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-fn serve_one(config: &ServerConfig, log: &Log, mut stream: UnixStream) {
-    let peer = match getsockopt(&stream, PeerCredentials) {
-        Ok(c) => c,
-        Err(e) => {
-            log.error(&format!("cannot tell who connected: {e}"));
-            return;
-        }
-    };
+fn serve_one(
+    config: &ServerConfig,
+    log: &Log,
+    mut stream: UnixStream,
+    peer: nix::sys::socket::UnixCredentials,
+) {
     let uid = peer.uid();
     if stream.set_read_timeout(Some(verify::TIMEOUT)).is_err()
         || stream.set_write_timeout(Some(verify::TIMEOUT)).is_err()
@@ -133,20 +135,59 @@ fn main() -> ExitCode {
         config.state.display()
     ));
     let busy = Arc::new(AtomicUsize::new(0));
+    let per_uid: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-            busy.fetch_sub(1, Ordering::SeqCst);
-            log.notice("too many connections at once: one refused");
+        let peer = match getsockopt(&stream, PeerCredentials) {
+            Ok(c) => c,
+            Err(e) => {
+                log.error(&format!("cannot tell who connected: {e}"));
+                continue;
+            }
+        };
+        let uid = peer.uid();
+        // Root's callers (sshd's sandboxed helpers, polkit) are limited only by the total.
+        let admitted = busy.load(Ordering::SeqCst) < MAX_CLIENTS
+            && per_uid.lock().is_ok_and(|mut m| {
+                let n = m.entry(uid).or_default();
+                if uid != 0 && *n >= MAX_PER_UID {
+                    return false;
+                }
+                *n += 1;
+                true
+            });
+        if !admitted {
+            log.notice(&format!(
+                "peer uid={uid} pid={}: too many connections at once: refused",
+                peer.pid()
+            ));
             continue;
         }
-        let (c, l, b) = (config.clone(), log.clone(), busy.clone());
-        let spawned = std::thread::Builder::new().spawn(move || {
-            serve_one(&c, &l, stream);
-            b.fetch_sub(1, Ordering::SeqCst);
+        busy.fetch_add(1, Ordering::SeqCst);
+        let release = {
+            let (busy, per_uid) = (busy.clone(), per_uid.clone());
+            move || {
+                busy.fetch_sub(1, Ordering::SeqCst);
+                if let Ok(mut m) = per_uid.lock()
+                    && let Some(n) = m.get_mut(&uid)
+                {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        m.remove(&uid);
+                    }
+                }
+            }
+        };
+        let (c, l) = (config.clone(), log.clone());
+        let spawned = std::thread::Builder::new().spawn({
+            let release = release.clone();
+            move || {
+                serve_one(&c, &l, stream, peer);
+                release();
+            }
         });
         if spawned.is_err() {
-            busy.fetch_sub(1, Ordering::SeqCst);
+            release();
             log.error("cannot start a thread for a connection");
         }
     }
