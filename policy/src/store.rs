@@ -276,7 +276,8 @@ impl Store {
         }
     }
 
-    fn check_file(&self, path: &Path, file: &File) -> Result<()> {
+    /// Checks a file of the store (regular, owner, mode 0600) and returns its metadata.
+    fn check_file(&self, path: &Path, file: &File) -> Result<std::fs::Metadata> {
         let meta = file.metadata().map_err(io_err(path, "stat"))?;
         if !meta.is_file() {
             return Err(StoreError::Insecure {
@@ -303,7 +304,7 @@ impl Store {
                 ),
             });
         }
-        Ok(())
+        Ok(meta)
     }
 
     /// Reads a whole file, or `None` if it does not exist.
@@ -320,8 +321,10 @@ impl Store {
             Err(e) => return Err(self.open_error(&path, e)),
         };
         let file = File::from(fd);
-        self.check_file(&path, &file)?;
-        let mut bytes = Zeroizing::new(Vec::new());
+        let meta = self.check_file(&path, &file)?;
+        // Sized from the file: one read for the bytes, one to see the end.
+        let size = usize::try_from(meta.len().min(MAX_FILE_SIZE)).unwrap_or(0);
+        let mut bytes = Zeroizing::new(Vec::with_capacity(size + 1));
         (&file)
             .take(MAX_FILE_SIZE + 1)
             .read_to_end(&mut bytes)
@@ -639,8 +642,7 @@ impl Locked<'_> {
         )
         .map_err(|e| self.store.open_error(&path, e))?;
         let file = File::from(fd);
-        self.store.check_file(&path, &file)?;
-        let old = file.metadata().map_err(io_err(&path, "stat"))?.len();
+        let old = self.store.check_file(&path, &file)?.len();
         let mut bytes = text.into_bytes();
         let len = bytes.len() as u64;
         let shrink = old > 2 * len + 4096;
