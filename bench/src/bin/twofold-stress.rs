@@ -11,6 +11,9 @@
 //! 4. Randomized inputs (a fuzzer that runs on stable) against the policy parser, the record
 //!    parser, the code normalisers and the user-name check, a fixed time each: no panic, and
 //!    every policy error carries a position inside the text.
+//! 5. Guessing: wrong codes from thousands of source addresses (the per-user tier), wrong codes
+//!    through the daemon as the user, prompts held open and answered late, and randomized
+//!    requests to the verification service (`twofold-verifyd`) and its protocol parser.
 #![forbid(unsafe_code)]
 #![allow(
     clippy::unwrap_used,
@@ -574,6 +577,225 @@ fn fuzz(seconds: u64, rng: &mut Rng, out: &mut String) {
     }
 }
 
+/// pamtester as `user` on `service` from `rhost` (none: local) answering `answer`; success and
+/// whether the code prompt was shown (a throttled try is refused before it).
+fn login(service: &str, user: &str, rhost: Option<&str>, answer: &str) -> (bool, bool) {
+    let mut cmd = Command::new("pamtester");
+    if let Some(h) = rhost {
+        cmd.args(["-I", &format!("rhost={h}")]);
+    }
+    let mut c = cmd
+        .args([service, user, "authenticate"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = c.stdin.take().unwrap().write_all(answer.as_bytes());
+    let out = c.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text.contains("Verification code"))
+}
+
+fn guessing(t: &Path, target: &Path, sources: usize, rng: &mut Rng, out: &mut String) {
+    let module = target.join("libpam_twofold.so").canonicalize().unwrap();
+    let dir = t.join("guess");
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("state"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
+    let store = Store::open(&dir.join("state")).unwrap();
+    let secret = Secret::generate().unwrap();
+    enroll(&store, "daemon", &secret);
+    let svc = Service::new(
+        &format!("twofold-stress-guess-{}", std::process::id()),
+        &format!(
+            "auth required {} policy={d}/policy.toml state={d}/state\n",
+            module.display(),
+            d = dir.display()
+        ),
+    );
+    let name = svc.name();
+    let code = || {
+        totp::code_at(&secret, Params::default(), twofold_policy::time::now())
+            .unwrap()
+            .to_string()
+    };
+    let _ = writeln!(
+        out,
+        "\n## 5. Guessing\n\n| attack | tries | codes checked | outcome |\n|---|---|---|---|"
+    );
+    // a. Many addresses: one wrong code from each of `sources` IPv6 /64s, 4 at a time.
+    let (ok, _) = login(
+        &name,
+        "daemon",
+        Some("192.0.2.10"),
+        &format!("{}\n", code()),
+    );
+    assert!(ok, "the user's own login from home");
+    let shown = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let (name, shown) = (&name, &shown);
+            s.spawn(move || {
+                for i in (w..sources).step_by(4) {
+                    let host = format!("2001:db8:{:x}:{:x}::1", i / 0x10000, i % 0x10000);
+                    let (ok, prompted) = login(name, "daemon", Some(&host), "000000\n");
+                    assert!(!ok);
+                    if prompted {
+                        shown.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    let took = started.elapsed().as_secs_f64();
+    let u = UserName::parse("daemon").unwrap();
+    let c = store.read_counters(&u).unwrap();
+    let size = std::fs::metadata(dir.join("state/daemon.counters"))
+        .unwrap()
+        .len();
+    let (home, _) = login(
+        &name,
+        "daemon",
+        Some("192.0.2.10"),
+        &format!("{}\n", {
+            std::thread::sleep(Duration::from_secs(30 - twofold_policy::time::now() % 30));
+            code()
+        }),
+    );
+    let _ = writeln!(
+        out,
+        "| one wrong code from each of {sources} IPv6 /64s ({took:.0} s) | {sources} | {} (the user's consecutive failures: {}) | the rest refused unchecked; {} sources remembered, counters file {size} bytes; the user then logged in from home: {} |",
+        shown.load(std::sync::atomic::Ordering::SeqCst),
+        c.user_failures,
+        c.failures.len(),
+        if home { "yes" } else { "NO" }
+    );
+    // b. Held prompts: 32 prompts from one address opened at once, answered wrong 65 s later.
+    let mut held: Vec<_> = (0..32)
+        .map(|_| {
+            Command::new("pamtester")
+                .args(["-I", "rhost=198.51.100.99", &name, "daemon", "authenticate"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(65));
+    let answered = twofold_policy::time::now();
+    for c in &mut held {
+        let _ = c.stdin.take().unwrap().write_all(b"000000\n");
+    }
+    for mut c in held {
+        let _ = c.wait();
+    }
+    let c = store.read_counters(&u).unwrap();
+    let f = c.failures.get("198.51.100.99").cloned().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "| 32 prompts from one address held open 65 s, then answered wrong at once | 32 | {} | {} refused unchecked under the lock; the failures are stamped {} s after the prompts opened (at the answer) |",
+        f.count,
+        32 - f.count,
+        f.last.saturating_sub(answered.saturating_sub(65))
+    );
+    drop(svc);
+    // c. Through the daemon, as the user (root here): wrong codes to every method that checks one.
+    let bdir = t.join("gbus");
+    let (mut bus, address) = twofold_bench::private_bus(&bdir);
+    std::fs::write(bdir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
+    let bstate = bdir.join("state");
+    let enrolld = target.join("twofold-enrolld").canonicalize().unwrap();
+    let mut daemon = twofold_bench::start_enrolld(&enrolld, &bdir, &bstate, &address);
+    let (conn, proxy) = twofold_bench::connect(&address);
+    let s = Instant::now();
+    while zbus::block_on(proxy.get_status()).is_err() {
+        assert!(s.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let new = zbus::block_on(proxy.begin_enrollment(false, "")).unwrap();
+    let key = Secret::from_base32(&new.secret).unwrap();
+    zbus::block_on(proxy.confirm_enrollment(
+        &totp::code_at(&key, Params::default(), twofold_policy::time::now()).unwrap(),
+    ))
+    .unwrap();
+    let (mut checked, mut throttled, n) = (0, 0, 3000);
+    let started = Instant::now();
+    for i in 0..n {
+        let r = match i % 3 {
+            0 => zbus::block_on(proxy.disable("000000")).map(|_| ()),
+            1 => zbus::block_on(proxy.regenerate_recovery_codes("000000")).map(|_| ()),
+            _ => zbus::block_on(proxy.begin_enrollment(true, "000000")).map(|_| ()),
+        };
+        match r {
+            Err(twofold_enrolld::api::Error::InvalidCode(_)) => checked += 1,
+            Err(twofold_enrolld::api::Error::Throttled(_)) => throttled += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let _ = writeln!(
+        out,
+        "| wrong codes to Disable, RegenerateRecoveryCodes, BeginEnrollment(replace) over D-Bus as the user ({:.0} calls/s) | {n} | {checked} | {throttled} refused unchecked (Throttled) |",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+    drop(conn);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = bus.kill();
+    let _ = bus.wait();
+    // d. The verification service: randomized requests over its socket, then a valid one.
+    let verifyd = target.join("twofold-verifyd").canonicalize().unwrap();
+    let sock = dir.join("verify.sock");
+    let mut v = Command::new(&verifyd)
+        .arg("--listen")
+        .arg(&sock)
+        .arg("--policy")
+        .arg(dir.join("policy.toml"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Instant::now();
+    while !sock.exists() {
+        assert!(s.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let valid = "twofold-verify 1\nop=query\nuser=daemon\nservice=x\nrhost=\n\n";
+    let (mut sent, mut answered_ok, mut parsed) = (0u64, 0u64, 0u64);
+    let stop = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < stop {
+        let bytes = mutate(rng, valid.as_bytes());
+        if twofold_policy::verify::Request::decode(&String::from_utf8_lossy(&bytes)).is_ok() {
+            parsed += 1;
+        }
+        if let Ok(mut c) = std::os::unix::net::UnixStream::connect(&sock) {
+            use std::io::Read;
+            let _ = c.set_read_timeout(Some(Duration::from_secs(6)));
+            let _ = c.write_all(&bytes);
+            let _ = c.shutdown(std::net::Shutdown::Write);
+            let mut buf = Vec::new();
+            if c.read_to_end(&mut buf).is_ok() && buf.starts_with(b"twofold-verify 1") {
+                answered_ok += 1;
+            }
+        }
+        sent += 1;
+    }
+    let req = twofold_policy::verify::Request::decode(valid).unwrap();
+    let alive = twofold_policy::verify::ask(&sock, &req).is_ok();
+    let _ = v.kill();
+    let _ = v.wait();
+    let _ = writeln!(
+        out,
+        "| randomized requests to twofold-verifyd over its socket (20 s) | {sent} | - | {parsed} parsed as requests, {answered_ok} answered, the rest dropped; service still answering afterwards: {} |",
+        if alive { "yes" } else { "NO" }
+    );
+}
+
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("make stress needs root");
@@ -598,7 +820,8 @@ fn main() {
         "# twofold stress results\n\n{}, `make stress` (seed {seed}).\n",
         twofold_policy::time::human(twofold_policy::time::now())
     );
-    let parts = arg("--parts", "1234");
+    let parts = arg("--parts", "12345");
+    let sources: usize = arg("--sources", "5000").parse().unwrap();
     if parts.contains('1') {
         eprintln!("1. concurrency ({rounds} rounds of {logins})");
         concurrency(tmp.path(), &module, rounds, logins, &mut out);
@@ -614,6 +837,10 @@ fn main() {
     if parts.contains('4') {
         eprintln!("4. fuzzing ({fuzz_secs} s each)");
         fuzz(fuzz_secs, &mut rng, &mut out);
+    }
+    if parts.contains('5') {
+        eprintln!("5. guessing ({sources} sources, held prompts, daemon, verification socket)");
+        guessing(tmp.path(), &target, sources, &mut rng, &mut out);
     }
     print!("{out}");
     std::fs::write(&out_path, out).unwrap();
