@@ -79,7 +79,7 @@ install-files:
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
 
 # Benchmarks (root): figures printed and written to bench/results.md, never asserted.
-BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc
+BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc passwd strace binutils
 bench: build
 	@$(MAKE) --no-print-directory apt PACKAGES="$(BENCH_PACKAGES)"
 	gcc -O2 -Wall -Wextra -o target/pam_bench bench/pam_bench.c -lpam
