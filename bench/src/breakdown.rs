@@ -159,6 +159,26 @@ fn syscalls(a: &Args, t: &Path, pop: &Population) -> String {
         md.push_str("strace is not installed here: not measured.\n");
         return md;
     }
+    if let Some(dir) = &a.trace_dir {
+        std::fs::create_dir_all(dir).unwrap();
+        for (m, name) in MODULES.iter().enumerate() {
+            pop.prepare(m, twofold_policy::time::now());
+            let file = write_logins(t, &pop.logins(0..2.min(pop.users.len()), false));
+            let out = dir.join(format!(
+                "two-logins-{}.strace",
+                name.split(' ').next().unwrap_or(name)
+            ));
+            let wrapper: Vec<String> = ["strace", "-f", "-tt", "-T", "-s", "80", "-o"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain([out.display().to_string(), "--".into()])
+                .collect();
+            let _ = pop
+                .command(a, &wrapper, m, &file)
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
     let k = STRACE_LOGINS.min(pop.users.len() - 1);
     let per_login: Vec<BTreeMap<String, f64>> = (0..MODULES.len())
         .map(|m| {

@@ -55,6 +55,8 @@ pub struct Args {
     pub enrolld: PathBuf,
     /// Logins only: no scale or daemon part (for trying the method quickly).
     pub logins_only: bool,
+    /// Where to write a full `strace -f -tt -T` of two logins per module, if anywhere.
+    pub trace_dir: Option<PathBuf>,
 }
 
 fn arg(name: &str, default: &str) -> String {
@@ -363,6 +365,9 @@ fn main() {
             .unwrap(),
         enrolld: target.join("twofold-enrolld").canonicalize().unwrap(),
         logins_only: std::env::args().any(|x| x == "--logins-only"),
+        trace_dir: Some(arg("--trace", ""))
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
     };
     let md = run(&a);
     print!("{md}");
@@ -384,6 +389,13 @@ fn run(a: &Args) -> String {
     eprintln!("syslog: {}", devlog.description);
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
+    // Removed by TempDir at the end; this covers a signal too.
+    let _remove_tmp = {
+        let t = t.to_owned();
+        twofold_bench::cleanup::register(move || {
+            let _ = std::fs::remove_dir_all(&t);
+        })
+    };
     std::fs::write(
         t.join("policy.toml"),
         "mode = \"optional\"\n[groups.wheel]\nmode = \"required\"\n[services.sudo]\nmode = \"disabled\"\n",
@@ -576,7 +588,9 @@ fn logins_md(a: &Args, pops: &[Population], r: &LoginResults) -> String {
         ],
         &rows,
     ));
-    md.push('\n');
+    md.push_str(
+        "\nThe pam_permit rows are libpam's own cost on this host, which every module pays: pam_start parses the service file and also `/etc/pam.d/other` for the stacks the service file leaves out, so it loads (and pam_end unloads) the modules those name too.\n\n",
+    );
     let ratios = |p: usize, other: usize| {
         let full = |m: usize| med(&r.valid[p][m].iter().map(|l| l.full).collect::<Vec<_>>());
         let auth = |m: usize| med(&r.valid[p][m].iter().map(|l| l.auth).collect::<Vec<_>>());
