@@ -73,9 +73,9 @@ fn split(logins: &LoginResults, phases: &Phases, floors: &Floors) -> String {
             "measured (harness)".into(),
         ],
         vec![
-            "·· of which dlopen + dlclose of pam_twofold.so".into(),
+            "·· of which dlopen + dlclose of pam_twofold.so (with libgcc_s.so.1)".into(),
             format!("{:.0}", floors.dlopen_twofold),
-            "floor, alone in this process".into(),
+            "floor, alone in a C process".into(),
         ],
         vec![
             "· pam_authenticate (median)".into(),
@@ -552,42 +552,41 @@ fn floors(a: &Args, t: &Path, pop: &Population) -> Floors {
             std::hint::black_box(system::lookup(&user).unwrap());
         }),
     ));
-    let dl_n = 300;
-    let (tf, tf_unmapped) = floor::dlopen_dlclose(&a.module, dl_n);
+    let ga = ga_module();
+    let permit = ga
+        .as_ref()
+        .and_then(|g| g.parent())
+        .map(|d| d.join("pam_permit.so"));
+    let mut modules: Vec<&Path> = vec![&a.module];
+    modules.extend(ga.as_deref());
+    modules.extend(permit.as_deref());
+    let mut loaded = floor::dlopen_dlclose(&a.dl_bench, &modules, &[], 10, 50).into_iter();
+    let held = floor::dlopen_dlclose(&a.dl_bench, &[&a.module], &["libgcc_s.so.1"], 10, 50);
+    let unmapped = |u: bool| if u { "" } else { " (NOT unmapped by dlclose)" };
+    let (tf, tf_unmapped) = loaded.next().unwrap();
     let dlopen_twofold = med(&tf);
-    let (tf_gcc, _) = floor::dlopen_dlclose_holding(&a.module, dl_n, &[c"libgcc_s.so.1"]);
     rows.push((
         format!(
-            "dlopen(RTLD_NOW) + dlclose of pam_twofold.so{}",
-            if tf_unmapped {
-                ""
-            } else {
-                " (NOT unmapped by dlclose)"
-            }
+            "dlopen(RTLD_NOW) + dlclose of pam_twofold.so, in a C process linked with libpam{}",
+            unmapped(tf_unmapped)
         ),
         tf,
     ));
-    rows.push((
-        "the same with libgcc_s.so.1 (a NEEDED library of the Rust module; C PAM applications do not load it) already loaded".into(),
-        tf_gcc,
-    ));
-    if let Some(ga) = ga_module() {
-        let (v, unmapped) = floor::dlopen_dlclose(&ga, dl_n);
+    if let Some((v, u)) = held.into_iter().next() {
+        rows.push((
+            format!("the same with libgcc_s.so.1 (a NEEDED library of the Rust module, which C PAM applications do not load themselves) held loaded{}", unmapped(u)),
+            v,
+        ));
+    }
+    for (m, (v, u)) in modules.iter().skip(1).zip(loaded) {
         rows.push((
             format!(
-                "dlopen(RTLD_NOW) + dlclose of pam_google_authenticator.so{}",
-                if unmapped {
-                    ""
-                } else {
-                    " (NOT unmapped by dlclose)"
-                }
+                "dlopen(RTLD_NOW) + dlclose of {}{}",
+                m.file_name().unwrap_or_default().to_string_lossy(),
+                unmapped(u)
             ),
             v,
         ));
-        if let Some(permit) = ga.parent().map(|d| d.join("pam_permit.so")) {
-            let (v, _) = floor::dlopen_dlclose(&permit, dl_n);
-            rows.push(("dlopen(RTLD_NOW) + dlclose of pam_permit.so".into(), v));
-        }
     }
     Floors {
         rows,
@@ -671,13 +670,12 @@ pub fn module_facts(path: &Path) -> Vec<(String, String)> {
 
 /// dlopen + dlclose floor, size and relocations of each module in `paths`, measured in
 /// interleaved rounds (10 × 100 per module).
-pub fn compare_modules(paths: &[PathBuf]) -> String {
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
-    for _ in 0..10 {
-        for (p, t) in paths.iter().zip(&mut times) {
-            t.extend(floor::dlopen_dlclose(p, 100).0);
-        }
-    }
+pub fn compare_modules(dl_bench: &Path, paths: &[PathBuf]) -> String {
+    let modules: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let times: Vec<Vec<f64>> = floor::dlopen_dlclose(dl_bench, &modules, &[], 10, 100)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let rows: Vec<Vec<String>> = paths
         .iter()
         .zip(&times)

@@ -1,7 +1,7 @@
 //! The floor costs of a login's operations, measured alone in this process: what the operations
 //! the module performs cost at the least on this machine (dynamic loading, HMAC, small-file I/O,
-//! one syslog line, the user database). The only unsafe code of the benchmarks: dlopen(3) and
-//! syslog(3).
+//! one syslog line, the user database). The only unsafe code of the benchmarks: syslog(3).
+//! Module loading is timed in a C process (`dl_bench`), as a PAM application loads modules.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -20,46 +20,42 @@ pub fn sample(n: usize, mut f: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
-/// dlopen(`path`, RTLD_NOW) as libpam opens a module, then dlclose, `n` times, with libpam held
-/// loaded meanwhile (as it is in a PAM application, so only the module is mapped and unmapped).
-/// Returns the times in µs and whether the module was really unmapped by dlclose (a module that
-/// cannot be unloaded stays mapped and a later dlopen costs nothing). The libraries in `hold`
-/// are held loaded too (e.g. `libgcc_s.so.1`, to see what loading it with the module costs).
-pub fn dlopen_dlclose_holding(path: &Path, n: usize, hold: &[&std::ffi::CStr]) -> (Vec<f64>, bool) {
-    let held: Vec<*mut libc::c_void> = std::iter::once(c"libpam.so.0")
-        .chain(hold.iter().copied())
-        .map(|lib| {
-            // SAFETY: a valid NUL-terminated name of a system library; its handle is closed
-            // below.
-            let h = unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-            assert!(!h.is_null(), "dlopen {lib:?} failed");
-            h
-        })
-        .collect();
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in a path");
-    let times = sample(n, || {
-        // SAFETY: a valid NUL-terminated path to a PAM module; loading it runs only its ELF
-        // constructors, as libpam does; the handle is closed right away and nothing from it is
-        // used.
-        let h = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW) };
-        assert!(!h.is_null(), "dlopen {} failed", path.display());
-        // SAFETY: `h` is the handle just opened, closed once.
-        unsafe { libc::dlclose(h) };
-    });
-    let name = path.to_string_lossy().into_owned();
-    let unmapped = !std::fs::read_to_string("/proc/self/maps")
-        .unwrap_or_default()
-        .contains(&name);
-    for h in held {
-        // SAFETY: a handle opened above, closed once.
-        unsafe { libc::dlclose(h) };
+/// dlopen(RTLD_NOW) + dlclose of each module in `modules`, in a C process linked with libpam
+/// (`dl_bench`, as a PAM application loads modules: a Rust module's libgcc_s.so.1 is loaded and
+/// unloaded with it, unless held), in `rounds` interleaved rounds of `per_round` each; the
+/// libraries in `hold` are kept loaded. Returns, per module, the times in µs and whether dlclose
+/// really unmapped it (a module that cannot be unloaded stays mapped and costs nothing later).
+pub fn dlopen_dlclose(
+    dl_bench: &Path,
+    modules: &[&Path],
+    hold: &[&str],
+    rounds: usize,
+    per_round: usize,
+) -> Vec<(Vec<f64>, bool)> {
+    let mut cmd = std::process::Command::new(dl_bench);
+    cmd.arg(rounds.to_string()).arg(per_round.to_string());
+    for h in hold {
+        cmd.arg("--hold").arg(h);
     }
-    (times, unmapped)
-}
-
-/// [`dlopen_dlclose_holding`] with libpam alone held, as in a PAM application.
-pub fn dlopen_dlclose(path: &Path, n: usize) -> (Vec<f64>, bool) {
-    dlopen_dlclose_holding(path, n, &[])
+    cmd.args(modules);
+    let out = cmd.output().expect("run dl_bench");
+    assert!(
+        out.status.success(),
+        "dl_bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut res: Vec<(Vec<f64>, bool)> = vec![(Vec::new(), false); modules.len()];
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["unmapped", i, u] => res[i.parse::<usize>().unwrap()].1 = *u == "1",
+            [i, ns] => res[i.parse::<usize>().unwrap()]
+                .0
+                .push(ns.parse::<f64>().unwrap() / 1000.0),
+            _ => {}
+        }
+    }
+    res
 }
 
 /// syslog(3) of one line at authpriv.notice with a fixed "%s" format, on this process's

@@ -51,6 +51,8 @@ pub struct Args {
     pub module: PathBuf,
     /// The C harness.
     pub pam_bench: PathBuf,
+    /// The C module-loading floor (`bench/dl_bench.c`).
+    pub dl_bench: PathBuf,
     /// twofold-enrolld.
     pub enrolld: PathBuf,
     /// Logins only: no scale or daemon part (for trying the method quickly).
@@ -347,10 +349,12 @@ fn main() {
     twofold_bench::cleanup::catch_signals();
     let argv: Vec<String> = std::env::args().collect();
     if let Some(i) = argv.iter().position(|x| x == "--dlopen") {
-        // `twofold-bench --dlopen A.so B.so ...`: the dlopen + dlclose floor, size and
-        // relocations of module builds side by side (for comparing build profiles).
+        // `twofold-bench [--dl-bench target/dl_bench] --dlopen A.so B.so ...`: the dlopen +
+        // dlclose floor, size and relocations of module builds side by side (for comparing
+        // build profiles).
         let paths: Vec<PathBuf> = argv[i + 1..].iter().map(PathBuf::from).collect();
-        print!("{}", breakdown::compare_modules(&paths));
+        let dl_bench = PathBuf::from(arg("--dl-bench", "target/dl_bench"));
+        print!("{}", breakdown::compare_modules(&dl_bench, &paths));
         return;
     }
     let target = PathBuf::from(arg("--target", "target/release"));
@@ -361,6 +365,9 @@ fn main() {
         out: PathBuf::from(arg("--out", "bench/results.md")),
         module: target.join("libpam_twofold.so").canonicalize().unwrap(),
         pam_bench: PathBuf::from(arg("--pam-bench", "target/pam_bench"))
+            .canonicalize()
+            .unwrap(),
+        dl_bench: PathBuf::from(arg("--dl-bench", "target/dl_bench"))
             .canonicalize()
             .unwrap(),
         enrolld: target.join("twofold-enrolld").canonicalize().unwrap(),
