@@ -468,12 +468,13 @@ fn run(a: &Args) -> String {
     eprintln!("breakdown");
     md.push_str(&breakdown::run(a, t, &pops[0], &logins));
 
+    // The accounts go before the daemon part, which lists every account of the host too.
+    drop(pops);
+    drop(real_accounts);
     if !a.logins_only {
         eprintln!("policy scale and the daemon");
         md.push_str(&scale::run(a, t));
     }
-    drop(pops);
-    drop(real_accounts);
     drop(devlog);
     md
 }
