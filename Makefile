@@ -83,12 +83,13 @@ install-files:
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
 
 # Benchmarks (root): figures printed and written to bench/results.md, never asserted.
-BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc
+BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc passwd strace binutils
 bench: build
 	@$(MAKE) --no-print-directory apt PACKAGES="$(BENCH_PACKAGES)"
 	gcc -O2 -Wall -Wextra -o target/pam_bench bench/pam_bench.c -lpam
+	gcc -O2 -Wall -Wextra -o target/dl_bench bench/dl_bench.c -lpam
 	$(CARGO) build --release -p twofold-bench
-	target/release/twofold-bench --target target/release --pam-bench target/pam_bench --out bench/results.md
+	target/release/twofold-bench --target target/release --pam-bench target/pam_bench --dl-bench target/dl_bench --out bench/results.md
 
 # Abuse, minutes long, not in CI (root): concurrency, daemon kills, full disk, randomized inputs.
 stress: build

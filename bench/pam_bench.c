@@ -4,14 +4,16 @@
  * Usage: pam_bench SERVICE LOGINS_FILE
  * LOGINS_FILE: one "user code" pair per line. For each line: pam_start(SERVICE, user),
  * pam_authenticate (the conversation answers every prompt with the code), pam_end.
- * Prints one line per login: "full_ns auth_ns result", where full covers
- * pam_start + pam_authenticate + pam_end and auth covers pam_authenticate alone.
- * The benchmark driver (twofold-bench) interleaves services and computes the statistics.
+ * Prints one line per login: "full_ns auth_ns result minflt", where full covers
+ * pam_start + pam_authenticate + pam_end, auth covers pam_authenticate alone, and minflt is the
+ * number of minor page faults of the process during that login (getrusage, outside the timed
+ * part). The benchmark driver (twofold-bench) interleaves services and computes the statistics.
  */
 #include <security/pam_appl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static const char *current_code;
@@ -34,6 +36,12 @@ static long long now_ns(void) {
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+static long minflt(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_minflt;
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: pam_bench SERVICE LOGINS_FILE\n");
@@ -46,6 +54,7 @@ int main(int argc, char **argv) {
     while (fscanf(f, "%255s %63s", user, code) == 2) {
         current_code = code;
         pam_handle_t *h = NULL;
+        long flt0 = minflt();
         long long t0 = now_ns();
         int rc = pam_start(argv[1], user, &c, &h);
         if (rc != PAM_SUCCESS) { fprintf(stderr, "pam_start: %d\n", rc); return 1; }
@@ -54,7 +63,8 @@ int main(int argc, char **argv) {
         long long t2 = now_ns();
         pam_end(h, rc);
         long long t3 = now_ns();
-        printf("%lld %lld %d\n", t3 - t0, t2 - t1, rc);
+        long flt1 = minflt();
+        printf("%lld %lld %d %ld\n", t3 - t0, t2 - t1, rc, flt1 - flt0);
     }
     fclose(f);
     return 0;

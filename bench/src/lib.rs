@@ -1,6 +1,7 @@
 //! Shared by `make bench` and `make stress`: PAM service files, enrolled users for twofold and
-//! google-authenticator, statistics.
-#![forbid(unsafe_code)]
+//! google-authenticator, statistics; undo of host changes, a `/dev/log` receiver, real
+//! accounts, floor measurements.
+#![deny(unsafe_code)] // allowed in `floor` alone (dlopen, syslog)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +15,11 @@ use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{Store, UserName};
 
+pub mod accounts;
+pub mod cleanup;
+pub mod devlog;
+pub mod floor;
+
 /// nss_wrapper: users without accounts.
 pub const NSS_WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so";
 
@@ -24,25 +30,29 @@ pub fn stats(mut v: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.9))
 }
 
-/// A PAM service file in /etc/pam.d, removed on drop.
-pub struct Service(pub PathBuf);
+/// A PAM service file in /etc/pam.d, removed on drop (and on a signal, see [`cleanup`]).
+pub struct Service(
+    pub PathBuf,
+    #[allow(dead_code)] // held for its Drop: removes the file
+    cleanup::Undo,
+);
 
 impl Service {
     /// Writes /etc/pam.d/NAME.
     pub fn new(name: &str, body: &str) -> Service {
         let p = Path::new("/etc/pam.d").join(name);
+        let undo = {
+            let p = p.clone();
+            cleanup::register(move || {
+                let _ = std::fs::remove_file(&p);
+            })
+        };
         std::fs::write(&p, body).unwrap();
-        Service(p)
+        Service(p, undo)
     }
     /// The service name.
     pub fn name(&self) -> String {
         self.0.file_name().unwrap().to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -62,6 +72,25 @@ pub fn secret_file_with(
     for c in scratch {
         text.push_str(c);
         text.push('\n');
+    }
+    let p = dir.join(user);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A google-authenticator secret file with `DISALLOW_REUSE` (if `reuse_check`) whose list of
+/// used steps holds `used_step`: the file of a user who logged in before (at that step).
+pub fn secret_file_used(
+    dir: &Path,
+    user: &str,
+    secret: &Secret,
+    reuse_check: bool,
+    used_step: u64,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut text = format!("{}\n\" TOTP_AUTH\n", secret.to_base32().as_str());
+    if reuse_check {
+        text.push_str(&format!("\" DISALLOW_REUSE {used_step}\n"));
     }
     let p = dir.join(user);
     std::fs::write(&p, text).unwrap();

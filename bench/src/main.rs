@@ -1,13 +1,19 @@
 //! `make bench`: twofold side by side with google-authenticator-libpam, in one run, on this
-//! machine. Prints a table and writes `bench/results.md`. Figures, not assertions.
+//! machine. Prints the results and writes `bench/results.md`. Figures, not assertions.
 //!
-//! 1. Logins through the real libpam (`pam_bench`, a small C program: pam_start +
-//!    pam_authenticate + pam_end in one process) over distinct enrolled users, each logging in
-//!    once with a valid code; twofold against pam_google_authenticator stateless and with
-//!    DISALLOW_REUSE, in interleaved rounds. Users come from nss_wrapper, so no account is made.
-//! 2. The cost of a refused (wrong) code.
-//! 3. Policy scale: 10,000 `[users.*]` and 1,000 `[groups.*]` tables, 100,000 records.
-//! 4. The daemon: `ListUsers` over 100,000 records, status calls per second from 8 clients,
+//! 1. A syslog receiver on `/dev/log` for the run, as every real host has one (the host's if it
+//!    is live, otherwise the benchmark's own: [`twofold_bench::devlog`]).
+//! 2. Logins through the real libpam (`pam_bench`, a small C program: pam_start +
+//!    pam_authenticate + pam_end in one process) of the same users, once as real accounts in
+//!    /etc/passwd (made with useradd, removed afterwards) and once from nss_wrapper; twofold,
+//!    pam_google_authenticator stateless and with DISALLOW_REUSE, and pam_permit (libpam's own
+//!    cost) in interleaved rounds; then the cost of a refused (wrong) code.
+//! 3. Where a twofold login's time goes: system calls per login (strace), CPU samples by shared
+//!    object (perf, when it works), the module's login path replayed phase by phase through
+//!    `twofold_policy`, and the floor of each operation alone; the module file's size and
+//!    relocations.
+//! 4. Policy scale: 10,000 `[users.*]` and 1,000 `[groups.*]` tables, 100,000 records.
+//! 5. The daemon: `ListUsers` over 100,000 records, status calls per second from 8 clients,
 //!    resident memory.
 #![forbid(unsafe_code)]
 #![allow(
@@ -17,26 +23,42 @@
     clippy::indexing_slicing
 )] // a benchmark tool: a failure aborts the run
 
+mod breakdown;
+mod scale;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use twofold_bench::{NSS_WRAPPER, Service, enroll, secret_file, stats};
-use twofold_policy::record::{Enrollment, Record};
-use twofold_policy::resolve::{RecordFacts, Subject, resolve};
+use twofold_bench::accounts::{self, Accounts};
+use twofold_bench::devlog::DevLog;
+use twofold_bench::{NSS_WRAPPER, Service, enroll, secret_file_used, stats};
+use twofold_policy::Store;
+use twofold_policy::record::Counters;
 use twofold_policy::totp::{self, Params, Secret};
-use twofold_policy::{Policy, Store, UserName};
 
-struct Args {
-    /// Logins per module per round.
-    per_round: usize,
-    rounds: usize,
-    records: usize,
-    out: PathBuf,
-    module: PathBuf,
-    pam_bench: PathBuf,
-    enrolld: PathBuf,
+/// The run's parameters.
+pub struct Args {
+    /// Users per population, and so logins per module per round.
+    pub per_round: usize,
+    /// Interleaved rounds.
+    pub rounds: usize,
+    /// Records of the scale test.
+    pub records: usize,
+    /// results.md.
+    pub out: PathBuf,
+    /// libpam_twofold.so.
+    pub module: PathBuf,
+    /// The C harness.
+    pub pam_bench: PathBuf,
+    /// The C module-loading floor (`bench/dl_bench.c`).
+    pub dl_bench: PathBuf,
+    /// twofold-enrolld.
+    pub enrolld: PathBuf,
+    /// Logins only: no scale or daemon part (for trying the method quickly).
+    pub logins_only: bool,
+    /// Where to write a full `strace -f -tt -T` of two logins per module, if anywhere.
+    pub trace_dir: Option<PathBuf>,
 }
 
 fn arg(name: &str, default: &str) -> String {
@@ -47,51 +69,293 @@ fn arg(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// Runs `pam_bench SERVICE FILE`; returns (full µs, auth µs, succeeded) per login.
-fn pam_bench(
-    a: &Args,
-    tmp: &Path,
-    service: &str,
-    logins: &[(String, String)],
-) -> Vec<(f64, f64, bool)> {
-    let file = tmp.join(format!("logins-{service}"));
+/// The modules compared, in the order of every table.
+pub const MODULES: [&str; 4] = [
+    "twofold",
+    "ga-stateless",
+    "ga-disallow-reuse",
+    "pam_permit (libpam alone)",
+];
+/// Index of twofold, google-authenticator stateless and DISALLOW_REUSE, pam_permit.
+pub const TF: usize = 0;
+/// google-authenticator, stateless.
+pub const GA: usize = 1;
+/// google-authenticator with DISALLOW_REUSE.
+pub const GAR: usize = 2;
+/// pam_permit.
+pub const PERMIT: usize = 3;
+
+/// Seconds in a day: the "previous login" of every user was a day before the run.
+const DAY: u64 = 86_400;
+
+/// One set of users as one user database provides them, with twofold's state and
+/// google-authenticator's files for them, and a PAM service per module.
+pub struct Population {
+    /// "real accounts" or "nss_wrapper".
+    pub label: &'static str,
+    /// The user names.
+    pub users: Vec<String>,
+    /// Their TOTP secrets (the same for every module).
+    pub secrets: Vec<Secret>,
+    /// twofold's state directory.
+    pub store: Store,
+    dirs: [PathBuf; 2],
+    env: Vec<(String, PathBuf)>,
+    services: Vec<Service>,
+}
+
+/// One login as pam_bench reports it.
+#[derive(Clone, Copy)]
+pub struct Login {
+    /// pam_start + pam_authenticate + pam_end, µs.
+    pub full: f64,
+    /// pam_authenticate, µs.
+    pub auth: f64,
+    /// PAM_SUCCESS.
+    pub ok: bool,
+    /// Minor page faults during the login.
+    pub minflt: f64,
+}
+
+impl Population {
+    fn new(
+        a: &Args,
+        t: &Path,
+        label: &'static str,
+        key: &str,
+        users: Vec<String>,
+        env: Vec<(String, PathBuf)>,
+    ) -> Population {
+        let dir = t.join(key);
+        std::fs::create_dir(&dir).unwrap();
+        let state = dir.join("state");
+        let store = Store::open_or_create(&state).unwrap();
+        let dirs = [dir.join("ga"), dir.join("ga-reuse")];
+        for d in &dirs {
+            std::fs::create_dir(d).unwrap();
+        }
+        let mut secrets = Vec::new();
+        for u in &users {
+            let s = Secret::generate().unwrap();
+            enroll(&store, u, &s);
+            secrets.push(s);
+        }
+        let pid = std::process::id();
+        let services = vec![
+            Service::new(
+                &format!("twofold-bench-{pid}-{key}-tf"),
+                &format!(
+                    "auth required {} policy={}/policy.toml state={}\n",
+                    a.module.display(),
+                    t.display(),
+                    state.display()
+                ),
+            ),
+            Service::new(
+                &format!("twofold-bench-{pid}-{key}-ga"),
+                &format!(
+                    "auth required pam_google_authenticator.so secret={}/${{USER}} user=root\n",
+                    dirs[0].display()
+                ),
+            ),
+            Service::new(
+                &format!("twofold-bench-{pid}-{key}-gar"),
+                &format!(
+                    "auth required pam_google_authenticator.so secret={}/${{USER}} user=root\n",
+                    dirs[1].display()
+                ),
+            ),
+            Service::new(
+                &format!("twofold-bench-{pid}-{key}-permit"),
+                "auth required pam_permit.so\n",
+            ),
+        ];
+        Population {
+            label,
+            users,
+            secrets,
+            store,
+            dirs,
+            env,
+            services,
+        }
+    }
+
+    /// The PAM service of module `m`.
+    pub fn service(&self, m: usize) -> String {
+        self.services[m].name()
+    }
+
+    /// Puts every user's state for module `m` where a returning user's is: a previous login a
+    /// day ago (twofold: counters with that step; DISALLOW_REUSE: that step in the used list).
+    /// Done before every batch, outside the timed part, so the same users can log in again.
+    pub fn prepare(&self, m: usize, now: u64) {
+        let step = totp::step_of(now, Params::default()) - DAY / 30;
+        for (u, s) in self.users.iter().zip(&self.secrets) {
+            match m {
+                TF => seed_counters(&self.store, u, now),
+                GA => secret_file_used(&self.dirs[0], u, s, false, step),
+                GAR => secret_file_used(&self.dirs[1], u, s, true, step),
+                _ => {}
+            }
+        }
+    }
+
+    /// Logins of users `range` with their current codes (or a wrong code for each).
+    pub fn logins(&self, range: std::ops::Range<usize>, wrong: bool) -> Vec<(String, String)> {
+        let now = twofold_policy::time::now();
+        range
+            .map(|i| {
+                let s = &self.secrets[i];
+                let code = totp::code_at(s, Params::default(), now).unwrap();
+                let code = if wrong {
+                    wrong_code(s, now)
+                } else {
+                    code.to_string()
+                };
+                (self.users[i].clone(), code)
+            })
+            .collect()
+    }
+
+    /// A pam_bench command for module `m` with this population's environment, under `wrapper`
+    /// (e.g. strace) if given.
+    pub fn command(&self, a: &Args, wrapper: &[String], m: usize, file: &Path) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(&a.pam_bench);
+                c
+            }
+            None => Command::new(&a.pam_bench),
+        };
+        c.arg(self.service(m)).arg(file);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs pam_bench for module `m` over `logins`.
+    pub fn run(&self, a: &Args, t: &Path, m: usize, logins: &[(String, String)]) -> Vec<Login> {
+        let file = write_logins(t, logins);
+        let out = self
+            .command(a, &[], m, &file)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        parse_pam_bench(&out.stdout)
+    }
+}
+
+/// twofold's counters of `user` as a login a day before `now` left them.
+pub fn seed_counters(store: &Store, user: &str, now: u64) {
+    let name = twofold_policy::UserName::parse(user).unwrap();
+    let lock = store.lock(&name).unwrap();
+    let counters = Counters {
+        last_step: Some(totp::step_of(now, Params::default()) - DAY / 30),
+        last_login: Some(now - DAY),
+        last_login_from: Some("local".into()),
+        ..Counters::default()
+    };
+    lock.write_counters(&counters).unwrap();
+}
+
+/// A 6-digit code that is none of the codes `now - 2` .. `now + 2` steps accept.
+fn wrong_code(s: &Secret, now: u64) -> String {
+    let near: Vec<String> = (0..5)
+        .map(|k| {
+            totp::code_at(s, Params::default(), now + k * 30 - 60)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    (0u32..)
+        .map(|k| format!("{:06}", (k * 142_857 + 13) % 1_000_000))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
+/// Writes the "user code" lines pam_bench reads.
+pub fn write_logins(t: &Path, logins: &[(String, String)]) -> PathBuf {
+    let file = t.join("logins");
     let mut text = String::new();
     for (u, c) in logins {
         let _ = writeln!(text, "{u} {c}");
     }
     std::fs::write(&file, text).unwrap();
-    let out = Command::new(&a.pam_bench)
-        .arg(service)
-        .arg(&file)
-        .env("LD_PRELOAD", NSS_WRAPPER)
-        .env("NSS_WRAPPER_PASSWD", tmp.join("passwd"))
-        .env("NSS_WRAPPER_GROUP", tmp.join("group"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
+    file
+}
+
+fn parse_pam_bench(stdout: &[u8]) -> Vec<Login> {
+    String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].parse::<f64>().unwrap() / 1000.0,
-                f[1].parse::<f64>().unwrap() / 1000.0,
-                f[2] == "0",
-            )
+            Login {
+                full: f[0].parse::<f64>().unwrap() / 1000.0,
+                auth: f[1].parse::<f64>().unwrap() / 1000.0,
+                ok: f[2] == "0",
+                minflt: f[3].parse().unwrap(),
+            }
         })
         .collect()
 }
 
-struct Row {
-    what: String,
-    cells: Vec<String>,
+/// A table in Markdown.
+pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+    for r in rows {
+        let _ = writeln!(s, "| {} |", r.join(" | "));
+    }
+    s
+}
+
+/// "median / p90" with no decimals.
+pub fn mp(v: &[f64]) -> String {
+    let (m, p) = stats(v.to_vec());
+    format!("{m:.0} / {p:.0}")
+}
+
+/// The median.
+pub fn med(v: &[f64]) -> f64 {
+    stats(v.to_vec()).0
+}
+
+/// Lines in a file.
+fn lines_of(p: &str) -> usize {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// What the login part measured, per population and module.
+pub struct LoginResults {
+    /// [population][module] valid-code logins.
+    pub valid: Vec<Vec<Vec<Login>>>,
+    /// [population][module] wrong-code logins.
+    pub wrong: Vec<Vec<Vec<Login>>>,
 }
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("make bench needs root (PAM service files in /etc/pam.d, root-owned state)");
+        eprintln!(
+            "make bench needs root (accounts, PAM service files in /etc/pam.d, /dev/log, root-owned state)"
+        );
         std::process::exit(1);
+    }
+    // First, before any thread: Ctrl-C and SIGTERM undo the host changes.
+    twofold_bench::cleanup::catch_signals();
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|x| x == "--dlopen") {
+        // `twofold-bench [--dl-bench target/dl_bench] --dlopen A.so B.so ...`: the dlopen +
+        // dlclose floor, size and relocations of module builds side by side (for comparing
+        // build profiles).
+        let paths: Vec<PathBuf> = argv[i + 1..].iter().map(PathBuf::from).collect();
+        let dl_bench = PathBuf::from(arg("--dl-bench", "target/dl_bench"));
+        print!("{}", breakdown::compare_modules(&dl_bench, &paths));
+        return;
     }
     let target = PathBuf::from(arg("--target", "target/release"));
     let a = Args {
@@ -100,327 +364,136 @@ fn main() {
         records: arg("--records", "100000").parse().unwrap(),
         out: PathBuf::from(arg("--out", "bench/results.md")),
         module: target.join("libpam_twofold.so").canonicalize().unwrap(),
-        pam_bench: PathBuf::from(arg("--pam-bench", "target/pam_bench")),
+        pam_bench: PathBuf::from(arg("--pam-bench", "target/pam_bench"))
+            .canonicalize()
+            .unwrap(),
+        dl_bench: PathBuf::from(arg("--dl-bench", "target/dl_bench"))
+            .canonicalize()
+            .unwrap(),
         enrolld: target.join("twofold-enrolld").canonicalize().unwrap(),
+        logins_only: std::env::args().any(|x| x == "--logins-only"),
+        trace_dir: Some(arg("--trace", ""))
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
     };
+    let md = run(&a);
+    print!("{md}");
+    std::fs::write(&a.out, md).unwrap();
+    eprintln!("written to {}", a.out.display());
+    // Anything still registered (nothing, normally) is undone before exiting.
+    twofold_bench::cleanup::run_all();
+}
+
+fn run(a: &Args) -> String {
+    let stale = accounts::remove_stale();
+    if !stale.is_empty() {
+        eprintln!(
+            "removed {} accounts left by a killed benchmark run",
+            stale.len()
+        );
+    }
+    let devlog = DevLog::setup().expect("a syslog receiver on /dev/log");
+    eprintln!("syslog: {}", devlog.description);
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let mut rows: Vec<Row> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-
-    // ---- 1 and 2: logins through libpam ----
-    let modules = ["twofold", "ga-stateless", "ga-disallow-reuse"];
-    let total = a.per_round * a.rounds;
-    // Users: per module, `total` for valid codes and `per_round` for wrong ones.
-    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
-    let mut users: Vec<Vec<String>> = vec![Vec::new(); modules.len()];
-    let mut wrong_users: Vec<Vec<String>> = vec![Vec::new(); modules.len()];
-    let mut uid = 20000;
-    for (m, _) in modules.iter().enumerate() {
-        for i in 0..total + a.per_round {
-            let name = format!("b{m}u{i}");
-            let _ = writeln!(passwd, "{name}:x:{uid}:{uid}::/nonexistent:/bin/sh");
-            uid += 1;
-            if i < total {
-                users[m].push(name);
-            } else {
-                wrong_users[m].push(name);
-            }
-        }
-    }
-    std::fs::write(t.join("passwd"), &passwd).unwrap();
-    std::fs::write(t.join("group"), "root:x:0:\n").unwrap();
+    // Removed by TempDir at the end; this covers a signal too.
+    let _remove_tmp = {
+        let t = t.to_owned();
+        twofold_bench::cleanup::register(move || {
+            let _ = std::fs::remove_dir_all(&t);
+        })
+    };
     std::fs::write(
         t.join("policy.toml"),
         "mode = \"optional\"\n[groups.wheel]\nmode = \"required\"\n[services.sudo]\nmode = \"disabled\"\n",
     )
     .unwrap();
-    let state = t.join("state");
-    let store = Store::open_or_create(&state).unwrap();
-    for d in ["ga", "ga-reuse"] {
-        std::fs::create_dir(t.join(d)).unwrap();
+
+    // The users: real accounts, and the same number from nss_wrapper.
+    let n = a.per_round;
+    eprintln!("creating {n} accounts with useradd");
+    let real_accounts = Accounts::create("tfbench", n);
+    let (passwd_lines, group_lines) = (lines_of("/etc/passwd"), lines_of("/etc/group"));
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    let mut group = String::from("root:x:0:\n");
+    let nssw_users: Vec<String> = (1..=n).map(|i| format!("tfbw{i}")).collect();
+    for (i, u) in nssw_users.iter().enumerate() {
+        let id = 20000 + i;
+        let _ = writeln!(passwd, "{u}:x:{id}:{id}::/nonexistent:/usr/sbin/nologin");
+        let _ = writeln!(group, "{u}:x:{id}:");
     }
-    let mut secrets: Vec<Vec<Secret>> = vec![Vec::new(); modules.len()];
-    for (m, list) in users
-        .iter()
-        .zip(&wrong_users)
-        .enumerate()
-        .map(|(m, (u, w))| (m, u.iter().chain(w)))
-    {
-        for u in list {
-            let s = Secret::generate().unwrap();
-            match m {
-                0 => {
-                    enroll(&store, u, &s);
-                }
-                1 => secret_file(&t.join("ga"), u, &s, false),
-                _ => secret_file(&t.join("ga-reuse"), u, &s, true),
-            }
-            secrets[m].push(s);
-        }
-    }
-    let pid = std::process::id();
-    let services = [
-        Service::new(
-            &format!("twofold-bench-{pid}-tf"),
-            &format!(
-                "auth required {} policy={}/policy.toml state={}\n",
-                a.module.display(),
-                t.display(),
-                state.display()
-            ),
+    std::fs::write(t.join("passwd"), &passwd).unwrap();
+    std::fs::write(t.join("group"), &group).unwrap();
+    let pops = [
+        Population::new(
+            a,
+            t,
+            "real accounts",
+            "real",
+            real_accounts.names.clone(),
+            vec![],
         ),
-        Service::new(
-            &format!("twofold-bench-{pid}-ga"),
-            &format!(
-                "auth required pam_google_authenticator.so secret={}/ga/${{USER}} user=root\n",
-                t.display()
-            ),
-        ),
-        Service::new(
-            &format!("twofold-bench-{pid}-gar"),
-            &format!(
-                "auth required pam_google_authenticator.so secret={}/ga-reuse/${{USER}} user=root\n",
-                t.display()
-            ),
+        Population::new(
+            a,
+            t,
+            "nss_wrapper",
+            "nssw",
+            nssw_users,
+            vec![
+                ("LD_PRELOAD".into(), PathBuf::from(NSS_WRAPPER)),
+                ("NSS_WRAPPER_PASSWD".into(), t.join("passwd")),
+                ("NSS_WRAPPER_GROUP".into(), t.join("group")),
+            ],
         ),
     ];
-    let mut full: Vec<Vec<f64>> = vec![Vec::new(); modules.len()];
-    let mut auth: Vec<Vec<f64>> = vec![Vec::new(); modules.len()];
-    let mut failures = vec![0usize; modules.len()];
-    for r in 0..a.rounds {
-        // Interleaved: the order of the modules rotates every round.
-        for k in 0..modules.len() {
-            let m = (r + k) % modules.len();
-            let now = twofold_policy::time::now();
-            let logins: Vec<(String, String)> = (r * a.per_round..(r + 1) * a.per_round)
-                .map(|i| {
-                    let code = totp::code_at(&secrets[m][i], Params::default(), now).unwrap();
-                    (users[m][i].clone(), code.to_string())
-                })
-                .collect();
-            for (f, au, ok) in pam_bench(&a, t, &services[m].name(), &logins) {
-                full[m].push(f);
-                auth[m].push(au);
-                if !ok {
-                    failures[m] += 1;
-                }
-            }
-        }
-    }
-    let mut wrong: Vec<Vec<f64>> = vec![Vec::new(); modules.len()];
-    for m in 0..modules.len() {
-        let logins: Vec<(String, String)> = wrong_users[m]
-            .iter()
-            .map(|u| (u.clone(), "000000".to_owned()))
-            .collect();
-        for (_, au, ok) in pam_bench(&a, t, &services[m].name(), &logins) {
-            assert!(!ok, "a wrong code was accepted by {}", modules[m]);
-            wrong[m].push(au);
-        }
-    }
-    drop(services);
-    let fmt = |(med, p90): (f64, f64)| format!("{med:.0} / {p90:.0}");
-    let med = |v: &Vec<f64>| stats(v.clone()).0;
-    for (m, name) in modules.iter().enumerate() {
-        rows.push(Row {
-            what: format!("login, {name}"),
-            cells: vec![
-                fmt(stats(full[m].clone())),
-                fmt(stats(auth[m].clone())),
-                fmt(stats(wrong[m].clone())),
-                format!("{} of {}", full[m].len() - failures[m], full[m].len()),
-            ],
-        });
-    }
-    let ratio = |x: f64, y: f64| format!("{:.2}", x / y);
-    notes.push(format!(
-        "twofold / google-authenticator stateless: full login {}, pam_authenticate {}, wrong code {}",
-        ratio(med(&full[0]), med(&full[1])),
-        ratio(med(&auth[0]), med(&auth[1])),
-        ratio(med(&wrong[0]), med(&wrong[1])),
-    ));
-    notes.push(format!(
-        "twofold / google-authenticator DISALLOW_REUSE: full login {}, pam_authenticate {}, wrong code {}",
-        ratio(med(&full[0]), med(&full[2])),
-        ratio(med(&auth[0]), med(&auth[2])),
-        ratio(med(&wrong[0]), med(&wrong[2])),
-    ));
 
-    // ---- 3: policy scale ----
-    let scale = t.join("scale");
-    std::fs::create_dir(&scale).unwrap();
-    let mut big = String::from("mode = \"optional\"\nadmin_group = \"adm\"\n");
-    for i in 0..10_000 {
-        let _ = write!(
-            big,
-            "[users.user{i}]\nmode = \"{}\"\n",
-            ["required", "optional", "disabled"][i % 3]
+    let logins = logins_part(a, t, &pops);
+    let received = devlog.counts.as_ref().map(|c| {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            c.datagrams.load(Relaxed),
+            c.twofold.load(Relaxed),
+            c.google_authenticator.load(Relaxed),
+        )
+    });
+    let mut md = header(a, &devlog, passwd_lines, group_lines, &filesystem_of(t));
+    if let Some((all, tf, ga)) = received {
+        let _ = writeln!(
+            md,
+            "- The receiver got {all} messages during the logins (warm-up included): {tf} from pam_twofold, {ga} from pam_google_authenticator.\n"
         );
     }
-    for i in 0..1_000 {
-        let _ = write!(
-            big,
-            "[groups.group{i}]\nmode = \"{}\"\n",
-            ["required", "optional", "disabled"][i % 3]
-        );
-    }
-    let big_path = scale.join("policy.toml");
-    std::fs::write(&big_path, &big).unwrap();
-    let mut load = Vec::new();
-    for _ in 0..30 {
-        let s = Instant::now();
-        let p = Policy::load_system(&big_path).unwrap();
-        load.push(s.elapsed().as_secs_f64() * 1e6);
-        drop(p);
-    }
-    let policy = Policy::load_system(&big_path).unwrap();
-    let groups: Vec<String> = (0..20).map(|i| format!("group{}", i * 37)).collect();
-    let mut res = Vec::new();
-    for i in 0..10_000 {
-        let user = format!("someone{i}");
-        let subject = Subject {
-            user: &user,
-            groups: &groups,
-            service: Some("sshd"),
-        };
-        let s = Instant::now();
-        let r = resolve(&policy, &subject, &RecordFacts::of(None), 0);
-        res.push(s.elapsed().as_secs_f64() * 1e6);
-        std::hint::black_box(r);
-    }
-    // 100,000 records (written directly, as a store of that size would hold them).
-    let big_state = scale.join("state");
-    let big_store = Store::open_or_create(&big_state).unwrap();
-    let sample_secret = Secret::generate().unwrap();
-    let mut template = Record::new("x");
-    template.enrollment = Some(Enrollment::new(
-        &sample_secret,
-        Params::default(),
-        1,
-        vec![],
-    ));
-    let started = Instant::now();
-    for i in 0..a.records {
-        let name = format!("user{i}");
-        let mut rec = template.clone();
-        rec.user = name.clone();
-        let text = toml::to_string(&rec).unwrap();
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(big_state.join(format!("{name}.toml")))
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    notes.push(format!(
-        "{} records written in {:.1} s (for the scale tests)",
-        a.records,
-        started.elapsed().as_secs_f64()
-    ));
-    let mut read = Vec::new();
-    let mut per_login = Vec::new();
-    for i in 0..2_000 {
-        let name = UserName::parse(&format!("user{}", (i * 7919) % a.records)).unwrap();
-        let s = Instant::now();
-        let r = big_store.read_record(&name).unwrap();
-        read.push(s.elapsed().as_secs_f64() * 1e6);
-        std::hint::black_box(r);
-    }
-    for i in 0..50 {
-        let name = UserName::parse(&format!("user{}", (i * 7919) % a.records)).unwrap();
-        let s = Instant::now();
-        let p = Policy::load_system(&big_path).unwrap();
-        let r = big_store.read_record(&name).unwrap();
-        let subject = Subject {
-            user: name.as_str(),
-            groups: &groups,
-            service: Some("sshd"),
-        };
-        let out = resolve(&p, &subject, &RecordFacts::of(r.as_ref()), 0);
-        per_login.push(s.elapsed().as_secs_f64() * 1e6);
-        std::hint::black_box(out);
-    }
-    // The login path: the compiled cache in the state directory (warm after the first login).
-    let mut cached = Vec::new();
-    for i in 0..2_000 {
-        let name = format!("user{}", (i * 7919) % a.records);
-        let w = twofold_policy::cache::Wanted {
-            user: &name,
-            groups: &groups,
-            service: Some("sshd"),
-        };
-        let s = Instant::now();
-        let p = Policy::load_for(&big_path, &big_store, &w).unwrap();
-        let r = big_store
-            .read_record(&UserName::parse(&name).unwrap())
-            .unwrap();
-        let subject = Subject {
-            user: &name,
-            groups: &groups,
-            service: Some("sshd"),
-        };
-        let out = resolve(&p, &subject, &RecordFacts::of(r.as_ref()), 0);
-        cached.push(s.elapsed().as_secs_f64() * 1e6);
-        std::hint::black_box(out);
-    }
-    rows.push(Row {
-        what: "policy of 10,000 users + 1,000 groups: load and parse".into(),
-        cells: vec![
-            fmt(stats(load)),
-            String::new(),
-            String::new(),
-            String::new(),
-        ],
-    });
-    rows.push(Row {
-        what: "resolution in that policy (user in 20 groups)".into(),
-        cells: vec![
-            format!("{:.2} / {:.2}", stats(res.clone()).0, stats(res).1),
-            String::new(),
-            String::new(),
-            String::new(),
-        ],
-    });
-    rows.push(Row {
-        what: format!("record read among {} records", a.records),
-        cells: vec![
-            format!("{:.1} / {:.1}", stats(read.clone()).0, stats(read).1),
-            String::new(),
-            String::new(),
-            String::new(),
-        ],
-    });
-    rows.push(Row {
-        what: "per login, no cache: load that policy + read record + resolve".into(),
-        cells: vec![
-            fmt(stats(per_login)),
-            String::new(),
-            String::new(),
-            String::new(),
-        ],
-    });
-    rows.push(Row {
-        what: "per login as the module does it: policy through its cache + read record + resolve"
-            .into(),
-        cells: vec![
-            fmt(stats(cached)),
-            String::new(),
-            String::new(),
-            String::new(),
-        ],
-    });
+    md.push_str(&logins_md(a, &pops, &logins));
 
-    // ---- 4: the daemon ----
-    let daemon_rows = daemon_bench(&a, t, &big_state);
-    rows.extend(daemon_rows);
+    eprintln!("breakdown");
+    md.push_str(&breakdown::run(a, t, &pops[0], &logins));
 
-    // ---- output ----
+    // The accounts go before the daemon part, which lists every account of the host too.
+    drop(pops);
+    drop(real_accounts);
+    if !a.logins_only {
+        eprintln!("policy scale and the daemon");
+        md.push_str(&scale::run(a, t));
+    }
+    drop(devlog);
+    md
+}
+
+/// The type and device of the file system holding `p` (from /proc/self/mounts).
+fn filesystem_of(p: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && p.starts_with(f[1]))
+                .then(|| (f[1].len(), format!("{} ({}, {})", f[2], f[0], f[3])))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or("unknown".into(), |(_, d)| d)
+}
+
+fn header(a: &Args, devlog: &DevLog, passwd_lines: usize, group_lines: usize, fs: &str) -> String {
     let machine = format!(
         "{} ({} cores), {}",
         std::fs::read_to_string("/proc/cpuinfo")
@@ -434,110 +507,120 @@ fn main() {
         String::from_utf8_lossy(&Command::new("uname").arg("-sr").output().unwrap().stdout).trim()
     );
     let date = twofold_policy::time::human(twofold_policy::time::now());
-    let mut md = format!(
-        "# twofold benchmarks\n\n{date}, {machine}. `make bench` ({} logins per module in {} interleaved rounds; release build).\n\n\
-         Times in µs, median / p90. Login: pam_start + pam_authenticate + pam_end in one process, through the real libpam, one valid code per distinct user; every twofold login writes its replay state.\n\n\
-         | what | full login | pam_authenticate | refused (wrong code) | accepted |\n|---|---|---|---|---|\n",
-        a.per_round, a.rounds
-    );
-    for r in &rows {
-        let _ = writeln!(md, "| {} | {} |", r.what, r.cells.join(" | "));
-    }
-    md.push('\n');
-    for n in &notes {
-        let _ = writeln!(md, "- {n}");
-    }
-    print!("{md}");
-    std::fs::write(&a.out, md).unwrap();
-    eprintln!("written to {}", a.out.display());
+    format!(
+        "# twofold benchmarks\n\n{date}, {machine}. `make bench`: {n} users per user database, each logging in once per round with each module, {r} interleaved rounds (the order of the 8 population × module batches rotates every round; a warm-up batch of each first, discarded); release build.\n\n\
+         - Syslog: {dl}.\n\
+         - Real accounts: {n} accounts `tfbench1`..`tfbench{n}` made with `useradd` (the distribution's defaults: a private group each), so /etc/passwd had {passwd_lines} lines and /etc/group {group_lines} during the run, resolved by glibc's NSS (`files`); removed with `userdel` afterwards.\n\
+         - nss_wrapper: {n} users `tfbw1`..`tfbw{n}` with a private group each, from files given to `LD_PRELOAD`ed nss_wrapper; no account is made.\n\
+         - State (twofold's and google-authenticator's files) in a temporary directory on {fs}.\n\
+         - Every user is a returning one: before each batch (outside the timed part) twofold's counters say the last login was a day ago, and google-authenticator's `DISALLOW_REUSE` list holds that day-old step; every twofold login reads and replaces its counters (replay state).\n\n",
+        n = a.per_round,
+        r = a.rounds,
+        dl = devlog.description,
+        fs = fs,
+    )
 }
 
-fn rss_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
-    let dir = t.join("bus");
-    let (mut bus, address) = twofold_bench::private_bus(&dir);
-    std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
-    let mut daemon = twofold_bench::start_enrolld(&a.enrolld, &dir, state, &address);
-    let dpid = daemon.id();
-    let (_c, proxy) = twofold_bench::connect(&address);
-    let start = Instant::now();
-    loop {
-        if zbus::block_on(proxy.get_status()).is_ok() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let idle = rss_kb(dpid, "VmRSS:");
-    let s = Instant::now();
-    let n = zbus::block_on(proxy.list_users()).unwrap().len();
-    let list_time = s.elapsed().as_secs_f64();
-    let peak = rss_kb(dpid, "VmHWM:");
-    // Status calls per second from 8 concurrent clients, for 3 s.
-    let stop = Instant::now() + Duration::from_secs(3);
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let address = address.clone();
-            std::thread::spawn(move || {
-                let (_c, p) = twofold_bench::connect(&address);
-                let mut calls = 0u64;
-                while Instant::now() < stop {
-                    zbus::block_on(p.get_status()).unwrap();
-                    calls += 1;
-                }
-                calls
-            })
-        })
+fn logins_part(a: &Args, t: &Path, pops: &[Population]) -> LoginResults {
+    let configs: Vec<(usize, usize)> = (0..pops.len())
+        .flat_map(|p| (0..MODULES.len()).map(move |m| (p, m)))
         .collect();
-    let calls: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    let _ = bus.kill();
-    let _ = bus.wait();
-    vec![
-        Row {
-            what: format!("daemon: ListUsers of {n} users (wall time)"),
-            cells: vec![
-                format!("{list_time:.2} s"),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-        Row {
-            what: "daemon: resident memory idle / peak during that list".into(),
-            cells: vec![
-                format!(
-                    "{:.1} MiB / {:.1} MiB",
-                    idle as f64 / 1024.0,
-                    peak as f64 / 1024.0
-                ),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-        Row {
-            what: "daemon: GetStatus calls per second, 8 concurrent clients".into(),
-            cells: vec![
-                format!("{:.0}/s", calls as f64 / 3.0),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-    ]
+    // Warm-up, discarded: the policy cache, the page cache, the harness.
+    for &(p, m) in &configs {
+        pops[p].prepare(m, twofold_policy::time::now());
+        pops[p].run(a, t, m, &pops[p].logins(0..5.min(a.per_round), false));
+    }
+    let mut valid = vec![vec![Vec::new(); MODULES.len()]; pops.len()];
+    for r in 0..a.rounds {
+        eprintln!("round {} of {}", r + 1, a.rounds);
+        for k in 0..configs.len() {
+            let (p, m) = configs[(r + k) % configs.len()];
+            pops[p].prepare(m, twofold_policy::time::now());
+            let logins = pops[p].logins(0..a.per_round, false);
+            valid[p][m].extend(pops[p].run(a, t, m, &logins));
+        }
+    }
+    let mut wrong = vec![vec![Vec::new(); MODULES.len()]; pops.len()];
+    for &(p, m) in &configs {
+        if m == PERMIT {
+            continue;
+        }
+        pops[p].prepare(m, twofold_policy::time::now());
+        let logins = pops[p].logins(0..a.per_round, true);
+        let got = pops[p].run(a, t, m, &logins);
+        assert!(
+            got.iter().all(|l| !l.ok),
+            "a wrong code was accepted by {}",
+            MODULES[m]
+        );
+        wrong[p][m] = got;
+    }
+    LoginResults { valid, wrong }
+}
+
+fn logins_md(a: &Args, pops: &[Population], r: &LoginResults) -> String {
+    let mut rows = Vec::new();
+    for (p, pop) in pops.iter().enumerate() {
+        for (m, name) in MODULES.iter().enumerate() {
+            let v = &r.valid[p][m];
+            let col = |f: fn(&Login) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+            let wrong: Vec<f64> = r.wrong[p][m].iter().map(|l| l.auth).collect();
+            rows.push(vec![
+                pop.label.to_owned(),
+                (*name).to_owned(),
+                mp(&col(|l| l.full)),
+                mp(&col(|l| l.auth)),
+                if wrong.is_empty() {
+                    "—".into()
+                } else {
+                    mp(&wrong)
+                },
+                format!("{:.0}", med(&col(|l| l.minflt))),
+                format!("{} of {}", v.iter().filter(|l| l.ok).count(), v.len()),
+            ]);
+        }
+    }
+    let mut md = format!(
+        "## Logins through libpam\n\nTimes in µs, median / p90 of {} logins per row. Full login: pam_start + pam_authenticate + pam_end in one process (pam_start and pam_end load and unload the module), through the real libpam; page faults: minor faults of the harness process per full login (getrusage).\n\n",
+        a.per_round * a.rounds
+    );
+    md.push_str(&table(
+        &[
+            "users",
+            "module",
+            "full login",
+            "pam_authenticate",
+            "refused (wrong code)",
+            "page faults",
+            "accepted",
+        ],
+        &rows,
+    ));
+    md.push_str(
+        "\nThe pam_permit rows are libpam's own cost on this host, which every module pays: pam_start parses the service file and also `/etc/pam.d/other` for the stacks the service file leaves out, so it loads (and pam_end unloads) the modules those name too.\n\n",
+    );
+    let ratios = |p: usize, other: usize| {
+        let full = |m: usize| med(&r.valid[p][m].iter().map(|l| l.full).collect::<Vec<_>>());
+        let auth = |m: usize| med(&r.valid[p][m].iter().map(|l| l.auth).collect::<Vec<_>>());
+        let wrong = |m: usize| med(&r.wrong[p][m].iter().map(|l| l.auth).collect::<Vec<_>>());
+        format!(
+            "full login {:.2}, pam_authenticate {:.2}, wrong code {:.2}",
+            full(TF) / full(other),
+            auth(TF) / auth(other),
+            wrong(TF) / wrong(other)
+        )
+    };
+    let _ = writeln!(
+        md,
+        "Ratios of medians, real accounts (the run that matters):\n\n- twofold / google-authenticator stateless: {}\n- twofold / google-authenticator DISALLOW_REUSE: {}\n",
+        ratios(0, GA),
+        ratios(0, GAR)
+    );
+    let _ = writeln!(
+        md,
+        "The same with nss_wrapper users:\n\n- nss_wrapper run, twofold / google-authenticator stateless: {}\n- nss_wrapper run, twofold / google-authenticator DISALLOW_REUSE: {}\n",
+        ratios(1, GA),
+        ratios(1, GAR)
+    );
+    md
 }

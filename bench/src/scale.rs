@@ -1,0 +1,299 @@
+//! Policy scale (10,000 user and 1,000 group tables, 100,000 records) and the daemon.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use twofold_bench::stats;
+use twofold_policy::record::{Enrollment, Record};
+use twofold_policy::resolve::{RecordFacts, Subject, resolve};
+use twofold_policy::totp::{Params, Secret};
+use twofold_policy::{Policy, Store, UserName};
+
+use crate::Args;
+
+struct Row {
+    what: String,
+    cells: Vec<String>,
+}
+
+/// Runs both parts; their section of results.md.
+pub fn run(a: &Args, t: &Path) -> String {
+    let fmt = |(med, p90): (f64, f64)| format!("{med:.0} / {p90:.0}");
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    // ---- 3: policy scale ----
+    let scale = t.join("scale");
+    std::fs::create_dir(&scale).unwrap();
+    let mut big = String::from("mode = \"optional\"\nadmin_group = \"adm\"\n");
+    for i in 0..10_000 {
+        let _ = write!(
+            big,
+            "[users.user{i}]\nmode = \"{}\"\n",
+            ["required", "optional", "disabled"][i % 3]
+        );
+    }
+    for i in 0..1_000 {
+        let _ = write!(
+            big,
+            "[groups.group{i}]\nmode = \"{}\"\n",
+            ["required", "optional", "disabled"][i % 3]
+        );
+    }
+    let big_path = scale.join("policy.toml");
+    std::fs::write(&big_path, &big).unwrap();
+    let mut load = Vec::new();
+    for _ in 0..30 {
+        let s = Instant::now();
+        let p = Policy::load_system(&big_path).unwrap();
+        load.push(s.elapsed().as_secs_f64() * 1e6);
+        drop(p);
+    }
+    let policy = Policy::load_system(&big_path).unwrap();
+    let groups: Vec<String> = (0..20).map(|i| format!("group{}", i * 37)).collect();
+    let mut res = Vec::new();
+    for i in 0..10_000 {
+        let user = format!("someone{i}");
+        let subject = Subject {
+            user: &user,
+            groups: &groups,
+            service: Some("sshd"),
+        };
+        let s = Instant::now();
+        let r = resolve(&policy, &subject, &RecordFacts::of(None), 0);
+        res.push(s.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(r);
+    }
+    // 100,000 records (written directly, as a store of that size would hold them).
+    let big_state = scale.join("state");
+    let big_store = Store::open_or_create(&big_state).unwrap();
+    let sample_secret = Secret::generate().unwrap();
+    let mut template = Record::new("x");
+    template.enrollment = Some(Enrollment::new(
+        &sample_secret,
+        Params::default(),
+        1,
+        vec![],
+    ));
+    let started = Instant::now();
+    for i in 0..a.records {
+        let name = format!("user{i}");
+        let mut rec = template.clone();
+        rec.user = name.clone();
+        let text = toml::to_string(&rec).unwrap();
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(big_state.join(format!("{name}.toml")))
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    notes.push(format!(
+        "{} records written in {:.1} s (for the scale tests)",
+        a.records,
+        started.elapsed().as_secs_f64()
+    ));
+    let mut read = Vec::new();
+    let mut per_login = Vec::new();
+    for i in 0..2_000 {
+        let name = UserName::parse(&format!("user{}", (i * 7919) % a.records)).unwrap();
+        let s = Instant::now();
+        let r = big_store.read_record(&name).unwrap();
+        read.push(s.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(r);
+    }
+    for i in 0..50 {
+        let name = UserName::parse(&format!("user{}", (i * 7919) % a.records)).unwrap();
+        let s = Instant::now();
+        let p = Policy::load_system(&big_path).unwrap();
+        let r = big_store.read_record(&name).unwrap();
+        let subject = Subject {
+            user: name.as_str(),
+            groups: &groups,
+            service: Some("sshd"),
+        };
+        let out = resolve(&p, &subject, &RecordFacts::of(r.as_ref()), 0);
+        per_login.push(s.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(out);
+    }
+    // The login path: the compiled cache in the state directory (warm after the first login).
+    let mut cached = Vec::new();
+    for i in 0..2_000 {
+        let name = format!("user{}", (i * 7919) % a.records);
+        let w = twofold_policy::cache::Wanted {
+            user: &name,
+            groups: &groups,
+            service: Some("sshd"),
+        };
+        let s = Instant::now();
+        let p = Policy::load_for(&big_path, &big_store, &w).unwrap();
+        let r = big_store
+            .read_record(&UserName::parse(&name).unwrap())
+            .unwrap();
+        let subject = Subject {
+            user: &name,
+            groups: &groups,
+            service: Some("sshd"),
+        };
+        let out = resolve(&p, &subject, &RecordFacts::of(r.as_ref()), 0);
+        cached.push(s.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(out);
+    }
+    rows.push(Row {
+        what: "policy of 10,000 users + 1,000 groups: load and parse".into(),
+        cells: vec![
+            fmt(stats(load)),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    });
+    rows.push(Row {
+        what: "resolution in that policy (user in 20 groups)".into(),
+        cells: vec![
+            format!("{:.2} / {:.2}", stats(res.clone()).0, stats(res).1),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    });
+    rows.push(Row {
+        what: format!("record read among {} records", a.records),
+        cells: vec![
+            format!("{:.1} / {:.1}", stats(read.clone()).0, stats(read).1),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    });
+    rows.push(Row {
+        what: "per login, no cache: load that policy + read record + resolve".into(),
+        cells: vec![
+            fmt(stats(per_login)),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    });
+    rows.push(Row {
+        what: "per login as the module does it: policy through its cache + read record + resolve"
+            .into(),
+        cells: vec![
+            fmt(stats(cached)),
+            String::new(),
+            String::new(),
+            String::new(),
+        ],
+    });
+
+    // ---- the daemon ----
+    let daemon_rows = daemon_bench(a, t, &big_state);
+    rows.extend(daemon_rows);
+
+    let mut md = String::from(
+        "\n## At scale, and the daemon\n\nTimes in µs, median / p90, in this process (no PAM).\n\n| what | median / p90 |\n|---|---|\n",
+    );
+    for r in &rows {
+        let _ = writeln!(md, "| {} | {} |", r.what, r.cells[0]);
+    }
+    md.push('\n');
+    for n in &notes {
+        let _ = writeln!(md, "- {n}");
+    }
+    md
+}
+
+fn rss_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
+    let dir = t.join("bus");
+    let (mut bus, address) = twofold_bench::private_bus(&dir);
+    std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
+    let mut daemon = twofold_bench::start_enrolld(&a.enrolld, &dir, state, &address);
+    let dpid = daemon.id();
+    let (_c, proxy) = twofold_bench::connect(&address);
+    let start = Instant::now();
+    loop {
+        if zbus::block_on(proxy.get_status()).is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = rss_kb(dpid, "VmRSS:");
+    let s = Instant::now();
+    let n = zbus::block_on(proxy.list_users()).unwrap().len();
+    let list_time = s.elapsed().as_secs_f64();
+    let peak = rss_kb(dpid, "VmHWM:");
+    // Status calls per second from 8 concurrent clients, for 3 s.
+    let stop = Instant::now() + Duration::from_secs(3);
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let (_c, p) = twofold_bench::connect(&address);
+                let mut calls = 0u64;
+                while Instant::now() < stop {
+                    zbus::block_on(p.get_status()).unwrap();
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    let calls: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = bus.kill();
+    let _ = bus.wait();
+    vec![
+        Row {
+            what: format!("daemon: ListUsers of {n} users (wall time)"),
+            cells: vec![
+                format!("{list_time:.2} s"),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        },
+        Row {
+            what: "daemon: resident memory idle / peak during that list".into(),
+            cells: vec![
+                format!(
+                    "{:.1} MiB / {:.1} MiB",
+                    idle as f64 / 1024.0,
+                    peak as f64 / 1024.0
+                ),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        },
+        Row {
+            what: "daemon: GetStatus calls per second, 8 concurrent clients".into(),
+            cells: vec![
+                format!("{:.0}/s", calls as f64 / 3.0),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        },
+    ]
+}
