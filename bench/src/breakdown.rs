@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use twofold_bench::floor;
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
-use twofold_policy::store::Proof;
 use twofold_policy::totp::{self, Params};
 use twofold_policy::{Policy, Store, UserName, system, throttle};
 
@@ -348,16 +347,13 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
     drop(store);
     let policy_path = t.join("policy.toml");
     let names = [
-        "user lookup (getpwnam_r, getgrouplist, getgrgid_r)",
-        "state directory open + checks",
-        "policy freshness (stat of the policy files, fingerprint) + compiled cache read",
+        "user lookup (getpwnam_r, getpwuid_r for the canonical name)",
+        "state directory open + checks (fstat, fstatvfs)",
+        "policy freshness (stat of the policy files, fingerprint) + compiled cache read; groups only if a [groups.X] rule exists",
         "record read (open, fstat checks, read, TOML parse, checks)",
         "resolution",
-        "counters read (throttle check before the prompt)",
-        "lock (open + flock of USER.lock)",
-        "record + counters read again under the lock",
-        "code check (base32 decode, HMAC-SHA1 over the window)",
-        "counters write (TOML, temp file, write, rename)",
+        "throttle before the prompt (counters read)",
+        "the code check: lock, record + counters read again, HMAC-SHA1 over the window, counters pwrite in place",
         "unlock + close",
         "log line (syslog(3) to /dev/log)",
     ];
@@ -382,16 +378,20 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
                 lap = Instant::now();
             };
             let user = UserName::parse(u).unwrap();
-            let account = system::lookup(user.as_str()).unwrap().unwrap();
+            let mut account = system::lookup_account(user.as_str()).unwrap().unwrap();
             mark(&mut times);
             let store = Store::open(&state).unwrap();
+            std::hint::black_box(store.read_only());
             mark(&mut times);
-            let wanted = twofold_policy::cache::Wanted {
-                user: user.as_str(),
-                groups: &account.groups,
-                service: Some("sshd"),
-            };
-            let policy = Policy::load_for(&policy_path, &store, &wanted).unwrap();
+            let (policy, groups) = Policy::load_for_lazy(
+                &policy_path,
+                &store,
+                user.as_str(),
+                Some("sshd"),
+                &mut || system::groups_of(&account).map_err(|e| e.to_string()),
+            )
+            .unwrap();
+            account.groups = groups;
             mark(&mut times);
             let record = store.read_record(&user).unwrap();
             mark(&mut times);
@@ -403,25 +403,26 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
             let res = resolve(&policy, &subject, &RecordFacts::of(record.as_ref()), now);
             std::hint::black_box(&res);
             mark(&mut times);
-            let counters = store.read_counters(&user).unwrap();
-            std::hint::black_box(throttle::wait_left(&counters, &key, now));
+            std::hint::black_box(store.gate_before_prompt(&user, &key, now).unwrap());
             mark(&mut times);
-            let lock = store.lock(&user).unwrap();
-            mark(&mut times);
-            let mut st = lock.read().unwrap();
-            mark(&mut times);
-            let proof = lock
-                .check_code(&mut st, &code, policy.totp.window, now)
+            let checked = store
+                .check_attempt(
+                    &user,
+                    &twofold_policy::login::Attempt {
+                        input: &code,
+                        source: &key,
+                        from: "local",
+                        window: policy.totp.window,
+                        at: now,
+                    },
+                )
                 .unwrap();
-            assert_eq!(proof, Proof::Code, "the replayed login's code was refused");
+            assert_eq!(
+                checked.outcome,
+                twofold_policy::login::Outcome::Code,
+                "the replayed login's code was refused"
+            );
             mark(&mut times);
-            let mut counters = st.counters;
-            counters.last_login = Some(now);
-            counters.last_login_from = Some("local".into());
-            throttle::record_success(&mut counters, &key);
-            lock.write_counters(&counters).unwrap();
-            mark(&mut times);
-            drop(lock);
             drop(store);
             mark(&mut times);
             floor::syslog_line(&format!(
