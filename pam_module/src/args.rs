@@ -25,6 +25,10 @@ pub struct Args {
     pub on_error: OnError,
     /// Log every step.
     pub debug: bool,
+    /// Debug builds only: panic inside the entry point, so that a test can show the panic is
+    /// caught at the FFI boundary with the statically linked unwinder (see `build.rs`).
+    #[cfg(debug_assertions)]
+    pub test_panic: bool,
 }
 
 impl Default for Args {
@@ -35,6 +39,8 @@ impl Default for Args {
             verify_socket: twofold_policy::verify::DEFAULT_SOCKET.into(),
             on_error: OnError::Deny,
             debug: false,
+            #[cfg(debug_assertions)]
+            test_panic: false,
         }
     }
 }
@@ -56,6 +62,8 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Args, Strin
             Some(("on_error", "allow")) => out.on_error = OnError::Allow,
             Some(("on_error", v)) => return Err(format!("on_error={v:?}: expected deny or allow")),
             None if arg == "debug" => out.debug = true,
+            #[cfg(debug_assertions)]
+            None if arg == "test_panic" => out.test_panic = true,
             _ => {
                 return Err(format!(
                     "unknown module argument {arg:?} (known: policy=PATH, state=DIR, verify_socket=PATH, on_error=deny|allow, debug)"

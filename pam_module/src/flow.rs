@@ -225,6 +225,11 @@ fn entry(
     let on_error = parsed.as_ref().map(|a| a.on_error).unwrap_or(OnError::Deny);
     let result = parsed.map_err(Failure::Config).and_then(|a| {
         ctx.debug = a.debug;
+        #[cfg(debug_assertions)]
+        #[allow(clippy::panic)]
+        if a.test_panic {
+            panic!("test_panic: a panic inside pam_twofold (debug builds only)");
+        }
         body(pamh, &a, &mut ctx)
     });
     match result {

@@ -1021,3 +1021,30 @@ fn enrollment_at_login_only_from_the_places_the_policy_names() {
             .is_none()
     );
 }
+
+#[test]
+fn a_panic_is_caught_at_the_boundary_with_the_static_unwinder() {
+    if !root_or_skip() {
+        return;
+    }
+    // The module needs neither libgcc_s (the unwinder is linked in statically) ...
+    let out = Command::new("readelf")
+        .args(["-d"])
+        .arg(module_path())
+        .output()
+        .unwrap();
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(!dynamic.contains("libgcc_s"), "{dynamic}");
+    // ... and a panic inside it still unwinds to pam-bindings' catch_unwind: PAM_ABORT, and
+    // the application lives on to report it.
+    let rig = Rig::new(POLICY, "test_panic");
+    let (ok, out) = rig.login("sys", "000000\n");
+    assert!(
+        !ok && out.contains("Critical error - immediate abort"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Aborted") && !out.contains("core dumped"),
+        "{out}"
+    );
+}
