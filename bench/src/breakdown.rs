@@ -388,7 +388,13 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
                 &store,
                 user.as_str(),
                 Some("sshd"),
-                &mut || system::groups_of(&account).map_err(|e| e.to_string()),
+                &mut |names| {
+                    match names {
+                        Some(names) => system::member_of(&account, names),
+                        None => system::groups_of(&account),
+                    }
+                    .map_err(|e| e.to_string())
+                },
             )
             .unwrap();
             account.groups = groups;

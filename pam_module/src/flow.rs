@@ -359,7 +359,13 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
         &store,
         user.as_str(),
         ctx.service.as_deref(),
-        &mut || system::groups_of(&account).map_err(|e| e.to_string()),
+        &mut |names| {
+            match names {
+                Some(names) => system::member_of(&account, names),
+                None => system::groups_of(&account),
+            }
+            .map_err(|e| e.to_string())
+        },
     )
     .map_err(|e| match e {
         LazyLoadError::Policy(e) => Failure::Unavailable(format!("policy: {e}")),

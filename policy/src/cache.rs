@@ -289,7 +289,7 @@ fn rule_key(line: &str) -> (&str, &str) {
 /// at `now` (seconds) by a clock that is not behind the time it was made.
 #[cfg(test)]
 fn deserialize(text: &str, fp: &Fingerprint, now: i64, wanted: &Wanted<'_>) -> Option<Policy> {
-    match deserialize_lazy(text, fp, now, wanted.user, wanted.service, &mut || {
+    match deserialize_lazy(text, fp, now, wanted.user, wanted.service, &mut |_| {
         Ok(wanted.groups.to_vec())
     })? {
         Ok((p, _)) => Some(p),
@@ -298,7 +298,13 @@ fn deserialize(text: &str, fp: &Fingerprint, now: i64, wanted: &Wanted<'_>) -> O
 }
 
 /// The subject's groups, asked for only when the policy has a `[groups.X]` rule.
-pub type GroupsFn<'a> = dyn FnMut() -> Result<Vec<String>, String> + 'a;
+/// It gets the names of the policy's groups when there are at most [`FEW_GROUPS`] (the subject's
+/// membership in those is all that matters), or `None` for "all of the subject's groups".
+pub type GroupsFn<'a> = dyn FnMut(Option<&[&str]>) -> Result<Vec<String>, String> + 'a;
+
+/// Up to this many `[groups.X]` rules, a login asks about those groups by name
+/// ([`crate::system::member_of`]) rather than for all of the user's groups.
+pub const FEW_GROUPS: usize = 16;
 
 /// [`deserialize`] for `user` and `service`, with the groups looked up through `groups` only
 /// when the policy has group rules: `None` when the text is not a usable cache, `Some(Err)`
@@ -420,16 +426,22 @@ fn deserialize_lazy(
     }
     // Rule lines are sorted by kind: is there any group rule at all? If not, the user's groups
     // (every NSS source: files, then sss or ldap where configured) are never asked for.
-    let any_group_rule = rules
-        .get(rules.partition_point(|l| rule_key(l).0 < "g"))
-        .is_some_and(|l| rule_key(l).0 == "g");
-    let wanted_groups = if any_group_rule {
-        match groups_of() {
+    let first_g = rules.partition_point(|l| rule_key(l).0 < "g");
+    let end_g = rules.partition_point(|l| rule_key(l).0 <= "g");
+    let group_rules = rules.get(first_g..end_g).unwrap_or_default();
+    let wanted_groups = if group_rules.is_empty() {
+        Vec::new()
+    } else {
+        let names: Vec<&str> = group_rules.iter().map(|l| rule_key(l).1).collect();
+        let asked = if names.len() <= FEW_GROUPS {
+            groups_of(Some(&names))
+        } else {
+            groups_of(None)
+        };
+        match asked {
             Ok(g) => g,
             Err(e) => return Some(Err(e)),
         }
-    } else {
-        Vec::new()
     };
     let mut groups = BTreeMap::new();
     for g in &wanted_groups {
@@ -460,7 +472,7 @@ impl Policy {
         store: &Store,
         wanted: &Wanted<'_>,
     ) -> Result<Policy, PolicyError> {
-        let got = Policy::load_for_lazy(main, store, wanted.user, wanted.service, &mut || {
+        let got = Policy::load_for_lazy(main, store, wanted.user, wanted.service, &mut |_| {
             Ok(wanted.groups.to_vec())
         });
         match got {
@@ -504,8 +516,11 @@ impl Policy {
         }
         let wanted_groups = if policy.groups.is_empty() {
             Vec::new()
+        } else if policy.groups.len() <= FEW_GROUPS {
+            let names: Vec<&str> = policy.groups.keys().map(String::as_str).collect();
+            groups(Some(&names)).map_err(LazyLoadError::Groups)?
         } else {
-            groups().map_err(LazyLoadError::Groups)?
+            groups(None).map_err(LazyLoadError::Groups)?
         };
         Ok((policy, wanted_groups))
     }

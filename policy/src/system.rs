@@ -125,6 +125,38 @@ pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
     }))
 }
 
+/// Of the groups `names`, those `account` is in: its primary group, or a group whose member
+/// list names the account (`getgrnam_r` of each name). For a policy that names a few groups,
+/// this asks the user database about those few instead of enumerating every group of every
+/// NSS source as `getgrouplist` does ([`groups_of`]); membership is the same (a group's
+/// members by name, and the primary group), sorted.
+pub fn member_of(account: &Account, names: &[&str]) -> Result<Vec<String>, LookupError> {
+    let mut out = Vec::new();
+    for name in names {
+        if name.contains('\0') {
+            continue;
+        }
+        match Group::from_name(name) {
+            Ok(Some(g)) => {
+                if g.gid.as_raw() == account.gid || g.mem.contains(&account.name) {
+                    out.push(g.name);
+                }
+            }
+            Ok(None) => {}
+            Err(errno) if is_not_found(errno) => {}
+            Err(errno) => {
+                return Err(LookupError {
+                    what: format!("group {name:?}"),
+                    errno,
+                });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 fn group_names(user: &str, primary: Gid) -> Result<Vec<String>, LookupError> {
     let cname = CString::new(user).map_err(|_| LookupError {
         what: format!("groups of {user:?}"),
