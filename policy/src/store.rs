@@ -508,7 +508,7 @@ impl Store {
     }
 }
 
-/// What a code typed by the user proved ([`Locked::check_code`]).
+/// What a code typed by the user proved (the inner step of [`Store::check_attempt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proof {
     /// A current code, newer than the last one accepted.
