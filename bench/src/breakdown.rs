@@ -345,7 +345,7 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
         twofold_bench::enroll(&store, u, s);
     }
     drop(store);
-    let policy_path = t.join("policy.toml");
+    let policy_path = t.join("policy/policy.toml");
     let names = [
         "user lookup (getpwnam_r, getpwuid_r for the canonical name)",
         "state directory open + checks (fstat, fstatvfs)",

@@ -145,7 +145,7 @@ impl Population {
             Service::new(
                 &format!("twofold-bench-{pid}-{key}-tf"),
                 &format!(
-                    "auth required {} policy={}/policy.toml state={}\n",
+                    "auth required {} policy={}/policy/policy.toml state={}\n",
                     a.module.display(),
                     t.display(),
                     state.display()
@@ -403,8 +403,11 @@ fn run(a: &Args) -> String {
             let _ = std::fs::remove_dir_all(&t);
         })
     };
+    // The policy in a directory of its own, as /etc/twofold is: the compiled cache is keyed by
+    // the directory too, and the bench writes its other files beside `t` all the time.
+    std::fs::create_dir(t.join("policy")).unwrap();
     std::fs::write(
-        t.join("policy.toml"),
+        t.join("policy/policy.toml"),
         "mode = \"optional\"\n[groups.wheel]\nmode = \"required\"\n[services.sudo]\nmode = \"disabled\"\n",
     )
     .unwrap();
