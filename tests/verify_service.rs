@@ -13,25 +13,14 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::store::Store;
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{UserName, recovery};
-use twofold_system_tests::{build_dir, root_or_skip, staged_bins, workspace};
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use twofold_system_tests::{build_dir, root_or_skip, run, staged_bins, workspace};
 
 /// A real account, removed on drop.
 struct User(String);

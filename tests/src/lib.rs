@@ -59,3 +59,18 @@ pub fn staged_bins(dir: &std::path::Path) -> std::io::Result<PathBuf> {
     }
     Ok(out)
 }
+
+/// Runs `cmd` and returns its output; a failure panics with what it printed (the tests that
+/// use it treat a panic as a failed test).
+#[allow(clippy::panic)]
+pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
+    match cmd.output() {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => panic!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("{cmd:?}: {e}"),
+    }
+}
