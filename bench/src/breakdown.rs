@@ -11,7 +11,7 @@ use std::time::Instant;
 use twofold_bench::floor;
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::totp::{self, Params};
-use twofold_policy::{Policy, Store, UserName, system, throttle};
+use twofold_policy::{Store, UserName, system, throttle};
 
 use crate::{
     Args, GA, GAR, LoginResults, MODULES, PERMIT, Population, TF, med, seed_counters, table,
@@ -383,21 +383,9 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
             let store = Store::open(&state).unwrap();
             std::hint::black_box(store.read_only());
             mark(&mut times);
-            let (policy, groups) = Policy::load_for_lazy(
-                &policy_path,
-                &store,
-                user.as_str(),
-                Some("sshd"),
-                &mut |names| {
-                    match names {
-                        Some(names) => system::member_of(&account, names),
-                        None => system::groups_of(&account),
-                    }
-                    .map_err(|e| e.to_string())
-                },
-            )
-            .unwrap();
-            account.groups = groups;
+            let policy =
+                twofold_policy::login::policy_for(&policy_path, &store, &mut account, Some("sshd"))
+                    .unwrap();
             mark(&mut times);
             let record = store.read_record(&user).unwrap();
             mark(&mut times);

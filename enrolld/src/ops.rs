@@ -107,8 +107,7 @@ impl Daemon {
     }
 
     /// Drops every expired pending enrollment from memory (its secret is wiped on drop); how
-    /// many. Called at every enrollment call and periodically ([`Daemon::pending_count`] shows
-    /// the effect).
+    /// many. Called at every enrollment call and periodically by the daemon's purge thread.
     pub fn purge_expired(&self) -> usize {
         let Ok(mut pending) = self.pending.lock() else {
             return 0;
@@ -117,11 +116,6 @@ impl Daemon {
         let before = pending.len();
         pending.retain(|_, p| p.expires > now);
         before - pending.len()
-    }
-
-    /// Pending enrollments held in memory.
-    pub fn pending_count(&self) -> usize {
-        self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     /// Root, or a member of the policy's `admin_group`.

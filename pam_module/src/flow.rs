@@ -8,7 +8,7 @@ use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::PamHandle;
 use twofold_policy::cache::LazyLoadError;
-use twofold_policy::login::{Attempt, Outcome, describe_gate};
+use twofold_policy::login::{self, Attempt, describe_gate};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::throttle::Gate;
@@ -354,24 +354,11 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     // What this login needs of the policy: from the compiled cache in the state directory when
     // it was made from exactly the current files, otherwise a full load (fail closed).
     // The groups only when a [groups.X] rule exists: a group lookup asks every NSS source.
-    let (policy, groups) = Policy::load_for_lazy(
-        &args.policy,
-        &store,
-        user.as_str(),
-        ctx.service.as_deref(),
-        &mut |names| {
-            match names {
-                Some(names) => system::member_of(&account, names),
-                None => system::groups_of(&account),
-            }
-            .map_err(|e| e.to_string())
-        },
-    )
-    .map_err(|e| match e {
-        LazyLoadError::Policy(e) => Failure::Unavailable(format!("policy: {e}")),
-        LazyLoadError::Groups(e) => Failure::Unavailable(e),
-    })?;
-    account.groups = groups;
+    let policy = login::policy_for(&args.policy, &store, &mut account, ctx.service.as_deref())
+        .map_err(|e| match e {
+            LazyLoadError::Policy(e) => Failure::Unavailable(format!("policy: {e}")),
+            LazyLoadError::Groups(e) => Failure::Unavailable(e),
+        })?;
     ctx.debug(|| {
         format!(
             "policy {} loaded; groups={}",
@@ -581,15 +568,17 @@ fn remote_account(
             note: "code verified in this login's authentication".into(),
             user,
         }),
-        _ => Err(service_failure(
-            pamh,
-            verify::Response {
-                answer: verify::Answer::Refused,
-                message: "Two-factor authentication is required for this account, and this login did not ask for a code.".into(),
-                log: format!("{}; no code was verified in this login", resp.log),
-                ..resp
-            },
-        )),
+        _ => {
+            say(
+                pamh,
+                PAM_ERROR_MSG,
+                "Two-factor authentication is required for this account, and this login did not ask for a code.",
+            );
+            Err(Failure::Refused(format!(
+                "{}; no code was verified in this login",
+                resp.log
+            )))
+        }
     }
 }
 
@@ -612,15 +601,7 @@ fn pending(
 ) -> Result<Decision, Failure> {
     if res.starts_grace {
         // The requirement meets this user for the first time: the grace period starts now.
-        let lock = store.lock(&user)?;
-        let mut record = lock
-            .read()?
-            .record
-            .unwrap_or_else(|| twofold_policy::record::Record::new(user.as_str()));
-        if record.required_since.is_none() {
-            record.required_since = Some(now);
-            lock.write_record(&record)?;
-        }
+        store.start_grace(&user, now)?;
     }
     let deadline = res.deadline.map(time::human).unwrap_or_default();
     if !res.in_grace(now) {
@@ -720,39 +701,25 @@ fn verify_code(
     if let Some(note) = &checked.recovered {
         ctx.log(Level::Err, "continuing", note);
     }
-    match checked.outcome {
-        Outcome::Code => Ok("code accepted".into()),
-        Outcome::RecoveryCode { left } => {
-            let _ = conv.send(
-                PAM_TEXT_INFO,
-                &format!("Recovery code accepted; {left} left."),
-            );
-            Ok(format!("recovery code accepted, {left} left"))
-        }
-        Outcome::Throttled(gate) => Err(throttled(&conv, ctx, gate)),
-        Outcome::Replayed => Err(Failure::Refused("code already used (replay)".into())),
-        Outcome::Invalid => Err(Failure::Refused("wrong code".into())),
-        Outcome::NotEnrolled => Err(Failure::Refused("enrollment vanished".into())),
-        Outcome::NotACode => {
-            let _ = conv.send(
-                PAM_ERROR_MSG,
-                "This account needs a verification code from the authenticator app, and the answer was not one.",
-            );
-            Err(Failure::Refused(
-                "the answer is not a code (not counted as a wrong code)".into(),
-            ))
-        }
+    let outcome = checked.outcome;
+    if let Some(said) = outcome.message() {
+        let style = if outcome.accepted() {
+            PAM_TEXT_INFO
+        } else {
+            PAM_ERROR_MSG
+        };
+        let _ = conv.send(style, &said);
+    }
+    let note = outcome.log_note(&ctx.throttle_key);
+    if outcome.accepted() {
+        Ok(note)
+    } else {
+        Err(Failure::Refused(note))
     }
 }
 
 /// A refusal without checking any code, said to the user and logged.
 fn throttled(conv: &Conv<'_>, ctx: &Ctx, gate: Gate) -> Failure {
-    let said = match gate {
-        Gate::Wait { wait, .. } => {
-            format!("Too many wrong codes from this address: try again in {wait} s.")
-        }
-        _ => "Too many wrong codes for this account from unfamiliar places: log in from a place you used before, or ask an administrator (twofold reset).".into(),
-    };
-    let _ = conv.send(PAM_ERROR_MSG, &said);
+    let _ = conv.send(PAM_ERROR_MSG, &login::gate_message(gate));
     Failure::Refused(describe_gate(gate, &ctx.throttle_key))
 }

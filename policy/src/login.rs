@@ -7,10 +7,42 @@
 //! newer than the last accepted one (replay refusal), or else a recovery code, used once; then
 //! the counters (accepted step, failures, known sources) are written before the answer counts.
 
+use std::path::Path;
+
+use crate::cache::LazyLoadError;
+use crate::config::Policy;
 use crate::record::Counters;
 use crate::store::{Proof, Result, Store};
+use crate::system::{self, Account};
 use crate::throttle::{self, Gate};
 use crate::username::UserName;
+
+/// What the person at the prompt is told when the answer has the shape of no code.
+pub const NOT_A_CODE: &str = "This account needs a verification code from the authenticator app, and the answer was not one.";
+
+/// The policy a login of `account` through `service` needs ([`Policy::load_for_lazy`]), with
+/// the account's groups filled in only when the policy has group rules: by name for a few
+/// ([`system::member_of`]), all of them otherwise ([`system::groups_of`]). The PAM module and
+/// the verification service load it the same way.
+pub fn policy_for(
+    policy_path: &Path,
+    store: &Store,
+    account: &mut Account,
+    service: Option<&str>,
+) -> std::result::Result<Policy, LazyLoadError> {
+    let (policy, groups) = {
+        let who: &Account = account;
+        Policy::load_for_lazy(policy_path, store, &who.name, service, &mut |names| {
+            match names {
+                Some(names) => system::member_of(who, names),
+                None => system::groups_of(who),
+            }
+            .map_err(|e| e.to_string())
+        })?
+    };
+    account.groups = groups;
+    Ok(policy)
+}
 
 /// One code typed by a user.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +98,41 @@ pub struct Checked {
     pub outcome: Outcome,
     /// Set when the counters file was torn and defaults were used (it is rewritten whole now).
     pub recovered: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome in words for a log line (never the code); `source` is the throttle key.
+    pub fn log_note(self, source: &str) -> String {
+        match self {
+            Outcome::Code => "code accepted".into(),
+            Outcome::RecoveryCode { left } => format!("recovery code accepted, {left} left"),
+            Outcome::Throttled(gate) => describe_gate(gate, source),
+            Outcome::Replayed => "code already used (replay)".into(),
+            Outcome::Invalid => "wrong code".into(),
+            Outcome::NotEnrolled => "enrollment vanished".into(),
+            Outcome::NotACode => "the answer is not a code (not counted as a wrong code)".into(),
+        }
+    }
+
+    /// What the person at the prompt is told, if anything.
+    pub fn message(self) -> Option<String> {
+        match self {
+            Outcome::RecoveryCode { left } => Some(format!("Recovery code accepted; {left} left.")),
+            Outcome::Throttled(gate) => Some(gate_message(gate)),
+            Outcome::NotACode => Some(NOT_A_CODE.into()),
+            Outcome::Code | Outcome::Replayed | Outcome::Invalid | Outcome::NotEnrolled => None,
+        }
+    }
+}
+
+/// What the person at the prompt is told when the throttle refuses to check a code.
+pub fn gate_message(gate: Gate) -> String {
+    match gate {
+        Gate::Wait { wait, .. } => {
+            format!("Too many wrong codes from this address: try again in {wait} s.")
+        }
+        _ => "Too many wrong codes for this account from unfamiliar places: log in from a place you used before, or ask an administrator (twofold reset).".into(),
+    }
 }
 
 /// Why a refusal happened, in words for logs and messages (never the code).

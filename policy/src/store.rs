@@ -221,6 +221,21 @@ impl Store {
         })
     }
 
+    /// Records that the requirement meets `user` for the first time at `now` (the grace
+    /// period runs from here), under the lock, unless a start is recorded already; durable.
+    pub fn start_grace(&self, user: &UserName, now: u64) -> Result<()> {
+        let lock = self.lock(user)?;
+        let mut record = lock
+            .read()?
+            .record
+            .unwrap_or_else(|| Record::new(user.as_str()));
+        if record.required_since.is_none() {
+            record.required_since = Some(now);
+            lock.write_record(&record)?;
+        }
+        Ok(())
+    }
+
     /// Takes the user's lock, waiting for any other holder.
     pub fn lock(&self, user: &UserName) -> Result<Locked<'_>> {
         let name = format!("{user}.{LOCK}");

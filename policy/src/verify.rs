@@ -32,13 +32,13 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::login::{Attempt, Outcome, describe_gate};
+use crate::login::{Attempt, describe_gate};
 use crate::mode::Status;
 use crate::resolve::{RecordFacts, Subject, resolve};
 use crate::store::Store;
 use crate::throttle::{self, Gate};
 use crate::username::UserName;
-use crate::{Policy, system, time};
+use crate::{system, time};
 
 /// Where the service listens by default.
 pub const DEFAULT_SOCKET: &str = "/run/twofold/verify.sock";
@@ -348,7 +348,7 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
     if UserName::parse(&req.user).is_err() {
         return Response::new(Answer::UnknownUser, "", "", "unusable user name");
     }
-    let account = match system::lookup(&req.user) {
+    let mut account = match system::lookup_account(&req.user) {
         Ok(Some(a)) => a,
         Ok(None) => return Response::new(Answer::UnknownUser, "", "", "unknown user"),
         Err(e) => return unavailable(e.to_string()),
@@ -382,12 +382,7 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
         Ok(s) => s,
         Err(e) => return unavailable(format!("state: {e}")),
     };
-    let wanted = crate::cache::Wanted {
-        user: user.as_str(),
-        groups: &account.groups,
-        service,
-    };
-    let policy = match Policy::load_for(&config.policy, &store, &wanted) {
+    let policy = match crate::login::policy_for(&config.policy, &store, &mut account, service) {
         Ok(p) => p,
         Err(e) => return unavailable(format!("policy: {e}")),
     };
@@ -412,21 +407,10 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
             format!("{decided}: no code needed"),
         ),
         Status::Pending => {
-            if res.starts_grace {
-                let written = store.lock(&user).and_then(|lock| {
-                    let mut r = lock
-                        .read()?
-                        .record
-                        .unwrap_or_else(|| crate::record::Record::new(name));
-                    if r.required_since.is_none() {
-                        r.required_since = Some(now);
-                        lock.write_record(&r)?;
-                    }
-                    Ok(())
-                });
-                if let Err(e) = written {
-                    return unavailable(format!("state: {e}"));
-                }
+            if res.starts_grace
+                && let Err(e) = store.start_grace(&user, now)
+            {
+                return unavailable(format!("state: {e}"));
             }
             let deadline = res.deadline.map(time::human).unwrap_or_default();
             if res.in_grace(now) {
@@ -478,50 +462,27 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
                     .recovered
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default();
-                let refused = |msg: &str, why: &str| {
-                    Response::new(
-                        Answer::Refused,
-                        name,
-                        msg,
-                        format!("{decided}: {why}{recovered}"),
-                    )
-                };
-                match checked.outcome {
-                    Outcome::Code => Response::new(
-                        Answer::Accepted,
-                        name,
-                        "",
-                        format!("{decided}: code accepted{recovered}"),
-                    ),
-                    Outcome::RecoveryCode { left } => Response::new(
-                        Answer::Accepted,
-                        name,
-                        &format!("Recovery code accepted; {left} left."),
-                        format!("{decided}: recovery code accepted, {left} left{recovered}"),
-                    ),
-                    Outcome::Throttled(g) => throttled(name, &decided, g, &source),
-                    Outcome::Replayed => refused("", "code already used (replay)"),
-                    Outcome::Invalid => refused("", "wrong code"),
-                    Outcome::NotEnrolled => refused("", "enrollment vanished"),
-                    Outcome::NotACode => refused(
-                        "This account needs a verification code from the authenticator app, and the answer was not one.",
-                        "the answer is not a code (not counted as a wrong code)",
-                    ),
-                }
+                let outcome = checked.outcome;
+                Response::new(
+                    if outcome.accepted() {
+                        Answer::Accepted
+                    } else {
+                        Answer::Refused
+                    },
+                    name,
+                    &outcome.message().unwrap_or_default(),
+                    format!("{decided}: {}{recovered}", outcome.log_note(&source)),
+                )
             }
         },
     }
 }
 
 fn throttled(name: &str, decided: &str, gate: Gate, source: &str) -> Response {
-    let message = match gate {
-        Gate::Wait { wait, .. } => format!("Too many wrong codes: try again in {wait} s."),
-        _ => "Too many wrong codes for this account from unfamiliar places: log in from a place you used before, or ask an administrator (twofold reset).".into(),
-    };
     Response::new(
         Answer::Refused,
         name,
-        &message,
+        &crate::login::gate_message(gate),
         format!("{decided}: {}", describe_gate(gate, source)),
     )
 }
