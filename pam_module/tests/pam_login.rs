@@ -1023,6 +1023,22 @@ fn enrollment_at_login_only_from_the_places_the_policy_names() {
 }
 
 #[test]
+fn the_module_runs_no_cpuid_at_login() {
+    // .cargo/config.toml selects the portable SHA code: the hardware detection runs CPUID,
+    // which traps to the hypervisor on a VM, at every load of the module (every login).
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(module_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let code = String::from_utf8_lossy(&out.stdout);
+    assert!(code.contains("pam_sm_authenticate"), "no disassembly?");
+    let cpuid: Vec<&str> = code.lines().filter(|l| l.contains("\tcpuid")).collect();
+    assert!(cpuid.is_empty(), "CPUID in the module: {cpuid:?}");
+}
+
+#[test]
 fn a_panic_is_caught_at_the_boundary_with_the_static_unwinder() {
     if !root_or_skip() {
         return;
