@@ -71,6 +71,9 @@ impl Verifyd {
         let child = Command::new("systemd-socket-activate")
             .arg("-l")
             .arg(socket)
+            // As under systemd: log lines to stderr (the file the test reads), not to a
+            // /dev/log the host may have.
+            .args(["-E", "JOURNAL_STREAM=0:0"])
             .arg(bin)
             .arg("--policy")
             .arg(policy)

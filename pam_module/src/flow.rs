@@ -347,10 +347,13 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
         ctx.user = format!("{} as={}", printable(user.as_str(), 64), ctx.user);
     }
     ctx.debug(|| format!("uid={} source-key={}", account.uid, ctx.throttle_key));
-    let store = Store::open(&args.state)?;
+    let mut store = Store::open(&args.state)?;
     if store.read_only() {
         return Ok(Eval::Remote { raw_user });
     }
+    // One login: the record and counters read before the prompt are held open and only read
+    // again (not opened again, nor parsed again if unchanged) under the lock after it.
+    store.hold_files();
     // What this login needs of the policy: from the compiled cache in the state directory when
     // it was made from exactly the current files, otherwise a full load (fail closed).
     // The groups only when a [groups.X] rule exists: a group lookup asks every NSS source.

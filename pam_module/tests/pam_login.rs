@@ -1031,7 +1031,11 @@ fn the_module_runs_no_cpuid_at_login() {
         .arg(module_path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let code = String::from_utf8_lossy(&out.stdout);
     assert!(code.contains("pam_sm_authenticate"), "no disassembly?");
     let cpuid: Vec<&str> = code.lines().filter(|l| l.contains("\tcpuid")).collect();

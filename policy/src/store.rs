@@ -34,6 +34,7 @@ pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
 const RECORD: &str = "toml";
 const COUNTERS: &str = "counters";
 const LOCK: &str = "lock";
+const COUNTERS_SUFFIX: &str = ".counters";
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,40 @@ pub struct Store {
     path: PathBuf,
     dir: File,
     owner: u32,
+    /// Files read so far, kept open, when [`Store::hold_files`] asked for it (a login).
+    held: Option<std::sync::Mutex<Vec<Held>>>,
+}
+
+/// A user's file as a login read it before the prompt, kept open so that the read under the
+/// lock afterwards costs a `statx` of the name and a `pread` instead of an open, a check, two
+/// reads and a close, and so that what did not change is not parsed again. The open file pins
+/// its inode: the name still leading to the same device and inode means the same file.
+#[derive(Debug)]
+struct Held {
+    name: String,
+    file: File,
+    /// Opened for writing as well (the counters, written in place under the lock).
+    writable: bool,
+    dev: u64,
+    ino: u64,
+    text: Zeroizing<String>,
+    /// What `text` parsed to, once it has been.
+    record: Option<Record>,
+    counters: Option<Counters>,
+    /// Found current under the lock this store's caller holds (see [`Locked::read`]).
+    current: bool,
+}
+
+/// What a file held open reads like under the lock.
+enum Reread {
+    /// The same inode with the same bytes: what was parsed before stands.
+    Same,
+    /// The same inode, other bytes (the counters, written in place).
+    Changed(Zeroizing<String>),
+    /// The name leads nowhere now.
+    Gone,
+    /// Not held, or the name leads to another file: read it afresh.
+    Unknown,
 }
 
 /// A user's state as read: the record (if any) and the counters.
@@ -89,9 +124,9 @@ pub struct UserState {
     pub record: Option<Record>,
     /// The login-time counters (default when there are none).
     pub counters: Counters,
-    /// Set when the counters file was unreadable and defaults were used instead. It is only
-    /// written by atomic rename, so this happens only after a power loss; the login path logs
-    /// it. The secret is never in that file, so nothing of value is lost.
+    /// Set when the counters file was unreadable and defaults were used instead: torn by a
+    /// crash or power loss during a write in place ([`Locked::write_counters`]); the login path
+    /// logs it. The secret is never in that file, so nothing of value is lost.
     pub counters_recovered: Option<String>,
 }
 
@@ -166,7 +201,103 @@ impl Store {
             path: path.to_owned(),
             dir,
             owner,
+            held: None,
         })
+    }
+
+    /// From now on, keeps the files it reads open (see [`Held`]): for one login, which reads
+    /// the record and the counters before the prompt and again under the lock after it.
+    pub fn hold_files(&mut self) {
+        if self.held.is_none() {
+            self.held = Some(std::sync::Mutex::new(Vec::new()));
+        }
+    }
+
+    fn with_held<T>(&self, name: &str, f: impl FnOnce(&mut Held) -> T) -> Option<T> {
+        let mut held = self.held.as_ref()?.lock().ok()?;
+        held.iter_mut().find(|h| h.name == name).map(f)
+    }
+
+    fn forget_held(&self, name: &str) {
+        if let Some(Ok(mut held)) = self.held.as_ref().map(|h| h.lock()) {
+            held.retain(|h| h.name != name);
+        }
+    }
+
+    /// Under the lock: whether the held file `name` is still the one the name leads to, and
+    /// its bytes now. Checks owner, mode and type again as an open would.
+    fn reread(&self, name: &str) -> Result<Reread> {
+        use std::os::unix::fs::FileExt;
+        let Some((dev, ino)) = self.with_held(name, |h| (h.dev, h.ino)) else {
+            return Ok(Reread::Unknown);
+        };
+        let path = self.file_path(name);
+        let st = match nix::sys::stat::fstatat(
+            self.dir.as_fd(),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => {
+                self.forget_held(name);
+                return Ok(Reread::Gone);
+            }
+            Err(e) => return Err(errno_err(&path, "stat")(e)),
+        };
+        if st.st_dev != dev || st.st_ino != ino {
+            self.forget_held(name);
+            return Ok(Reread::Unknown);
+        }
+        self.check_meta(&path, st.st_mode, st.st_uid)?;
+        let size = u64::try_from(st.st_size).unwrap_or(0).min(MAX_FILE_SIZE);
+        let read = self.with_held(name, |h| {
+            let mut bytes = Zeroizing::new(Vec::with_capacity(usize::try_from(size).unwrap_or(0)));
+            let mut buf = Zeroizing::new([0u8; 4096]);
+            loop {
+                match h.file.read_at(&mut buf[..], bytes.len() as u64) {
+                    Ok(0) => break,
+                    Ok(k) => {
+                        bytes.extend_from_slice(buf.get(..k).unwrap_or_default());
+                        if bytes.len() as u64 > MAX_FILE_SIZE {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if *bytes == h.text.as_bytes() {
+                h.current = true;
+                return Ok(None);
+            }
+            Ok(Some(bytes))
+        });
+        let bytes = match read {
+            None => return Ok(Reread::Unknown),
+            Some(r) => r.map_err(io_err(&path, "read"))?,
+        };
+        let Some(mut bytes) = bytes else {
+            return Ok(Reread::Same);
+        };
+        if bytes.len() as u64 > MAX_FILE_SIZE {
+            return Err(StoreError::Corrupt {
+                path,
+                why: format!("larger than {MAX_FILE_SIZE} bytes"),
+            });
+        }
+        let text =
+            String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| StoreError::Corrupt {
+                path: path.clone(),
+                why: "not UTF-8 text".into(),
+            })?;
+        let text = Zeroizing::new(text);
+        self.with_held(name, |h| {
+            h.text = text.clone();
+            h.record = None;
+            h.counters = None;
+            h.current = true;
+        });
+        Ok(Reread::Changed(text))
     }
 
     /// Opens the state directory, creating it (mode 0700) if it does not exist. Its parent must
@@ -294,45 +425,67 @@ impl Store {
     /// Checks a file of the store (regular, owner, mode 0600) and returns its metadata.
     fn check_file(&self, path: &Path, file: &File) -> Result<std::fs::Metadata> {
         let meta = file.metadata().map_err(io_err(path, "stat"))?;
-        if !meta.is_file() {
+        self.check_meta(path, meta.mode(), meta.uid())?;
+        Ok(meta)
+    }
+
+    /// The checks of [`Store::check_file`] on a mode and owner.
+    fn check_meta(&self, path: &Path, mode: u32, uid: u32) -> Result<()> {
+        if mode & nix::libc::S_IFMT != nix::libc::S_IFREG {
             return Err(StoreError::Insecure {
                 path: path.to_owned(),
                 why: "is not a regular file".into(),
             });
         }
-        if meta.uid() != self.owner {
+        if uid != self.owner {
             return Err(StoreError::Insecure {
                 path: path.to_owned(),
                 why: format!(
-                    "owned by uid {}, expected {}: refusing to use it",
-                    meta.uid(),
+                    "owned by uid {uid}, expected {}: refusing to use it",
                     self.owner
                 ),
             });
         }
-        if meta.mode() & 0o077 != 0 {
+        if mode & 0o077 != 0 {
             return Err(StoreError::Insecure {
                 path: path.to_owned(),
                 why: format!(
                     "mode {:04o}, expected 0600: refusing to use it",
-                    meta.mode() & 0o7777
+                    mode & 0o7777
                 ),
             });
         }
-        Ok(meta)
+        Ok(())
     }
 
     /// Reads a whole file, or `None` if it does not exist.
     fn read_file(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
+        self.read_file_as(name, self.held.is_some())
+    }
+
+    /// [`Store::read_file`], keeping the file open ([`Held`]) with `hold`.
+    fn read_file_as(&self, name: &str, hold: bool) -> Result<Option<Zeroizing<String>>> {
         let path = self.file_path(name);
-        let fd = match openat(
-            self.dir.as_fd(),
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            FileMode::empty(),
-        ) {
+        let open = |access: OFlag| {
+            openat(
+                self.dir.as_fd(),
+                name,
+                access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                FileMode::empty(),
+            )
+        };
+        // A held counters file is written through later: open it for writing too, if we may.
+        let want_write = hold && name.ends_with(COUNTERS_SUFFIX);
+        let (fd, writable) = match want_write.then(|| open(OFlag::O_RDWR)) {
+            Some(Ok(fd)) => (Ok(fd), true),
+            _ => (open(OFlag::O_RDONLY), false),
+        };
+        let fd = match fd {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ENOENT) => {
+                self.forget_held(name);
+                return Ok(None);
+            }
             Err(e) => return Err(self.open_error(&path, e)),
         };
         let file = File::from(fd);
@@ -355,7 +508,22 @@ impl Store {
                 path: path.clone(),
                 why: "not UTF-8 text".into(),
             })?;
-        Ok(Some(Zeroizing::new(text)))
+        let text = Zeroizing::new(text);
+        if let Some(Ok(mut held)) = self.held.as_ref().filter(|_| hold).map(|h| h.lock()) {
+            held.retain(|h| h.name != name);
+            held.push(Held {
+                name: name.to_owned(),
+                file,
+                writable,
+                dev: meta.dev(),
+                ino: meta.ino(),
+                text: text.clone(),
+                record: None,
+                counters: None,
+                current: false,
+            });
+        }
+        Ok(Some(text))
     }
 
     fn parse<T: serde::de::DeserializeOwned>(&self, name: &str, text: &str) -> Result<T> {
@@ -393,7 +561,38 @@ impl Store {
         let Some(text) = self.read_file(&name)? else {
             return Ok(None);
         };
-        let record: Record = self.parse(&name, &text)?;
+        let record = self.parse_record(user, &name, &text)?;
+        self.with_held(&name, |h| h.record = Some(record.clone()));
+        Ok(Some(record))
+    }
+
+    /// [`Store::read_record`] under the lock: a record held open since the read before the
+    /// prompt is only read again (`statx` + `pread`), and parsed again only if it changed.
+    fn read_record_locked(&self, user: &UserName) -> Result<Option<Record>> {
+        let name = format!("{user}.{RECORD}");
+        let text = match self.reread(&name)? {
+            Reread::Unknown => return self.read_record(user),
+            Reread::Gone => return Ok(None),
+            Reread::Same => {
+                if let Some(Some(r)) = self.with_held(&name, |h| h.record.clone()) {
+                    return Ok(Some(r));
+                }
+                match self.with_held(&name, |h| h.text.clone()) {
+                    Some(t) => t,
+                    None => return self.read_record(user),
+                }
+            }
+            Reread::Changed(text) => text,
+        };
+        let record = self.parse_record(user, &name, &text)?;
+        self.with_held(&name, |h| h.record = Some(record.clone()));
+        Ok(Some(record))
+    }
+
+    /// A record's text parsed and checked: version, owner, secret, parameters, hashes.
+    fn parse_record(&self, user: &UserName, name: &str, text: &str) -> Result<Record> {
+        let name = name.to_owned();
+        let record: Record = self.parse(&name, text)?;
         self.check_version(&name, record.version)?;
         if record.user != user.as_str() {
             return Err(StoreError::Corrupt {
@@ -425,15 +624,18 @@ impl Store {
                 });
             }
         }
-        Ok(Some(record))
+        Ok(record)
     }
 
     /// Reads a user's login counters like [`Store::read_counters`], but a file that does not
-    /// parse (torn by a power loss: it is only ever replaced by rename, never written in place)
-    /// reads as defaults, with a note saying so for the log. The next write replaces it whole.
+    /// parse (torn by a crash during a write in place, or a power loss) reads as defaults, with a note saying so for the log. The next write replaces it whole.
     /// An unsafe file (symlink, owner, mode) is still an error: that is no accident.
     pub fn read_counters_lenient(&self, user: &UserName) -> Result<(Counters, Option<String>)> {
-        match self.read_counters(user) {
+        Self::lenient(self.read_counters(user))
+    }
+
+    fn lenient(read: Result<Counters>) -> Result<(Counters, Option<String>)> {
+        match read {
             Ok(c) => Ok((c, None)),
             Err(StoreError::Corrupt { path, why }) => Ok((
                 Counters::default(),
@@ -452,15 +654,45 @@ impl Store {
         let Some(text) = self.read_file(&name)? else {
             return Ok(Counters::default());
         };
-        let counters: Counters = self.parse(&name, &text)?;
-        self.check_version(&name, counters.version)?;
+        self.parse_counters(&name, &text)
+    }
+
+    /// [`Store::read_counters`] under the lock, through the file held open since the read
+    /// before the prompt if there is one (see [`Store::read_record_locked`]).
+    fn read_counters_locked(&self, user: &UserName) -> Result<Counters> {
+        let name = format!("{user}.{COUNTERS}");
+        let text = match self.reread(&name)? {
+            Reread::Unknown => {
+                let c = self.read_counters(user);
+                self.with_held(&name, |h| h.current = true);
+                return c;
+            }
+            Reread::Gone => return Ok(Counters::default()),
+            Reread::Same => {
+                if let Some(Some(c)) = self.with_held(&name, |h| h.counters.clone()) {
+                    return Ok(c);
+                }
+                match self.with_held(&name, |h| h.text.clone()) {
+                    Some(t) => t,
+                    None => return self.read_counters(user),
+                }
+            }
+            Reread::Changed(text) => text,
+        };
+        self.parse_counters(&name, &text)
+    }
+
+    fn parse_counters(&self, name: &str, text: &str) -> Result<Counters> {
+        let counters: Counters = self.parse(name, text)?;
+        self.check_version(name, counters.version)?;
+        self.with_held(name, |h| h.counters = Some(counters.clone()));
         Ok(counters)
     }
 
     /// Reads a file of the store that is not a user's (e.g. the policy cache), with the same
     /// checks as a record; `None` if it does not exist.
     pub(crate) fn read_aux(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
-        self.read_file(name)
+        self.read_file_as(name, false)
     }
 
     /// Replaces a file of the store that is not a user's, atomically, without a lock: the
@@ -549,6 +781,17 @@ pub struct Locked<'a> {
     _lock: File,
 }
 
+impl Drop for Locked<'_> {
+    /// What was current under this lock is no longer known to be once it is released.
+    fn drop(&mut self) {
+        if let Some(Ok(mut held)) = self.store.held.as_ref().map(|h| h.lock()) {
+            for h in held.iter_mut() {
+                h.current = false;
+            }
+        }
+    }
+}
+
 impl Locked<'_> {
     /// The user.
     pub fn user(&self) -> &UserName {
@@ -557,7 +800,14 @@ impl Locked<'_> {
 
     /// Reads the current state (under the lock: nobody else changes it meanwhile).
     pub fn read(&self) -> Result<UserState> {
-        self.store.read(&self.user)
+        let record = self.store.read_record_locked(&self.user)?;
+        let (counters, counters_recovered) =
+            Store::lenient(self.store.read_counters_locked(&self.user))?;
+        Ok(UserState {
+            record,
+            counters,
+            counters_recovered,
+        })
     }
 
     /// Replaces the record durably: file and directory are fsynced before this returns.
@@ -640,7 +890,6 @@ impl Locked<'_> {
     /// may see a torn file and then reads defaults, as after a crash ([`Store::read_counters_lenient`]);
     /// the check itself always reads under the lock.
     pub fn write_counters(&self, counters: &Counters) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         let name = format!("{}.{COUNTERS}", self.user);
         let path = self.store.file_path(&name);
         let mut counters = counters.clone();
@@ -649,6 +898,23 @@ impl Locked<'_> {
             path: path.clone(),
             why: format!("cannot serialize: {e}"),
         })?;
+        let mut bytes = text.into_bytes();
+        // The file held open since before the prompt, found current under this lock by
+        // [`Locked::read`]: written through without opening it again.
+        let through_held = self.store.with_held(&name, |h| {
+            if !(h.writable && h.current) {
+                return None;
+            }
+            Some(
+                write_in_place(&h.file, &mut bytes, h.text.len() as u64).map(|()| {
+                    h.text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+                    h.counters = None;
+                }),
+            )
+        });
+        if let Some(Some(done)) = through_held {
+            return done.map_err(io_err(&path, "write"));
+        }
         let fd = openat(
             self.store.dir.as_fd(),
             name.as_str(),
@@ -658,17 +924,23 @@ impl Locked<'_> {
         .map_err(|e| self.store.open_error(&path, e))?;
         let file = File::from(fd);
         let old = self.store.check_file(&path, &file)?.len();
-        let mut bytes = text.into_bytes();
-        let len = bytes.len() as u64;
-        let shrink = old > 2 * len + 4096;
-        if !shrink && old > len {
-            bytes.resize(usize::try_from(old).unwrap_or(bytes.len()), b'\n');
-        }
-        file.write_all_at(&bytes, 0)
-            .map_err(io_err(&path, "write"))?;
-        if shrink {
-            file.set_len(len).map_err(io_err(&path, "truncate"))?;
-        }
-        Ok(())
+        write_in_place(&file, &mut bytes, old).map_err(io_err(&path, "write"))
     }
+}
+
+/// Writes `bytes` at offset 0 of `file`, whose length is `old`: padded with newlines to the
+/// old length (which TOML ignores, so that the file keeps its size), and truncated only when
+/// the file has grown over twice what it holds.
+fn write_in_place(file: &File, bytes: &mut Vec<u8>, old: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = bytes.len() as u64;
+    let shrink = old > 2 * len + 4096;
+    if !shrink && old > len {
+        bytes.resize(usize::try_from(old).unwrap_or(bytes.len()), b'\n');
+    }
+    file.write_all_at(bytes, 0)?;
+    if shrink {
+        file.set_len(len)?;
+    }
+    Ok(())
 }

@@ -378,10 +378,12 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
         ""
     };
     let source = throttle::source_key(rhost);
-    let store = match Store::open(&config.state) {
+    let mut store = match Store::open(&config.state) {
         Ok(s) => s,
         Err(e) => return unavailable(format!("state: {e}")),
     };
+    // One login: the files read before the check are read again under the lock.
+    store.hold_files();
     let policy = match crate::login::policy_for(&config.policy, &store, &mut account, service) {
         Ok(p) => p,
         Err(e) => return unavailable(format!("policy: {e}")),

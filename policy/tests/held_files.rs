@@ -1,0 +1,268 @@
+//! A login keeps the record and counters it read before the prompt open ([`Store::hold_files`])
+//! and reads them again under the lock with a `statx` and a `pread`. Whatever happens to the
+//! files while the prompt is open (another login, a reset, a replacement by rename, an edit in
+//! place, a chmod, a removal), the check under the lock must see what a fresh open would see,
+//! and the accepted step must land in the file the name leads to. Codes from `oathtool`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a panic here is a failed test
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use twofold_policy::login::{Attempt, Outcome};
+use twofold_policy::record::{Counters, Enrollment, Record};
+use twofold_policy::totp::{Params, Secret};
+use twofold_policy::{Store, StoreError, UserName, recovery};
+
+const NOW: u64 = 1_800_000_000;
+
+fn state_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    (tmp, dir)
+}
+
+fn alice() -> UserName {
+    UserName::parse("alice").unwrap()
+}
+
+fn oathtool(secret: &Secret, time: u64) -> String {
+    let out = Command::new("oathtool")
+        .arg("--totp")
+        .arg(format!("--now=@{time}"))
+        .arg("--base32")
+        .arg(secret.to_base32().as_str())
+        .output()
+        .expect("oathtool must be installed (make test installs it)");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Enrolls alice with a fresh secret through a store of its own (another process, as far as
+/// the login's store can tell).
+fn enroll(dir: &Path) -> Secret {
+    let secret = Secret::generate().unwrap();
+    let store = Store::open(dir).unwrap();
+    let lock = store.lock(&alice()).unwrap();
+    let mut r = Record::new("alice");
+    let codes = recovery::generate(2).unwrap();
+    r.enrollment = Some(Enrollment::new(
+        &secret,
+        Params::default(),
+        NOW - 100,
+        codes.hashes,
+    ));
+    lock.write_record(&r).unwrap();
+    secret
+}
+
+/// A login's store after what it reads before the prompt: the record, then the counters.
+fn login_before_prompt(dir: &Path) -> Store {
+    let mut store = Store::open(dir).unwrap();
+    store.hold_files();
+    assert!(store.read_record(&alice()).unwrap().is_some());
+    store.read_counters_lenient(&alice()).unwrap();
+    store
+}
+
+fn check(store: &Store, code: &str) -> Result<Outcome, StoreError> {
+    check_at(store, code, NOW)
+}
+
+fn check_at(store: &Store, code: &str, at: u64) -> Result<Outcome, StoreError> {
+    let a = Attempt {
+        input: code,
+        source: "local",
+        from: "test",
+        window: 1,
+        at,
+    };
+    store.check_attempt(&alice(), &a).map(|c| c.outcome)
+}
+
+fn last_step(dir: &Path) -> Option<u64> {
+    Store::open(dir)
+        .unwrap()
+        .read_counters(&alice())
+        .unwrap()
+        .last_step
+}
+
+#[test]
+fn an_unchanged_state_is_checked_and_the_step_recorded() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    // Counters exist (a returning user), so the held counters file is the one written.
+    let login = login_before_prompt(&dir);
+    let code = oathtool(&secret, NOW - 60);
+    assert_eq!(check_at(&login, &code, NOW - 60).unwrap(), Outcome::Code);
+    let first = last_step(&dir).unwrap();
+    drop(login);
+    let login = login_before_prompt(&dir);
+    let code = oathtool(&secret, NOW);
+    assert_eq!(check(&login, &code).unwrap(), Outcome::Code);
+    assert!(last_step(&dir).unwrap() > first);
+    // And the same code again, in the same store, is a replay.
+    assert_eq!(check(&login, &code).unwrap(), Outcome::Replayed);
+}
+
+#[test]
+fn a_code_accepted_by_another_login_meanwhile_is_a_replay() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    let code = oathtool(&secret, NOW);
+    // Two logins prompt at once, both having read the state before.
+    let one = login_before_prompt(&dir);
+    let two = login_before_prompt(&dir);
+    assert_eq!(check(&one, &code).unwrap(), Outcome::Code);
+    assert_eq!(check(&two, &code).unwrap(), Outcome::Replayed);
+    // The same with a counters file that existed before both (written in place by the first).
+    let code = oathtool(&secret, NOW + 30);
+    let one = login_before_prompt(&dir);
+    let two = login_before_prompt(&dir);
+    let at = |s: &Store| {
+        s.check_attempt(
+            &alice(),
+            &Attempt {
+                input: &code,
+                source: "local",
+                from: "test",
+                window: 1,
+                at: NOW + 30,
+            },
+        )
+        .unwrap()
+        .outcome
+    };
+    assert_eq!(at(&two), Outcome::Code);
+    assert_eq!(at(&one), Outcome::Replayed);
+}
+
+#[test]
+fn a_record_replaced_meanwhile_is_read_again() {
+    let (_t, dir) = state_dir();
+    let old = enroll(&dir);
+    let login = login_before_prompt(&dir);
+    // An admin resets and the user enrolls again (the record is replaced by rename).
+    let new = enroll(&dir);
+    assert_eq!(
+        check(&login, &oathtool(&old, NOW)).unwrap(),
+        Outcome::Invalid
+    );
+    assert_eq!(check(&login, &oathtool(&new, NOW)).unwrap(), Outcome::Code);
+}
+
+#[test]
+fn a_record_edited_in_place_meanwhile_is_read_again() {
+    let (_t, dir) = state_dir();
+    let old = enroll(&dir);
+    let record = dir.join("alice.toml");
+    let old_text = std::fs::read_to_string(&record).unwrap();
+    // Another enrollment's text, written into the same inode (an editor writing in place).
+    let (_t2, other_dir) = state_dir();
+    let new = enroll(&other_dir);
+    let new_text = std::fs::read_to_string(other_dir.join("alice.toml")).unwrap();
+    let login = login_before_prompt(&dir);
+    let ino = std::fs::metadata(&record).unwrap();
+    std::fs::write(&record, &new_text).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&record).unwrap()),
+        std::os::unix::fs::MetadataExt::ino(&ino)
+    );
+    assert_ne!(old_text, new_text);
+    assert_eq!(
+        check(&login, &oathtool(&old, NOW)).unwrap(),
+        Outcome::Invalid
+    );
+    assert_eq!(check(&login, &oathtool(&new, NOW)).unwrap(), Outcome::Code);
+}
+
+#[test]
+fn a_record_removed_meanwhile_is_not_enrolled() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    let login = login_before_prompt(&dir);
+    std::fs::remove_file(dir.join("alice.toml")).unwrap();
+    assert_eq!(
+        check(&login, &oathtool(&secret, NOW)).unwrap(),
+        Outcome::NotEnrolled
+    );
+}
+
+#[test]
+fn counters_replaced_by_rename_meanwhile_are_the_ones_read_and_written() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    // A first login leaves counters behind, so the next one holds that file open.
+    let first = login_before_prompt(&dir);
+    assert_eq!(
+        check_at(&first, &oathtool(&secret, NOW - 90), NOW - 90).unwrap(),
+        Outcome::Code
+    );
+    drop(first);
+    let code = oathtool(&secret, NOW);
+    let step = twofold_policy::totp::step_of(NOW, Params::default());
+    let login = login_before_prompt(&dir);
+    // Meanwhile the counters file is replaced by another one that has used this step already.
+    let replace = |c: &Counters| {
+        let tmp = dir.join("alice.counters.new");
+        let text = format!(
+            "version = 1\n{}",
+            c.last_step
+                .map(|s| format!("last_step = {s}\n"))
+                .unwrap_or_default()
+        );
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&tmp, dir.join("alice.counters")).unwrap();
+    };
+    replace(&Counters {
+        last_step: Some(step),
+        ..Counters::default()
+    });
+    assert_eq!(check(&login, &code).unwrap(), Outcome::Replayed);
+    drop(login);
+    // And replaced by an older one: the code is accepted, and its step is written to the file
+    // the name leads to now, not to the replaced one the login had open.
+    let login = login_before_prompt(&dir);
+    replace(&Counters {
+        last_step: Some(step - 10),
+        ..Counters::default()
+    });
+    assert_eq!(check(&login, &code).unwrap(), Outcome::Code);
+    assert_eq!(last_step(&dir), Some(step));
+}
+
+#[test]
+fn a_file_made_unsafe_meanwhile_is_refused() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    let login = login_before_prompt(&dir);
+    std::fs::set_permissions(
+        dir.join("alice.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = check(&login, &oathtool(&secret, NOW)).unwrap_err();
+    assert!(matches!(err, StoreError::Insecure { .. }), "{err}");
+}
+
+#[test]
+fn a_record_swapped_for_a_symlink_meanwhile_is_refused() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    let login = login_before_prompt(&dir);
+    let (_t2, other) = state_dir();
+    let _ = enroll(&other);
+    std::fs::remove_file(dir.join("alice.toml")).unwrap();
+    std::os::unix::fs::symlink(other.join("alice.toml"), dir.join("alice.toml")).unwrap();
+    let err = check(&login, &oathtool(&secret, NOW)).unwrap_err();
+    assert!(matches!(err, StoreError::Insecure { .. }), "{err}");
+}
