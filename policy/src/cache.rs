@@ -117,26 +117,29 @@ fn now_secs() -> Option<i64> {
 }
 
 fn fingerprint(main: &Path) -> Option<Fingerprint> {
-    let mut fp = String::new();
+    use std::os::unix::ffi::OsStrExt;
+    // Every login computes this: the raw fields into a hash, no text formatting.
+    let mut fp = Sha256::new();
     let mut newest = i64::MIN;
     let mut add = |p: &Path| -> Option<()> {
         let m = std::fs::symlink_metadata(p).ok()?;
         newest = newest.max(m.mtime()).max(m.ctime());
-        let _ = writeln!(
-            fp,
-            "{}\0{} {} {} {}.{} {}.{} {:o} {}:{}",
-            p.display(),
+        fp.update(p.as_os_str().as_bytes());
+        fp.update([0]);
+        for n in [
             m.dev(),
             m.ino(),
             m.size(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-            m.mode(),
-            m.uid(),
-            m.gid()
-        );
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+            m.ctime() as u64,
+            m.ctime_nsec() as u64,
+            u64::from(m.mode()),
+            u64::from(m.uid()),
+            u64::from(m.gid()),
+        ] {
+            fp.update(n.to_le_bytes());
+        }
         Some(())
     };
     // The main file's directory: a rename there (an editor saving, a file swapped in and out
@@ -153,12 +156,23 @@ fn fingerprint(main: &Path) -> Option<Fingerprint> {
             add(&f)?;
         }
     } else {
-        fp.push_str("no policy.d\n");
+        fp.update(b"no policy.d\0");
     }
     Some(Fingerprint {
-        hash: data_encoding::HEXLOWER.encode(&Sha256::digest(fp.as_bytes())),
+        hash: hex(&fp.finalize()),
         newest,
     })
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    let digit = |n: u8| char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 });
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(digit(b >> 4));
+        out.push(digit(b & 15));
+    }
+    out
 }
 
 fn clean(s: &str) -> bool {

@@ -158,6 +158,66 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+impl Counters {
+    /// The counters as TOML, as every login writes them: the same document `toml::to_string`
+    /// makes of them (fields in order, the maps as tables), without the serializer's
+    /// machinery. `tests/counters_text.rs` checks that it parses back to the same value.
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(160);
+        let _ = writeln!(out, "version = {}", self.version);
+        if let Some(step) = self.last_step {
+            let _ = writeln!(out, "last_step = {step}");
+        }
+        if let Some(t) = self.last_login {
+            let _ = writeln!(out, "last_login = \"{}\"", crate::time::rfc3339(t));
+        }
+        if let Some(from) = &self.last_login_from {
+            out.push_str("last_login_from = ");
+            toml_string(&mut out, from);
+            out.push('\n');
+        }
+        if self.user_failures != 0 {
+            let _ = writeln!(out, "user_failures = {}", self.user_failures);
+        }
+        for (source, f) in &self.failures {
+            out.push_str("\n[failures.");
+            toml_string(&mut out, source);
+            let _ = write!(
+                out,
+                "]\ncount = {}\nlast = \"{}\"\n",
+                f.count,
+                crate::time::rfc3339(f.last)
+            );
+        }
+        for (source, k) in &self.known_sources {
+            out.push_str("\n[known_sources.");
+            toml_string(&mut out, source);
+            let _ = write!(out, "]\nlast = \"{}\"\n", crate::time::rfc3339(k.last));
+        }
+        out
+    }
+}
+
+/// `s` as a TOML basic string: quoted, with `"`, `\\` and every control character escaped.
+fn toml_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// A source the user logged in from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

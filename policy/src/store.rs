@@ -894,10 +894,7 @@ impl Locked<'_> {
         let path = self.store.file_path(&name);
         let mut counters = counters.clone();
         counters.version = VERSION;
-        let text = toml::to_string(&counters).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            why: format!("cannot serialize: {e}"),
-        })?;
+        let text = counters.to_toml();
         let mut bytes = text.into_bytes();
         // The file held open since before the prompt, found current under this lock by
         // [`Locked::read`]: written through without opening it again.
