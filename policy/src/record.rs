@@ -58,6 +58,192 @@ impl Record {
     }
 }
 
+/// The shape of a value in the text twofold writes.
+enum Plain<'a> {
+    Int(u64),
+    Str(&'a str),
+    Strs(Vec<&'a str>),
+}
+
+/// A basic string without escapes or control characters: `"…"` at the start of `v`; the text
+/// inside and the rest after the closing quote.
+fn plain_str(v: &str) -> Option<(&str, &str)> {
+    let inner = v.strip_prefix('"')?;
+    let end = inner.find('"')?;
+    let (s, rest) = inner.split_at(end);
+    if s.chars().any(|c| c == '\\' || c.is_control()) {
+        return None;
+    }
+    Some((s, rest.get(1..)?))
+}
+
+fn plain_value(v: &str) -> Option<Plain<'_>> {
+    if v.starts_with('"') {
+        let (s, rest) = plain_str(v)?;
+        return rest.is_empty().then_some(Plain::Str(s));
+    }
+    if let Some(inner) = v.strip_prefix('[') {
+        let mut out = Vec::new();
+        let mut rest = inner;
+        if let Some(r) = rest.strip_prefix(']') {
+            return r.is_empty().then_some(Plain::Strs(out));
+        }
+        loop {
+            let (s, r) = plain_str(rest)?;
+            out.push(s);
+            if let Some(r) = r.strip_prefix(", ") {
+                rest = r;
+            } else {
+                return (r == "]").then_some(Plain::Strs(out));
+            }
+        }
+    }
+    // A decimal integer as TOML writes it: no sign, no underscore, no leading zero.
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || (v.len() > 1 && v.starts_with('0'))
+    {
+        return None;
+    }
+    // TOML integers are 64-bit signed.
+    v.parse::<i64>()
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .map(Plain::Int)
+}
+
+impl Record {
+    /// Parses a record in exactly the shape twofold writes it (`toml::to_string` of a record:
+    /// `key = value` lines with plain strings, integers and one-line string arrays, the
+    /// `[override]` and `[enrollment]` tables), without the TOML parser: a login reads one at
+    /// every code check. `None` for any other text, however valid as TOML (comments, escapes,
+    /// other spacing, keys out of place): the caller then parses it with the `toml` crate,
+    /// which also gives the errors. It accepts nothing the `toml` crate would refuse and reads
+    /// everything as it does (`tests/record_text.rs` checks both over generated and damaged
+    /// records).
+    pub fn parse_canonical(text: &str) -> Option<Record> {
+        #[derive(PartialEq)]
+        enum Table {
+            Top,
+            Override,
+            Enrollment,
+        }
+        let mut table = Table::Top;
+        let mut seen_override = false;
+        let mut seen_enrollment = false;
+        let mut version = None;
+        let mut user = None;
+        let mut required_since = None;
+        let (mut mode, mut by, mut at) = (None, None, None);
+        let (mut secret, mut algorithm, mut digits, mut period, mut enrolled_at, mut codes) =
+            (None, None, None, None, None, None);
+        fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(v?);
+            Some(())
+        }
+        let time = |v: Plain<'_>| match v {
+            Plain::Str(s) => crate::time::parse_rfc3339(s),
+            _ => None,
+        };
+        fn string(v: Plain<'_>) -> Option<&str> {
+            match v {
+                Plain::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+        let int = |v: Plain<'_>| match v {
+            Plain::Int(n) => Some(n),
+            _ => None,
+        };
+        for line in text.split('\n') {
+            if line.is_empty() {
+                continue;
+            }
+            match line {
+                "[override]" if !seen_override && table == Table::Top => {
+                    seen_override = true;
+                    table = Table::Override;
+                    continue;
+                }
+                "[enrollment]" if !seen_enrollment && table != Table::Enrollment => {
+                    seen_enrollment = true;
+                    table = Table::Enrollment;
+                    continue;
+                }
+                _ => {}
+            }
+            let (key, value) = line.split_once(" = ")?;
+            let value = plain_value(value)?;
+            match (&table, key) {
+                (Table::Top, "version") => {
+                    set(&mut version, int(value).and_then(|n| u32::try_from(n).ok()))?
+                }
+                (Table::Top, "user") => set(&mut user, string(value))?,
+                (Table::Top, "required_since") => set(&mut required_since, time(value))?,
+                (Table::Override, "mode") => set(
+                    &mut mode,
+                    string(value).and_then(|s| s.parse::<Mode>().ok()),
+                )?,
+                (Table::Override, "by") => set(&mut by, string(value))?,
+                (Table::Override, "at") => set(&mut at, time(value))?,
+                (Table::Enrollment, "secret") => set(&mut secret, string(value))?,
+                (Table::Enrollment, "algorithm") => set(
+                    &mut algorithm,
+                    string(value).and_then(|s| s.parse::<crate::totp::Algorithm>().ok()),
+                )?,
+                (Table::Enrollment, "digits") => {
+                    set(&mut digits, int(value).and_then(|n| u8::try_from(n).ok()))?
+                }
+                (Table::Enrollment, "period") => set(&mut period, int(value))?,
+                (Table::Enrollment, "enrolled_at") => set(&mut enrolled_at, time(value))?,
+                (Table::Enrollment, "recovery_codes") => set(
+                    &mut codes,
+                    match value {
+                        Plain::Strs(v) => Some(v),
+                        _ => None,
+                    },
+                )?,
+                _ => return None,
+            }
+        }
+        let admin_override = if seen_override {
+            Some(Override {
+                mode: mode?,
+                by: by?.to_owned(),
+                at: at?,
+            })
+        } else {
+            None
+        };
+        let enrollment = if seen_enrollment {
+            Some(Enrollment {
+                secret: Zeroizing::new(secret?.to_owned()),
+                params: Params {
+                    algorithm: algorithm?,
+                    digits: digits?,
+                    period: period?,
+                },
+                enrolled_at: enrolled_at?,
+                recovery_codes: codes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        } else {
+            None
+        };
+        Some(Record {
+            version: version?,
+            user: user?.to_owned(),
+            required_since,
+            admin_override,
+            enrollment,
+        })
+    }
+}
+
 /// An admin override set through the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
