@@ -137,6 +137,26 @@ impl UserState {
     }
 }
 
+/// The bytes of a store file as text: at most [`MAX_FILE_SIZE`] bytes of UTF-8.
+fn into_text(path: PathBuf, mut bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizing<String>> {
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(StoreError::Corrupt {
+            path,
+            why: format!("larger than {MAX_FILE_SIZE} bytes"),
+        });
+    }
+    String::from_utf8(std::mem::take(&mut *bytes))
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            // The bytes may hold a secret: wiped here too.
+            drop(Zeroizing::new(e.into_bytes()));
+            StoreError::Corrupt {
+                path,
+                why: "not UTF-8 text".into(),
+            }
+        })
+}
+
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         path: path.to_owned(),
@@ -276,21 +296,10 @@ impl Store {
             None => return Ok(Reread::Unknown),
             Some(r) => r.map_err(io_err(&path, "read"))?,
         };
-        let Some(mut bytes) = bytes else {
+        let Some(bytes) = bytes else {
             return Ok(Reread::Same);
         };
-        if bytes.len() as u64 > MAX_FILE_SIZE {
-            return Err(StoreError::Corrupt {
-                path,
-                why: format!("larger than {MAX_FILE_SIZE} bytes"),
-            });
-        }
-        let text =
-            String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| StoreError::Corrupt {
-                path: path.clone(),
-                why: "not UTF-8 text".into(),
-            })?;
-        let text = Zeroizing::new(text);
+        let text = into_text(path, bytes)?;
         self.with_held(name, |h| {
             h.text = text.clone();
             h.record = None;
@@ -497,18 +506,7 @@ impl Store {
             .take(MAX_FILE_SIZE + 1)
             .read_to_end(&mut bytes)
             .map_err(io_err(&path, "read"))?;
-        if bytes.len() as u64 > MAX_FILE_SIZE {
-            return Err(StoreError::Corrupt {
-                path,
-                why: format!("larger than {MAX_FILE_SIZE} bytes"),
-            });
-        }
-        let text =
-            String::from_utf8(std::mem::take(&mut *bytes)).map_err(|_| StoreError::Corrupt {
-                path: path.clone(),
-                why: "not UTF-8 text".into(),
-            })?;
-        let text = Zeroizing::new(text);
+        let text = into_text(path, bytes)?;
         if let Some(Ok(mut held)) = self.held.as_ref().filter(|_| hold).map(|h| h.lock()) {
             held.retain(|h| h.name != name);
             held.push(Held {

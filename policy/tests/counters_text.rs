@@ -9,69 +9,55 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
+mod common;
+
 use std::collections::BTreeMap;
+
+use common::Rng;
 
 use twofold_policy::record::{Counters, Failures, KnownSource};
 
-/// xorshift64*: reproducible without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn time(&mut self) -> u64 {
-        // Up to the year 9999, as RFC 3339 allows.
-        self.below(253_402_300_800)
-    }
-    fn text(&mut self) -> String {
-        const PIECES: &[&str] = &[
-            "a",
-            "Z",
-            "0",
-            ".",
-            ":",
-            "\"",
-            "\\",
-            "\n",
-            "\t",
-            "\r",
-            "\u{0}",
-            "\u{1f}",
-            "\u{7f}",
-            "\u{85}",
-            "é",
-            "漢",
-            "😀",
-            " ",
-            "[",
-            "]",
-            "=",
-            "#",
-            "'",
-            "local",
-            "2001:db8::1",
-            "192.0.2.7",
-            "\\u0041",
-            "\"\"\"",
-        ];
-        (0..self.below(12))
-            .map(|_| PIECES[self.below(PIECES.len() as u64) as usize])
-            .collect()
-    }
+fn text(r: &mut Rng) -> String {
+    const PIECES: &[&str] = &[
+        "a",
+        "Z",
+        "0",
+        ".",
+        ":",
+        "\"",
+        "\\",
+        "\n",
+        "\t",
+        "\r",
+        "\u{0}",
+        "\u{1f}",
+        "\u{7f}",
+        "\u{85}",
+        "é",
+        "漢",
+        "😀",
+        " ",
+        "[",
+        "]",
+        "=",
+        "#",
+        "'",
+        "local",
+        "2001:db8::1",
+        "192.0.2.7",
+        "\\u0041",
+        "\"\"\"",
+    ];
+    (0..r.below(12))
+        .map(|_| PIECES[r.below(PIECES.len() as u64) as usize])
+        .collect()
 }
 
 fn generate(r: &mut Rng) -> Counters {
     let mut failures = BTreeMap::new();
     for _ in 0..r.below(4) {
         failures.insert(
-            r.text(),
+            text(r),
             Failures {
                 count: r.next() >> r.below(64),
                 last: r.time(),
@@ -80,13 +66,13 @@ fn generate(r: &mut Rng) -> Counters {
     }
     let mut known_sources = BTreeMap::new();
     for _ in 0..r.below(4) {
-        known_sources.insert(r.text(), KnownSource { last: r.time() });
+        known_sources.insert(text(r), KnownSource { last: r.time() });
     }
     Counters {
         version: (r.next() % 3) as u32,
         last_step: (r.below(2) == 1).then(|| r.next() >> r.below(64)),
         last_login: (r.below(2) == 1).then(|| r.time()),
-        last_login_from: (r.below(2) == 1).then(|| r.text()),
+        last_login_from: (r.below(2) == 1).then(|| text(r)),
         failures,
         user_failures: if r.below(2) == 1 {
             r.next() >> r.below(64)

@@ -10,24 +10,19 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::state_dir;
 use twofold_policy::login::{Attempt, Outcome};
 use twofold_policy::record::{Counters, Enrollment, Record};
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{Store, StoreError, UserName, recovery};
 
 const NOW: u64 = 1_800_000_000;
-
-fn state_dir() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    (tmp, dir)
-}
 
 fn alice() -> UserName {
     UserName::parse("alice").unwrap()

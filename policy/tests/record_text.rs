@@ -10,27 +10,12 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
+mod common;
+
+use common::Rng;
 use twofold_policy::Mode;
 use twofold_policy::record::{Enrollment, Override, Record};
 use twofold_policy::totp::{Algorithm, Params, Secret};
-
-/// xorshift64*: reproducible without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
 
 const NAMES: &[&str] = &["alice", "bob.smith", "x", "user_1", "dañiel", "a-b", "ROOT"];
 

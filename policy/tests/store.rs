@@ -6,24 +6,19 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::state_dir;
 use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{UserName, recovery};
-
-fn state_dir() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    (tmp, dir)
-}
 
 fn user(name: &str) -> UserName {
     UserName::parse(name).unwrap()
