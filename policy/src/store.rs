@@ -12,7 +12,7 @@
 //! - User names are validated ([`UserName`]) before they touch a path.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -137,6 +137,37 @@ impl UserState {
     }
 }
 
+/// The whole of `file` (at most [`MAX_FILE_SIZE`] + 1 bytes, read from offset 0), `size` long
+/// by its metadata: one read for the bytes, one to see the end. A file that grew meanwhile is
+/// read on into a larger buffer; every buffer left behind is wiped (a record holds a secret).
+fn read_whole(file: &File, size: u64) -> io::Result<Zeroizing<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    let mut want = usize::try_from(size.min(MAX_FILE_SIZE)).unwrap_or(0) + 1;
+    let mut buf = Zeroizing::new(vec![0u8; want]);
+    let mut n = 0;
+    while let Some(spare) = buf.get_mut(n..) {
+        match file.read_at(spare, n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if n as u64 > MAX_FILE_SIZE {
+            break;
+        }
+        if n == want {
+            want = (want * 2).min(usize::try_from(MAX_FILE_SIZE).unwrap_or(usize::MAX) + 1);
+            let mut bigger = Zeroizing::new(vec![0u8; want]);
+            if let (Some(to), Some(from)) = (bigger.get_mut(..n), buf.get(..n)) {
+                to.copy_from_slice(from);
+            }
+            buf = bigger;
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// The bytes of a store file as text: at most [`MAX_FILE_SIZE`] bytes of UTF-8.
 fn into_text(path: PathBuf, mut bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizing<String>> {
     if bytes.len() as u64 > MAX_FILE_SIZE {
@@ -247,7 +278,6 @@ impl Store {
     /// Under the lock: whether the held file `name` is still the one the name leads to, and
     /// its bytes now. Checks owner, mode and type again as an open would.
     fn reread(&self, name: &str) -> Result<Reread> {
-        use std::os::unix::fs::FileExt;
         let Some((dev, ino)) = self.with_held(name, |h| (h.dev, h.ino)) else {
             return Ok(Reread::Unknown);
         };
@@ -271,21 +301,7 @@ impl Store {
         self.check_meta(&path, st.st_mode, st.st_uid)?;
         let size = u64::try_from(st.st_size).unwrap_or(0).min(MAX_FILE_SIZE);
         let read = self.with_held(name, |h| {
-            let mut bytes = Zeroizing::new(Vec::with_capacity(usize::try_from(size).unwrap_or(0)));
-            let mut buf = Zeroizing::new([0u8; 4096]);
-            loop {
-                match h.file.read_at(&mut buf[..], bytes.len() as u64) {
-                    Ok(0) => break,
-                    Ok(k) => {
-                        bytes.extend_from_slice(buf.get(..k).unwrap_or_default());
-                        if bytes.len() as u64 > MAX_FILE_SIZE {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let bytes = read_whole(&h.file, size)?;
             if *bytes == h.text.as_bytes() {
                 h.current = true;
                 return Ok(None);
@@ -499,13 +515,7 @@ impl Store {
         };
         let file = File::from(fd);
         let meta = self.check_file(&path, &file)?;
-        // Sized from the file: one read for the bytes, one to see the end.
-        let size = usize::try_from(meta.len().min(MAX_FILE_SIZE)).unwrap_or(0);
-        let mut bytes = Zeroizing::new(Vec::with_capacity(size + 1));
-        (&file)
-            .take(MAX_FILE_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&path, "read"))?;
+        let bytes = read_whole(&file, meta.len()).map_err(io_err(&path, "read"))?;
         let text = into_text(path, bytes)?;
         if let Some(Ok(mut held)) = self.held.as_ref().filter(|_| hold).map(|h| h.lock()) {
             held.retain(|h| h.name != name);
@@ -899,9 +909,20 @@ impl Locked<'_> {
         let text = counters.to_toml();
         let mut bytes = text.into_bytes();
         // The file held open since before the prompt, found current under this lock by
-        // [`Locked::read`]: written through without opening it again.
+        // [`Locked::read`]: written through without opening it again (one `fstatat` instead of
+        // an open, a check and a close).
+        // Only if the name still leads to it now: a counters file replaced or removed since
+        // the read (by hand, without the lock) gets the step by name, as without holding.
+        let same = match nix::sys::stat::fstatat(
+            self.store.dir.as_fd(),
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => Some((st.st_dev, st.st_ino)),
+            Err(_) => None,
+        };
         let through_held = self.store.with_held(&name, |h| {
-            if !(h.writable && h.current) {
+            if !(h.writable && h.current && same == Some((h.dev, h.ino))) {
                 return None;
             }
             Some(

@@ -122,3 +122,77 @@ fn the_usual_counters_read_as_before() {
          last = \"2026-11-18T11:06:40Z\"\n"
     );
 }
+
+/// Every Unicode scalar value, 64 at a time, as a source and as `last_login_from`, and shapes
+/// that would inject keys or tables if they were not escaped: all read back exactly.
+#[test]
+fn every_character_and_injection_shape_reads_back() {
+    let check = |s: &str| {
+        let c = Counters {
+            version: 1,
+            last_login_from: Some(s.to_owned()),
+            failures: [(s.to_owned(), Failures { count: 9, last: 1 })]
+                .into_iter()
+                .collect(),
+            known_sources: [(format!("k{s}"), KnownSource { last: 2 })]
+                .into_iter()
+                .collect(),
+            ..Counters::default()
+        };
+        let text = c.to_toml();
+        let back: Counters = toml::from_str(&text).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        assert_eq!(back, c, "{s:?}");
+    };
+    let all: Vec<char> = (0u32..=0x10FFFF).filter_map(char::from_u32).collect();
+    for chunk in all.chunks(64) {
+        check(&chunk.iter().collect::<String>());
+    }
+    for s in [
+        "\"]\nlast_step = 1\n[x.\"",
+        "\\\"",
+        "'''",
+        "\"\"\"",
+        "",
+        "a\r\nb",
+        "x\"\n[failures.\"y\"]\ncount = 0\nlast = \"1970-01-01T00:00:00Z\"\n#",
+    ] {
+        check(s);
+    }
+}
+
+/// The most an attacker can make of the counters (every source slot taken with the longest
+/// PAM_RHOST, in 4-byte characters) stays under the store's size limit: the file is never
+/// refused as too large, which would read as defaults and reset the throttle.
+#[test]
+fn the_largest_counters_fit_the_store() {
+    let key = |i: usize| format!("{i:04}{}", "😀".repeat(124));
+    let c = Counters {
+        version: 1,
+        last_step: Some(u64::MAX),
+        last_login: Some(253_402_300_799),
+        last_login_from: Some("😀".repeat(128)),
+        failures: (0..twofold_policy::throttle::MAX_SOURCES)
+            .map(|i| {
+                (
+                    key(i),
+                    Failures {
+                        count: u64::MAX,
+                        last: 253_402_300_799,
+                    },
+                )
+            })
+            .collect(),
+        user_failures: u64::MAX,
+        known_sources: (0..twofold_policy::throttle::KNOWN_SOURCES)
+            .map(|i| {
+                (
+                    key(10_000 + i),
+                    KnownSource {
+                        last: 253_402_300_799,
+                    },
+                )
+            })
+            .collect(),
+    };
+    assert!((c.to_toml().len() as u64) < twofold_policy::store::MAX_FILE_SIZE);
+}

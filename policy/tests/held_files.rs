@@ -261,3 +261,123 @@ fn a_record_swapped_for_a_symlink_meanwhile_is_refused() {
     let err = check(&login, &oathtool(&secret, NOW)).unwrap_err();
     assert!(matches!(err, StoreError::Insecure { .. }), "{err}");
 }
+
+/// A counters file replaced by rename, or removed, between the read under the lock and the
+/// write (by hand: such a writer does not take the lock): the step goes to the name.
+#[test]
+fn counters_replaced_or_removed_after_the_locked_read_still_get_the_step() {
+    for remove in [false, true] {
+        let (_t, dir) = state_dir();
+        let secret = enroll(&dir);
+        let first = login_before_prompt(&dir);
+        assert_eq!(
+            check_at(&first, &oathtool(&secret, NOW - 90), NOW - 90).unwrap(),
+            Outcome::Code
+        );
+        drop(first);
+        let step = twofold_policy::totp::step_of(NOW, Params::default());
+        let login = login_before_prompt(&dir);
+        {
+            let lock = login.lock(&alice()).unwrap();
+            let mut state = lock.read().unwrap();
+            state.counters.last_step = Some(step);
+            let path = dir.join("alice.counters");
+            if remove {
+                std::fs::remove_file(&path).unwrap();
+            } else {
+                let tmp = dir.join("alice.counters.new");
+                std::fs::write(&tmp, "version = 1\nlast_step = 2\n").unwrap();
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+            }
+            lock.write_counters(&state.counters).unwrap();
+        }
+        assert_eq!(last_step(&dir), Some(step), "remove={remove}");
+        let later = login_before_prompt(&dir);
+        assert_eq!(
+            check(&later, &oathtool(&secret, NOW)).unwrap(),
+            Outcome::Replayed,
+            "remove={remove}"
+        );
+    }
+}
+
+/// Eight logins at once (each its own store, as separate processes), one code: exactly one is
+/// accepted, round after round.
+#[test]
+fn concurrent_logins_with_one_code_accept_exactly_one() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    for round in 0..20u64 {
+        let at = NOW + 30 * round;
+        let code = oathtool(&secret, at);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let logins: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, code, barrier) = (dir.clone(), code.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let login = login_before_prompt(&dir);
+                    barrier.wait();
+                    check_at(&login, &code, at).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<Outcome> = logins.into_iter().map(|h| h.join().unwrap()).collect();
+        let accepted = outcomes.iter().filter(|o| **o == Outcome::Code).count();
+        assert_eq!(accepted, 1, "round {round}: {outcomes:?}");
+    }
+}
+
+/// The record swapped for a hard link to another user's record (same owner and mode) during
+/// the prompt: another inode, read afresh, refused as another user's.
+#[test]
+fn a_record_swapped_for_another_users_hard_link_is_refused() {
+    let (_t, dir) = state_dir();
+    let _ = enroll(&dir);
+    let bob_secret = Secret::generate().unwrap();
+    {
+        let store = Store::open(&dir).unwrap();
+        let bob = UserName::parse("bob").unwrap();
+        let lock = store.lock(&bob).unwrap();
+        let mut r = Record::new("bob");
+        r.enrollment = Some(Enrollment::new(&bob_secret, Params::default(), NOW, vec![]));
+        lock.write_record(&r).unwrap();
+    }
+    let login = login_before_prompt(&dir);
+    std::fs::remove_file(dir.join("alice.toml")).unwrap();
+    std::fs::hard_link(dir.join("bob.toml"), dir.join("alice.toml")).unwrap();
+    let r = check(&login, &oathtool(&bob_secret, NOW));
+    assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+}
+
+/// A second lock of the same store that writes without reading first writes by name: what
+/// the first lock found current is not taken for current under the second.
+#[test]
+fn a_second_lock_that_did_not_read_writes_by_name() {
+    let (_t, dir) = state_dir();
+    let secret = enroll(&dir);
+    let first = login_before_prompt(&dir);
+    assert_eq!(
+        check_at(&first, &oathtool(&secret, NOW - 90), NOW - 90).unwrap(),
+        Outcome::Code
+    );
+    drop(first);
+    let login = login_before_prompt(&dir);
+    {
+        let lock = login.lock(&alice()).unwrap();
+        let _ = lock.read().unwrap();
+    }
+    let tmp = dir.join("alice.counters.new");
+    std::fs::write(&tmp, "version = 1\nlast_step = 2\n").unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, dir.join("alice.counters")).unwrap();
+    {
+        let lock = login.lock(&alice()).unwrap();
+        lock.write_counters(&Counters {
+            last_step: Some(77),
+            ..Counters::default()
+        })
+        .unwrap();
+    }
+    assert_eq!(last_step(&dir), Some(77));
+}
