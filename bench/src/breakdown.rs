@@ -350,10 +350,10 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
         "user lookup (getpwnam_r, getpwuid_r for the canonical name)",
         "state directory open + checks (fstat, fstatvfs)",
         "policy freshness (stat of the policy files, fingerprint) + compiled cache read; groups only if a [groups.X] rule exists",
-        "record read (open, fstat checks, read, TOML parse, checks)",
+        "record read (open, fstat checks, read, parse, checks; the file is held open)",
         "resolution",
-        "throttle before the prompt (counters read)",
-        "the code check: lock, record + counters read again, HMAC-SHA1 over the window, counters pwrite in place",
+        "throttle before the prompt (counters read; held open)",
+        "the code check: lock, record + counters read again through the held files (fstatat + pread each, parsed again only if changed), HMAC-SHA1 over the window, counters pwrite through the held file",
         "unlock + close",
         "log line (syslog(3) to /dev/log)",
     ];
@@ -380,8 +380,9 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
             let user = UserName::parse(u).unwrap();
             let mut account = system::lookup_account(user.as_str()).unwrap().unwrap();
             mark(&mut times);
-            let store = Store::open(&state).unwrap();
+            let mut store = Store::open(&state).unwrap();
             std::hint::black_box(store.read_only());
+            store.hold_files();
             mark(&mut times);
             let policy =
                 twofold_policy::login::policy_for(&policy_path, &store, &mut account, Some("sshd"))
