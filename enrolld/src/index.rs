@@ -1,0 +1,763 @@
+//! What the daemon knows without asking again: the local user database parsed once, the
+//! listing's rows in order, and every user's record as last read. Nothing here is trusted
+//! beyond the identity of the files it came from.
+//!
+//! - [`UserDb`]: `/etc/passwd` and `/etc/group` parsed into maps (name → uid/gid, uid → the
+//!   canonical name, gid → group name, user → supplementary groups), re-read when the
+//!   identity (`stat`: device, inode, size, mtime and ctime in ns) of either file, of
+//!   `/etc/nsswitch.conf` or of `/etc/login.defs` changes. Used only when `nsswitch.conf`
+//!   sends `passwd` and `group` to `files` first (and to nothing but `files` and `systemd`):
+//!   then the files give the same answers `getpwnam`/`getpwuid`/`getgrouplist` give for a
+//!   name found in them. Other names (LDAP, SSSD, systemd's userdb) go through NSS
+//!   ([`twofold_policy::system::lookup`]).
+//! - [`Index`]: the listing. The names of the store's records are re-read when the state
+//!   directory's identity changes (a record written, replaced or removed renames or unlinks
+//!   in it); each record on a page is `stat`ed and re-read only when its identity, or that of
+//!   its counters file, changed. Writers need not tell the daemon: the PAM module writes
+//!   records during logins through the same store code, and the next page sees them.
+//! - A file whose mtime or ctime is within [`RACY_NS`] of the moment it was read may change
+//!   again within the same timestamp tick without its identity changing (the "racy git"
+//!   problem): such an entry is read again next time, until it is old enough to be trusted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use twofold_policy::record::Override;
+use twofold_policy::store::{Store, UserState};
+use twofold_policy::{UserName, system};
+
+/// How recent a file's timestamps may be for its cached contents to be trusted (see the
+/// module's documentation): well over a kernel timestamp tick.
+pub const RACY_NS: i128 = 1_000_000_000;
+
+/// How long an NSS answer (positive or negative) for a name that is not in `/etc/passwd` is
+/// used by listings. Such names (LDAP, SSSD) have no file whose identity tells a change; a
+/// listing may show such an account as it was up to this long ago. Decisions about a caller
+/// never use these answers.
+pub const NSS_TTL: Duration = Duration::from_secs(300);
+
+/// Above this many names to ask NSS about, the lookups run on several threads.
+const PARALLEL_LOOKUPS: usize = 64;
+
+/// The identity of a file: when it is unchanged, so are its contents (but see [`RACY_NS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    /// The identity of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+
+    /// `lstat` of `path`; `None` when it does not exist.
+    pub fn stat(path: &Path) -> io::Result<Option<FileId>> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => Ok(Some(FileId::of(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the file changed so close to `read_at` (wall clock, ns) that it may change
+    /// again without a new identity.
+    fn racy(&self, read_at: i128) -> bool {
+        self.mtime_ns.max(self.ctime_ns) >= read_at - RACY_NS
+    }
+}
+
+fn racy(id: &Option<FileId>, read_at: i128) -> bool {
+    id.as_ref().is_some_and(|id| id.racy(read_at))
+}
+
+/// The wall clock in ns (the clock file timestamps come from).
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// Where the user database files are (the root of the file system, except in unit tests).
+#[derive(Debug, Clone)]
+pub struct Etc {
+    passwd: PathBuf,
+    group: PathBuf,
+    nsswitch: PathBuf,
+    login_defs: PathBuf,
+}
+
+impl Default for Etc {
+    fn default() -> Etc {
+        Etc::under(Path::new("/etc"))
+    }
+}
+
+impl Etc {
+    /// `passwd`, `group`, `nsswitch.conf` and `login.defs` in `dir`.
+    pub fn under(dir: &Path) -> Etc {
+        Etc {
+            passwd: dir.join("passwd"),
+            group: dir.join("group"),
+            nsswitch: dir.join("nsswitch.conf"),
+            login_defs: dir.join("login.defs"),
+        }
+    }
+
+    fn ids(&self) -> [Option<FileId>; 4] {
+        [&self.passwd, &self.group, &self.nsswitch, &self.login_defs]
+            .map(|p| FileId::stat(p).ok().flatten())
+    }
+}
+
+/// `/etc/passwd` and `/etc/group`, parsed once (see the module's documentation).
+#[derive(Debug, Default)]
+pub struct UserDb {
+    ids: [Option<FileId>; 4],
+    racy: bool,
+    /// Whether `nsswitch.conf` makes the files authoritative for the names they hold.
+    usable: bool,
+    /// name → (uid, primary gid), every passwd line (aliases included).
+    users: HashMap<Box<str>, (u32, u32)>,
+    /// uid → the first passwd name with it (what `getpwuid` answers from the files).
+    canonical: HashMap<u32, Box<str>>,
+    /// gid → the first group name with it.
+    group_names: HashMap<u32, Box<str>>,
+    /// user → the gids of the groups whose member list names them.
+    members: HashMap<Box<str>, Vec<u32>>,
+    /// passwd names with a uid in login.defs' `UID_MIN..=UID_MAX`, in file order.
+    local: Vec<Box<str>>,
+}
+
+/// Whether the `db:` line of nsswitch.conf (`text`) asks `files` first, and only `files` and
+/// `systemd` (Debian's default).
+fn files_first(text: &str, db: &str) -> bool {
+    let Some(line) = text.lines().find_map(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        l.strip_prefix(db)
+            .and_then(|rest| rest.trim_start().strip_prefix(':'))
+    }) else {
+        return false;
+    };
+    let sources: Vec<&str> = line
+        .split_whitespace()
+        .filter(|s| !s.starts_with('['))
+        .collect();
+    sources.first() == Some(&"files") && sources.iter().all(|s| matches!(*s, "files" | "systemd"))
+}
+
+/// UID_MIN and UID_MAX of login.defs (`text`), Debian's defaults 1000 and 60000.
+pub fn uid_range(text: &str) -> (u32, u32) {
+    let get = |key: &str, default: u32| {
+        text.lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(key)).then(|| it.next()).flatten()
+            })
+            .filter_map(|v| v.parse().ok())
+            .next_back()
+            .unwrap_or(default)
+    };
+    (get("UID_MIN", 1000), get("UID_MAX", 60000))
+}
+
+impl UserDb {
+    /// Reads the files of `etc`. A file that cannot be read makes the database unusable
+    /// (every lookup goes to NSS), never an error.
+    pub fn load(etc: &Etc) -> UserDb {
+        let read_at = now_ns();
+        let ids = etc.ids();
+        let racy = ids.iter().any(|id| racy(id, read_at));
+        let read = |p: &Path| std::fs::read_to_string(p).ok();
+        let mut db = UserDb {
+            ids,
+            racy,
+            ..UserDb::default()
+        };
+        let (min, max) = uid_range(&read(&etc.login_defs).unwrap_or_default());
+        let Some(passwd) = read(&etc.passwd) else {
+            return db;
+        };
+        for line in passwd.lines() {
+            let mut f = line.split(':');
+            let (Some(name), Some(_), Some(uid), Some(gid)) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if name.is_empty() || name.starts_with(['+', '-']) {
+                continue;
+            }
+            let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
+                continue;
+            };
+            if db.users.contains_key(name) {
+                continue;
+            }
+            db.users.insert(name.into(), (uid, gid));
+            db.canonical.entry(uid).or_insert_with(|| name.into());
+            if (min..=max).contains(&uid) {
+                db.local.push(name.into());
+            }
+        }
+        let Some(group) = read(&etc.group) else {
+            return db;
+        };
+        for line in group.lines() {
+            let mut f = line.split(':');
+            let (Some(name), Some(_), Some(gid), Some(mem)) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if name.is_empty() || name.starts_with(['+', '-']) {
+                continue;
+            }
+            let Ok(gid) = gid.parse::<u32>() else {
+                continue;
+            };
+            db.group_names.entry(gid).or_insert_with(|| name.into());
+            for m in mem.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                db.members.entry(m.into()).or_default().push(gid);
+            }
+        }
+        let nsswitch = read(&etc.nsswitch).unwrap_or_default();
+        db.usable = files_first(&nsswitch, "passwd") && files_first(&nsswitch, "group");
+        db
+    }
+
+    /// Whether the files are still what was read (and not too recent to trust).
+    fn valid(&self, etc: &Etc) -> bool {
+        !self.racy && etc.ids() == self.ids
+    }
+
+    /// Whether the files answer for the names they hold: `nsswitch.conf` asks `files` first
+    /// for `passwd` and `group`, and nothing but `files` and `systemd`.
+    pub fn usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Local accounts: passwd names with a uid in login.defs' range, in file order.
+    pub fn local(&self) -> impl Iterator<Item = &str> {
+        self.local.iter().map(|n| &**n)
+    }
+
+    /// The (canonical name, uid, gid) of the account `name` names in the files.
+    pub fn find(&self, name: &str) -> Option<(&str, u32, u32)> {
+        let &(uid, _) = self.users.get(name)?;
+        let canonical = self.canonical.get(&uid)?;
+        // The canonical line's gid: that is the account's (getpwuid's) primary group.
+        let &(_, gid) = self.users.get(canonical)?;
+        Some((canonical, uid, gid))
+    }
+
+    /// The account `name` names in the files, with its groups, like [`system::lookup`].
+    pub fn account(&self, name: &str) -> Option<system::Account> {
+        let (canonical, uid, gid) = self.find(name)?;
+        Some(system::Account {
+            name: canonical.to_owned(),
+            typed: (canonical != name).then(|| name.to_owned()),
+            uid,
+            gid,
+            groups: self.groups_of(canonical, gid),
+        })
+    }
+
+    /// The account of `uid` in the files, with its groups, like [`system::lookup_uid`].
+    pub fn account_of_uid(&self, uid: u32) -> Option<system::Account> {
+        let canonical = self.canonical.get(&uid)?;
+        let &(_, gid) = self.users.get(canonical)?;
+        Some(system::Account {
+            name: canonical.to_string(),
+            typed: None,
+            uid,
+            gid,
+            groups: self.groups_of(canonical, gid),
+        })
+    }
+
+    /// The names of the groups of `user` (primary `gid` and every group listing them), sorted,
+    /// like `getgrouplist` + `getgrgid` over the files.
+    pub fn groups_of(&self, user: &str, gid: u32) -> Vec<String> {
+        let mut out: Vec<String> = std::iter::once(gid)
+            .chain(self.members.get(user).into_iter().flatten().copied())
+            .filter_map(|g| self.group_names.get(&g).map(|n| n.to_string()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// What a listing needs of a record and its counters (never the secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Has a confirmed enrollment.
+    pub enrolled: bool,
+    /// When it was enrolled.
+    pub enrolled_at: Option<u64>,
+    /// Unused recovery codes (when enrolled).
+    pub recovery_codes_left: Option<u32>,
+    /// The admin override.
+    pub admin_override: Option<Override>,
+    /// When the requirement first met the user unenrolled.
+    pub required_since: Option<u64>,
+    /// Last successful login with a code.
+    pub last_login: Option<u64>,
+    /// Where it came from.
+    pub last_login_from: Option<String>,
+}
+
+impl Facts {
+    /// The facts of a user's state as read.
+    pub fn of(state: &UserState) -> Facts {
+        let record = state.record.as_ref();
+        let enrollment = record.and_then(|r| r.enrollment.as_ref());
+        Facts {
+            enrolled: enrollment.is_some(),
+            enrolled_at: enrollment.map(|e| e.enrolled_at),
+            recovery_codes_left: enrollment
+                .map(|e| u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX)),
+            admin_override: record.and_then(|r| r.admin_override.clone()),
+            required_since: record.and_then(|r| r.required_since),
+            last_login: state.counters.last_login,
+            last_login_from: state.counters.last_login_from.clone(),
+        }
+    }
+}
+
+/// Who a row of the listing is.
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// A record or a policy entry with no account.
+    Nobody,
+    /// An account of the files: uid and primary gid (groups from the [`UserDb`]).
+    Files(u32, u32),
+    /// An account NSS gave, with its groups.
+    Nss(Arc<system::Account>),
+}
+
+/// One row: the canonical name and who it is.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The account's canonical name (or the record's name when there is no account).
+    pub name: Box<str>,
+    /// Its account.
+    pub who: Who,
+}
+
+#[derive(Debug)]
+struct RecordEntry {
+    record: Option<FileId>,
+    counters: Option<FileId>,
+    racy: bool,
+    facts: Arc<Facts>,
+}
+
+#[derive(Debug)]
+struct NssEntry {
+    at: Instant,
+    account: Option<Arc<system::Account>>,
+}
+
+#[derive(Debug)]
+struct StoreNames {
+    dir: Option<FileId>,
+    racy: bool,
+    generation: u64,
+    names: Vec<UserName>,
+}
+
+#[derive(Debug)]
+struct Listing {
+    db: u64,
+    store: u64,
+    policy_users: u64,
+    /// The listing used NSS answers: it is rebuilt when the oldest of them expires.
+    expires: Option<Instant>,
+    rows: Arc<Vec<Row>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    db: Option<Arc<UserDb>>,
+    db_generation: u64,
+    store: Option<StoreNames>,
+    store_generation: u64,
+    nss: HashMap<Box<str>, NssEntry>,
+    listing: Option<Listing>,
+    records: HashMap<Box<str>, RecordEntry>,
+}
+
+/// The daemon's index (see the module's documentation). Cheap to share: one lock.
+#[derive(Debug)]
+pub struct Index {
+    etc: Etc,
+    inner: Mutex<Inner>,
+}
+
+/// A failure to build the listing (the user database or the store).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// NSS failed (not "no such user").
+    #[error("user database: {0}")]
+    Lookup(#[from] system::LookupError),
+    /// The store failed.
+    #[error("state: {0}")]
+    Store(#[from] twofold_policy::StoreError),
+    /// A canonical name that cannot name a record.
+    #[error("canonical name of uid {uid}: {why}")]
+    BadName {
+        /// The account's uid.
+        uid: u32,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index::new(Etc::default())
+    }
+}
+
+impl Index {
+    /// An empty index over the user database files of `etc`.
+    pub fn new(etc: Etc) -> Index {
+        Index {
+            etc,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves caches, never a half-made decision: go on.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user database, re-read if its files changed.
+    pub fn user_db(&self) -> Arc<UserDb> {
+        let mut inner = self.lock();
+        Self::refresh_db(&self.etc, &mut inner)
+    }
+
+    fn refresh_db(etc: &Etc, inner: &mut Inner) -> Arc<UserDb> {
+        match &inner.db {
+            Some(db) if db.valid(etc) => db.clone(),
+            _ => {
+                let db = Arc::new(UserDb::load(etc));
+                inner.db = Some(db.clone());
+                inner.db_generation += 1;
+                db
+            }
+        }
+    }
+
+    /// The account of `uid`, as [`system::lookup_uid`] gives it: from the files when they
+    /// answer for it, else through NSS (never from a cache of NSS answers).
+    pub fn account_of_uid(&self, uid: u32) -> Result<Option<system::Account>, system::LookupError> {
+        let db = self.user_db();
+        if db.usable()
+            && let Some(a) = db.account_of_uid(uid)
+        {
+            return Ok(Some(a));
+        }
+        system::lookup_uid(uid)
+    }
+
+    /// The rows of the listing, in order of canonical name: every local account, every user
+    /// with a record in `store`, every user `policy_users` names, one row per account.
+    pub fn rows<'a>(
+        &self,
+        store: &Store,
+        policy_users: impl Iterator<Item = &'a String> + Clone,
+    ) -> Result<(Arc<Vec<Row>>, Arc<UserDb>), IndexError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let db = Self::refresh_db(&self.etc, inner);
+        let db_key = inner.db_generation;
+        // The names of the store, re-read when the directory changed.
+        let dir = FileId::stat(store.path()).map_err(|e| twofold_policy::StoreError::Io {
+            path: store.path().to_owned(),
+            op: "stat",
+            source: e,
+        })?;
+        let fresh = inner
+            .store
+            .as_ref()
+            .is_some_and(|s| !s.racy && s.dir == dir);
+        if !fresh {
+            let read_at = now_ns();
+            let names = store.users()?;
+            inner.store_generation += 1;
+            inner.store = Some(StoreNames {
+                dir,
+                racy: racy(&dir, read_at),
+                generation: inner.store_generation,
+                names,
+            });
+        }
+        let store_gen = inner.store.as_ref().map_or(0, |s| s.generation);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for u in policy_users.clone() {
+            u.hash(&mut h);
+        }
+        let policy_key = h.finish();
+        let now = Instant::now();
+        if let Some(l) = &inner.listing
+            && l.db == db_key
+            && l.store == store_gen
+            && l.policy_users == policy_key
+            && l.expires.is_none_or(|e| e > now)
+        {
+            return Ok((l.rows.clone(), db));
+        }
+        // Rebuild: every candidate name, in order; an alias is its account's row.
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let local_fallback;
+        if db.usable() {
+            for n in db.local() {
+                names.insert(n);
+            }
+        } else {
+            local_fallback = crate::ops::local_accounts();
+            for n in &local_fallback {
+                names.insert(n);
+            }
+        }
+        if let Some(s) = &inner.store {
+            for n in &s.names {
+                names.insert(n.as_str());
+            }
+        }
+        for n in policy_users {
+            names.insert(n);
+        }
+        let names: Vec<&str> = names
+            .into_iter()
+            .filter(|n| UserName::parse(n).is_ok())
+            .collect();
+        // NSS for the names the files do not hold, from the cache while it is fresh; many
+        // unknown names (a cold cache) are looked up on several threads.
+        inner.nss.retain(|_, e| now.duration_since(e.at) < NSS_TTL);
+        let ask: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| {
+                let in_files = db.usable() && db.users.contains_key(*n);
+                !in_files && !inner.nss.contains_key(*n)
+            })
+            .collect();
+        for (name, account) in nss_lookup_all(&ask)? {
+            inner.nss.insert(
+                name.into(),
+                NssEntry {
+                    at: now,
+                    account: account.map(Arc::new),
+                },
+            );
+        }
+        let mut rows: BTreeMap<Box<str>, Who> = BTreeMap::new();
+        let mut oldest: Option<Instant> = None;
+        for n in names {
+            let (canonical, who): (&str, Who) = match db.find(n).filter(|_| db.usable()) {
+                Some((c, uid, gid)) => (c, Who::Files(uid, gid)),
+                None => match inner.nss.get(n) {
+                    Some(e) => {
+                        oldest = Some(oldest.map_or(e.at, |o| o.min(e.at)));
+                        match &e.account {
+                            Some(a) => (a.name.as_str(), Who::Nss(a.clone())),
+                            None => (n, Who::Nobody),
+                        }
+                    }
+                    None => (n, Who::Nobody),
+                },
+            };
+            if !rows.contains_key(canonical) {
+                if let Err(e) = UserName::parse(canonical) {
+                    let uid = match &who {
+                        Who::Files(uid, _) => *uid,
+                        Who::Nss(a) => a.uid,
+                        Who::Nobody => 0,
+                    };
+                    return Err(IndexError::BadName {
+                        uid,
+                        why: e.to_string(),
+                    });
+                }
+                rows.insert(canonical.into(), who);
+            }
+        }
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .map(|(name, who)| Row { name, who })
+            .collect();
+        // Records of names no longer listed leave memory.
+        if inner.records.len() > rows.len() {
+            let keep: BTreeSet<&str> = rows.iter().map(|r| &*r.name).collect();
+            inner.records.retain(|k, _| keep.contains(&**k));
+        }
+        let rows = Arc::new(rows);
+        inner.listing = Some(Listing {
+            db: db_key,
+            store: store_gen,
+            policy_users: policy_key,
+            expires: oldest.map(|o| o + NSS_TTL),
+            rows: rows.clone(),
+        });
+        Ok((rows, db))
+    }
+
+    /// The facts of `name`'s record and counters: cached while both files keep their
+    /// identity, else read again (the files are `stat`ed before they are read, so a change
+    /// during the read is seen next time).
+    pub fn facts(&self, store: &Store, name: &UserName) -> Result<Arc<Facts>, IndexError> {
+        let dir = store.path();
+        let stat = |ext: &str| {
+            let path = dir.join(format!("{name}.{ext}"));
+            FileId::stat(&path).map_err(|source| twofold_policy::StoreError::Io {
+                path,
+                op: "stat",
+                source,
+            })
+        };
+        let record = stat("toml")?;
+        let counters = stat("counters")?;
+        {
+            let inner = self.lock();
+            if let Some(e) = inner.records.get(name.as_str())
+                && !e.racy
+                && e.record == record
+                && e.counters == counters
+            {
+                return Ok(e.facts.clone());
+            }
+        }
+        let read_at = now_ns();
+        let facts = if record.is_none() && counters.is_none() {
+            Arc::new(Facts::default())
+        } else {
+            Arc::new(Facts::of(&store.read(name)?))
+        };
+        let entry = RecordEntry {
+            record,
+            counters,
+            racy: racy(&record, read_at) || racy(&counters, read_at),
+            facts: facts.clone(),
+        };
+        self.lock().records.insert(name.as_str().into(), entry);
+        Ok(facts)
+    }
+}
+
+/// NSS lookups of `names` (on several threads when there are many).
+fn nss_lookup_all<'n>(
+    names: &[&'n str],
+) -> Result<Vec<(&'n str, Option<system::Account>)>, system::LookupError> {
+    if names.len() < PARALLEL_LOOKUPS {
+        return names.iter().map(|n| Ok((*n, system::lookup(n)?))).collect();
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|n| Ok((*n, system::lookup(n)?)))
+                        .collect::<Result<Vec<_>, system::LookupError>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for h in handles {
+            // A lookup thread that panicked (none does) leaves its names unknown.
+            if let Ok(part) = h.join() {
+                out.extend(part?);
+            }
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsswitch_files_first() {
+        assert!(files_first(
+            "passwd: files systemd\ngroup: files\n",
+            "passwd"
+        ));
+        assert!(files_first("passwd:   files\n", "passwd"));
+        assert!(!files_first("passwd: sss files\n", "passwd"));
+        assert!(!files_first("passwd: files sss\n", "passwd"));
+        assert!(!files_first("passwd: compat\n", "passwd"));
+        assert!(!files_first("# passwd: files\n", "passwd"));
+        assert!(files_first(
+            "passwd: files [NOTFOUND=return] systemd # x\n",
+            "passwd"
+        ));
+        assert!(!files_first("group: files\n", "passwd"));
+    }
+
+    #[test]
+    fn parses_aliases_groups_and_the_uid_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |n: &str, t: &str| std::fs::write(dir.path().join(n), t).unwrap();
+        w(
+            "passwd",
+            "root:x:0:0::/root:/bin/sh\nann:x:1000:1000::/h:/bin/sh\nann2:x:1000:5::/h:/bin/sh\nbad line\nsys:x:999:999::/:/bin/false\nann:x:7:7::/:/bin/sh\n",
+        );
+        w(
+            "group",
+            "root:x:0:\nann:x:1000:\nwheel:x:10:ann,bob\nstaff:x:50: ann2 \nwheel2:x:10:\n",
+        );
+        w(
+            "nsswitch.conf",
+            "passwd: files systemd\ngroup: files systemd\n",
+        );
+        w("login.defs", "UID_MIN 1000\nUID_MAX 2000\n");
+        let db = UserDb::load(&Etc::under(dir.path()));
+        assert!(db.usable());
+        assert_eq!(db.local().collect::<Vec<_>>(), ["ann", "ann2"]);
+        let a = db.account("ann2").unwrap();
+        assert_eq!(a.name, "ann");
+        assert_eq!(a.typed.as_deref(), Some("ann2"));
+        assert_eq!((a.uid, a.gid), (1000, 1000));
+        assert_eq!(a.groups, ["ann", "wheel"]);
+        assert_eq!(db.account_of_uid(1000).unwrap(), db.account("ann").unwrap());
+        assert!(db.account("nobody").is_none());
+        assert_eq!(db.groups_of("bob", 4242), ["wheel"]);
+        w("nsswitch.conf", "passwd: sss files\ngroup: files\n");
+        assert!(!UserDb::load(&Etc::under(dir.path())).usable());
+    }
+
+    #[test]
+    fn racy_entries_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("passwd"), "a:x:1000:1000::/:/bin/sh\n").unwrap();
+        let db = UserDb::load(&Etc::under(dir.path()));
+        // Just written: too recent to trust.
+        assert!(!db.valid(&Etc::under(dir.path())));
+    }
+}
