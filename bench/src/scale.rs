@@ -240,62 +240,150 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
     }
     std::thread::sleep(Duration::from_millis(300));
     let idle = rss_kb(dpid, "VmRSS:");
+    // The peak of each phase alone: VmHWM is reset between them (clear_refs 5).
+    let reset_peak = || {
+        let _ = std::fs::write(format!("/proc/{dpid}/clear_refs"), "5");
+    };
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    let mut rows = Vec::new();
+    let mut row = |what: String, cell: String| {
+        rows.push(Row {
+            what,
+            cells: vec![cell, String::new(), String::new(), String::new()],
+        });
+    };
+    // ListUsersPage, 1000 at a time, the whole list: first (nothing known yet), then again.
+    for pass in ["first", "again"] {
+        reset_peak();
+        let s = Instant::now();
+        let mut after = String::new();
+        let mut n = 0;
+        loop {
+            let (page, next) = zbus::block_on(proxy.list_users_page(&after, 1000)).unwrap();
+            n += page.len();
+            if next.is_empty() {
+                break;
+            }
+            after = next;
+        }
+        let wall = s.elapsed().as_secs_f64();
+        row(
+            format!(
+                "daemon: ListUsersPage walk of {n} users, 1000 per page, {pass} (wall time / peak RSS)"
+            ),
+            format!("{wall:.2} s / {:.1} MiB", mib(rss_kb(dpid, "VmHWM:"))),
+        );
+    }
+    // `twofold list` end to end: the CLI process, paging, printing (to a file).
+    let cli = a.enrolld.with_file_name("twofold");
+    for args in [&["list"][..], &["list", "--json"][..]] {
+        let out_path = t.join("list.out");
+        let out = std::fs::File::create(&out_path).unwrap();
+        let s = Instant::now();
+        let st = std::process::Command::new(&cli)
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+            .env("NO_COLOR", "1")
+            .stdout(out)
+            .status()
+            .unwrap();
+        let wall = s.elapsed().as_secs_f64();
+        assert!(st.success(), "twofold {args:?} failed");
+        let text = std::fs::read_to_string(&out_path).unwrap();
+        let rows_out = if args.len() == 2 {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v["users"].as_array().unwrap().len()
+        } else {
+            text.lines().count().saturating_sub(2)
+        };
+        row(
+            format!(
+                "`twofold {}` of {rows_out} users, end to end (wall time)",
+                args.join(" ")
+            ),
+            format!("{wall:.2} s"),
+        );
+    }
+    // The old call: one reply with every user.
+    reset_peak();
     let s = Instant::now();
     let n = zbus::block_on(proxy.list_users()).unwrap().len();
     let list_time = s.elapsed().as_secs_f64();
     let peak = rss_kb(dpid, "VmHWM:");
-    // Status calls per second from 8 concurrent clients, for 3 s.
-    let stop = Instant::now() + Duration::from_secs(3);
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let address = address.clone();
-            std::thread::spawn(move || {
-                let (_c, p) = twofold_bench::connect(&address);
-                let mut calls = 0u64;
-                while Instant::now() < stop {
-                    zbus::block_on(p.get_status()).unwrap();
-                    calls += 1;
-                }
-                calls
+    // Calls per second from 8 concurrent clients for 3 s: GetStatus, and the bus's ceiling,
+    // Peer.Ping to the daemon's connection (answered by zbus itself, nothing of twofold).
+    let rate = |ping: bool| {
+        let stop = Instant::now() + Duration::from_secs(3);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let address = address.clone();
+                std::thread::spawn(move || {
+                    let (c, p) = twofold_bench::connect(&address);
+                    let mut calls = 0u64;
+                    while Instant::now() < stop {
+                        if ping {
+                            zbus::block_on(c.call_method(
+                                Some(twofold_enrolld::api::BUS_NAME),
+                                twofold_enrolld::api::OBJECT_PATH,
+                                Some("org.freedesktop.DBus.Peer"),
+                                "Ping",
+                                &(),
+                            ))
+                            .unwrap();
+                        } else {
+                            zbus::block_on(p.get_status()).unwrap();
+                        }
+                        calls += 1;
+                    }
+                    calls
+                })
             })
-        })
-        .collect();
-    let calls: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            .collect();
+        let calls: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        calls as f64 / 3.0
+    };
+    let ping = rate(true);
+    let calls = rate(false) * 3.0;
     let _ = daemon.kill();
     let _ = daemon.wait();
     let _ = bus.kill();
     let _ = bus.wait();
-    vec![
-        Row {
-            what: format!("daemon: ListUsers of {n} users (wall time)"),
-            cells: vec![
-                format!("{list_time:.2} s"),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-        Row {
-            what: "daemon: resident memory idle / peak during that list".into(),
-            cells: vec![
-                format!(
-                    "{:.1} MiB / {:.1} MiB",
-                    idle as f64 / 1024.0,
-                    peak as f64 / 1024.0
-                ),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-        Row {
-            what: "daemon: GetStatus calls per second, 8 concurrent clients".into(),
-            cells: vec![
-                format!("{:.0}/s", calls as f64 / 3.0),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-    ]
+    row(
+        "daemon: Peer.Ping calls per second, 8 concurrent clients (the bus's ceiling)".into(),
+        format!("{ping:.0}/s"),
+    );
+    row(
+        "daemon: GetStatus calls per second, 8 concurrent clients, and its share of that ceiling"
+            .into(),
+        format!("{:.0}/s ({:.0}%)", calls / 3.0, calls / 3.0 / ping * 100.0),
+    );
+    let mut out = rows;
+    out.splice(
+        0..0,
+        [
+            Row {
+                what: format!("daemon: ListUsers of {n} users, one reply (wall time)"),
+                cells: vec![
+                    format!("{list_time:.2} s"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            },
+            Row {
+                what: "daemon: resident memory idle / peak during that ListUsers".into(),
+                cells: vec![
+                    format!(
+                        "{:.1} MiB / {:.1} MiB",
+                        idle as f64 / 1024.0,
+                        peak as f64 / 1024.0
+                    ),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            },
+        ],
+    );
+    out
 }

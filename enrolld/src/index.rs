@@ -19,7 +19,7 @@
 //!   again within the same timestamp tick without its identity changing (the "racy git"
 //!   problem): such an entry is read again next time, until it is old enough to be trusted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -304,40 +304,94 @@ impl UserDb {
     }
 }
 
-/// What a listing needs of a record and its counters (never the secret).
+/// What a listing needs of a record and its counters (never the secret), compact: a listing
+/// of 100,000 users keeps one of these per user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
-    /// Has a confirmed enrollment.
-    pub enrolled: bool,
-    /// When it was enrolled.
-    pub enrolled_at: Option<u64>,
-    /// Unused recovery codes (when enrolled).
-    pub recovery_codes_left: Option<u32>,
-    /// The admin override.
-    pub admin_override: Option<Override>,
-    /// When the requirement first met the user unenrolled.
-    pub required_since: Option<u64>,
-    /// Last successful login with a code.
-    pub last_login: Option<u64>,
-    /// Where it came from.
-    pub last_login_from: Option<String>,
+    /// Which of the optional fields are present (the `HAS_*` bits).
+    has: u8,
+    enrolled_at: u64,
+    required_since: u64,
+    last_login: u64,
+    recovery_codes_left: u32,
+    /// The admin override and where the last login came from: most users have neither.
+    rare: Option<Box<Rare>>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rare {
+    admin_override: Option<Override>,
+    last_login_from: Option<String>,
+}
+
+const HAS_ENROLLMENT: u8 = 1;
+const HAS_REQUIRED_SINCE: u8 = 2;
+const HAS_LAST_LOGIN: u8 = 4;
 
 impl Facts {
     /// The facts of a user's state as read.
     pub fn of(state: &UserState) -> Facts {
         let record = state.record.as_ref();
         let enrollment = record.and_then(|r| r.enrollment.as_ref());
-        Facts {
-            enrolled: enrollment.is_some(),
-            enrolled_at: enrollment.map(|e| e.enrolled_at),
-            recovery_codes_left: enrollment
-                .map(|e| u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX)),
-            admin_override: record.and_then(|r| r.admin_override.clone()),
-            required_since: record.and_then(|r| r.required_since),
-            last_login: state.counters.last_login,
-            last_login_from: state.counters.last_login_from.clone(),
+        let mut f = Facts::default();
+        if let Some(e) = enrollment {
+            f.has |= HAS_ENROLLMENT;
+            f.enrolled_at = e.enrolled_at;
+            f.recovery_codes_left = u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX);
         }
+        if let Some(t) = record.and_then(|r| r.required_since) {
+            f.has |= HAS_REQUIRED_SINCE;
+            f.required_since = t;
+        }
+        if let Some(t) = state.counters.last_login {
+            f.has |= HAS_LAST_LOGIN;
+            f.last_login = t;
+        }
+        let rare = Rare {
+            admin_override: record.and_then(|r| r.admin_override.clone()),
+            last_login_from: state.counters.last_login_from.clone(),
+        };
+        if rare != Rare::default() {
+            f.rare = Some(Box::new(rare));
+        }
+        f
+    }
+
+    /// Has a confirmed enrollment.
+    pub fn enrolled(&self) -> bool {
+        self.has & HAS_ENROLLMENT != 0
+    }
+
+    /// When it was enrolled.
+    pub fn enrolled_at(&self) -> Option<u64> {
+        self.enrolled().then_some(self.enrolled_at)
+    }
+
+    /// Unused recovery codes (when enrolled).
+    pub fn recovery_codes_left(&self) -> Option<u32> {
+        self.enrolled().then_some(self.recovery_codes_left)
+    }
+
+    /// When the requirement first met the user unenrolled.
+    pub fn required_since(&self) -> Option<u64> {
+        (self.has & HAS_REQUIRED_SINCE != 0).then_some(self.required_since)
+    }
+
+    /// Last successful login with a code.
+    pub fn last_login(&self) -> Option<u64> {
+        (self.has & HAS_LAST_LOGIN != 0).then_some(self.last_login)
+    }
+
+    /// The admin override.
+    pub fn admin_override(&self) -> Option<&Override> {
+        self.rare.as_ref().and_then(|r| r.admin_override.as_ref())
+    }
+
+    /// Where the last login came from.
+    pub fn last_login_from(&self) -> Option<&str> {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.last_login_from.as_deref())
     }
 }
 
@@ -352,59 +406,147 @@ pub enum Who {
     Nss(Arc<system::Account>),
 }
 
-/// One row: the canonical name and who it is.
-#[derive(Debug, Clone)]
-pub struct Row {
-    /// The account's canonical name (or the record's name when there is no account).
-    pub name: Box<str>,
-    /// Its account.
-    pub who: Who,
-}
-
+/// A record's facts as last read, with the identity of its two files then.
 #[derive(Debug)]
-struct RecordEntry {
-    record: Option<FileId>,
-    counters: Option<FileId>,
+struct Cached {
+    /// A hash of the identities ([`FileId`]) of the record and of the counters file.
+    id: u64,
     racy: bool,
-    facts: Arc<Facts>,
+    facts: Facts,
 }
 
+/// The identity hash of `name`'s record and counters files, whether both are absent, and
+/// whether either is too recent to trust.
+fn identity(dir: &Path, name: &UserName) -> Result<(u64, bool, bool), IndexError> {
+    let stat = |ext: &str| {
+        let path = dir.join(format!("{name}.{ext}"));
+        FileId::stat(&path).map_err(|source| twofold_policy::StoreError::Io {
+            path,
+            op: "stat",
+            source,
+        })
+    };
+    let read_at = now_ns();
+    let (record, counters) = (stat("toml")?, stat("counters")?);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (record, counters).hash(&mut h);
+    Ok((
+        h.finish(),
+        record.is_none() && counters.is_none(),
+        racy(&record, read_at) || racy(&counters, read_at),
+    ))
+}
+
+/// `name`'s facts: `cached` while its files keep their identity, else read again (the
+/// files are `stat`ed before they are read, so a change during the read is seen next time).
+fn refresh(store: &Store, name: &UserName, cached: &mut Option<Cached>) -> Result<(), IndexError> {
+    let (id, absent, is_racy) = identity(store.path(), name)?;
+    if let Some(c) = cached
+        && !c.racy
+        && c.id == id
+    {
+        return Ok(());
+    }
+    let facts = if absent {
+        Facts::default()
+    } else {
+        Facts::of(&store.read(name)?)
+    };
+    *cached = Some(Cached {
+        id,
+        racy: is_racy,
+        facts,
+    });
+    Ok(())
+}
+
+/// Names, one allocation for all of them.
+#[derive(Debug, Default)]
+struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(j) => self.ends.get(j).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// How many names sort at or before `after` (the names are sorted).
+    fn position_after(&self, after: &str) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid) <= after {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        let i = self.position_after(name);
+        i > 0 && self.get(i - 1) == name
+    }
+}
+
+/// Names NSS said it does not know, asked at `at`.
 #[derive(Debug)]
-struct NssEntry {
+struct Unknown {
     at: Instant,
-    account: Option<Arc<system::Account>>,
+    names: Names,
 }
 
-#[derive(Debug)]
-struct StoreNames {
-    dir: Option<FileId>,
-    racy: bool,
-    generation: u64,
-    names: Vec<UserName>,
-}
-
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Listing {
     db: u64,
-    store: u64,
+    dir: Option<FileId>,
     policy_users: u64,
     /// The listing used NSS answers: it is rebuilt when the oldest of them expires.
     expires: Option<Instant>,
-    rows: Arc<Vec<Row>>,
+    names: Names,
+    who: Vec<Who>,
+    records: Vec<Option<Cached>>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     db: Option<Arc<UserDb>>,
     db_generation: u64,
-    store: Option<StoreNames>,
-    store_generation: u64,
-    nss: HashMap<Box<str>, NssEntry>,
+    /// NSS's accounts for names not in the files, and when it was asked.
+    nss_known: HashMap<Box<str>, (Instant, Arc<system::Account>)>,
+    /// Names NSS did not know, in batches (sorted names, one allocation per batch).
+    nss_unknown: Vec<Unknown>,
     listing: Option<Listing>,
-    records: HashMap<Box<str>, RecordEntry>,
+    /// Records read for single users ([`Index::facts`]), bounded.
+    single: HashMap<Box<str>, Cached>,
 }
 
-/// The daemon's index (see the module's documentation). Cheap to share: one lock.
+/// Records kept for single-user calls before that memory starts again empty.
+const SINGLE_MAX: usize = 4096;
+/// Batches of unknown names kept; past it the oldest is dropped (asked again when needed).
+const UNKNOWN_BATCHES: usize = 16;
+
+/// The daemon's index (see the module's documentation). One lock.
 #[derive(Debug)]
 pub struct Index {
     etc: Etc,
@@ -480,39 +622,93 @@ impl Index {
         system::lookup_uid(uid)
     }
 
-    /// The rows of the listing, in order of canonical name: every local account, every user
-    /// with a record in `store`, every user `policy_users` names, one row per account.
-    pub fn rows<'a>(
+    /// `name`'s facts for a single-user call (see [`refresh`]).
+    pub fn facts(&self, store: &Store, name: &UserName) -> Result<Facts, IndexError> {
+        let mut inner = self.lock();
+        let mut cached = inner.single.remove(name.as_str());
+        refresh(store, name, &mut cached)?;
+        let facts = cached.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
+        if inner.single.len() >= SINGLE_MAX {
+            inner.single.clear();
+        }
+        if let Some(c) = cached {
+            inner.single.insert(name.as_str().into(), c);
+        }
+        Ok(facts)
+    }
+
+    /// Calls `f` with each row of the listing whose name sorts after `after`, at most
+    /// `limit` of them, in order: the canonical name, the account (with its groups) and the
+    /// record's facts. The listing is every local account, every user with a record in
+    /// `store` and every user `policy_users` names, one row per account. Returns the cursor
+    /// of the rest (the last name given), or `""` when nothing follows.
+    pub fn page<'a>(
         &self,
         store: &Store,
         policy_users: impl Iterator<Item = &'a String> + Clone,
-    ) -> Result<(Arc<Vec<Row>>, Arc<UserDb>), IndexError> {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
+        after: &str,
+        limit: usize,
+        mut f: impl FnMut(&str, Option<&system::Account>, &Facts),
+    ) -> Result<String, IndexError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let db = Self::refresh_db(&self.etc, inner);
-        let db_key = inner.db_generation;
-        // The names of the store, re-read when the directory changed.
+        Self::refresh_listing(inner, &db, store, policy_users)?;
+        let Some(listing) = inner.listing.as_mut() else {
+            return Ok(String::new());
+        };
+        let start = listing.names.position_after(after);
+        let end = start.saturating_add(limit).min(listing.names.len());
+        for i in start..end {
+            let name = listing.names.get(i);
+            let user = UserName::parse(name).map_err(|e| IndexError::BadName {
+                uid: 0,
+                why: e.to_string(),
+            })?;
+            let Some(cached) = listing.records.get_mut(i) else {
+                continue;
+            };
+            refresh(store, &user, cached)?;
+            let files_account;
+            let account = match listing.who.get(i) {
+                None | Some(Who::Nobody) => None,
+                Some(Who::Nss(a)) => Some(&**a),
+                Some(Who::Files(uid, gid)) => {
+                    files_account = system::Account {
+                        name: name.to_owned(),
+                        typed: None,
+                        uid: *uid,
+                        gid: *gid,
+                        groups: db.groups_of(name, *gid),
+                    };
+                    Some(&files_account)
+                }
+            };
+            let default = Facts::default();
+            let facts = cached.as_ref().map_or(&default, |c| &c.facts);
+            f(name, account, facts);
+        }
+        Ok(if end < listing.names.len() && end > start {
+            listing.names.get(end - 1).to_owned()
+        } else {
+            String::new()
+        })
+    }
+
+    /// Rebuilds the listing when the user database, the state directory or the policy's
+    /// names changed, or NSS answers it used expired; records already read are kept.
+    fn refresh_listing<'a>(
+        inner: &mut Inner,
+        db: &UserDb,
+        store: &Store,
+        policy_users: impl Iterator<Item = &'a String> + Clone,
+    ) -> Result<(), IndexError> {
+        let read_at = now_ns();
         let dir = FileId::stat(store.path()).map_err(|e| twofold_policy::StoreError::Io {
             path: store.path().to_owned(),
             op: "stat",
             source: e,
         })?;
-        let fresh = inner
-            .store
-            .as_ref()
-            .is_some_and(|s| !s.racy && s.dir == dir);
-        if !fresh {
-            let read_at = now_ns();
-            let names = store.users()?;
-            inner.store_generation += 1;
-            inner.store = Some(StoreNames {
-                dir,
-                racy: racy(&dir, read_at),
-                generation: inner.store_generation,
-                names,
-            });
-        }
-        let store_gen = inner.store.as_ref().map_or(0, |s| s.generation);
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for u in policy_users.clone() {
             u.hash(&mut h);
@@ -520,148 +716,132 @@ impl Index {
         let policy_key = h.finish();
         let now = Instant::now();
         if let Some(l) = &inner.listing
-            && l.db == db_key
-            && l.store == store_gen
+            && l.db == inner.db_generation
+            && l.dir == dir
+            && !racy(&l.dir, read_at)
             && l.policy_users == policy_key
             && l.expires.is_none_or(|e| e > now)
         {
-            return Ok((l.rows.clone(), db));
+            return Ok(());
         }
-        // Rebuild: every candidate name, in order; an alias is its account's row.
-        let mut names: BTreeSet<&str> = BTreeSet::new();
+        // Every candidate name once, sorted; an alias is its account's row.
+        let store_names = store.users()?;
         let local_fallback;
+        let mut names: Vec<&str> = Vec::new();
         if db.usable() {
-            for n in db.local() {
-                names.insert(n);
-            }
+            names.extend(db.local());
         } else {
             local_fallback = crate::ops::local_accounts();
             for n in &local_fallback {
-                names.insert(n);
+                names.push(n);
             }
         }
-        if let Some(s) = &inner.store {
-            for n in &s.names {
-                names.insert(n.as_str());
-            }
+        for n in &store_names {
+            names.push(n.as_str());
         }
         for n in policy_users {
-            names.insert(n);
+            names.push(n);
         }
-        let names: Vec<&str> = names
-            .into_iter()
-            .filter(|n| UserName::parse(n).is_ok())
-            .collect();
-        // NSS for the names the files do not hold, from the cache while it is fresh; many
-        // unknown names (a cold cache) are looked up on several threads.
-        inner.nss.retain(|_, e| now.duration_since(e.at) < NSS_TTL);
+        names.sort_unstable();
+        names.dedup();
+        names.retain(|n| UserName::parse(n).is_ok());
+        // NSS for the names the files do not hold: answers younger than NSS_TTL are used, the
+        // rest asked (on several threads when many).
+        inner
+            .nss_known
+            .retain(|_, (at, _)| now.duration_since(*at) < NSS_TTL);
+        inner
+            .nss_unknown
+            .retain(|u| now.duration_since(u.at) < NSS_TTL);
+        let in_files = |n: &str| db.usable() && db.users.contains_key(n);
         let ask: Vec<&str> = names
             .iter()
             .copied()
             .filter(|n| {
-                let in_files = db.usable() && db.users.contains_key(*n);
-                !in_files && !inner.nss.contains_key(*n)
+                !in_files(n)
+                    && !inner.nss_known.contains_key(*n)
+                    && !inner.nss_unknown.iter().any(|u| u.names.contains(n))
             })
             .collect();
-        for (name, account) in nss_lookup_all(&ask)? {
-            inner.nss.insert(
-                name.into(),
-                NssEntry {
-                    at: now,
-                    account: account.map(Arc::new),
-                },
-            );
-        }
-        let mut rows: BTreeMap<Box<str>, Who> = BTreeMap::new();
-        let mut oldest: Option<Instant> = None;
-        for n in names {
-            let (canonical, who): (&str, Who) = match db.find(n).filter(|_| db.usable()) {
-                Some((c, uid, gid)) => (c, Who::Files(uid, gid)),
-                None => match inner.nss.get(n) {
-                    Some(e) => {
-                        oldest = Some(oldest.map_or(e.at, |o| o.min(e.at)));
-                        match &e.account {
-                            Some(a) => (a.name.as_str(), Who::Nss(a.clone())),
-                            None => (n, Who::Nobody),
-                        }
+        if !ask.is_empty() {
+            let mut unknown = Names::default();
+            for (name, account) in nss_lookup_all(&ask)? {
+                match account {
+                    Some(a) => {
+                        inner.nss_known.insert(name.into(), (now, Arc::new(a)));
                     }
-                    None => (n, Who::Nobody),
-                },
-            };
-            if !rows.contains_key(canonical) {
-                if let Err(e) = UserName::parse(canonical) {
-                    let uid = match &who {
-                        Who::Files(uid, _) => *uid,
-                        Who::Nss(a) => a.uid,
-                        Who::Nobody => 0,
-                    };
-                    return Err(IndexError::BadName {
-                        uid,
-                        why: e.to_string(),
-                    });
+                    // `ask` is sorted: so is the batch.
+                    None => unknown.push(name),
                 }
-                rows.insert(canonical.into(), who);
+            }
+            if unknown.len() > 0 {
+                if inner.nss_unknown.len() >= UNKNOWN_BATCHES {
+                    inner.nss_unknown.remove(0);
+                }
+                inner.nss_unknown.push(Unknown {
+                    at: now,
+                    names: unknown,
+                });
             }
         }
-        let rows: Vec<Row> = rows
-            .into_iter()
-            .map(|(name, who)| Row { name, who })
-            .collect();
-        // Records of names no longer listed leave memory.
-        if inner.records.len() > rows.len() {
-            let keep: BTreeSet<&str> = rows.iter().map(|r| &*r.name).collect();
-            inner.records.retain(|k, _| keep.contains(&**k));
+        let mut oldest: Option<Instant> = None;
+        let mut rows: Vec<(&str, Who)> = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some((c, uid, gid)) = db.find(n).filter(|_| db.usable()) {
+                rows.push((c, Who::Files(uid, gid)));
+            } else if let Some((at, a)) = inner.nss_known.get(n) {
+                oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
+                rows.push((a.name.as_str(), Who::Nss(a.clone())));
+            } else {
+                if let Some(u) = inner.nss_unknown.iter().find(|u| u.names.contains(n)) {
+                    oldest = Some(oldest.map_or(u.at, |o| o.min(u.at)));
+                }
+                rows.push((n, Who::Nobody));
+            }
         }
-        let rows = Arc::new(rows);
-        inner.listing = Some(Listing {
-            db: db_key,
-            store: store_gen,
+        // By canonical name; the first row of an account stays (stable sort).
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        rows.dedup_by(|a, b| a.0 == b.0);
+        let old = inner.listing.take().unwrap_or_default();
+        let mut listing = Listing {
+            db: inner.db_generation,
+            dir,
             policy_users: policy_key,
             expires: oldest.map(|o| o + NSS_TTL),
-            rows: rows.clone(),
-        });
-        Ok((rows, db))
-    }
-
-    /// The facts of `name`'s record and counters: cached while both files keep their
-    /// identity, else read again (the files are `stat`ed before they are read, so a change
-    /// during the read is seen next time).
-    pub fn facts(&self, store: &Store, name: &UserName) -> Result<Arc<Facts>, IndexError> {
-        let dir = store.path();
-        let stat = |ext: &str| {
-            let path = dir.join(format!("{name}.{ext}"));
-            FileId::stat(&path).map_err(|source| twofold_policy::StoreError::Io {
-                path,
-                op: "stat",
-                source,
-            })
+            names: Names::default(),
+            who: Vec::with_capacity(rows.len()),
+            records: Vec::with_capacity(rows.len()),
         };
-        let record = stat("toml")?;
-        let counters = stat("counters")?;
-        {
-            let inner = self.lock();
-            if let Some(e) = inner.records.get(name.as_str())
-                && !e.racy
-                && e.record == record
-                && e.counters == counters
-            {
-                return Ok(e.facts.clone());
+        // Both sorted: the records already read are carried over in one pass.
+        let mut old_records = old.records.into_iter();
+        let mut j = 0;
+        for (name, who) in rows {
+            if let Err(e) = UserName::parse(name) {
+                let uid = match &who {
+                    Who::Files(uid, _) => *uid,
+                    Who::Nss(a) => a.uid,
+                    Who::Nobody => 0,
+                };
+                return Err(IndexError::BadName {
+                    uid,
+                    why: e.to_string(),
+                });
             }
+            let mut kept = None;
+            while j < old.names.len() && old.names.get(j) <= name {
+                let r = old_records.next().flatten();
+                if old.names.get(j) == name {
+                    kept = r;
+                }
+                j += 1;
+            }
+            listing.names.push(name);
+            listing.who.push(who);
+            listing.records.push(kept);
         }
-        let read_at = now_ns();
-        let facts = if record.is_none() && counters.is_none() {
-            Arc::new(Facts::default())
-        } else {
-            Arc::new(Facts::of(&store.read(name)?))
-        };
-        let entry = RecordEntry {
-            record,
-            counters,
-            racy: racy(&record, read_at) || racy(&counters, read_at),
-            facts: facts.clone(),
-        };
-        self.lock().records.insert(name.as_str().into(), entry);
-        Ok(facts)
+        listing.names.text.shrink_to_fit();
+        inner.listing = Some(listing);
+        Ok(())
     }
 }
 

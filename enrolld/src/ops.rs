@@ -16,7 +16,7 @@ use twofold_policy::{Mode, Policy, Status, UserName, recovery, system, throttle,
 use zeroize::Zeroizing;
 
 use crate::api::{Error, NewEnrollment, UserInfo};
-use crate::index::{Facts, Index, IndexError, Who};
+use crate::index::{Facts, Index, IndexError};
 use crate::log::Log;
 
 /// The most rows `ListUsersPage` returns at once (and what a limit of 0 asks for).
@@ -187,29 +187,29 @@ impl Daemon {
             service: None,
         };
         let record_facts = RecordFacts {
-            enrolled: facts.enrolled,
-            admin_override: facts.admin_override.as_ref(),
-            required_since: facts.required_since,
+            enrolled: facts.enrolled(),
+            admin_override: facts.admin_override(),
+            required_since: facts.required_since(),
         };
         let res = resolve(policy, &subject, &record_facts, now);
-        let ov = facts.admin_override.as_ref();
+        let ov = facts.admin_override();
         UserInfo {
             user: name.to_owned(),
             uid: account.map(|a| a.uid),
             status: res.status.to_string(),
             mode: res.mode.to_string(),
             rule: res.rule.to_string(),
-            enrolled: facts.enrolled,
-            enrolled_at: facts.enrolled_at,
+            enrolled: facts.enrolled(),
+            enrolled_at: facts.enrolled_at(),
             override_mode: ov.map(|o| o.mode.to_string()),
             override_by: ov.map(|o| o.by.clone()),
             override_at: ov.map(|o| o.at),
-            required_since: facts.required_since,
+            required_since: facts.required_since(),
             deadline: res.deadline,
             enroll_at_login: policy.enrollment.at_login,
-            last_login: facts.last_login,
-            last_login_from: facts.last_login_from.clone(),
-            recovery_codes_left: facts.recovery_codes_left,
+            last_login: facts.last_login(),
+            last_login_from: facts.last_login_from().map(str::to_owned),
+            recovery_codes_left: facts.recovery_codes_left(),
         }
     }
 
@@ -416,40 +416,16 @@ impl Daemon {
         mut f: impl FnMut(UserInfo),
     ) -> Result<String, Error> {
         let store = self.store()?;
-        let (rows, db) = self
-            .index
-            .rows(&store, policy.users.keys())
-            .map_err(index_error)?;
-        let start = rows.partition_point(|r| &*r.name <= after);
-        let page = rows.get(start..).unwrap_or_default();
         let now = time::now();
-        let mut last = None;
-        for row in page.iter().take(limit) {
-            let name = UserName::parse(&row.name)
-                .map_err(|e| Error::InvalidArgument(format!("user name {:?}: {e}", row.name)))?;
-            let files_account;
-            let account = match &row.who {
-                Who::Nobody => None,
-                Who::Nss(a) => Some(&**a),
-                Who::Files(uid, gid) => {
-                    files_account = system::Account {
-                        name: row.name.to_string(),
-                        typed: None,
-                        uid: *uid,
-                        gid: *gid,
-                        groups: db.groups_of(&row.name, *gid),
-                    };
-                    Some(&files_account)
-                }
-            };
-            let facts = self.index.facts(&store, &name).map_err(index_error)?;
-            f(Self::view(policy, &row.name, account, &facts, now));
-            last = Some(&row.name);
-        }
-        Ok(match last {
-            Some(name) if page.len() > limit => name.to_string(),
-            _ => String::new(),
-        })
+        self.index
+            .page(
+                &store,
+                policy.users.keys(),
+                after,
+                limit,
+                |name, account, facts| f(Self::view(policy, name, account, facts, now)),
+            )
+            .map_err(index_error)
     }
 
     /// Admin: count per status, plus `total`.
