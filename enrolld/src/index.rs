@@ -32,8 +32,9 @@ use twofold_policy::store::{Store, UserState};
 use twofold_policy::{UserName, system};
 
 /// How recent a file's timestamps may be for its cached contents to be trusted (see the
-/// module's documentation): well over a kernel timestamp tick.
-pub const RACY_NS: i128 = 1_000_000_000;
+/// module's documentation): two whole seconds, as for the compiled policy (timestamps can be
+/// as coarse as a second, and the kernel's clock lags by a tick; `twofold_policy::cache`).
+pub const RACY_NS: i128 = 2_000_000_000;
 
 /// How long an NSS answer (positive or negative) for a name that is not in `/etc/passwd` is
 /// used by listings. Such names (LDAP, SSSD) have no file whose identity tells a change; a
@@ -125,23 +126,30 @@ impl Etc {
     }
 }
 
-/// `/etc/passwd` and `/etc/group`, parsed once (see the module's documentation).
+/// A name in [`UserDb`]'s text: start and length.
+#[derive(Debug, Clone, Copy)]
+struct Span(u32, u32);
+
+/// `/etc/passwd` and `/etc/group`, parsed once (see the module's documentation), compact:
+/// every name in one string, the maps as sorted vectors.
 #[derive(Debug, Default)]
 pub struct UserDb {
     ids: [Option<FileId>; 4],
     racy: bool,
     /// Whether `nsswitch.conf` makes the files authoritative for the names they hold.
     usable: bool,
-    /// name → (uid, primary gid), every passwd line (aliases included).
-    users: HashMap<Box<str>, (u32, u32)>,
-    /// uid → the first passwd name with it (what `getpwuid` answers from the files).
-    canonical: HashMap<u32, Box<str>>,
-    /// gid → the first group name with it.
-    group_names: HashMap<u32, Box<str>>,
-    /// user → the gids of the groups whose member list names them.
-    members: HashMap<Box<str>, Vec<u32>>,
+    text: String,
+    /// (name, uid, primary gid) of every passwd name (aliases included; the first line of a
+    /// name counts), by name.
+    users: Vec<(Span, u32, u32)>,
+    /// (uid, the first passwd name with it, its gid): what `getpwuid` answers from the files.
+    canonical: Vec<(u32, Span, u32)>,
+    /// (gid, the first group name with it), by gid.
+    group_names: Vec<(u32, Span)>,
+    /// (member, gid) of every group's member list, by member.
+    members: Vec<(Span, u32)>,
     /// passwd names with a uid in login.defs' `UID_MIN..=UID_MAX`, in file order.
-    local: Vec<Box<str>>,
+    local: Vec<Span>,
 }
 
 /// Whether the `db:` line of nsswitch.conf (`text`) asks `files` first, and only `files` and
@@ -177,6 +185,17 @@ pub fn uid_range(text: &str) -> (u32, u32) {
 }
 
 impl UserDb {
+    fn name(&self, s: Span) -> &str {
+        let (start, len) = (s.0 as usize, s.1 as usize);
+        self.text.get(start..start + len).unwrap_or_default()
+    }
+
+    fn add(&mut self, name: &str) -> Span {
+        let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        self.text.push_str(name);
+        Span(start, u32::try_from(name.len()).unwrap_or(0))
+    }
+
     /// Reads the files of `etc`. A file that cannot be read makes the database unusable
     /// (every lookup goes to NSS), never an error.
     pub fn load(etc: &Etc) -> UserDb {
@@ -190,7 +209,7 @@ impl UserDb {
             ..UserDb::default()
         };
         let (min, max) = uid_range(&read(&etc.login_defs).unwrap_or_default());
-        let Some(passwd) = read(&etc.passwd) else {
+        let (Some(passwd), Some(group)) = (read(&etc.passwd), read(&etc.group)) else {
             return db;
         };
         for line in passwd.lines() {
@@ -206,18 +225,13 @@ impl UserDb {
             let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
                 continue;
             };
-            if db.users.contains_key(name) {
-                continue;
-            }
-            db.users.insert(name.into(), (uid, gid));
-            db.canonical.entry(uid).or_insert_with(|| name.into());
+            let span = db.add(name);
+            db.users.push((span, uid, gid));
+            db.canonical.push((uid, span, gid));
             if (min..=max).contains(&uid) {
-                db.local.push(name.into());
+                db.local.push(span);
             }
         }
-        let Some(group) = read(&etc.group) else {
-            return db;
-        };
         for line in group.lines() {
             let mut f = line.split(':');
             let (Some(name), Some(_), Some(gid), Some(mem)) =
@@ -231,11 +245,33 @@ impl UserDb {
             let Ok(gid) = gid.parse::<u32>() else {
                 continue;
             };
-            db.group_names.entry(gid).or_insert_with(|| name.into());
+            let span = db.add(name);
+            db.group_names.push((gid, span));
             for m in mem.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-                db.members.entry(m.into()).or_default().push(gid);
+                let span = db.add(m);
+                db.members.push((span, gid));
             }
         }
+        // Sorted, the first line of each key kept (stable sorts).
+        let text = std::mem::take(&mut db.text);
+        let name = |s: &Span| {
+            text.get(s.0 as usize..(s.0 + s.1) as usize)
+                .unwrap_or_default()
+        };
+        db.users.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
+        db.users.dedup_by(|a, b| name(&a.0) == name(&b.0));
+        db.canonical.sort_by_key(|c| c.0);
+        db.canonical.dedup_by_key(|c| c.0);
+        db.group_names.sort_by_key(|g| g.0);
+        db.group_names.dedup_by_key(|g| g.0);
+        db.members.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
+        db.text = text;
+        db.text.shrink_to_fit();
+        db.local.shrink_to_fit();
+        db.users.shrink_to_fit();
+        db.canonical.shrink_to_fit();
+        db.group_names.shrink_to_fit();
+        db.members.shrink_to_fit();
         let nsswitch = read(&etc.nsswitch).unwrap_or_default();
         db.usable = files_first(&nsswitch, "passwd") && files_first(&nsswitch, "group");
         db
@@ -254,15 +290,24 @@ impl UserDb {
 
     /// Local accounts: passwd names with a uid in login.defs' range, in file order.
     pub fn local(&self) -> impl Iterator<Item = &str> {
-        self.local.iter().map(|n| &**n)
+        self.local.iter().map(|s| self.name(*s))
+    }
+
+    fn canonical_of(&self, uid: u32) -> Option<(&str, u32)> {
+        let i = self.canonical.binary_search_by_key(&uid, |c| c.0).ok()?;
+        let &(_, span, gid) = self.canonical.get(i)?;
+        Some((self.name(span), gid))
     }
 
     /// The (canonical name, uid, gid) of the account `name` names in the files.
     pub fn find(&self, name: &str) -> Option<(&str, u32, u32)> {
-        let &(uid, _) = self.users.get(name)?;
-        let canonical = self.canonical.get(&uid)?;
+        let i = self
+            .users
+            .binary_search_by(|u| self.name(u.0).cmp(name))
+            .ok()?;
+        let &(_, uid, _) = self.users.get(i)?;
         // The canonical line's gid: that is the account's (getpwuid's) primary group.
-        let &(_, gid) = self.users.get(canonical)?;
+        let (canonical, gid) = self.canonical_of(uid)?;
         Some((canonical, uid, gid))
     }
 
@@ -280,10 +325,9 @@ impl UserDb {
 
     /// The account of `uid` in the files, with its groups, like [`system::lookup_uid`].
     pub fn account_of_uid(&self, uid: u32) -> Option<system::Account> {
-        let canonical = self.canonical.get(&uid)?;
-        let &(_, gid) = self.users.get(canonical)?;
+        let (canonical, gid) = self.canonical_of(uid)?;
         Some(system::Account {
-            name: canonical.to_string(),
+            name: canonical.to_owned(),
             typed: None,
             uid,
             gid,
@@ -291,12 +335,25 @@ impl UserDb {
         })
     }
 
+    fn group_name(&self, gid: u32) -> Option<&str> {
+        let i = self.group_names.binary_search_by_key(&gid, |g| g.0).ok()?;
+        self.group_names.get(i).map(|g| self.name(g.1))
+    }
+
     /// The names of the groups of `user` (primary `gid` and every group listing them), sorted,
     /// like `getgrouplist` + `getgrgid` over the files.
     pub fn groups_of(&self, user: &str, gid: u32) -> Vec<String> {
+        let start = self.members.partition_point(|m| self.name(m.0) < user);
+        let listed = self
+            .members
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|m| self.name(m.0) == user)
+            .map(|m| m.1);
         let mut out: Vec<String> = std::iter::once(gid)
-            .chain(self.members.get(user).into_iter().flatten().copied())
-            .filter_map(|g| self.group_names.get(&g).map(|n| n.to_string()))
+            .chain(listed)
+            .filter_map(|g| self.group_name(g).map(str::to_owned))
             .collect();
         out.sort();
         out.dedup();
@@ -415,16 +472,67 @@ struct Cached {
     facts: Facts,
 }
 
+/// The state directory, open for `fstatat` of its files (no path walk per file).
+struct Dir<'a> {
+    path: &'a Path,
+    fd: std::fs::File,
+}
+
+impl<'a> Dir<'a> {
+    fn open(path: &'a Path) -> Result<Dir<'a>, IndexError> {
+        let fd = std::fs::File::open(path).map_err(|source| twofold_policy::StoreError::Io {
+            path: path.to_owned(),
+            op: "open",
+            source,
+        })?;
+        Ok(Dir { path, fd })
+    }
+
+    /// `fstatat(AT_SYMLINK_NOFOLLOW)` of `name` in the directory; `None` when absent.
+    fn stat(&self, name: &str) -> Result<Option<FileId>, IndexError> {
+        use nix::sys::stat::{FileStat, fstatat};
+        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let FileStat {
+                    st_dev,
+                    st_ino,
+                    st_size,
+                    st_mtime,
+                    st_mtime_nsec,
+                    st_ctime,
+                    st_ctime_nsec,
+                    ..
+                } = st;
+                let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+                Ok(Some(FileId {
+                    dev: st_dev,
+                    ino: st_ino,
+                    size: u64::try_from(st_size).unwrap_or(0),
+                    mtime_ns: ns(st_mtime, st_mtime_nsec),
+                    ctime_ns: ns(st_ctime, st_ctime_nsec),
+                }))
+            }
+            Err(nix::errno::Errno::ENOENT) => Ok(None),
+            Err(e) => Err(twofold_policy::StoreError::Io {
+                path: self.path.join(name),
+                op: "stat",
+                source: io::Error::from(e),
+            }
+            .into()),
+        }
+    }
+}
+
 /// The identity hash of `name`'s record and counters files, whether both are absent, and
 /// whether either is too recent to trust.
-fn identity(dir: &Path, name: &UserName) -> Result<(u64, bool, bool), IndexError> {
-    let stat = |ext: &str| {
-        let path = dir.join(format!("{name}.{ext}"));
-        FileId::stat(&path).map_err(|source| twofold_policy::StoreError::Io {
-            path,
-            op: "stat",
-            source,
-        })
+fn identity(dir: &Dir<'_>, name: &UserName) -> Result<(u64, bool, bool), IndexError> {
+    let mut file = String::with_capacity(name.as_str().len() + 9);
+    let mut stat = |ext: &str| {
+        file.clear();
+        file.push_str(name.as_str());
+        file.push('.');
+        file.push_str(ext);
+        dir.stat(&file)
     };
     let read_at = now_ns();
     let (record, counters) = (stat("toml")?, stat("counters")?);
@@ -439,8 +547,13 @@ fn identity(dir: &Path, name: &UserName) -> Result<(u64, bool, bool), IndexError
 
 /// `name`'s facts: `cached` while its files keep their identity, else read again (the
 /// files are `stat`ed before they are read, so a change during the read is seen next time).
-fn refresh(store: &Store, name: &UserName, cached: &mut Option<Cached>) -> Result<(), IndexError> {
-    let (id, absent, is_racy) = identity(store.path(), name)?;
+fn refresh(
+    store: &Store,
+    dir: &Dir<'_>,
+    name: &UserName,
+    cached: &mut Option<Cached>,
+) -> Result<(), IndexError> {
+    let (id, absent, is_racy) = identity(dir, name)?;
     if let Some(c) = cached
         && !c.racy
         && c.id == id
@@ -626,7 +739,7 @@ impl Index {
     pub fn facts(&self, store: &Store, name: &UserName) -> Result<Facts, IndexError> {
         let mut inner = self.lock();
         let mut cached = inner.single.remove(name.as_str());
-        refresh(store, name, &mut cached)?;
+        refresh(store, &Dir::open(store.path())?, name, &mut cached)?;
         let facts = cached.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
         if inner.single.len() >= SINGLE_MAX {
             inner.single.clear();
@@ -657,6 +770,7 @@ impl Index {
         let Some(listing) = inner.listing.as_mut() else {
             return Ok(String::new());
         };
+        let dir = Dir::open(store.path())?;
         let start = listing.names.position_after(after);
         let end = start.saturating_add(limit).min(listing.names.len());
         for i in start..end {
@@ -668,7 +782,7 @@ impl Index {
             let Some(cached) = listing.records.get_mut(i) else {
                 continue;
             };
-            refresh(store, &user, cached)?;
+            refresh(store, &dir, &user, cached)?;
             let files_account;
             let account = match listing.who.get(i) {
                 None | Some(Who::Nobody) => None,
@@ -753,7 +867,7 @@ impl Index {
         inner
             .nss_unknown
             .retain(|u| now.duration_since(u.at) < NSS_TTL);
-        let in_files = |n: &str| db.usable() && db.users.contains_key(n);
+        let in_files = |n: &str| db.usable() && db.find(n).is_some();
         let ask: Vec<&str> = names
             .iter()
             .copied()
@@ -842,6 +956,50 @@ impl Index {
         listing.names.text.shrink_to_fit();
         inner.listing = Some(listing);
         Ok(())
+    }
+}
+
+/// The policy as last loaded, kept while the main file, the drop-in directory and every
+/// drop-in keep their identity (and are not too recent to trust): a call that only reads
+/// the policy does not parse it again.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    last: Mutex<Option<LoadedPolicy>>,
+}
+
+/// A policy and the identities of its files when it was read.
+type LoadedPolicy = (Vec<Option<FileId>>, Arc<twofold_policy::Policy>);
+
+impl PolicyCache {
+    /// The identities the policy at `main` is made of, and whether any is too recent.
+    fn identity(main: &Path) -> (Vec<Option<FileId>>, bool) {
+        let read_at = now_ns();
+        let mut ids = vec![FileId::stat(main).ok().flatten()];
+        if let Some(dir) = twofold_policy::config::dropin_dir(main) {
+            ids.push(FileId::stat(&dir).ok().flatten());
+            if let Ok(files) = twofold_policy::config::dropin_files(&dir) {
+                ids.extend(files.iter().map(|f| FileId::stat(f).ok().flatten()));
+            }
+        }
+        let is_racy = ids.iter().any(|id| racy(id, read_at));
+        (ids, is_racy)
+    }
+
+    /// The policy at `main` with its drop-ins ([`twofold_policy::Policy::load_system`]).
+    pub fn load(
+        &self,
+        main: &Path,
+    ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
+        let (ids, is_racy) = Self::identity(main);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, policy)) = &*last
+            && *known == ids
+        {
+            return Ok(policy.clone());
+        }
+        let policy = Arc::new(twofold_policy::Policy::load_system(main)?);
+        *last = (!is_racy).then(|| (ids, policy.clone()));
+        Ok(policy)
     }
 }
 

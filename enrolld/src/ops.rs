@@ -16,7 +16,7 @@ use twofold_policy::{Mode, Policy, Status, UserName, recovery, system, throttle,
 use zeroize::Zeroizing;
 
 use crate::api::{Error, NewEnrollment, UserInfo};
-use crate::index::{Facts, Index, IndexError};
+use crate::index::{Facts, Index, IndexError, PolicyCache};
 use crate::log::Log;
 
 /// The most rows `ListUsersPage` returns at once (and what a limit of 0 asks for).
@@ -88,6 +88,8 @@ pub struct Daemon {
     pending: Mutex<HashMap<u32, Pending>>,
     /// The user database files, the listing and the records as last read.
     index: Index,
+    /// The policy as last parsed.
+    policies: PolicyCache,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
@@ -104,6 +106,7 @@ impl Daemon {
             log: Log::open(),
             pending: Mutex::new(HashMap::new()),
             index: Index::default(),
+            policies: PolicyCache::default(),
         }
     }
 
@@ -121,8 +124,11 @@ impl Daemon {
         }
     }
 
-    fn policy(&self) -> Result<Policy, Error> {
-        Policy::load_system(&self.policy_path).map_err(|e| failed("policy", e))
+    /// The policy, parsed again only when its files changed.
+    fn policy(&self) -> Result<std::sync::Arc<Policy>, Error> {
+        self.policies
+            .load(&self.policy_path)
+            .map_err(|e| failed("policy", e))
     }
 
     fn store(&self) -> Result<Store, Error> {
