@@ -735,7 +735,8 @@ impl Index {
         system::lookup_uid(uid)
     }
 
-    /// `name`'s facts for a single-user call (see [`refresh`]).
+    /// `name`'s facts for a single-user call: kept while its record and counters files keep
+    /// their identity, else read again.
     pub fn facts(&self, store: &Store, name: &UserName) -> Result<Facts, IndexError> {
         let mut inner = self.lock();
         let mut cached = inner.single.remove(name.as_str());
