@@ -57,6 +57,8 @@ pub struct Args {
     pub enrolld: PathBuf,
     /// Logins only: no scale or daemon part (for trying the method quickly).
     pub logins_only: bool,
+    /// The scale and daemon part only: no logins, no breakdown, no accounts made.
+    pub scale_only: bool,
     /// Where to write a full `strace -f -tt -T` of two logins per module, if anywhere.
     pub trace_dir: Option<PathBuf>,
 }
@@ -358,20 +360,27 @@ fn main() {
         return;
     }
     let target = PathBuf::from(arg("--target", "target/release"));
+    let scale_only = std::env::args().any(|x| x == "--scale-only");
+    // Every file the run uses must exist, found now rather than after minutes; the scale part
+    // alone needs only the daemon and the CLI.
+    let needed = |p: PathBuf| {
+        if scale_only {
+            p.canonicalize().unwrap_or(p)
+        } else {
+            p.canonicalize().unwrap()
+        }
+    };
     let a = Args {
         per_round: arg("--logins", "200").parse().unwrap(),
         rounds: arg("--rounds", "5").parse().unwrap(),
         records: arg("--records", "100000").parse().unwrap(),
         out: PathBuf::from(arg("--out", "bench/results.md")),
-        module: target.join("libpam_twofold.so").canonicalize().unwrap(),
-        pam_bench: PathBuf::from(arg("--pam-bench", "target/pam_bench"))
-            .canonicalize()
-            .unwrap(),
-        dl_bench: PathBuf::from(arg("--dl-bench", "target/dl_bench"))
-            .canonicalize()
-            .unwrap(),
+        module: needed(target.join("libpam_twofold.so")),
+        pam_bench: needed(PathBuf::from(arg("--pam-bench", "target/pam_bench"))),
+        dl_bench: needed(PathBuf::from(arg("--dl-bench", "target/dl_bench"))),
         enrolld: target.join("twofold-enrolld").canonicalize().unwrap(),
         logins_only: std::env::args().any(|x| x == "--logins-only"),
+        scale_only,
         trace_dir: Some(arg("--trace", ""))
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
@@ -385,6 +394,15 @@ fn main() {
 }
 
 fn run(a: &Args) -> String {
+    if a.scale_only {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().to_owned();
+        let _remove_tmp = twofold_bench::cleanup::register(move || {
+            let _ = std::fs::remove_dir_all(&t);
+        });
+        eprintln!("policy scale and the daemon (--scale-only)");
+        return scale::run(a, tmp.path());
+    }
     let stale = accounts::remove_stale();
     if !stale.is_empty() {
         eprintln!(

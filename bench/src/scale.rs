@@ -194,8 +194,29 @@ pub fn run(a: &Args, t: &Path) -> String {
     });
 
     // ---- the daemon ----
-    let daemon_rows = daemon_bench(a, t, &big_state);
-    rows.extend(daemon_rows);
+    // The daemon: the records' users unknown to /etc/passwd (every name goes to NSS), then
+    // the same users as 100,000 local accounts (passwd, group and login.defs made for the
+    // daemon alone, bind-mounted in a mount namespace of its own: the host's files are not
+    // touched, and NSS in the daemon reads the big files as it would on such a host).
+    rows.extend(daemon_bench(a, t, &big_state, None));
+    let etc = t.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let mut group = std::fs::read_to_string("/etc/group").unwrap();
+    for i in 0..a.records {
+        let id = 100_000 + i;
+        let _ = writeln!(
+            passwd,
+            "user{i}:x:{id}:{id}::/nonexistent:/usr/sbin/nologin"
+        );
+        let _ = writeln!(group, "user{i}:x:{id}:");
+    }
+    std::fs::write(etc.join("passwd"), passwd).unwrap();
+    std::fs::write(etc.join("group"), group).unwrap();
+    std::fs::write(etc.join("login.defs"), "UID_MIN 1000\nUID_MAX 999999\n").unwrap();
+    // Old enough for the daemon to trust its parse of them (see enrolld's index).
+    std::thread::sleep(Duration::from_millis(2100));
+    rows.extend(daemon_bench(a, t, &big_state, Some(&etc)));
 
     let mut md = String::from(
         "\n## At scale, and the daemon\n\nTimes in µs, median / p90, in this process (no PAM).\n\n| what | median / p90 |\n|---|---|\n",
@@ -220,11 +241,36 @@ fn rss_kb(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
-    let dir = t.join("bus");
+fn daemon_bench(a: &Args, t: &Path, state: &Path, etc: Option<&Path>) -> Vec<Row> {
+    let dir = t.join(if etc.is_some() { "bus-etc" } else { "bus" });
     let (mut bus, address) = twofold_bench::private_bus(&dir);
     std::fs::write(dir.join("policy.toml"), "mode = \"optional\"\n").unwrap();
-    let mut daemon = twofold_bench::start_enrolld(&a.enrolld, &dir, state, &address);
+    let mut daemon = match etc {
+        None => twofold_bench::start_enrolld(&a.enrolld, &dir, state, &address),
+        Some(etc) => {
+            let mounts: String = ["passwd", "group", "login.defs"]
+                .iter()
+                .map(|f| format!("mount --bind {}/{f} /etc/{f} && ", etc.display()))
+                .collect();
+            std::process::Command::new("unshare")
+                .args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg(format!(
+                    "{mounts}exec {} --policy {} --state {}",
+                    a.enrolld.display(),
+                    dir.join("policy.toml").display(),
+                    state.display()
+                ))
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        }
+    };
+    let who = if etc.is_some() {
+        "daemon, users in /etc/passwd"
+    } else {
+        "daemon, users not in /etc/passwd"
+    };
     let dpid = daemon.id();
     let (_c, proxy) = twofold_bench::connect(&address);
     let start = Instant::now();
@@ -240,62 +286,151 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path) -> Vec<Row> {
     }
     std::thread::sleep(Duration::from_millis(300));
     let idle = rss_kb(dpid, "VmRSS:");
+    // The peak of each phase alone: VmHWM is reset between them (clear_refs 5).
+    let reset_peak = || {
+        let _ = std::fs::write(format!("/proc/{dpid}/clear_refs"), "5");
+    };
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    let mut rows = Vec::new();
+    let mut row = |what: String, cell: String| {
+        rows.push(Row {
+            what,
+            cells: vec![cell, String::new(), String::new(), String::new()],
+        });
+    };
+    // ListUsersPage, 1000 at a time, the whole list: first (nothing known yet), then again.
+    for pass in ["first", "again"] {
+        reset_peak();
+        let s = Instant::now();
+        let mut after = String::new();
+        let mut n = 0;
+        loop {
+            let (page, next) = zbus::block_on(proxy.list_users_page(&after, 1000)).unwrap();
+            n += page.len();
+            if next.is_empty() {
+                break;
+            }
+            after = next;
+        }
+        let wall = s.elapsed().as_secs_f64();
+        row(
+            format!(
+                "{who}: ListUsersPage walk of {n} users, 1000 per page, {pass} (wall time / peak RSS)"
+            ),
+            format!("{wall:.2} s / {:.1} MiB", mib(rss_kb(dpid, "VmHWM:"))),
+        );
+    }
+    // `twofold list` end to end: the CLI process, paging, printing (to a file).
+    let cli = a.enrolld.with_file_name("twofold");
+    for args in [&["list"][..], &["list", "--json"][..]] {
+        let out_path = t.join("list.out");
+        let out = std::fs::File::create(&out_path).unwrap();
+        let s = Instant::now();
+        let st = std::process::Command::new(&cli)
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+            .env("NO_COLOR", "1")
+            .stdout(out)
+            .status()
+            .unwrap();
+        let wall = s.elapsed().as_secs_f64();
+        assert!(st.success(), "twofold {args:?} failed");
+        let text = std::fs::read_to_string(&out_path).unwrap();
+        let rows_out = if args.len() == 2 {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v["users"].as_array().unwrap().len()
+        } else {
+            text.lines().count().saturating_sub(2)
+        };
+        row(
+            format!(
+                "{who}: `twofold {}` of {rows_out} users, end to end (wall time)",
+                args.join(" ")
+            ),
+            format!("{wall:.2} s"),
+        );
+    }
+    // The old call: one reply with every user.
+    reset_peak();
     let s = Instant::now();
     let n = zbus::block_on(proxy.list_users()).unwrap().len();
     let list_time = s.elapsed().as_secs_f64();
     let peak = rss_kb(dpid, "VmHWM:");
-    // Status calls per second from 8 concurrent clients, for 3 s.
-    let stop = Instant::now() + Duration::from_secs(3);
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let address = address.clone();
-            std::thread::spawn(move || {
-                let (_c, p) = twofold_bench::connect(&address);
-                let mut calls = 0u64;
-                while Instant::now() < stop {
-                    zbus::block_on(p.get_status()).unwrap();
-                    calls += 1;
-                }
-                calls
+    // Calls per second from 8 concurrent clients for 3 s: GetStatus, and the bus's ceiling,
+    // Peer.Ping to the daemon's connection (answered by zbus itself, nothing of twofold).
+    let rate = |ping: bool| {
+        let stop = Instant::now() + Duration::from_secs(3);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let address = address.clone();
+                std::thread::spawn(move || {
+                    let (c, p) = twofold_bench::connect(&address);
+                    let mut calls = 0u64;
+                    while Instant::now() < stop {
+                        if ping {
+                            zbus::block_on(c.call_method(
+                                Some(twofold_enrolld::api::BUS_NAME),
+                                twofold_enrolld::api::OBJECT_PATH,
+                                Some("org.freedesktop.DBus.Peer"),
+                                "Ping",
+                                &(),
+                            ))
+                            .unwrap();
+                        } else {
+                            zbus::block_on(p.get_status()).unwrap();
+                        }
+                        calls += 1;
+                    }
+                    calls
+                })
             })
-        })
-        .collect();
-    let calls: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            .collect();
+        let calls: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        calls as f64 / 3.0
+    };
+    let ping = rate(true);
+    let calls = rate(false) * 3.0;
     let _ = daemon.kill();
     let _ = daemon.wait();
     let _ = bus.kill();
     let _ = bus.wait();
-    vec![
-        Row {
-            what: format!("daemon: ListUsers of {n} users (wall time)"),
-            cells: vec![
-                format!("{list_time:.2} s"),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-        Row {
-            what: "daemon: resident memory idle / peak during that list".into(),
-            cells: vec![
-                format!(
-                    "{:.1} MiB / {:.1} MiB",
-                    idle as f64 / 1024.0,
-                    peak as f64 / 1024.0
-                ),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-        Row {
-            what: "daemon: GetStatus calls per second, 8 concurrent clients".into(),
-            cells: vec![
-                format!("{:.0}/s", calls as f64 / 3.0),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        },
-    ]
+    row(
+        format!("{who}: Peer.Ping calls per second, 8 concurrent clients (the bus's ceiling)"),
+        format!("{ping:.0}/s"),
+    );
+    row(
+        format!(
+            "{who}: GetStatus calls per second, 8 concurrent clients, and its share of that ceiling"
+        ),
+        format!("{:.0}/s ({:.0}%)", calls / 3.0, calls / 3.0 / ping * 100.0),
+    );
+    let mut out = rows;
+    out.splice(
+        0..0,
+        [
+            Row {
+                what: format!("{who}: ListUsers of {n} users, one reply (wall time)"),
+                cells: vec![
+                    format!("{list_time:.2} s"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            },
+            Row {
+                what: format!("{who}: resident memory idle / peak during that ListUsers"),
+                cells: vec![
+                    format!(
+                        "{:.1} MiB / {:.1} MiB",
+                        idle as f64 / 1024.0,
+                        peak as f64 / 1024.0
+                    ),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            },
+        ],
+    );
+    out
 }

@@ -175,6 +175,9 @@ pub trait Manager {
     fn get_user(&self, user: &str) -> Result<UserInfo, Error>;
     /// Admin: every local account and every user with a record or a policy entry.
     fn list_users(&self) -> Result<Vec<UserInfo>, Error>;
+    /// Admin: the users after the cursor `after` (`""`: from the start), by name, at most
+    /// `limit` (1000 when 0 or more), and the cursor of the next page (`""` after the last).
+    fn list_users_page(&self, after: &str, limit: u32) -> Result<(Vec<UserInfo>, String), Error>;
     /// Admin: how many users have each status.
     fn summary(&self) -> Result<std::collections::HashMap<String, u32>, Error>;
     /// Admin: the account-wide default mode, written to policy.toml.

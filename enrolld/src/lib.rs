@@ -2,6 +2,8 @@
 //! enroll, and the names and types its clients (the `twofold` command) share with it.
 //!
 //! - [`api`]: bus name, object path, interface, the named errors and the user view;
+//! - [`index`]: the user database files parsed once and the listing's rows and records,
+//!   each kept while the identity of the files it came from is unchanged;
 //! - [`ops`]: every operation, synchronous, on the policy and the store of the `policy` crate,
 //!   given a caller the bus identified;
 //! - [`service`]: the `org.twofold.Enroll1.Manager` interface that resolves the caller from
@@ -11,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod index;
 pub mod log;
 pub mod ops;
 pub mod policy_edit;

@@ -2,7 +2,7 @@
 //! crate. The caller is a [`Caller`] that [`crate::service`] built from the bus (the sender's
 //! Unix uid); no operation takes "who am I" as an argument.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,13 +10,19 @@ use std::time::Duration;
 use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::record::{Enrollment, Override, Record};
 use twofold_policy::resolve::{RecordFacts, Subject, required_anywhere, resolve};
-use twofold_policy::store::{Store, UserState};
+use twofold_policy::store::Store;
 use twofold_policy::totp::{self, Params, Secret, Verdict};
 use twofold_policy::{Mode, Policy, Status, UserName, recovery, system, throttle, time};
 use zeroize::Zeroizing;
 
 use crate::api::{Error, NewEnrollment, UserInfo};
+use crate::index::{Facts, Index, IndexError, PolicyCache};
 use crate::log::Log;
+
+/// The most rows `ListUsersPage` returns at once (and what a limit of 0 asks for).
+pub const PAGE_MAX: u32 = 1000;
+/// The longest cursor `ListUsersPage` accepts (a user name is far shorter).
+pub const CURSOR_MAX: usize = 1024;
 
 /// Wrong codes accepted for one pending enrollment before it is dropped.
 pub const CONFIRM_ATTEMPTS: u32 = 5;
@@ -80,6 +86,10 @@ pub struct Daemon {
     /// The log.
     pub log: Log,
     pending: Mutex<HashMap<u32, Pending>>,
+    /// The user database files, the listing and the records as last read.
+    index: Index,
+    /// The policy as last parsed.
+    policies: PolicyCache,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
@@ -95,11 +105,30 @@ impl Daemon {
             enroll_timeout,
             log: Log::open(),
             pending: Mutex::new(HashMap::new()),
+            index: Index::default(),
+            policies: PolicyCache::default(),
         }
     }
 
-    fn policy(&self) -> Result<Policy, Error> {
-        Policy::load_system(&self.policy_path).map_err(|e| failed("policy", e))
+    /// The caller whose Unix uid the bus reported: its account and groups, from the user
+    /// database files when they answer for it (parsed once, re-read when they change), else
+    /// through NSS. Resolved at every call: group membership (admin rights) is never older
+    /// than the files.
+    pub fn caller(&self, uid: u32) -> Result<Caller, Error> {
+        match self.index.account_of_uid(uid) {
+            Ok(Some(account)) => Ok(Caller { account }),
+            Ok(None) => Err(Error::PermissionDenied(format!(
+                "uid {uid} has no account in the user database"
+            ))),
+            Err(e) => Err(Error::Failed(format!("user database: {e}"))),
+        }
+    }
+
+    /// The policy, parsed again only when its files changed.
+    fn policy(&self) -> Result<std::sync::Arc<Policy>, Error> {
+        self.policies
+            .load(&self.policy_path)
+            .map_err(|e| failed("policy", e))
     }
 
     fn store(&self) -> Result<Store, Error> {
@@ -154,37 +183,39 @@ impl Daemon {
         policy: &Policy,
         name: &str,
         account: Option<&system::Account>,
-        state: &UserState,
+        facts: &Facts,
         now: u64,
     ) -> UserInfo {
-        let record = state.record.as_ref();
         let no_groups = Vec::new();
         let subject = Subject {
             user: name,
             groups: account.map_or(&no_groups, |a| &a.groups),
             service: None,
         };
-        let res = resolve(policy, &subject, &RecordFacts::of(record), now);
-        let enrollment = record.and_then(|r| r.enrollment.as_ref());
-        let ov = record.and_then(|r| r.admin_override.as_ref());
+        let record_facts = RecordFacts {
+            enrolled: facts.enrolled(),
+            admin_override: facts.admin_override(),
+            required_since: facts.required_since(),
+        };
+        let res = resolve(policy, &subject, &record_facts, now);
+        let ov = facts.admin_override();
         UserInfo {
             user: name.to_owned(),
             uid: account.map(|a| a.uid),
             status: res.status.to_string(),
             mode: res.mode.to_string(),
             rule: res.rule.to_string(),
-            enrolled: enrollment.is_some(),
-            enrolled_at: enrollment.map(|e| e.enrolled_at),
+            enrolled: facts.enrolled(),
+            enrolled_at: facts.enrolled_at(),
             override_mode: ov.map(|o| o.mode.to_string()),
             override_by: ov.map(|o| o.by.clone()),
             override_at: ov.map(|o| o.at),
-            required_since: record.and_then(|r| r.required_since),
+            required_since: facts.required_since(),
             deadline: res.deadline,
             enroll_at_login: policy.enrollment.at_login,
-            last_login: state.counters.last_login,
-            last_login_from: state.counters.last_login_from.clone(),
-            recovery_codes_left: enrollment
-                .map(|e| u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX)),
+            last_login: facts.last_login(),
+            last_login_from: facts.last_login_from().map(str::to_owned),
+            recovery_codes_left: facts.recovery_codes_left(),
         }
     }
 
@@ -193,24 +224,26 @@ impl Daemon {
     fn info(&self, policy: &Policy, store: &Store, name: &UserName) -> Result<UserInfo, Error> {
         let account = system::lookup(name.as_str()).map_err(|e| failed("user database", e))?;
         match &account {
-            Some(a) => Self::info_of(policy, store, &canonical_name(a)?, Some(a)),
-            None => Self::info_of(policy, store, name, None),
+            Some(a) => self.info_of(policy, store, &canonical_name(a)?, Some(a)),
+            None => self.info_of(policy, store, name, None),
         }
     }
 
-    /// The view of `name`, whose account is known already.
+    /// The view of `name`, whose account is known already (its record through the index:
+    /// read again only when its files changed).
     fn info_of(
+        &self,
         policy: &Policy,
         store: &Store,
         name: &UserName,
         account: Option<&system::Account>,
     ) -> Result<UserInfo, Error> {
-        let state = store.read(name).map_err(|e| failed("state", e))?;
+        let facts = self.index.facts(store, name).map_err(index_error)?;
         Ok(Self::view(
             policy,
             name.as_str(),
             account,
-            &state,
+            &facts,
             time::now(),
         ))
     }
@@ -253,7 +286,7 @@ impl Daemon {
             policy,
             user.as_str(),
             Some(account),
-            &state,
+            &Facts::of(&state),
             now,
         ))
     }
@@ -336,36 +369,81 @@ impl Daemon {
     }
 
     /// Admin: every local account (uid in login.defs' UID_MIN..=UID_MAX), every user with a
-    /// record and every user the policy names.
+    /// record and every user the policy names, one row per account (an alias, a second passwd
+    /// line with the same uid, is its account's row, under the canonical name), by name.
     pub fn list_users(&self, caller: &Caller) -> Result<Vec<UserInfo>, Error> {
         let policy = self.policy()?;
         self.require_admin(caller, &policy, "list")?;
-        let store = self.store()?;
-        let mut names: BTreeSet<String> = local_accounts().into_iter().collect();
-        names.extend(
-            store
-                .users()
-                .map_err(|e| failed("state", e))?
-                .into_iter()
-                .map(|u| u.as_str().to_owned()),
-        );
-        names.extend(policy.users.keys().cloned());
-        // One row per account: an alias (a second passwd line with the same uid) is its
-        // account's row, under the canonical name.
-        let mut out: std::collections::BTreeMap<String, UserInfo> = Default::default();
-        for n in names {
-            let Ok(name) = UserName::parse(&n) else {
-                continue;
-            };
-            let info = self.info(&policy, &store, &name)?;
-            out.entry(info.user.clone()).or_insert(info);
+        let mut out = Vec::new();
+        self.walk(&policy, "", usize::MAX, |info| out.push(info))?;
+        Ok(out)
+    }
+
+    /// Admin: the rows of [`Daemon::list_users`] whose name sorts after `after` (`""`: from
+    /// the start), at most `limit` of them ([`PAGE_MAX`] when 0 or more), and the cursor of
+    /// the next page: the last name returned, or `""` when there is no more. The cursor is a
+    /// position, not a name that must exist: a user removed meanwhile does not end the walk.
+    pub fn list_users_page(
+        &self,
+        caller: &Caller,
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<UserInfo>, String), Error> {
+        let policy = self.policy()?;
+        self.require_admin(caller, &policy, "list")?;
+        if after.len() > CURSOR_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "cursor of {} bytes: a cursor is the `next` of the previous page (at most {CURSOR_MAX} bytes)",
+                after.len()
+            )));
         }
-        Ok(out.into_values().collect())
+        let limit = if limit == 0 || limit > PAGE_MAX {
+            PAGE_MAX
+        } else {
+            limit
+        };
+        let mut out = Vec::new();
+        let next = self.walk(
+            &policy,
+            after,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+            |info| out.push(info),
+        )?;
+        Ok((out, next))
+    }
+
+    /// Calls `f` with the view of each row after `after`, at most `limit`; the cursor of
+    /// what follows (`""` at the end).
+    fn walk(
+        &self,
+        policy: &Policy,
+        after: &str,
+        limit: usize,
+        mut f: impl FnMut(UserInfo),
+    ) -> Result<String, Error> {
+        let store = self.store()?;
+        let now = time::now();
+        self.index
+            .page(
+                &store,
+                policy.users.keys(),
+                after,
+                limit,
+                |name, account, facts| f(Self::view(policy, name, account, facts, now)),
+            )
+            .map_err(index_error)
     }
 
     /// Admin: count per status, plus `total`.
     pub fn summary(&self, caller: &Caller) -> Result<HashMap<String, u32>, Error> {
-        let users = self.list_users(caller)?;
+        let policy = self.policy()?;
+        self.require_admin(caller, &policy, "list")?;
+        let mut statuses: HashMap<String, u32> = HashMap::new();
+        let mut total = 0u32;
+        self.walk(&policy, "", usize::MAX, |info| {
+            *statuses.entry(info.status).or_default() += 1;
+            total = total.saturating_add(1);
+        })?;
         let mut out: HashMap<String, u32> = [
             Status::Pending,
             Status::Enforced,
@@ -376,13 +454,10 @@ impl Daemon {
         .iter()
         .map(|s| (s.to_string(), 0))
         .collect();
-        for u in &users {
-            *out.entry(u.status.clone()).or_default() += 1;
+        for (status, n) in statuses {
+            *out.entry(status).or_default() += n;
         }
-        out.insert(
-            "total".into(),
-            u32::try_from(users.len()).unwrap_or(u32::MAX),
-        );
+        out.insert("total".into(), total);
         Ok(out)
     }
 
@@ -421,7 +496,7 @@ impl Daemon {
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
         let store = self.store()?;
-        let info = Self::info_of(&policy, &store, &name, Some(account))?;
+        let info = self.info_of(&policy, &store, &name, Some(account))?;
         if info.mode == Mode::Disabled.as_str() {
             return Err(Error::Forbidden(format!(
                 "2FA is disabled for {} ({})",
@@ -715,7 +790,7 @@ impl Daemon {
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
         let store = self.store()?;
-        Self::info_of(&policy, &store, &name, Some(account))
+        self.info_of(&policy, &store, &name, Some(account))
     }
 }
 
@@ -725,29 +800,21 @@ fn canonical_name(a: &system::Account) -> Result<UserName, Error> {
         .map_err(|e| Error::InvalidArgument(format!("canonical name of uid {}: {e}", a.uid)))
 }
 
+fn index_error(e: IndexError) -> Error {
+    match e {
+        IndexError::BadName { .. } => Error::InvalidArgument(e.to_string()),
+        e => Error::Failed(e.to_string()),
+    }
+}
+
 fn not_enrolled() -> Error {
     Error::NotEnrolled("2FA is not set up for this account".into())
 }
 
-/// UID_MIN and UID_MAX of `/etc/login.defs` (Debian's defaults 1000 and 60000).
-fn uid_range() -> (u32, u32) {
-    let text = std::fs::read_to_string("/etc/login.defs").unwrap_or_default();
-    let get = |key: &str, default: u32| {
-        text.lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(key)).then(|| it.next()).flatten()
-            })
-            .filter_map(|v| v.parse().ok())
-            .next_back()
-            .unwrap_or(default)
-    };
-    (get("UID_MIN", 1000), get("UID_MAX", 60000))
-}
-
 /// Local accounts (`/etc/passwd`) with a uid in the login.defs range.
 pub fn local_accounts() -> Vec<String> {
-    let (min, max) = uid_range();
+    let (min, max) =
+        crate::index::uid_range(&std::fs::read_to_string("/etc/login.defs").unwrap_or_default());
     std::fs::read_to_string("/etc/passwd")
         .unwrap_or_default()
         .lines()

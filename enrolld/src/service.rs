@@ -3,7 +3,7 @@
 //! emits `UserChanged` for every change.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -13,29 +13,81 @@ use crate::api::{Error, NewEnrollment, UserInfo};
 use crate::ops::{Caller, Daemon};
 use twofold_policy::Mode;
 
+/// The most senders whose uid is remembered; past it the memory starts again empty.
+pub const UID_CACHE_MAX: usize = 4096;
+
 /// The served object.
 pub struct Manager {
     daemon: Arc<Daemon>,
+    /// Unique bus name of a sender → its Unix uid, as the bus daemon said. A unique name is
+    /// never given to another connection on the same bus, and a connection's credentials are
+    /// those it connected with, so the answer cannot go stale; only the uid is kept (the
+    /// account and its groups, admin rights included, are resolved again at every call).
+    uids: Mutex<HashMap<String, u32>>,
 }
 
 impl Manager {
     /// Serves `daemon`.
     pub fn new(daemon: Arc<Daemon>) -> Manager {
-        Manager { daemon }
+        Manager {
+            daemon,
+            uids: Mutex::new(HashMap::new()),
+        }
     }
-}
 
-/// The caller as the bus daemon reports it: never from an argument.
-async fn caller(conn: &Connection, hdr: &Header<'_>) -> Result<Caller, Error> {
-    let sender = hdr
-        .sender()
-        .ok_or_else(|| Error::PermissionDenied("the call has no sender".into()))?;
-    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-    let uid = dbus
-        .get_connection_unix_user(sender.clone().into())
-        .await
-        .map_err(|e| Error::PermissionDenied(format!("the bus cannot tell who called: {e}")))?;
-    Caller::from_uid(uid)
+    /// Forgets a sender (its connection left the bus: `NameOwnerChanged` with no new owner).
+    pub fn forget(&self, unique_name: &str) {
+        self.uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(unique_name);
+    }
+
+    /// How many senders are remembered.
+    pub fn remembered(&self) -> usize {
+        self.uids.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The caller as the bus daemon reports it (`GetConnectionUnixUser` of the sender, once
+    /// per sender): never from an argument.
+    async fn caller(&self, conn: &Connection, hdr: &Header<'_>) -> Result<Caller, Error> {
+        let sender = hdr
+            .sender()
+            .ok_or_else(|| Error::PermissionDenied("the call has no sender".into()))?;
+        let known = self
+            .uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sender.as_str())
+            .copied();
+        let uid = match known {
+            Some(uid) => uid,
+            None => {
+                let reply = conn
+                    .call_method(
+                        Some("org.freedesktop.DBus"),
+                        "/org/freedesktop/DBus",
+                        Some("org.freedesktop.DBus"),
+                        "GetConnectionUnixUser",
+                        &(sender.as_str(),),
+                    )
+                    .await
+                    .map_err(|e| {
+                        Error::PermissionDenied(format!("the bus cannot tell who called: {e}"))
+                    })?;
+                let uid: u32 = reply.body().deserialize().map_err(|e| {
+                    Error::PermissionDenied(format!("the bus cannot tell who called: {e}"))
+                })?;
+                let mut uids = self.uids.lock().unwrap_or_else(|e| e.into_inner());
+                if uids.len() >= UID_CACHE_MAX {
+                    uids.clear();
+                }
+                uids.insert(sender.as_str().to_owned(), uid);
+                uid
+            }
+        };
+        self.daemon.caller(uid)
+    }
 }
 
 /// Emits `UserChanged` for a changed user and passes the view on.
@@ -54,7 +106,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         announce(
             &emitter,
             self.daemon.set_override(&c, user, Some(Mode::Required))?,
@@ -70,7 +122,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         announce(
             &emitter,
             self.daemon.set_override(&c, user, Some(Mode::Disabled))?,
@@ -86,7 +138,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         announce(
             &emitter,
             self.daemon.set_override(&c, user, Some(Mode::Optional))?,
@@ -102,7 +154,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         announce(&emitter, self.daemon.set_override(&c, user, None)?).await
     }
 
@@ -114,7 +166,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         announce(&emitter, self.daemon.reset(&c, user)?).await
     }
 
@@ -125,7 +177,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.get_user(&c, user)
     }
 
@@ -135,8 +187,22 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<Vec<UserInfo>, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.list_users(&c)
+    }
+
+    /// Admin: one page of the users, by name: those after the cursor `after` (`""` for the
+    /// first page), at most `limit` (1000 when 0 or more); and the cursor of the next page,
+    /// `""` after the last.
+    async fn list_users_page(
+        &self,
+        after: &str,
+        limit: u32,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(Vec<UserInfo>, String), Error> {
+        let c = self.caller(conn, &hdr).await?;
+        self.daemon.list_users_page(&c, after, limit)
     }
 
     /// Admin: count per status, and `total`.
@@ -145,7 +211,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<HashMap<String, u32>, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.summary(&c)
     }
 
@@ -156,7 +222,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.set_default_mode(&c, mode)
     }
 
@@ -169,7 +235,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<NewEnrollment, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.begin_enrollment(&c, replace, proof)
     }
 
@@ -181,7 +247,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<Vec<String>, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         let (info, codes) = self.daemon.confirm_enrollment(&c, code)?;
         Self::user_changed(&emitter, &info.user, &info.status).await?;
         Ok(codes)
@@ -193,7 +259,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<bool, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.cancel_enrollment(&c)
     }
 
@@ -205,7 +271,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         announce(&emitter, self.daemon.disable(&c, code)?).await
     }
 
@@ -216,7 +282,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<Vec<String>, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.regenerate_recovery_codes(&c, code)
     }
 
@@ -226,7 +292,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = caller(conn, &hdr).await?;
+        let c = self.caller(conn, &hdr).await?;
         self.daemon.get_status(&c)
     }
 

@@ -201,6 +201,7 @@ const ADMIN_METHODS: &[&str] = &[
     "Reset",
     "GetUser",
     "ListUsers",
+    "ListUsersPage",
     "Summary",
     "SetDefaultMode",
 ];
@@ -208,6 +209,7 @@ const ADMIN_METHODS: &[&str] = &[
 fn admin_args(method: &str, target: &str) -> Value {
     match method {
         "ListUsers" | "Summary" => json!([]),
+        "ListUsersPage" => json!(["", 10]),
         "SetDefaultMode" => json!(["optional"]),
         _ => json!([target]),
     }
@@ -766,4 +768,267 @@ fn another_name_for_the_same_account_is_that_account() {
             .count(),
         1
     );
+    // The pages too (other tests' accounts come and go meanwhile: alice's row is compared).
+    let paged = walk(&w, None, 3);
+    let alices = |rows: &[Value]| -> Vec<Value> {
+        rows.iter()
+            .filter(|r| r["user"] == w.alice.name.as_str() || r["user"] == alias.as_str())
+            .cloned()
+            .collect()
+    };
+    assert_eq!(alices(&paged), alices(rows));
+    // Even when the alias has a record of its own (written behind the daemon's back).
+    write_record(&w.store(), &alias, |r| {
+        r.admin_override = Some(twofold_policy::record::Override {
+            mode: Mode::Disabled,
+            by: "root".into(),
+            at: 1,
+        });
+    });
+    let paged = walk(&w, None, 2);
+    assert!(paged.iter().all(|r| r["user"] != alias.as_str()));
+    assert_eq!(
+        paged
+            .iter()
+            .filter(|r| r["user"] == w.alice.name.as_str())
+            .count(),
+        1
+    );
+}
+/// Every row of `ListUsersPage` as `who`, `limit` at a time, checking the cursors.
+fn walk(w: &World, who: Option<&Account>, limit: u64) -> Vec<Value> {
+    let mut rows: Vec<Value> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = ok(&w.call(who, "ListUsersPage", json!([after, limit]))).clone();
+        let users = page["users"].as_array().unwrap();
+        assert!(users.len() as u64 <= limit, "{page}");
+        let next = page["next"].as_str().unwrap().to_owned();
+        if !next.is_empty() {
+            assert_eq!(users.len() as u64, limit, "a page before the last is full");
+            assert_eq!(users.last().unwrap()["user"], next.as_str());
+        }
+        rows.extend(users.iter().cloned());
+        if next.is_empty() {
+            break;
+        }
+        after = next;
+    }
+    rows
+}
+
+/// Changes `user`'s record directly through the store, as the PAM module does at a login
+/// (under the lock, no daemon involved).
+fn write_record(store: &Store, user: &str, f: impl FnOnce(&mut twofold_policy::record::Record)) {
+    let u = UserName::parse(user).unwrap();
+    let lock = store.lock(&u).unwrap();
+    let mut r = lock
+        .read()
+        .unwrap()
+        .record
+        .unwrap_or_else(|| twofold_policy::record::Record::new(user));
+    f(&mut r);
+    lock.write_record(&r).unwrap();
+}
+
+fn enroll_directly(r: &mut twofold_policy::record::Record) {
+    let secret = twofold_policy::totp::Secret::generate().unwrap();
+    r.enrollment = Some(twofold_policy::record::Enrollment::new(
+        &secret,
+        twofold_policy::totp::Params::default(),
+        twofold_policy::time::now(),
+        vec![],
+    ));
+}
+
+#[test]
+fn pages_hold_every_user_once_in_order() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    // Records of users with no account (as an old store may hold), besides the accounts.
+    let store = Store::open_or_create(&w.dir.path().join("state")).unwrap();
+    let extra: Vec<String> = (0..23).map(|i| format!("tfpage{i:02}x")).collect();
+    for n in &extra {
+        write_record(&store, n, |_| {});
+    }
+    // Other tests add and remove accounts meanwhile: the rows compared are this test's.
+    let mine: Vec<String> = extra
+        .iter()
+        .cloned()
+        .chain([&w.alice, &w.bob, &w.admin].map(|a| a.name.clone()))
+        .chain(["nobody".to_owned()])
+        .collect();
+    // Strictly by name (each once); this test's rows, in order.
+    let ours = |rows: &[Value]| -> Vec<Value> {
+        let names: Vec<&str> = rows.iter().map(|r| r["user"].as_str().unwrap()).collect();
+        assert!(
+            names.windows(2).all(|p| p[0] < p[1]),
+            "by name, each once: {names:?}"
+        );
+        rows.iter()
+            .filter(|r| mine.iter().any(|m| r["user"] == m.as_str()))
+            .cloned()
+            .collect()
+    };
+    let list = ok(&w.call(None, "ListUsers", json!([]))).clone();
+    let all = ours(list.as_array().unwrap());
+    assert_eq!(all.len(), mine.len(), "every one listed: {all:?}");
+    // Walked in pages of several sizes, the pages are the list.
+    for limit in [1, 2, 7, 1000] {
+        assert_eq!(
+            ours(&walk(&w, Some(&w.admin), limit)),
+            all,
+            "pages of {limit}"
+        );
+    }
+    let page =
+        |after: &str, limit: u64| ok(&w.call(None, "ListUsersPage", json!([after, limit]))).clone();
+    // Limit 0 and a huge limit: pages of the maximum (1000), here all of it.
+    for limit in [0, u64::from(u32::MAX)] {
+        let p = page("", limit);
+        assert_eq!(ours(p["users"].as_array().unwrap()), all, "limit {limit}");
+        assert_eq!(p["next"], "");
+    }
+    // Past the end: nothing, and no next page.
+    for after in ["~", "zzzzzzzz"] {
+        let p = page(after, 10);
+        assert_eq!(p["users"], json!([]), "after {after}");
+        assert_eq!(p["next"], "");
+    }
+    // A cursor is a position, not a user: one that names nobody (garbage, or a user removed
+    // meanwhile) gives the rows after it.
+    for cursor in [
+        "!!garbage",
+        "tfpage05",
+        "tfpage05y",
+        "\u{1F600}",
+        "ROOT",
+        "a b:c",
+    ] {
+        let p = page(cursor, 1000);
+        let got = p["users"].as_array().unwrap();
+        assert!(got.iter().all(|r| r["user"].as_str().unwrap() > cursor));
+        let want: Vec<Value> = all
+            .iter()
+            .filter(|r| r["user"].as_str().unwrap() > cursor)
+            .cloned()
+            .collect();
+        assert_eq!(ours(got), want, "after {cursor:?}");
+    }
+    // A cursor no page could have given: refused.
+    let r = w.call(None, "ListUsersPage", json!(["x".repeat(5000), 10]));
+    assert_eq!(err(&r), "InvalidArgument", "{r}");
+    // Summary counts the same rows (here at least this test's).
+    let summary = ok(&w.call(Some(&w.admin), "Summary", json!([]))).clone();
+    assert!(summary["total"].as_u64().unwrap() >= all.len() as u64);
+}
+
+#[test]
+fn the_list_sees_records_written_behind_the_daemons_back() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let row =
+        |name: &str| -> Option<Value> { walk(&w, None, 2).into_iter().find(|r| r["user"] == name) };
+    // Listed once (the daemon now holds alice's state and the directory's names).
+    assert_eq!(row(&w.alice.name).unwrap()["status"], "off");
+    assert!(row("tfbehind").is_none());
+    // An enrollment made inside a login: the module writes the record itself.
+    let store = w.store();
+    write_record(&store, &w.alice.name, enroll_directly);
+    let r = row(&w.alice.name).unwrap();
+    assert_eq!(r["status"], "enabled", "{r}");
+    assert_eq!(r["enrolled"], true);
+    // The login's counters, written in place (same file, same size): seen too.
+    let u = UserName::parse(&w.alice.name).unwrap();
+    for (from, at) in [
+        ("192.0.2.1", 1_700_000_000u64),
+        ("192.0.2.2", 1_700_000_100),
+    ] {
+        let lock = store.lock(&u).unwrap();
+        let mut c = lock.read().unwrap().counters;
+        c.last_login = Some(at);
+        c.last_login_from = Some(from.into());
+        lock.write_counters(&c).unwrap();
+        drop(lock);
+        let r = row(&w.alice.name).unwrap();
+        assert_eq!(r["last_login_from"], from, "{r}");
+        assert_eq!(r["last_login"], at);
+    }
+    // GetStatus sees it as well.
+    let me = ok(&w.call(Some(&w.alice), "GetStatus", json!([]))).clone();
+    assert_eq!(me["status"], "enabled");
+    // A record of a user with no account appears, with its status, then leaves when its
+    // files are removed.
+    write_record(&store, "tfbehind", |r| {
+        r.admin_override = Some(twofold_policy::record::Override {
+            mode: Mode::Required,
+            by: "root".into(),
+            at: 1,
+        });
+    });
+    let r = row("tfbehind").unwrap();
+    assert_eq!(r["status"], "pending", "{r}");
+    assert_eq!(r["uid"], Value::Null);
+    write_record(&store, "tfbehind", |r| r.admin_override = None);
+    assert_eq!(row("tfbehind").unwrap()["status"], "off");
+    for ext in ["toml", "lock", "counters"] {
+        let _ = std::fs::remove_file(w.dir.path().join(format!("state/tfbehind.{ext}")));
+    }
+    assert!(
+        row("tfbehind").is_none(),
+        "a removed record leaves the list"
+    );
+    // Alice's record removed by hand: back to no enrollment.
+    std::fs::remove_file(w.dir.path().join(format!("state/{}.toml", w.alice.name))).unwrap();
+    let r = row(&w.alice.name).unwrap();
+    assert_eq!(r["status"], "off", "{r}");
+    assert_eq!(r["enrolled"], false);
+    // A new account appears without a restart (the passwd file changed).
+    let carol = Account::create("c", &[]);
+    assert_eq!(row(&carol.name).unwrap()["uid"], carol.uid);
+    // Admin rights follow /etc/group at once: carol joins the admin group, then leaves it.
+    let r = w.call(Some(&carol), "ListUsersPage", json!(["", 1]));
+    assert_eq!(err(&r), "PermissionDenied", "{r}");
+    let gpasswd = |op: &str| {
+        let st = std::process::Command::new("gpasswd")
+            .args([op, &carol.name, &w.admins.name])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    gpasswd("-a");
+    ok(&w.call(Some(&carol), "ListUsersPage", json!(["", 1])));
+    gpasswd("-d");
+    let r = w.call(Some(&carol), "ListUsersPage", json!(["", 1]));
+    assert_eq!(err(&r), "PermissionDenied", "{r}");
+}
+
+#[test]
+fn callers_are_told_apart() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    ok(&w.call(None, "Exempt", json!([w.bob.name])));
+    // Each caller, in turn, gets their own status; an admin's rights do not carry over to
+    // the next caller.
+    for _ in 0..3 {
+        for who in [&w.alice, &w.bob, &w.admin] {
+            let st = ok(&w.call(Some(who), "GetStatus", json!([]))).clone();
+            assert_eq!(st["user"], who.name.as_str());
+            assert_eq!(st["uid"], who.uid);
+        }
+        assert_eq!(
+            ok(&w.call(Some(&w.bob), "GetStatus", json!([])))["status"],
+            "exempt"
+        );
+        ok(&w.call(Some(&w.admin), "ListUsersPage", json!(["", 1])));
+        let r = w.call(Some(&w.alice), "ListUsersPage", json!(["", 1]));
+        assert_eq!(err(&r), "PermissionDenied", "{r}");
+    }
 }

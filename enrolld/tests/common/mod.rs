@@ -387,6 +387,20 @@ pub fn helper_main() {
             "ListUsers" => Ok(Value::Array(
                 p.list_users().await?.iter().map(|u| u.to_json()).collect(),
             )),
+            "ListUsersPage" => {
+                let (users, next) = p
+                    .list_users_page(
+                        &arg(0),
+                        args[1]
+                            .as_u64()
+                            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                    )
+                    .await?;
+                Ok(json!({
+                    "users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
+                    "next": next,
+                }))
+            }
             "Summary" => serde_json::to_value(p.summary().await?),
             "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
             "BeginEnrollment" => serde_json::to_value(

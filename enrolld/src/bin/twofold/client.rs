@@ -153,71 +153,184 @@ pub fn status(user: Option<&str>, json_out: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `twofold list`.
+/// Rows asked of the daemon per page by `twofold list`.
+const LIST_PAGE: u32 = 1000;
+
+/// Whether the daemon does not know the method (an older daemon).
+fn unknown_method(e: &twofold_enrolld::api::Error) -> bool {
+    match e {
+        twofold_enrolld::api::Error::ZBus(zbus::Error::MethodError(name, _, _)) => {
+            name.as_str() == "org.freedesktop.DBus.Error.UnknownMethod"
+        }
+        twofold_enrolld::api::Error::ZBus(zbus::Error::FDO(e)) => {
+            matches!(**e, zbus::fdo::Error::UnknownMethod(_))
+        }
+        _ => false,
+    }
+}
+
+/// `twofold list`: the users page by page (`ListUsersPage`), each printed as it arrives
+/// (a table, or with `--json` one JSON document whose `users` array is streamed), then the
+/// distribution. An older daemon without pages is asked `ListUsers` once.
 pub fn list(json_out: bool) -> Result<(), CliError> {
-    let users = with_daemon(async |p| p.list_users().await)?;
-    let counts = |s: &str| users.iter().filter(|u| u.status == s).count();
     let statuses = ["pending", "enforced", "enabled", "off", "exempt"];
-    if json_out {
-        let summary: serde_json::Map<String, serde_json::Value> = statuses
-            .iter()
-            .map(|s| (s.to_string(), json!(counts(s))))
-            .collect();
-        println!(
-            "{:#}",
-            json!({
-                "users": users.iter().map(UserInfo::to_json).collect::<Vec<_>>(),
-                "summary": summary,
-                "total": users.len(),
-            })
-        );
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut printer = ListPrinter {
+        json: json_out,
+        paint: Paint::detect(),
+        widths: None,
+        counts: [0; 5],
+        total: 0,
+    };
+    // A closed pipe (`twofold list | head`) ends the listing quietly.
+    let mut closed = false;
+    with_daemon(async |p| {
+        let mut after = String::new();
+        loop {
+            let (page, next) = match p.list_users_page(&after, LIST_PAGE).await {
+                Ok(r) => r,
+                Err(e) if after.is_empty() && unknown_method(&e) => {
+                    (p.list_users().await?, String::new())
+                }
+                Err(e) => return Err(e),
+            };
+            for u in &page {
+                if let Some(n) = statuses
+                    .iter()
+                    .position(|s| *s == u.status)
+                    .and_then(|i| printer.counts.get_mut(i))
+                {
+                    *n += 1;
+                }
+            }
+            if !closed && printer.rows(&mut out, &page).is_err() {
+                closed = true;
+            }
+            printer.total += page.len();
+            if next.is_empty() || page.is_empty() {
+                break;
+            }
+            after = next;
+        }
+        Ok(())
+    })?;
+    if closed {
         return Ok(());
     }
-    let paint = Paint::detect();
-    let w_user = users.iter().map(|u| u.user.len()).max().unwrap_or(4).max(4);
-    let overrides: Vec<String> = users
-        .iter()
-        .map(|u| match (&u.override_mode, &u.override_by) {
-            (Some(m), Some(by)) => format!("{m} by {by} {}", date(u.override_at)),
-            _ => "-".into(),
-        })
-        .collect();
-    let w_ov = overrides.iter().map(String::len).max().unwrap_or(8).max(8);
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{:<w_user$}  {:<8}  {:<w_ov$}  {:<10}  LAST LOGIN\n",
-        "USER", "STATUS", "OVERRIDE", "ENROLLED"
-    ));
-    for (u, ov) in users.iter().zip(&overrides) {
-        let last = match (u.last_login, &u.last_login_from) {
-            (Some(t), Some(from)) => format!("{} from {from}", date(Some(t))),
-            (t, _) => date(t),
-        };
-        out.push_str(&format!(
-            "{:<w_user$}  {}  {:<w_ov$}  {:<10}  {}\n",
-            u.user,
-            paint.status(&u.status, 8),
-            ov,
-            date(u.enrolled_at),
-            last
+    let total = printer.total;
+    let end = if json_out {
+        let summary: serde_json::Map<String, serde_json::Value> = statuses
+            .iter()
+            .zip(printer.counts)
+            .map(|(s, n)| (s.to_string(), json!(n)))
+            .collect();
+        if printer.widths.is_none() {
+            // No row: the document's start was never printed.
+            format!(
+                "{{\n  \"users\": [],\n  \"summary\": {:#},\n  \"total\": 0\n}}\n",
+                json!(summary)
+            )
+        } else {
+            format!(
+                "\n  ],\n  \"summary\": {:#},\n  \"total\": {total}\n}}\n",
+                json!(summary)
+            )
+        }
+    } else {
+        let mut end = String::new();
+        if printer.widths.is_none() {
+            end.push_str(&printer.header(4, 8));
+        }
+        let parts: Vec<String> = statuses
+            .iter()
+            .zip(printer.counts)
+            .map(|(s, n)| {
+                let pct = (n * 100 + total / 2).checked_div(total).unwrap_or(0);
+                format!("{n} {s} ({pct}%)")
+            })
+            .collect();
+        end.push_str(&format!(
+            "{total} user{}: {}\n",
+            if total == 1 { "" } else { "s" },
+            parts.join(", ")
         ));
-    }
-    let total = users.len();
-    let parts: Vec<String> = statuses
-        .iter()
-        .map(|s| {
-            let n = counts(s);
-            let pct = (n * 100 + total / 2).checked_div(total).unwrap_or(0);
-            format!("{n} {s} ({pct}%)")
-        })
-        .collect();
-    out.push_str(&format!(
-        "{total} user{}: {}\n",
-        if total == 1 { "" } else { "s" },
-        parts.join(", ")
-    ));
-    print!("{out}");
+        end
+    };
+    // Errors writing to stdout (a closed pipe) are not the daemon's: nothing to report.
+    let _ = out.write_all(end.as_bytes());
+    let _ = out.flush();
     Ok(())
+}
+
+/// Prints the rows of `twofold list` as they come.
+struct ListPrinter {
+    json: bool,
+    paint: Paint,
+    /// Column widths of the user and override columns, from the first page (longer values
+    /// of later pages overflow their column rather than wait for the whole list).
+    widths: Option<(usize, usize)>,
+    counts: [usize; 5],
+    total: usize,
+}
+
+impl ListPrinter {
+    fn header(&self, w_user: usize, w_ov: usize) -> String {
+        format!(
+            "{:<w_user$}  {:<8}  {:<w_ov$}  {:<10}  LAST LOGIN\n",
+            "USER", "STATUS", "OVERRIDE", "ENROLLED"
+        )
+    }
+
+    fn rows(&mut self, out: &mut impl Write, users: &[UserInfo]) -> std::io::Result<()> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let overrides: Vec<String> = users
+            .iter()
+            .map(|u| match (&u.override_mode, &u.override_by) {
+                (Some(m), Some(by)) => format!("{m} by {by} {}", date(u.override_at)),
+                _ => "-".into(),
+            })
+            .collect();
+        let first = self.widths.is_none();
+        let (w_user, w_ov) = *self.widths.get_or_insert_with(|| {
+            (
+                users.iter().map(|u| u.user.len()).max().unwrap_or(4).max(4),
+                overrides.iter().map(String::len).max().unwrap_or(8).max(8),
+            )
+        });
+        let mut text = String::new();
+        if self.json {
+            for (i, u) in users.iter().enumerate() {
+                text.push_str(if first && i == 0 {
+                    "{\n  \"users\": [\n    "
+                } else {
+                    ",\n    "
+                });
+                text.push_str(&u.to_json().to_string());
+            }
+        } else {
+            if first {
+                text.push_str(&self.header(w_user, w_ov));
+            }
+            for (u, ov) in users.iter().zip(&overrides) {
+                let last = match (u.last_login, &u.last_login_from) {
+                    (Some(t), Some(from)) => format!("{} from {from}", date(Some(t))),
+                    (t, _) => date(t),
+                };
+                text.push_str(&format!(
+                    "{:<w_user$}  {}  {:<w_ov$}  {:<10}  {}\n",
+                    u.user,
+                    self.paint.status(&u.status, 8),
+                    ov,
+                    date(u.enrolled_at),
+                    last
+                ));
+            }
+        }
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
 }
 
 /// The admin verbs on several users: every user is tried; the first failure decides the exit.

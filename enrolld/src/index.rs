@@ -1,0 +1,1102 @@
+//! What the daemon knows without asking again: the local user database parsed once, the
+//! listing's rows in order, and every user's record as last read. Nothing here is trusted
+//! beyond the identity of the files it came from.
+//!
+//! - [`UserDb`]: `/etc/passwd` and `/etc/group` parsed into maps (name → uid/gid, uid → the
+//!   canonical name, gid → group name, user → supplementary groups), re-read when the
+//!   identity (`stat`: device, inode, size, mtime and ctime in ns) of either file, of
+//!   `/etc/nsswitch.conf` or of `/etc/login.defs` changes. Used only when `nsswitch.conf`
+//!   sends `passwd` and `group` to `files` first (and to nothing but `files` and `systemd`):
+//!   then the files give the same answers `getpwnam`/`getpwuid`/`getgrouplist` give for a
+//!   name found in them. Other names (LDAP, SSSD, systemd's userdb) go through NSS
+//!   ([`twofold_policy::system::lookup`]).
+//! - [`Index`]: the listing. The names of the store's records are re-read when the state
+//!   directory's identity changes (a record written, replaced or removed renames or unlinks
+//!   in it); each record on a page is `stat`ed and re-read only when its identity, or that of
+//!   its counters file, changed. Writers need not tell the daemon: the PAM module writes
+//!   records during logins through the same store code, and the next page sees them.
+//! - A file whose mtime or ctime is within [`RACY_NS`] of the moment it was read may change
+//!   again within the same timestamp tick without its identity changing (the "racy git"
+//!   problem): such an entry is read again next time, until it is old enough to be trusted.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use twofold_policy::record::Override;
+use twofold_policy::store::{Store, UserState};
+use twofold_policy::{UserName, system};
+
+/// How recent a file's timestamps may be for its cached contents to be trusted (see the
+/// module's documentation): two whole seconds, as for the compiled policy (timestamps can be
+/// as coarse as a second, and the kernel's clock lags by a tick; `twofold_policy::cache`).
+pub const RACY_NS: i128 = 2_000_000_000;
+
+/// How long an NSS answer (positive or negative) for a name that is not in `/etc/passwd` is
+/// used by listings. Such names (LDAP, SSSD) have no file whose identity tells a change; a
+/// listing may show such an account as it was up to this long ago. Decisions about a caller
+/// never use these answers.
+pub const NSS_TTL: Duration = Duration::from_secs(300);
+
+/// Above this many names to ask NSS about, the lookups run on several threads.
+const PARALLEL_LOOKUPS: usize = 64;
+
+/// The identity of a file: when it is unchanged, so are its contents (but see [`RACY_NS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    /// The identity of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+
+    /// `lstat` of `path`; `None` when it does not exist.
+    pub fn stat(path: &Path) -> io::Result<Option<FileId>> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => Ok(Some(FileId::of(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the file changed so close to `read_at` (wall clock, ns) that it may change
+    /// again without a new identity.
+    fn racy(&self, read_at: i128) -> bool {
+        self.mtime_ns.max(self.ctime_ns) >= read_at - RACY_NS
+    }
+}
+
+fn racy(id: &Option<FileId>, read_at: i128) -> bool {
+    id.as_ref().is_some_and(|id| id.racy(read_at))
+}
+
+/// The wall clock in ns (the clock file timestamps come from).
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// Where the user database files are (the root of the file system, except in unit tests).
+#[derive(Debug, Clone)]
+pub struct Etc {
+    passwd: PathBuf,
+    group: PathBuf,
+    nsswitch: PathBuf,
+    login_defs: PathBuf,
+}
+
+impl Default for Etc {
+    fn default() -> Etc {
+        Etc::under(Path::new("/etc"))
+    }
+}
+
+impl Etc {
+    /// `passwd`, `group`, `nsswitch.conf` and `login.defs` in `dir`.
+    pub fn under(dir: &Path) -> Etc {
+        Etc {
+            passwd: dir.join("passwd"),
+            group: dir.join("group"),
+            nsswitch: dir.join("nsswitch.conf"),
+            login_defs: dir.join("login.defs"),
+        }
+    }
+
+    fn ids(&self) -> [Option<FileId>; 4] {
+        [&self.passwd, &self.group, &self.nsswitch, &self.login_defs]
+            .map(|p| FileId::stat(p).ok().flatten())
+    }
+}
+
+/// A name in [`UserDb`]'s text: start and length.
+#[derive(Debug, Clone, Copy)]
+struct Span(u32, u32);
+
+/// `/etc/passwd` and `/etc/group`, parsed once (see the module's documentation), compact:
+/// every name in one string, the maps as sorted vectors.
+#[derive(Debug, Default)]
+pub struct UserDb {
+    ids: [Option<FileId>; 4],
+    racy: bool,
+    /// Whether `nsswitch.conf` makes the files authoritative for the names they hold.
+    usable: bool,
+    text: String,
+    /// (name, uid, primary gid) of every passwd name (aliases included; the first line of a
+    /// name counts), by name.
+    users: Vec<(Span, u32, u32)>,
+    /// (uid, the first passwd name with it, its gid): what `getpwuid` answers from the files.
+    canonical: Vec<(u32, Span, u32)>,
+    /// (gid, the first group name with it), by gid.
+    group_names: Vec<(u32, Span)>,
+    /// (member, gid) of every group's member list, by member.
+    members: Vec<(Span, u32)>,
+    /// passwd names with a uid in login.defs' `UID_MIN..=UID_MAX`, in file order.
+    local: Vec<Span>,
+}
+
+/// Whether the `db:` line of nsswitch.conf (`text`) asks `files` first, and only `files` and
+/// `systemd` (Debian's default).
+fn files_first(text: &str, db: &str) -> bool {
+    let Some(line) = text.lines().find_map(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        l.strip_prefix(db)
+            .and_then(|rest| rest.trim_start().strip_prefix(':'))
+    }) else {
+        return false;
+    };
+    let sources: Vec<&str> = line
+        .split_whitespace()
+        .filter(|s| !s.starts_with('['))
+        .collect();
+    sources.first() == Some(&"files") && sources.iter().all(|s| matches!(*s, "files" | "systemd"))
+}
+
+/// UID_MIN and UID_MAX of login.defs (`text`), Debian's defaults 1000 and 60000.
+pub fn uid_range(text: &str) -> (u32, u32) {
+    let get = |key: &str, default: u32| {
+        text.lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(key)).then(|| it.next()).flatten()
+            })
+            .filter_map(|v| v.parse().ok())
+            .next_back()
+            .unwrap_or(default)
+    };
+    (get("UID_MIN", 1000), get("UID_MAX", 60000))
+}
+
+impl UserDb {
+    fn name(&self, s: Span) -> &str {
+        let (start, len) = (s.0 as usize, s.1 as usize);
+        self.text.get(start..start + len).unwrap_or_default()
+    }
+
+    fn add(&mut self, name: &str) -> Span {
+        let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        self.text.push_str(name);
+        Span(start, u32::try_from(name.len()).unwrap_or(0))
+    }
+
+    /// Reads the files of `etc`. A file that cannot be read makes the database unusable
+    /// (every lookup goes to NSS), never an error.
+    pub fn load(etc: &Etc) -> UserDb {
+        let read_at = now_ns();
+        let ids = etc.ids();
+        let racy = ids.iter().any(|id| racy(id, read_at));
+        let read = |p: &Path| std::fs::read_to_string(p).ok();
+        let mut db = UserDb {
+            ids,
+            racy,
+            ..UserDb::default()
+        };
+        let (min, max) = uid_range(&read(&etc.login_defs).unwrap_or_default());
+        let (Some(passwd), Some(group)) = (read(&etc.passwd), read(&etc.group)) else {
+            return db;
+        };
+        for line in passwd.lines() {
+            let mut f = line.split(':');
+            let (Some(name), Some(_), Some(uid), Some(gid)) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if name.is_empty() || name.starts_with(['+', '-']) {
+                continue;
+            }
+            let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
+                continue;
+            };
+            let span = db.add(name);
+            db.users.push((span, uid, gid));
+            db.canonical.push((uid, span, gid));
+            if (min..=max).contains(&uid) {
+                db.local.push(span);
+            }
+        }
+        for line in group.lines() {
+            let mut f = line.split(':');
+            let (Some(name), Some(_), Some(gid), Some(mem)) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if name.is_empty() || name.starts_with(['+', '-']) {
+                continue;
+            }
+            let Ok(gid) = gid.parse::<u32>() else {
+                continue;
+            };
+            let span = db.add(name);
+            db.group_names.push((gid, span));
+            for m in mem.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                let span = db.add(m);
+                db.members.push((span, gid));
+            }
+        }
+        // Sorted, the first line of each key kept (stable sorts).
+        let text = std::mem::take(&mut db.text);
+        let name = |s: &Span| {
+            text.get(s.0 as usize..(s.0 + s.1) as usize)
+                .unwrap_or_default()
+        };
+        db.users.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
+        db.users.dedup_by(|a, b| name(&a.0) == name(&b.0));
+        db.canonical.sort_by_key(|c| c.0);
+        db.canonical.dedup_by_key(|c| c.0);
+        db.group_names.sort_by_key(|g| g.0);
+        db.group_names.dedup_by_key(|g| g.0);
+        db.members.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
+        db.text = text;
+        db.text.shrink_to_fit();
+        db.local.shrink_to_fit();
+        db.users.shrink_to_fit();
+        db.canonical.shrink_to_fit();
+        db.group_names.shrink_to_fit();
+        db.members.shrink_to_fit();
+        let nsswitch = read(&etc.nsswitch).unwrap_or_default();
+        db.usable = files_first(&nsswitch, "passwd") && files_first(&nsswitch, "group");
+        db
+    }
+
+    /// Whether the files are still what was read (and not too recent to trust).
+    fn valid(&self, etc: &Etc) -> bool {
+        !self.racy && etc.ids() == self.ids
+    }
+
+    /// Whether the files answer for the names they hold: `nsswitch.conf` asks `files` first
+    /// for `passwd` and `group`, and nothing but `files` and `systemd`.
+    pub fn usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Local accounts: passwd names with a uid in login.defs' range, in file order.
+    pub fn local(&self) -> impl Iterator<Item = &str> {
+        self.local.iter().map(|s| self.name(*s))
+    }
+
+    fn canonical_of(&self, uid: u32) -> Option<(&str, u32)> {
+        let i = self.canonical.binary_search_by_key(&uid, |c| c.0).ok()?;
+        let &(_, span, gid) = self.canonical.get(i)?;
+        Some((self.name(span), gid))
+    }
+
+    /// The (canonical name, uid, gid) of the account `name` names in the files.
+    pub fn find(&self, name: &str) -> Option<(&str, u32, u32)> {
+        let i = self
+            .users
+            .binary_search_by(|u| self.name(u.0).cmp(name))
+            .ok()?;
+        let &(_, uid, _) = self.users.get(i)?;
+        // The canonical line's gid: that is the account's (getpwuid's) primary group.
+        let (canonical, gid) = self.canonical_of(uid)?;
+        Some((canonical, uid, gid))
+    }
+
+    /// The account `name` names in the files, with its groups, like [`system::lookup`].
+    pub fn account(&self, name: &str) -> Option<system::Account> {
+        let (canonical, uid, gid) = self.find(name)?;
+        Some(system::Account {
+            name: canonical.to_owned(),
+            typed: (canonical != name).then(|| name.to_owned()),
+            uid,
+            gid,
+            groups: self.groups_of(canonical, gid),
+        })
+    }
+
+    /// The account of `uid` in the files, with its groups, like [`system::lookup_uid`].
+    pub fn account_of_uid(&self, uid: u32) -> Option<system::Account> {
+        let (canonical, gid) = self.canonical_of(uid)?;
+        Some(system::Account {
+            name: canonical.to_owned(),
+            typed: None,
+            uid,
+            gid,
+            groups: self.groups_of(canonical, gid),
+        })
+    }
+
+    fn group_name(&self, gid: u32) -> Option<&str> {
+        let i = self.group_names.binary_search_by_key(&gid, |g| g.0).ok()?;
+        self.group_names.get(i).map(|g| self.name(g.1))
+    }
+
+    /// The names of the groups of `user` (primary `gid` and every group listing them), sorted,
+    /// like `getgrouplist` + `getgrgid` over the files.
+    pub fn groups_of(&self, user: &str, gid: u32) -> Vec<String> {
+        let start = self.members.partition_point(|m| self.name(m.0) < user);
+        let listed = self
+            .members
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|m| self.name(m.0) == user)
+            .map(|m| m.1);
+        let mut out: Vec<String> = std::iter::once(gid)
+            .chain(listed)
+            .filter_map(|g| self.group_name(g).map(str::to_owned))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// What a listing needs of a record and its counters (never the secret), compact: a listing
+/// of 100,000 users keeps one of these per user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Which of the optional fields are present (the `HAS_*` bits).
+    has: u8,
+    enrolled_at: u64,
+    required_since: u64,
+    last_login: u64,
+    recovery_codes_left: u32,
+    /// The admin override and where the last login came from: most users have neither.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rare {
+    admin_override: Option<Override>,
+    last_login_from: Option<String>,
+}
+
+const HAS_ENROLLMENT: u8 = 1;
+const HAS_REQUIRED_SINCE: u8 = 2;
+const HAS_LAST_LOGIN: u8 = 4;
+
+impl Facts {
+    /// The facts of a user's state as read.
+    pub fn of(state: &UserState) -> Facts {
+        let record = state.record.as_ref();
+        let enrollment = record.and_then(|r| r.enrollment.as_ref());
+        let mut f = Facts::default();
+        if let Some(e) = enrollment {
+            f.has |= HAS_ENROLLMENT;
+            f.enrolled_at = e.enrolled_at;
+            f.recovery_codes_left = u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX);
+        }
+        if let Some(t) = record.and_then(|r| r.required_since) {
+            f.has |= HAS_REQUIRED_SINCE;
+            f.required_since = t;
+        }
+        if let Some(t) = state.counters.last_login {
+            f.has |= HAS_LAST_LOGIN;
+            f.last_login = t;
+        }
+        let rare = Rare {
+            admin_override: record.and_then(|r| r.admin_override.clone()),
+            last_login_from: state.counters.last_login_from.clone(),
+        };
+        if rare != Rare::default() {
+            f.rare = Some(Box::new(rare));
+        }
+        f
+    }
+
+    /// Has a confirmed enrollment.
+    pub fn enrolled(&self) -> bool {
+        self.has & HAS_ENROLLMENT != 0
+    }
+
+    /// When it was enrolled.
+    pub fn enrolled_at(&self) -> Option<u64> {
+        self.enrolled().then_some(self.enrolled_at)
+    }
+
+    /// Unused recovery codes (when enrolled).
+    pub fn recovery_codes_left(&self) -> Option<u32> {
+        self.enrolled().then_some(self.recovery_codes_left)
+    }
+
+    /// When the requirement first met the user unenrolled.
+    pub fn required_since(&self) -> Option<u64> {
+        (self.has & HAS_REQUIRED_SINCE != 0).then_some(self.required_since)
+    }
+
+    /// Last successful login with a code.
+    pub fn last_login(&self) -> Option<u64> {
+        (self.has & HAS_LAST_LOGIN != 0).then_some(self.last_login)
+    }
+
+    /// The admin override.
+    pub fn admin_override(&self) -> Option<&Override> {
+        self.rare.as_ref().and_then(|r| r.admin_override.as_ref())
+    }
+
+    /// Where the last login came from.
+    pub fn last_login_from(&self) -> Option<&str> {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.last_login_from.as_deref())
+    }
+}
+
+/// Who a row of the listing is.
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// A record or a policy entry with no account.
+    Nobody,
+    /// An account of the files: uid and primary gid (groups from the [`UserDb`]).
+    Files(u32, u32),
+    /// An account NSS gave, with its groups.
+    Nss(Arc<system::Account>),
+}
+
+/// A record's facts as last read, with the identity of its two files then.
+#[derive(Debug)]
+struct Cached {
+    /// A hash of the identities ([`FileId`]) of the record and of the counters file.
+    id: u64,
+    racy: bool,
+    facts: Facts,
+}
+
+/// The state directory, open for `fstatat` of its files (no path walk per file).
+struct Dir<'a> {
+    path: &'a Path,
+    fd: std::fs::File,
+}
+
+impl<'a> Dir<'a> {
+    fn open(path: &'a Path) -> Result<Dir<'a>, IndexError> {
+        let fd = std::fs::File::open(path).map_err(|source| twofold_policy::StoreError::Io {
+            path: path.to_owned(),
+            op: "open",
+            source,
+        })?;
+        Ok(Dir { path, fd })
+    }
+
+    /// `fstatat(AT_SYMLINK_NOFOLLOW)` of `name` in the directory; `None` when absent.
+    fn stat(&self, name: &str) -> Result<Option<FileId>, IndexError> {
+        use nix::sys::stat::{FileStat, fstatat};
+        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let FileStat {
+                    st_dev,
+                    st_ino,
+                    st_size,
+                    st_mtime,
+                    st_mtime_nsec,
+                    st_ctime,
+                    st_ctime_nsec,
+                    ..
+                } = st;
+                let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+                Ok(Some(FileId {
+                    dev: st_dev,
+                    ino: st_ino,
+                    size: u64::try_from(st_size).unwrap_or(0),
+                    mtime_ns: ns(st_mtime, st_mtime_nsec),
+                    ctime_ns: ns(st_ctime, st_ctime_nsec),
+                }))
+            }
+            Err(nix::errno::Errno::ENOENT) => Ok(None),
+            Err(e) => Err(twofold_policy::StoreError::Io {
+                path: self.path.join(name),
+                op: "stat",
+                source: io::Error::from(e),
+            }
+            .into()),
+        }
+    }
+}
+
+/// The identity hash of `name`'s record and counters files, whether both are absent, and
+/// whether either is too recent to trust.
+fn identity(dir: &Dir<'_>, name: &UserName) -> Result<(u64, bool, bool), IndexError> {
+    let mut file = String::with_capacity(name.as_str().len() + 9);
+    let mut stat = |ext: &str| {
+        file.clear();
+        file.push_str(name.as_str());
+        file.push('.');
+        file.push_str(ext);
+        dir.stat(&file)
+    };
+    let read_at = now_ns();
+    let (record, counters) = (stat("toml")?, stat("counters")?);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (record, counters).hash(&mut h);
+    Ok((
+        h.finish(),
+        record.is_none() && counters.is_none(),
+        racy(&record, read_at) || racy(&counters, read_at),
+    ))
+}
+
+/// `name`'s facts: `cached` while its files keep their identity, else read again (the
+/// files are `stat`ed before they are read, so a change during the read is seen next time).
+fn refresh(
+    store: &Store,
+    dir: &Dir<'_>,
+    name: &UserName,
+    cached: &mut Option<Cached>,
+) -> Result<(), IndexError> {
+    let (id, absent, is_racy) = identity(dir, name)?;
+    if let Some(c) = cached
+        && !c.racy
+        && c.id == id
+    {
+        return Ok(());
+    }
+    let facts = if absent {
+        Facts::default()
+    } else {
+        Facts::of(&store.read(name)?)
+    };
+    *cached = Some(Cached {
+        id,
+        racy: is_racy,
+        facts,
+    });
+    Ok(())
+}
+
+/// Names, one allocation for all of them.
+#[derive(Debug, Default)]
+struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(j) => self.ends.get(j).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// How many names sort at or before `after` (the names are sorted).
+    fn position_after(&self, after: &str) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid) <= after {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        let i = self.position_after(name);
+        i > 0 && self.get(i - 1) == name
+    }
+}
+
+/// Names NSS said it does not know, asked at `at`.
+#[derive(Debug)]
+struct Unknown {
+    at: Instant,
+    names: Names,
+}
+
+#[derive(Debug, Default)]
+struct Listing {
+    db: u64,
+    dir: Option<FileId>,
+    policy_users: u64,
+    /// The listing used NSS answers: it is rebuilt when the oldest of them expires.
+    expires: Option<Instant>,
+    names: Names,
+    who: Vec<Who>,
+    records: Vec<Option<Cached>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    db: Option<Arc<UserDb>>,
+    db_generation: u64,
+    /// NSS's accounts for names not in the files, and when it was asked.
+    nss_known: HashMap<Box<str>, (Instant, Arc<system::Account>)>,
+    /// Names NSS did not know, in batches (sorted names, one allocation per batch).
+    nss_unknown: Vec<Unknown>,
+    listing: Option<Listing>,
+    /// Records read for single users ([`Index::facts`]), bounded.
+    single: HashMap<Box<str>, Cached>,
+}
+
+/// Records kept for single-user calls before that memory starts again empty.
+const SINGLE_MAX: usize = 4096;
+/// Batches of unknown names kept; past it the oldest is dropped (asked again when needed).
+const UNKNOWN_BATCHES: usize = 16;
+
+/// The daemon's index (see the module's documentation). One lock.
+#[derive(Debug)]
+pub struct Index {
+    etc: Etc,
+    inner: Mutex<Inner>,
+}
+
+/// A failure to build the listing (the user database or the store).
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// NSS failed (not "no such user").
+    #[error("user database: {0}")]
+    Lookup(#[from] system::LookupError),
+    /// The store failed.
+    #[error("state: {0}")]
+    Store(#[from] twofold_policy::StoreError),
+    /// A canonical name that cannot name a record.
+    #[error("canonical name of uid {uid}: {why}")]
+    BadName {
+        /// The account's uid.
+        uid: u32,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index::new(Etc::default())
+    }
+}
+
+impl Index {
+    /// An empty index over the user database files of `etc`.
+    pub fn new(etc: Etc) -> Index {
+        Index {
+            etc,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves caches, never a half-made decision: go on.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user database, re-read if its files changed.
+    pub fn user_db(&self) -> Arc<UserDb> {
+        let mut inner = self.lock();
+        Self::refresh_db(&self.etc, &mut inner)
+    }
+
+    fn refresh_db(etc: &Etc, inner: &mut Inner) -> Arc<UserDb> {
+        match &inner.db {
+            Some(db) if db.valid(etc) => db.clone(),
+            _ => {
+                let db = Arc::new(UserDb::load(etc));
+                inner.db = Some(db.clone());
+                inner.db_generation += 1;
+                db
+            }
+        }
+    }
+
+    /// The account of `uid`, as [`system::lookup_uid`] gives it: from the files when they
+    /// answer for it, else through NSS (never from a cache of NSS answers).
+    pub fn account_of_uid(&self, uid: u32) -> Result<Option<system::Account>, system::LookupError> {
+        let db = self.user_db();
+        if db.usable()
+            && let Some(a) = db.account_of_uid(uid)
+        {
+            return Ok(Some(a));
+        }
+        system::lookup_uid(uid)
+    }
+
+    /// `name`'s facts for a single-user call: kept while its record and counters files keep
+    /// their identity, else read again.
+    pub fn facts(&self, store: &Store, name: &UserName) -> Result<Facts, IndexError> {
+        let mut inner = self.lock();
+        let mut cached = inner.single.remove(name.as_str());
+        refresh(store, &Dir::open(store.path())?, name, &mut cached)?;
+        let facts = cached.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
+        if inner.single.len() >= SINGLE_MAX {
+            inner.single.clear();
+        }
+        if let Some(c) = cached {
+            inner.single.insert(name.as_str().into(), c);
+        }
+        Ok(facts)
+    }
+
+    /// Calls `f` with each row of the listing whose name sorts after `after`, at most
+    /// `limit` of them, in order: the canonical name, the account (with its groups) and the
+    /// record's facts. The listing is every local account, every user with a record in
+    /// `store` and every user `policy_users` names, one row per account. Returns the cursor
+    /// of the rest (the last name given), or `""` when nothing follows.
+    pub fn page<'a>(
+        &self,
+        store: &Store,
+        policy_users: impl Iterator<Item = &'a String> + Clone,
+        after: &str,
+        limit: usize,
+        mut f: impl FnMut(&str, Option<&system::Account>, &Facts),
+    ) -> Result<String, IndexError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let db = Self::refresh_db(&self.etc, inner);
+        Self::refresh_listing(inner, &db, store, policy_users)?;
+        let Some(listing) = inner.listing.as_mut() else {
+            return Ok(String::new());
+        };
+        let dir = Dir::open(store.path())?;
+        let start = listing.names.position_after(after);
+        let end = start.saturating_add(limit).min(listing.names.len());
+        for i in start..end {
+            let name = listing.names.get(i);
+            let user = UserName::parse(name).map_err(|e| IndexError::BadName {
+                uid: 0,
+                why: e.to_string(),
+            })?;
+            let Some(cached) = listing.records.get_mut(i) else {
+                continue;
+            };
+            refresh(store, &dir, &user, cached)?;
+            let files_account;
+            let account = match listing.who.get(i) {
+                None | Some(Who::Nobody) => None,
+                Some(Who::Nss(a)) => Some(&**a),
+                Some(Who::Files(uid, gid)) => {
+                    files_account = system::Account {
+                        name: name.to_owned(),
+                        typed: None,
+                        uid: *uid,
+                        gid: *gid,
+                        groups: db.groups_of(name, *gid),
+                    };
+                    Some(&files_account)
+                }
+            };
+            let default = Facts::default();
+            let facts = cached.as_ref().map_or(&default, |c| &c.facts);
+            f(name, account, facts);
+        }
+        Ok(if end < listing.names.len() && end > start {
+            listing.names.get(end - 1).to_owned()
+        } else {
+            String::new()
+        })
+    }
+
+    /// Rebuilds the listing when the user database, the state directory or the policy's
+    /// names changed, or NSS answers it used expired; records already read are kept.
+    fn refresh_listing<'a>(
+        inner: &mut Inner,
+        db: &UserDb,
+        store: &Store,
+        policy_users: impl Iterator<Item = &'a String> + Clone,
+    ) -> Result<(), IndexError> {
+        let read_at = now_ns();
+        let dir = FileId::stat(store.path()).map_err(|e| twofold_policy::StoreError::Io {
+            path: store.path().to_owned(),
+            op: "stat",
+            source: e,
+        })?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for u in policy_users.clone() {
+            u.hash(&mut h);
+        }
+        let policy_key = h.finish();
+        let now = Instant::now();
+        if let Some(l) = &inner.listing
+            && l.db == inner.db_generation
+            && l.dir == dir
+            && !racy(&l.dir, read_at)
+            && l.policy_users == policy_key
+            && l.expires.is_none_or(|e| e > now)
+        {
+            return Ok(());
+        }
+        // Every candidate name once, sorted; an alias is its account's row.
+        let store_names = store.users()?;
+        let local_fallback;
+        let mut names: Vec<&str> = Vec::new();
+        if db.usable() {
+            names.extend(db.local());
+        } else {
+            local_fallback = crate::ops::local_accounts();
+            for n in &local_fallback {
+                names.push(n);
+            }
+        }
+        for n in &store_names {
+            names.push(n.as_str());
+        }
+        for n in policy_users {
+            names.push(n);
+        }
+        names.sort_unstable();
+        names.dedup();
+        names.retain(|n| UserName::parse(n).is_ok());
+        // NSS for the names the files do not hold: answers younger than NSS_TTL are used, the
+        // rest asked (on several threads when many).
+        inner
+            .nss_known
+            .retain(|_, (at, _)| now.duration_since(*at) < NSS_TTL);
+        inner
+            .nss_unknown
+            .retain(|u| now.duration_since(u.at) < NSS_TTL);
+        let in_files = |n: &str| db.usable() && db.find(n).is_some();
+        let ask: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| {
+                !in_files(n)
+                    && !inner.nss_known.contains_key(*n)
+                    && !inner.nss_unknown.iter().any(|u| u.names.contains(n))
+            })
+            .collect();
+        if !ask.is_empty() {
+            let mut unknown = Names::default();
+            for (name, account) in nss_lookup_all(&ask)? {
+                match account {
+                    Some(a) => {
+                        inner.nss_known.insert(name.into(), (now, Arc::new(a)));
+                    }
+                    // `ask` is sorted: so is the batch.
+                    None => unknown.push(name),
+                }
+            }
+            if unknown.len() > 0 {
+                if inner.nss_unknown.len() >= UNKNOWN_BATCHES {
+                    inner.nss_unknown.remove(0);
+                }
+                inner.nss_unknown.push(Unknown {
+                    at: now,
+                    names: unknown,
+                });
+            }
+        }
+        let mut oldest: Option<Instant> = None;
+        let mut rows: Vec<(&str, Who)> = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some((c, uid, gid)) = db.find(n).filter(|_| db.usable()) {
+                rows.push((c, Who::Files(uid, gid)));
+            } else if let Some((at, a)) = inner.nss_known.get(n) {
+                oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
+                rows.push((a.name.as_str(), Who::Nss(a.clone())));
+            } else {
+                if let Some(u) = inner.nss_unknown.iter().find(|u| u.names.contains(n)) {
+                    oldest = Some(oldest.map_or(u.at, |o| o.min(u.at)));
+                }
+                rows.push((n, Who::Nobody));
+            }
+        }
+        // By canonical name; the first row of an account stays (stable sort).
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        rows.dedup_by(|a, b| a.0 == b.0);
+        let old = inner.listing.take().unwrap_or_default();
+        let mut listing = Listing {
+            db: inner.db_generation,
+            dir,
+            policy_users: policy_key,
+            expires: oldest.map(|o| o + NSS_TTL),
+            names: Names::default(),
+            who: Vec::with_capacity(rows.len()),
+            records: Vec::with_capacity(rows.len()),
+        };
+        // Both sorted: the records already read are carried over in one pass.
+        let mut old_records = old.records.into_iter();
+        let mut j = 0;
+        for (name, who) in rows {
+            if let Err(e) = UserName::parse(name) {
+                let uid = match &who {
+                    Who::Files(uid, _) => *uid,
+                    Who::Nss(a) => a.uid,
+                    Who::Nobody => 0,
+                };
+                return Err(IndexError::BadName {
+                    uid,
+                    why: e.to_string(),
+                });
+            }
+            let mut kept = None;
+            while j < old.names.len() && old.names.get(j) <= name {
+                let r = old_records.next().flatten();
+                if old.names.get(j) == name {
+                    kept = r;
+                }
+                j += 1;
+            }
+            listing.names.push(name);
+            listing.who.push(who);
+            listing.records.push(kept);
+        }
+        listing.names.text.shrink_to_fit();
+        inner.listing = Some(listing);
+        Ok(())
+    }
+}
+
+/// The policy as last loaded, kept while the main file, the drop-in directory and every
+/// drop-in keep their identity (and are not too recent to trust): a call that only reads
+/// the policy does not parse it again.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    last: Mutex<Option<LoadedPolicy>>,
+}
+
+/// A policy and the identities of its files when it was read.
+type LoadedPolicy = (Vec<Option<FileId>>, Arc<twofold_policy::Policy>);
+
+impl PolicyCache {
+    /// The identities the policy at `main` is made of, and whether any is too recent.
+    fn identity(main: &Path) -> (Vec<Option<FileId>>, bool) {
+        let read_at = now_ns();
+        let mut ids = vec![FileId::stat(main).ok().flatten()];
+        if let Some(dir) = twofold_policy::config::dropin_dir(main) {
+            ids.push(FileId::stat(&dir).ok().flatten());
+            if let Ok(files) = twofold_policy::config::dropin_files(&dir) {
+                ids.extend(files.iter().map(|f| FileId::stat(f).ok().flatten()));
+            }
+        }
+        let is_racy = ids.iter().any(|id| racy(id, read_at));
+        (ids, is_racy)
+    }
+
+    /// The policy at `main` with its drop-ins ([`twofold_policy::Policy::load_system`]).
+    pub fn load(
+        &self,
+        main: &Path,
+    ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
+        let (ids, is_racy) = Self::identity(main);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, policy)) = &*last
+            && *known == ids
+        {
+            return Ok(policy.clone());
+        }
+        let policy = Arc::new(twofold_policy::Policy::load_system(main)?);
+        *last = (!is_racy).then(|| (ids, policy.clone()));
+        Ok(policy)
+    }
+}
+
+/// NSS lookups of `names` (on several threads when there are many).
+fn nss_lookup_all<'n>(
+    names: &[&'n str],
+) -> Result<Vec<(&'n str, Option<system::Account>)>, system::LookupError> {
+    if names.len() < PARALLEL_LOOKUPS {
+        return names.iter().map(|n| Ok((*n, system::lookup(n)?))).collect();
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|n| Ok((*n, system::lookup(n)?)))
+                        .collect::<Result<Vec<_>, system::LookupError>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for h in handles {
+            // A lookup thread that panicked (none does) leaves its names unknown.
+            if let Ok(part) = h.join() {
+                out.extend(part?);
+            }
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsswitch_files_first() {
+        assert!(files_first(
+            "passwd: files systemd\ngroup: files\n",
+            "passwd"
+        ));
+        assert!(files_first("passwd:   files\n", "passwd"));
+        assert!(!files_first("passwd: sss files\n", "passwd"));
+        assert!(!files_first("passwd: files sss\n", "passwd"));
+        assert!(!files_first("passwd: compat\n", "passwd"));
+        assert!(!files_first("# passwd: files\n", "passwd"));
+        assert!(files_first(
+            "passwd: files [NOTFOUND=return] systemd # x\n",
+            "passwd"
+        ));
+        assert!(!files_first("group: files\n", "passwd"));
+    }
+
+    #[test]
+    fn parses_aliases_groups_and_the_uid_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |n: &str, t: &str| std::fs::write(dir.path().join(n), t).unwrap();
+        w(
+            "passwd",
+            "root:x:0:0::/root:/bin/sh\nann:x:1000:1000::/h:/bin/sh\nann2:x:1000:5::/h:/bin/sh\nbad line\nsys:x:999:999::/:/bin/false\nann:x:7:7::/:/bin/sh\n",
+        );
+        w(
+            "group",
+            "root:x:0:\nann:x:1000:\nwheel:x:10:ann,bob\nstaff:x:50: ann2 \nwheel2:x:10:\n",
+        );
+        w(
+            "nsswitch.conf",
+            "passwd: files systemd\ngroup: files systemd\n",
+        );
+        w("login.defs", "UID_MIN 1000\nUID_MAX 2000\n");
+        let db = UserDb::load(&Etc::under(dir.path()));
+        assert!(db.usable());
+        assert_eq!(db.local().collect::<Vec<_>>(), ["ann", "ann2"]);
+        let a = db.account("ann2").unwrap();
+        assert_eq!(a.name, "ann");
+        assert_eq!(a.typed.as_deref(), Some("ann2"));
+        assert_eq!((a.uid, a.gid), (1000, 1000));
+        assert_eq!(a.groups, ["ann", "wheel"]);
+        assert_eq!(db.account_of_uid(1000).unwrap(), db.account("ann").unwrap());
+        assert!(db.account("nobody").is_none());
+        assert_eq!(db.groups_of("bob", 4242), ["wheel"]);
+        w("nsswitch.conf", "passwd: sss files\ngroup: files\n");
+        assert!(!UserDb::load(&Etc::under(dir.path())).usable());
+    }
+
+    #[test]
+    fn racy_entries_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("passwd"), "a:x:1000:1000::/:/bin/sh\n").unwrap();
+        let db = UserDb::load(&Etc::under(dir.path()));
+        // Just written: too recent to trust.
+        assert!(!db.valid(&Etc::under(dir.path())));
+    }
+}
