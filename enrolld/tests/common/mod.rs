@@ -147,7 +147,9 @@ impl Enrolld {
         let child = Command::new(bin("twofold-enrolld"))
             .args(&self.args)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
-            .env_remove("JOURNAL_STREAM")
+            // Log lines to stderr as under systemd, even on a host whose /dev/log has a
+            // receiver (the daemon would log there otherwise).
+            .env("JOURNAL_STREAM", "0:0")
             .stderr(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -232,7 +234,7 @@ impl Enrolld {
         }
     }
 
-    /// What the daemon logged so far (stderr: there is no syslog in the test).
+    /// What the daemon logged so far (its stderr, as under systemd).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
