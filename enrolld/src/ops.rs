@@ -132,7 +132,12 @@ impl Daemon {
     }
 
     fn store(&self) -> Result<Store, Error> {
-        Store::open_or_create(&self.state_dir).map_err(|e| failed("state", e))
+        // Created only when missing: no mkdir at every call.
+        match Store::open(&self.state_dir) {
+            Err(twofold_policy::StoreError::Missing(_)) => Store::open_or_create(&self.state_dir),
+            other => other,
+        }
+        .map_err(|e| failed("state", e))
     }
 
     /// Drops every expired pending enrollment from memory (its secret is wiped on drop); how

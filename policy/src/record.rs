@@ -345,6 +345,111 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Counters {
+    /// Parses counters in the shape twofold writes them ([`Counters::to_toml`], or the `toml`
+    /// serializer's, whose table keys are bare where they can be), without the TOML parser, as
+    /// [`Record::parse_canonical`] does records: `None` for any other text, which the caller
+    /// then parses with the `toml` crate. `tests/counters_text.rs` checks it against that crate
+    /// over generated and damaged counters.
+    pub fn parse_canonical(text: &str) -> Option<Counters> {
+        enum Table {
+            Top,
+            Failures(String, Option<u64>, Option<u64>),
+            Known(String, Option<u64>),
+        }
+        fn close(table: Table, c: &mut Counters) -> Option<()> {
+            match table {
+                Table::Top => Some(()),
+                Table::Failures(key, count, last) => {
+                    let f = Failures {
+                        count: count?,
+                        last: last?,
+                    };
+                    c.failures.insert(key, f).is_none().then_some(())
+                }
+                Table::Known(key, last) => {
+                    let k = KnownSource { last: last? };
+                    c.known_sources.insert(key, k).is_none().then_some(())
+                }
+            }
+        }
+        /// The key of a table header: a plain quoted string or a bare key.
+        fn table_key(k: &str) -> Option<String> {
+            if k.starts_with('"') {
+                let (s, rest) = plain_str(k)?;
+                return rest.is_empty().then(|| s.to_owned());
+            }
+            let bare = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            bare.then(|| k.to_owned())
+        }
+        fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(v?);
+            Some(())
+        }
+        let int = |v: Plain<'_>| match v {
+            Plain::Int(n) => Some(n),
+            _ => None,
+        };
+        let time = |v: Plain<'_>| match v {
+            Plain::Str(s) => crate::time::parse_rfc3339(s),
+            _ => None,
+        };
+        let mut c = Counters::default();
+        let (mut version, mut last_step, mut last_login, mut from, mut user_failures) =
+            (None, None, None, None, None);
+        let mut table = Table::Top;
+        for line in text.split('\n') {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(header) = line.strip_prefix('[') {
+                let header = header.strip_suffix(']')?;
+                let next = if let Some(k) = header.strip_prefix("failures.") {
+                    Table::Failures(table_key(k)?, None, None)
+                } else if let Some(k) = header.strip_prefix("known_sources.") {
+                    Table::Known(table_key(k)?, None)
+                } else {
+                    return None;
+                };
+                close(std::mem::replace(&mut table, next), &mut c)?;
+                continue;
+            }
+            let (key, value) = line.split_once(" = ")?;
+            let value = plain_value(value)?;
+            match (&mut table, key) {
+                (Table::Top, "version") => {
+                    set(&mut version, int(value).and_then(|n| u32::try_from(n).ok()))?
+                }
+                (Table::Top, "last_step") => set(&mut last_step, int(value))?,
+                (Table::Top, "last_login") => set(&mut last_login, time(value))?,
+                (Table::Top, "last_login_from") => set(
+                    &mut from,
+                    match value {
+                        Plain::Str(s) => Some(s.to_owned()),
+                        _ => None,
+                    },
+                )?,
+                (Table::Top, "user_failures") => set(&mut user_failures, int(value))?,
+                (Table::Failures(_, count, _), "count") => set(count, int(value))?,
+                (Table::Failures(_, _, last), "last") | (Table::Known(_, last), "last") => {
+                    set(last, time(value))?
+                }
+                _ => return None,
+            }
+        }
+        close(table, &mut c)?;
+        c.version = version.unwrap_or(0);
+        c.last_step = last_step;
+        c.last_login = last_login;
+        c.last_login_from = from;
+        c.user_failures = user_failures.unwrap_or(0);
+        Some(c)
+    }
+
     /// The counters as TOML, as every login writes them: the same document `toml::to_string`
     /// makes of them (fields in order, the maps as tables), without the serializer's
     /// machinery. `tests/counters_text.rs` checks that it parses back to the same value.

@@ -695,7 +695,11 @@ impl Store {
     }
 
     fn parse_counters(&self, name: &str, text: &str) -> Result<Counters> {
-        let counters: Counters = self.parse(name, text)?;
+        // The shape twofold writes is read without the TOML parser; anything else with it.
+        let counters: Counters = match Counters::parse_canonical(text) {
+            Some(c) => c,
+            None => self.parse(name, text)?,
+        };
         self.check_version(name, counters.version)?;
         self.with_held(name, |h| h.counters = Some(counters.clone()));
         Ok(counters)

@@ -196,3 +196,185 @@ fn the_largest_counters_fit_the_store() {
     };
     assert!((c.to_toml().len() as u64) < twofold_policy::store::MAX_FILE_SIZE);
 }
+
+/// Counters as logins make them: sources that are addresses or `local`, realistic numbers.
+fn plain(r: &mut Rng) -> Counters {
+    const SOURCES: &[&str] = &[
+        "local",
+        "192.0.2.7",
+        "2001:db8:1:2::/64",
+        "10.0.0.1",
+        "h-1_x",
+    ];
+    Counters {
+        version: 1,
+        last_step: (r.below(4) != 0).then(|| r.below(1 << 40)),
+        last_login: (r.below(4) != 0).then(|| r.time()),
+        last_login_from: (r.below(4) != 0).then(|| r.pick(SOURCES).to_owned()),
+        failures: (0..r.below(3))
+            .map(|_| {
+                (
+                    r.pick(SOURCES).to_owned(),
+                    Failures {
+                        count: r.below(200),
+                        last: r.time(),
+                    },
+                )
+            })
+            .collect(),
+        user_failures: r.below(3) * r.below(200),
+        known_sources: (0..r.below(3))
+            .map(|_| (r.pick(SOURCES).to_owned(), KnownSource { last: r.time() }))
+            .collect(),
+    }
+}
+
+/// Damage: cut, duplicate, insert or replace a piece of the text.
+fn damage(r: &mut Rng, text: &str) -> String {
+    const INSERTS: &[&str] = &[
+        " ",
+        "\t",
+        "\n",
+        "\r\n",
+        "#",
+        "# c\n",
+        "\"",
+        "\\",
+        "=",
+        " = ",
+        "[",
+        "]",
+        ".",
+        ",",
+        "0",
+        "-1",
+        "1_0",
+        "9223372036854775808",
+        "[failures]\n",
+        "[failures.a]\n",
+        "[failures.\"a\"]\n",
+        "[known_sources.a]\n",
+        "[known_sources.\"\"]\n",
+        "[x]\n",
+        "count = 1\n",
+        "last = \"1970-01-01T00:00:00Z\"\n",
+        "last_step = 5\n",
+        "version = 1\n",
+        "user_failures = 3\n",
+        "a.b",
+        "\"a.b\"",
+        "'a'",
+        "é",
+        "\u{0}",
+        "1979-05-27T07:32:00Z",
+        "{",
+        "}",
+        "[[failures.a]]\n",
+    ];
+    let chars: Vec<char> = text.chars().collect();
+    let at = r.below(chars.len() as u64 + 1) as usize;
+    let end = (at + r.below(8) as usize).min(chars.len());
+    let head: String = chars[..at].iter().collect();
+    let mid: String = chars[at..end].iter().collect();
+    let tail: String = chars[end..].iter().collect();
+    match r.below(4) {
+        0 => format!("{head}{tail}"),
+        1 => format!("{head}{mid}{mid}{tail}"),
+        2 => format!("{head}{}{mid}{tail}", r.pick(INSERTS)),
+        _ => format!("{head}{}{tail}", r.pick(INSERTS)),
+    }
+}
+
+/// [`Counters::parse_canonical`], the login's fast reader, against the `toml` crate: what both
+/// writers produce it reads as `toml` does (or declines: escaped strings, integers past the
+/// signed 64-bit range), and damaged texts it reads as `toml` does or declines; it never
+/// accepts a text `toml` refuses.
+#[test]
+fn the_fast_reader_reads_as_toml_does_or_declines() {
+    let mut r = Rng(0x5151_7777_ABCD_0001);
+    let (mut declined, mut agreed) = (0, 0);
+    for i in 0..20000 {
+        // Wild counters half the time (mostly declined: escapes, huge integers), plain the rest.
+        let c = if i % 2 == 0 {
+            generate(&mut r)
+        } else {
+            plain(&mut r)
+        };
+        for text in [c.to_toml(), toml::to_string(&c).unwrap()] {
+            match Counters::parse_canonical(&text) {
+                Some(fast) => assert_eq!(fast, c, "case {i}\n{text}"),
+                None => assert!(i % 2 == 0, "case {i}: plain counters declined\n{text}"),
+            }
+            let mut damaged = text.clone();
+            for _ in 0..=r.below(3) {
+                damaged = damage(&mut r, &damaged);
+            }
+            match Counters::parse_canonical(&damaged) {
+                None => declined += 1,
+                Some(fast) => {
+                    let theirs: Option<Counters> = toml::from_str(&damaged).ok();
+                    assert_eq!(Some(&fast), theirs.as_ref(), "case {i}\n{damaged}");
+                    agreed += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        declined > 1000 && agreed > 1000,
+        "{declined} declined, {agreed} agreed"
+    );
+    // The usual counters, with plain sources, are read by the fast reader.
+    let usual = Counters {
+        version: 1,
+        last_step: Some(59_847_466),
+        last_login: Some(1_795_000_000),
+        last_login_from: Some("192.0.2.7".into()),
+        failures: [(
+            "2001:db8::/64".to_owned(),
+            Failures {
+                count: 2,
+                last: 1_795_000_100,
+            },
+        )]
+        .into_iter()
+        .collect(),
+        user_failures: 2,
+        known_sources: [(
+            "192.0.2.7".to_owned(),
+            KnownSource {
+                last: 1_795_000_000,
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    for text in [usual.to_toml(), toml::to_string(&usual).unwrap()] {
+        assert_eq!(
+            Counters::parse_canonical(&text),
+            Some(usual.clone()),
+            "{text}"
+        );
+    }
+}
+
+/// Texts `toml` refuses that are close to what twofold writes: the fast reader declines them.
+#[test]
+fn the_fast_reader_declines_what_toml_refuses() {
+    for text in [
+        "version = 1\n\n[failures.a]\ncount = 1\nlast = \"1970-01-01T00:00:00Z\"\n\n[failures.a]\ncount = 2\nlast = \"1970-01-01T00:00:00Z\"\n",
+        "version = 1\n\n[failures.a]\ncount = 1\nlast = \"1970-01-01T00:00:00Z\"\n\n[failures.\"a\"]\ncount = 2\nlast = \"1970-01-01T00:00:00Z\"\n",
+        "version = 1\n\n[known_sources.a]\nlast = \"1970-01-01T00:00:00Z\"\n[known_sources.a]\nlast = \"1970-01-01T00:00:00Z\"\n",
+        "version = 1\nversion = 1\n",
+        "version = 1\nlast_step = 1\nlast_step = 2\n",
+        "version = 1\n\n[failures.a]\ncount = 1\ncount = 1\nlast = \"1970-01-01T00:00:00Z\"\n",
+        "version = 1\n\n[failures.a]\ncount = 1\n",
+        "version = 1\nlast_login = \"yesterday\"\n",
+        "version = 4294967296\n",
+    ] {
+        assert!(
+            toml::from_str::<Counters>(text).is_err(),
+            "toml reads {text:?}"
+        );
+        assert_eq!(Counters::parse_canonical(text), None, "{text:?}");
+    }
+}
