@@ -256,8 +256,12 @@ impl Store {
         })
     }
 
-    /// From now on, keeps the files it reads open (see [`Held`]): for one login, which reads
-    /// the record and the counters before the prompt and again under the lock after it.
+    /// From now on, keeps the files it reads open: for one login, which reads the record and
+    /// the counters before the prompt and again under the lock after it. Under the lock each is
+    /// then read again with an `fstatat` of its name (the same device and inode as the open
+    /// file, owner, mode and type checked again) and a `pread`, and parsed again only if its
+    /// bytes changed; the counters are written through the open file while the name still
+    /// leads to it.
     pub fn hold_files(&mut self) {
         if self.held.is_none() {
             self.held = Some(std::sync::Mutex::new(Vec::new()));
