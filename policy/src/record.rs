@@ -110,6 +110,44 @@ fn plain_value(v: &str) -> Option<Plain<'_>> {
         .map(Plain::Int)
 }
 
+impl<'a> Plain<'a> {
+    fn int(self) -> Option<u64> {
+        match self {
+            Plain::Int(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn str(self) -> Option<&'a str> {
+        match self {
+            Plain::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn strs(self) -> Option<Vec<&'a str>> {
+        match self {
+            Plain::Strs(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// An RFC 3339 timestamp, as Unix seconds.
+    fn time(self) -> Option<u64> {
+        crate::time::parse_rfc3339(self.str()?)
+    }
+}
+
+/// Fills `slot` with `v` once: `None` (decline) for a key given twice or a value of the wrong
+/// shape.
+fn set_once<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(v?);
+    Some(())
+}
+
 impl Record {
     /// Parses a record in exactly the shape twofold writes it (`toml::to_string` of a record:
     /// `key = value` lines with plain strings, integers and one-line string arrays, the
@@ -135,27 +173,6 @@ impl Record {
         let (mut mode, mut by, mut at) = (None, None, None);
         let (mut secret, mut algorithm, mut digits, mut period, mut enrolled_at, mut codes) =
             (None, None, None, None, None, None);
-        fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
-            if slot.is_some() {
-                return None;
-            }
-            *slot = Some(v?);
-            Some(())
-        }
-        let time = |v: Plain<'_>| match v {
-            Plain::Str(s) => crate::time::parse_rfc3339(s),
-            _ => None,
-        };
-        fn string(v: Plain<'_>) -> Option<&str> {
-            match v {
-                Plain::Str(s) => Some(s),
-                _ => None,
-            }
-        }
-        let int = |v: Plain<'_>| match v {
-            Plain::Int(n) => Some(n),
-            _ => None,
-        };
         for line in text.split('\n') {
             if line.is_empty() {
                 continue;
@@ -176,34 +193,30 @@ impl Record {
             let (key, value) = line.split_once(" = ")?;
             let value = plain_value(value)?;
             match (&table, key) {
-                (Table::Top, "version") => {
-                    set(&mut version, int(value).and_then(|n| u32::try_from(n).ok()))?
-                }
-                (Table::Top, "user") => set(&mut user, string(value))?,
-                (Table::Top, "required_since") => set(&mut required_since, time(value))?,
-                (Table::Override, "mode") => set(
-                    &mut mode,
-                    string(value).and_then(|s| s.parse::<Mode>().ok()),
+                (Table::Top, "version") => set_once(
+                    &mut version,
+                    value.int().and_then(|n| u32::try_from(n).ok()),
                 )?,
-                (Table::Override, "by") => set(&mut by, string(value))?,
-                (Table::Override, "at") => set(&mut at, time(value))?,
-                (Table::Enrollment, "secret") => set(&mut secret, string(value))?,
-                (Table::Enrollment, "algorithm") => set(
+                (Table::Top, "user") => set_once(&mut user, value.str())?,
+                (Table::Top, "required_since") => set_once(&mut required_since, value.time())?,
+                (Table::Override, "mode") => {
+                    set_once(&mut mode, value.str().and_then(|s| s.parse::<Mode>().ok()))?
+                }
+                (Table::Override, "by") => set_once(&mut by, value.str())?,
+                (Table::Override, "at") => set_once(&mut at, value.time())?,
+                (Table::Enrollment, "secret") => set_once(&mut secret, value.str())?,
+                (Table::Enrollment, "algorithm") => set_once(
                     &mut algorithm,
-                    string(value).and_then(|s| s.parse::<crate::totp::Algorithm>().ok()),
+                    value
+                        .str()
+                        .and_then(|s| s.parse::<crate::totp::Algorithm>().ok()),
                 )?,
                 (Table::Enrollment, "digits") => {
-                    set(&mut digits, int(value).and_then(|n| u8::try_from(n).ok()))?
+                    set_once(&mut digits, value.int().and_then(|n| u8::try_from(n).ok()))?
                 }
-                (Table::Enrollment, "period") => set(&mut period, int(value))?,
-                (Table::Enrollment, "enrolled_at") => set(&mut enrolled_at, time(value))?,
-                (Table::Enrollment, "recovery_codes") => set(
-                    &mut codes,
-                    match value {
-                        Plain::Strs(v) => Some(v),
-                        _ => None,
-                    },
-                )?,
+                (Table::Enrollment, "period") => set_once(&mut period, value.int())?,
+                (Table::Enrollment, "enrolled_at") => set_once(&mut enrolled_at, value.time())?,
+                (Table::Enrollment, "recovery_codes") => set_once(&mut codes, value.strs())?,
                 _ => return None,
             }
         }
@@ -383,21 +396,6 @@ impl Counters {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             bare.then(|| k.to_owned())
         }
-        fn set<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
-            if slot.is_some() {
-                return None;
-            }
-            *slot = Some(v?);
-            Some(())
-        }
-        let int = |v: Plain<'_>| match v {
-            Plain::Int(n) => Some(n),
-            _ => None,
-        };
-        let time = |v: Plain<'_>| match v {
-            Plain::Str(s) => crate::time::parse_rfc3339(s),
-            _ => None,
-        };
         let mut c = Counters::default();
         let (mut version, mut last_step, mut last_login, mut from, mut user_failures) =
             (None, None, None, None, None);
@@ -421,22 +419,19 @@ impl Counters {
             let (key, value) = line.split_once(" = ")?;
             let value = plain_value(value)?;
             match (&mut table, key) {
-                (Table::Top, "version") => {
-                    set(&mut version, int(value).and_then(|n| u32::try_from(n).ok()))?
-                }
-                (Table::Top, "last_step") => set(&mut last_step, int(value))?,
-                (Table::Top, "last_login") => set(&mut last_login, time(value))?,
-                (Table::Top, "last_login_from") => set(
-                    &mut from,
-                    match value {
-                        Plain::Str(s) => Some(s.to_owned()),
-                        _ => None,
-                    },
+                (Table::Top, "version") => set_once(
+                    &mut version,
+                    value.int().and_then(|n| u32::try_from(n).ok()),
                 )?,
-                (Table::Top, "user_failures") => set(&mut user_failures, int(value))?,
-                (Table::Failures(_, count, _), "count") => set(count, int(value))?,
+                (Table::Top, "last_step") => set_once(&mut last_step, value.int())?,
+                (Table::Top, "last_login") => set_once(&mut last_login, value.time())?,
+                (Table::Top, "last_login_from") => {
+                    set_once(&mut from, value.str().map(str::to_owned))?
+                }
+                (Table::Top, "user_failures") => set_once(&mut user_failures, value.int())?,
+                (Table::Failures(_, count, _), "count") => set_once(count, value.int())?,
                 (Table::Failures(_, _, last), "last") | (Table::Known(_, last), "last") => {
-                    set(last, time(value))?
+                    set_once(last, value.time())?
                 }
                 _ => return None,
             }

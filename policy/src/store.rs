@@ -34,7 +34,6 @@ pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
 const RECORD: &str = "toml";
 const COUNTERS: &str = "counters";
 const LOCK: &str = "lock";
-const COUNTERS_SUFFIX: &str = ".counters";
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +102,15 @@ struct Held {
     counters: Option<Counters>,
     /// Found current under the lock this store's caller holds (see [`Locked::read`]).
     current: bool,
+}
+
+/// Whether [`Store::read_file_as`] keeps the file open, and how.
+#[derive(Clone, Copy, PartialEq)]
+enum Hold {
+    No,
+    Read,
+    /// For reading and writing, if the caller may (the counters, written through it later).
+    Write,
 }
 
 /// What a file held open reads like under the lock.
@@ -487,13 +495,19 @@ impl Store {
         Ok(())
     }
 
-    /// Reads a whole file, or `None` if it does not exist.
-    fn read_file(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
-        self.read_file_as(name, self.held.is_some())
+    /// Reads a whole file, or `None` if it does not exist; a store that holds its files keeps
+    /// it open, for writing too with `write`.
+    fn read_file(&self, name: &str, write: bool) -> Result<Option<Zeroizing<String>>> {
+        let hold = match (self.held.is_some(), write) {
+            (false, _) => Hold::No,
+            (true, false) => Hold::Read,
+            (true, true) => Hold::Write,
+        };
+        self.read_file_as(name, hold)
     }
 
-    /// [`Store::read_file`], keeping the file open ([`Held`]) with `hold`.
-    fn read_file_as(&self, name: &str, hold: bool) -> Result<Option<Zeroizing<String>>> {
+    /// [`Store::read_file`], keeping the file open ([`Held`]) as `hold` says.
+    fn read_file_as(&self, name: &str, hold: Hold) -> Result<Option<Zeroizing<String>>> {
         let path = self.file_path(name);
         let open = |access: OFlag| {
             openat(
@@ -503,9 +517,7 @@ impl Store {
                 FileMode::empty(),
             )
         };
-        // A held counters file is written through later: open it for writing too, if we may.
-        let want_write = hold && name.ends_with(COUNTERS_SUFFIX);
-        let (fd, writable) = match want_write.then(|| open(OFlag::O_RDWR)) {
+        let (fd, writable) = match (hold == Hold::Write).then(|| open(OFlag::O_RDWR)) {
             Some(Ok(fd)) => (Ok(fd), true),
             _ => (open(OFlag::O_RDONLY), false),
         };
@@ -521,7 +533,12 @@ impl Store {
         let meta = self.check_file(&path, &file)?;
         let bytes = read_whole(&file, meta.len()).map_err(io_err(&path, "read"))?;
         let text = into_text(path, bytes)?;
-        if let Some(Ok(mut held)) = self.held.as_ref().filter(|_| hold).map(|h| h.lock()) {
+        if let Some(Ok(mut held)) = self
+            .held
+            .as_ref()
+            .filter(|_| hold != Hold::No)
+            .map(|h| h.lock())
+        {
             held.retain(|h| h.name != name);
             held.push(Held {
                 name: name.to_owned(),
@@ -570,38 +587,44 @@ impl Store {
     /// lock: what resolution needs. `None` for a user with no record.
     pub fn read_record(&self, user: &UserName) -> Result<Option<Record>> {
         let name = format!("{user}.{RECORD}");
-        let Some(text) = self.read_file(&name)? else {
+        let Some(text) = self.read_file(&name, false)? else {
             return Ok(None);
         };
-        let record = self.parse_record(user, &name, &text)?;
-        self.with_held(&name, |h| h.record = Some(record.clone()));
-        Ok(Some(record))
+        self.parse_record(user, &name, &text).map(Some)
     }
 
-    /// [`Store::read_record`] under the lock: a record held open since the read before the
-    /// prompt is only read again (`statx` + `pread`), and parsed again only if it changed.
-    fn read_record_locked(&self, user: &UserName) -> Result<Option<Record>> {
-        let name = format!("{user}.{RECORD}");
-        let text = match self.reread(&name)? {
-            Reread::Unknown => return self.read_record(user),
-            Reread::Gone => return Ok(None),
-            Reread::Same => {
-                if let Some(Some(r)) = self.with_held(&name, |h| h.record.clone()) {
-                    return Ok(Some(r));
-                }
-                match self.with_held(&name, |h| h.text.clone()) {
-                    Some(t) => t,
-                    None => return self.read_record(user),
-                }
+    /// Under the lock: `name` through the file held open since the read before the prompt,
+    /// if there is one, read again (`fstatat` + `pread`) and parsed again only if its bytes
+    /// changed (`cached` gives what it parsed to); else read afresh by `fresh`. `None` when the
+    /// file is gone.
+    fn read_locked<T>(
+        &self,
+        name: &str,
+        cached: impl FnOnce(&Held) -> Option<T>,
+        fresh: impl FnOnce() -> Result<Option<T>>,
+        parse: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let text = match self.reread(name)? {
+            Reread::Unknown => {
+                let read = fresh();
+                // Read under this lock: current until it is released.
+                self.with_held(name, |h| h.current = true);
+                return read;
             }
+            Reread::Gone => return Ok(None),
+            Reread::Same => match self.with_held(name, |h| cached(h).ok_or_else(|| h.text.clone()))
+            {
+                Some(Ok(value)) => return Ok(Some(value)),
+                Some(Err(text)) => text,
+                None => return fresh(),
+            },
             Reread::Changed(text) => text,
         };
-        let record = self.parse_record(user, &name, &text)?;
-        self.with_held(&name, |h| h.record = Some(record.clone()));
-        Ok(Some(record))
+        parse(&text).map(Some)
     }
 
-    /// A record's text parsed and checked: version, owner, secret, parameters, hashes.
+    /// A record's text parsed and checked: version, owner, secret, parameters, hashes; kept
+    /// beside the held file, if any.
     fn parse_record(&self, user: &UserName, name: &str, text: &str) -> Result<Record> {
         let name = name.to_owned();
         // The shape twofold writes is read without the TOML parser; anything else with it.
@@ -640,11 +663,13 @@ impl Store {
                 });
             }
         }
+        self.with_held(&name, |h| h.record = Some(record.clone()));
         Ok(record)
     }
 
     /// Reads a user's login counters like [`Store::read_counters`], but a file that does not
-    /// parse (torn by a crash during a write in place, or a power loss) reads as defaults, with a note saying so for the log. The next write replaces it whole.
+    /// parse (torn by a crash during a write in place, or a power loss) reads as defaults, with
+    /// a note saying so for the log; the next write overwrites it.
     /// An unsafe file (symlink, owner, mode) is still an error: that is no accident.
     pub fn read_counters_lenient(&self, user: &UserName) -> Result<(Counters, Option<String>)> {
         Self::lenient(self.read_counters(user))
@@ -667,37 +692,13 @@ impl Store {
     /// Reads a user's login counters alone (defaults when there are none), without the lock.
     pub fn read_counters(&self, user: &UserName) -> Result<Counters> {
         let name = format!("{user}.{COUNTERS}");
-        let Some(text) = self.read_file(&name)? else {
+        let Some(text) = self.read_file(&name, true)? else {
             return Ok(Counters::default());
         };
         self.parse_counters(&name, &text)
     }
 
-    /// [`Store::read_counters`] under the lock, through the file held open since the read
-    /// before the prompt if there is one (see [`Store::read_record_locked`]).
-    fn read_counters_locked(&self, user: &UserName) -> Result<Counters> {
-        let name = format!("{user}.{COUNTERS}");
-        let text = match self.reread(&name)? {
-            Reread::Unknown => {
-                let c = self.read_counters(user);
-                self.with_held(&name, |h| h.current = true);
-                return c;
-            }
-            Reread::Gone => return Ok(Counters::default()),
-            Reread::Same => {
-                if let Some(Some(c)) = self.with_held(&name, |h| h.counters.clone()) {
-                    return Ok(c);
-                }
-                match self.with_held(&name, |h| h.text.clone()) {
-                    Some(t) => t,
-                    None => return self.read_counters(user),
-                }
-            }
-            Reread::Changed(text) => text,
-        };
-        self.parse_counters(&name, &text)
-    }
-
+    /// Counters' text parsed and checked; kept beside the held file, if any.
     fn parse_counters(&self, name: &str, text: &str) -> Result<Counters> {
         // The shape twofold writes is read without the TOML parser; anything else with it.
         let counters: Counters = match Counters::parse_canonical(text) {
@@ -712,7 +713,7 @@ impl Store {
     /// Reads a file of the store that is not a user's (e.g. the policy cache), with the same
     /// checks as a record; `None` if it does not exist.
     pub(crate) fn read_aux(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
-        self.read_file_as(name, false)
+        self.read_file_as(name, Hold::No)
     }
 
     /// Replaces a file of the store that is not a user's, atomically, without a lock: the
@@ -820,9 +821,23 @@ impl Locked<'_> {
 
     /// Reads the current state (under the lock: nobody else changes it meanwhile).
     pub fn read(&self) -> Result<UserState> {
-        let record = self.store.read_record_locked(&self.user)?;
+        let (store, user) = (self.store, &self.user);
+        let name = format!("{user}.{RECORD}");
+        let record = store.read_locked(
+            &name,
+            |h| h.record.clone(),
+            || store.read_record(user),
+            |text| store.parse_record(user, &name, text),
+        )?;
+        let name = format!("{user}.{COUNTERS}");
+        let counters = store.read_locked(
+            &name,
+            |h| h.counters.clone(),
+            || store.read_counters(user).map(Some),
+            |text| store.parse_counters(&name, text),
+        );
         let (counters, counters_recovered) =
-            Store::lenient(self.store.read_counters_locked(&self.user))?;
+            Store::lenient(counters.map(Option::unwrap_or_default))?;
         Ok(UserState {
             record,
             counters,
