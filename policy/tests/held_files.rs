@@ -90,6 +90,23 @@ fn last_step(dir: &Path) -> Option<u64> {
         .last_step
 }
 
+/// A first login (a step ago), which leaves counters behind: the next login holds that file.
+fn first_login(dir: &Path, secret: &Secret) {
+    let first = login_before_prompt(dir);
+    assert_eq!(
+        check_at(&first, &oathtool(secret, NOW - 90), NOW - 90).unwrap(),
+        Outcome::Code
+    );
+}
+
+/// Replaces alice's counters file by rename with `text`, as a hand-made tool would (no lock).
+fn replace_counters(dir: &Path, text: &str) {
+    let tmp = dir.join("alice.counters.new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, dir.join("alice.counters")).unwrap();
+}
+
 #[test]
 fn an_unchanged_state_is_checked_and_the_step_recorded() {
     let (_t, dir) = state_dir();
@@ -195,42 +212,18 @@ fn a_record_removed_meanwhile_is_not_enrolled() {
 fn counters_replaced_by_rename_meanwhile_are_the_ones_read_and_written() {
     let (_t, dir) = state_dir();
     let secret = enroll(&dir);
-    // A first login leaves counters behind, so the next one holds that file open.
-    let first = login_before_prompt(&dir);
-    assert_eq!(
-        check_at(&first, &oathtool(&secret, NOW - 90), NOW - 90).unwrap(),
-        Outcome::Code
-    );
-    drop(first);
+    first_login(&dir, &secret);
     let code = oathtool(&secret, NOW);
     let step = twofold_policy::totp::step_of(NOW, Params::default());
     let login = login_before_prompt(&dir);
     // Meanwhile the counters file is replaced by another one that has used this step already.
-    let replace = |c: &Counters| {
-        let tmp = dir.join("alice.counters.new");
-        let text = format!(
-            "version = 1\n{}",
-            c.last_step
-                .map(|s| format!("last_step = {s}\n"))
-                .unwrap_or_default()
-        );
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::rename(&tmp, dir.join("alice.counters")).unwrap();
-    };
-    replace(&Counters {
-        last_step: Some(step),
-        ..Counters::default()
-    });
+    replace_counters(&dir, &format!("version = 1\nlast_step = {step}\n"));
     assert_eq!(check(&login, &code).unwrap(), Outcome::Replayed);
     drop(login);
     // And replaced by an older one: the code is accepted, and its step is written to the file
     // the name leads to now, not to the replaced one the login had open.
     let login = login_before_prompt(&dir);
-    replace(&Counters {
-        last_step: Some(step - 10),
-        ..Counters::default()
-    });
+    replace_counters(&dir, &format!("version = 1\nlast_step = {}\n", step - 10));
     assert_eq!(check(&login, &code).unwrap(), Outcome::Code);
     assert_eq!(last_step(&dir), Some(step));
 }
@@ -269,12 +262,7 @@ fn counters_replaced_or_removed_after_the_locked_read_still_get_the_step() {
     for remove in [false, true] {
         let (_t, dir) = state_dir();
         let secret = enroll(&dir);
-        let first = login_before_prompt(&dir);
-        assert_eq!(
-            check_at(&first, &oathtool(&secret, NOW - 90), NOW - 90).unwrap(),
-            Outcome::Code
-        );
-        drop(first);
+        first_login(&dir, &secret);
         let step = twofold_policy::totp::step_of(NOW, Params::default());
         let login = login_before_prompt(&dir);
         {
@@ -285,10 +273,7 @@ fn counters_replaced_or_removed_after_the_locked_read_still_get_the_step() {
             if remove {
                 std::fs::remove_file(&path).unwrap();
             } else {
-                let tmp = dir.join("alice.counters.new");
-                std::fs::write(&tmp, "version = 1\nlast_step = 2\n").unwrap();
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
-                std::fs::rename(&tmp, &path).unwrap();
+                replace_counters(&dir, "version = 1\nlast_step = 2\n");
             }
             lock.write_counters(&state.counters).unwrap();
         }
@@ -356,21 +341,13 @@ fn a_record_swapped_for_another_users_hard_link_is_refused() {
 fn a_second_lock_that_did_not_read_writes_by_name() {
     let (_t, dir) = state_dir();
     let secret = enroll(&dir);
-    let first = login_before_prompt(&dir);
-    assert_eq!(
-        check_at(&first, &oathtool(&secret, NOW - 90), NOW - 90).unwrap(),
-        Outcome::Code
-    );
-    drop(first);
+    first_login(&dir, &secret);
     let login = login_before_prompt(&dir);
     {
         let lock = login.lock(&alice()).unwrap();
         let _ = lock.read().unwrap();
     }
-    let tmp = dir.join("alice.counters.new");
-    std::fs::write(&tmp, "version = 1\nlast_step = 2\n").unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::rename(&tmp, dir.join("alice.counters")).unwrap();
+    replace_counters(&dir, "version = 1\nlast_step = 2\n");
     {
         let lock = login.lock(&alice()).unwrap();
         lock.write_counters(&Counters {

@@ -68,69 +68,54 @@ fn records_as_written_read_as_toml_reads_them() {
     }
 }
 
-/// Damage: cut, duplicate, insert or replace a piece of the text.
-fn damage(r: &mut Rng, text: &str) -> String {
-    const INSERTS: &[&str] = &[
-        " ",
-        "\t",
-        "\n",
-        "\r\n",
-        "#",
-        "# comment\n",
-        "\"",
-        "\\",
-        "\\n",
-        "=",
-        " = ",
-        "[",
-        "]",
-        ",",
-        ", ",
-        "0",
-        "-1",
-        "+1",
-        "1_0",
-        "99999999999999999999",
-        "9223372036854775808",
-        "[enrollment]\n",
-        "[override]\n",
-        "[extra]\n",
-        "version = 2\n",
-        "user = \"eve\"\n",
-        "digits = 300\n",
-        "period = 0\n",
-        "mode = \"sometimes\"\n",
-        "x = 1\n",
-        "'lit'",
-        "\"\"\"",
-        "é",
-        "\u{0}",
-        "\u{7f}",
-        "\u{feff}",
-        "T",
-        "Z",
-        ":",
-        "1979-05-27T07:32:00Z",
-        "secret = \"AAAA\"\n",
-        "recovery_codes = []\n",
-        "[[enrollment]]\n",
-        "{",
-        "}",
-    ];
-    let chars: Vec<char> = text.chars().collect();
-    let at = r.below(chars.len() as u64 + 1) as usize;
-    let len = r.below(8) as usize;
-    let end = (at + len).min(chars.len());
-    let head: String = chars[..at].iter().collect();
-    let mid: String = chars[at..end].iter().collect();
-    let tail: String = chars[end..].iter().collect();
-    match r.below(4) {
-        0 => format!("{head}{tail}"),
-        1 => format!("{head}{mid}{mid}{tail}"),
-        2 => format!("{head}{}{mid}{tail}", r.pick(INSERTS)),
-        _ => format!("{head}{}{tail}", r.pick(INSERTS)),
-    }
-}
+/// What damage inserts (see [`Rng::damage`]).
+const INSERTS: &[&str] = &[
+    " ",
+    "\t",
+    "\n",
+    "\r\n",
+    "#",
+    "# comment\n",
+    "\"",
+    "\\",
+    "\\n",
+    "=",
+    " = ",
+    "[",
+    "]",
+    ",",
+    ", ",
+    "0",
+    "-1",
+    "+1",
+    "1_0",
+    "99999999999999999999",
+    "9223372036854775808",
+    "[enrollment]\n",
+    "[override]\n",
+    "[extra]\n",
+    "version = 2\n",
+    "user = \"eve\"\n",
+    "digits = 300\n",
+    "period = 0\n",
+    "mode = \"sometimes\"\n",
+    "x = 1\n",
+    "'lit'",
+    "\"\"\"",
+    "é",
+    "\u{0}",
+    "\u{7f}",
+    "\u{feff}",
+    "T",
+    "Z",
+    ":",
+    "1979-05-27T07:32:00Z",
+    "secret = \"AAAA\"\n",
+    "recovery_codes = []\n",
+    "[[enrollment]]\n",
+    "{",
+    "}",
+];
 
 #[test]
 fn damaged_records_are_read_as_toml_reads_them_or_declined() {
@@ -141,7 +126,7 @@ fn damaged_records_are_read_as_toml_reads_them_or_declined() {
         let rec = generate(&mut r);
         let mut text = toml::to_string(&rec).unwrap();
         for _ in 0..=r.below(3) {
-            text = damage(&mut r, &text);
+            text = r.damage(&text, INSERTS);
         }
         match Record::parse_canonical(&text) {
             None => declined += 1,

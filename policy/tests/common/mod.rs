@@ -40,4 +40,21 @@ impl Rng {
     pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[self.below(xs.len() as u64) as usize]
     }
+
+    /// `text` damaged once: a piece of up to 8 characters cut, doubled, or replaced by or
+    /// preceded with one of `inserts`.
+    pub fn damage(&mut self, text: &str, inserts: &[&str]) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let at = self.below(chars.len() as u64 + 1) as usize;
+        let end = (at + self.below(8) as usize).min(chars.len());
+        let head: String = chars[..at].iter().collect();
+        let mid: String = chars[at..end].iter().collect();
+        let tail: String = chars[end..].iter().collect();
+        match self.below(4) {
+            0 => format!("{head}{tail}"),
+            1 => format!("{head}{mid}{mid}{tail}"),
+            2 => format!("{head}{}{mid}{tail}", self.pick(inserts)),
+            _ => format!("{head}{}{tail}", self.pick(inserts)),
+        }
+    }
 }
