@@ -13,7 +13,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Account, Bus, Dir, Enrolld, Group, as_user, bin, fresh_step_within, root_or_skip};
+use common::{
+    Account, Bus, Dir, Enrolld, Group, as_user, bin, fresh_step_within, output, root_or_skip,
+};
 use serde_json::{Value, json};
 use twofold_policy::UserName;
 use twofold_policy::store::Store;
@@ -68,10 +70,7 @@ impl World {
 
     /// `twofold ARGS…` as `who` (root when `None`).
     fn run(&self, who: Option<&Account>, args: &[&str]) -> Output {
-        as_user(who, &self.twofold, &self.bus)
-            .args(args)
-            .output()
-            .unwrap()
+        output(as_user(who, &self.twofold, &self.bus).args(args))
     }
 
     fn store(&self) -> Store {

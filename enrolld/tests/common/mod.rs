@@ -338,21 +338,37 @@ pub fn as_user(who: Option<&Account>, command: &Path, bus: &Bus) -> Command {
     cmd
 }
 
+/// Runs `cmd` to its end. The program may be a copy another test thread has just made
+/// (`Dir::install`): a process forked by a third thread while that copy was open for writing
+/// keeps it open until it execs, and meanwhile executing the copy fails with ETXTBSY. That is
+/// waited out.
+pub fn output(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.unwrap(),
+        }
+    }
+    cmd.output().unwrap()
+}
+
 /// Calls one method as `who` through a helper process (this test binary re-executed under
 /// setpriv, running `helper_main`). Returns `{"ok": value}` or `{"error": NAME, "message": M}`.
 pub fn call(client: &Path, who: Option<&Account>, bus: &Bus, method: &str, args: Value) -> Value {
-    let out = as_user(who, client, bus)
-        .args([
-            "--ignored",
-            "--exact",
-            "helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TWOFOLD_TEST_CALL", json!([method, args]).to_string())
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .output()
-        .unwrap();
+    let out = output(
+        as_user(who, client, bus)
+            .args([
+                "--ignored",
+                "--exact",
+                "helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TWOFOLD_TEST_CALL", json!([method, args]).to_string())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
