@@ -24,6 +24,7 @@
 pub mod cache;
 pub mod config;
 pub mod duration;
+pub mod encoding;
 pub mod login;
 pub mod mode;
 pub mod net;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::encoding::{base64_decode_array, base64_encode};
 use crate::totp::TotpError;
 
 /// Characters of a code.
@@ -17,7 +18,6 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// Characters per code.
 pub const CODE_LEN: usize = 12;
 const SALT_LEN: usize = 16;
-const B64: data_encoding::Encoding = data_encoding::BASE64_NOPAD;
 
 /// Freshly generated codes (to show once) and their hashes (to store).
 pub struct Generated {
@@ -83,8 +83,8 @@ fn hash(code: &str) -> Result<String, TotpError> {
     getrandom::fill(&mut salt).map_err(|e| TotpError::Random(e.to_string()))?;
     Ok(format!(
         "sha256${}${}",
-        B64.encode(&salt),
-        B64.encode(&digest(&salt, code))
+        base64_encode(&salt),
+        base64_encode(&digest(&salt, code))
     ))
 }
 
@@ -93,14 +93,14 @@ pub fn hash_is_well_formed(stored: &str) -> bool {
     parse_hash(stored).is_some()
 }
 
-fn parse_hash(stored: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+fn parse_hash(stored: &str) -> Option<([u8; SALT_LEN], [u8; 32])> {
     let mut parts = stored.split('$');
     if parts.next()? != "sha256" {
         return None;
     }
-    let salt = B64.decode(parts.next()?.as_bytes()).ok()?;
-    let sum = B64.decode(parts.next()?.as_bytes()).ok()?;
-    (parts.next().is_none() && salt.len() == SALT_LEN && sum.len() == 32).then_some((salt, sum))
+    let salt = base64_decode_array::<SALT_LEN>(parts.next()?.as_bytes()).ok()?;
+    let sum = base64_decode_array::<32>(parts.next()?.as_bytes()).ok()?;
+    parts.next().is_none().then_some((salt, sum))
 }
 
 /// The index of the stored hash that `input` matches, if any. Every hash is checked, in
@@ -112,7 +112,7 @@ pub fn find(hashes: &[String], input: &str) -> Option<usize> {
         let Some((salt, sum)) = parse_hash(stored) else {
             continue;
         };
-        if bool::from(digest(&salt, &code).ct_eq(sum.as_slice())) {
+        if bool::from(digest(&salt, &code).ct_eq(&sum)) {
             found = found.or(Some(i));
         }
     }

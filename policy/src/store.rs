@@ -146,8 +146,8 @@ impl UserState {
 }
 
 /// The whole of `file` (at most [`MAX_FILE_SIZE`] + 1 bytes, read from offset 0), `size` long
-/// by its metadata: one read for the bytes, one to see the end. A file that grew meanwhile is
-/// read on into a larger buffer; every buffer left behind is wiped (a record holds a secret).
+/// by its metadata: one read asks for a byte more than that, and coming back short it has
+/// seen the end. A file that grew meanwhile is read on into a larger buffer; every buffer left behind is wiped (a record holds a secret).
 fn read_whole(file: &File, size: u64) -> io::Result<Zeroizing<Vec<u8>>> {
     use std::os::unix::fs::FileExt;
     let mut want = usize::try_from(size.min(MAX_FILE_SIZE)).unwrap_or(0) + 1;
@@ -156,7 +156,14 @@ fn read_whole(file: &File, size: u64) -> io::Result<Zeroizing<Vec<u8>>> {
     while let Some(spare) = buf.get_mut(n..) {
         match file.read_at(spare, n as u64) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => {
+                n += k;
+                // The whole file as fstat measured it, and the read stopped short of the one
+                // byte more asked for: that is the end (no second read to see 0).
+                if k < spare.len() && n as u64 == size {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }

@@ -155,17 +155,14 @@ impl Secret {
                 .map(|c| c.to_ascii_uppercase())
                 .collect(),
         );
-        let bytes = Zeroizing::new(
-            data_encoding::BASE32_NOPAD
-                .decode(cleaned.as_bytes())
-                .map_err(|_| TotpError::BadSecret("not valid base32".into()))?,
-        );
+        let bytes = crate::encoding::base32_decode(cleaned.as_bytes())
+            .map_err(|_| TotpError::BadSecret("not valid base32".into()))?;
         Secret::from_bytes(&bytes)
     }
 
     /// Base32 without padding, as authenticator apps take it.
     pub fn to_base32(&self) -> Zeroizing<String> {
-        Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&self.0))
+        Zeroizing::new(crate::encoding::base32_encode(&self.0))
     }
 
     /// Base32 in groups of four for typing by hand: `ABCD EFGH …`.
