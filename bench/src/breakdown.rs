@@ -347,7 +347,7 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
     drop(store);
     let policy_path = t.join("policy/policy.toml");
     let names = [
-        "user lookup (getpwnam_r, getpwuid_r for the canonical name)",
+        "user lookup (/etc/passwd read up to the name when it answers as NSS would, else getpwnam_r + getpwuid_r; the canonical name)",
         "state directory open + checks (fstat, fstatvfs)",
         "policy freshness (stat of the policy files, fingerprint) + compiled cache read; groups only if a [groups.X] rule exists",
         "record read (open, fstat checks, read, parse, checks; the file is held open)",
@@ -378,15 +378,23 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
                 lap = Instant::now();
             };
             let user = UserName::parse(u).unwrap();
-            let mut account = system::lookup_account(user.as_str()).unwrap().unwrap();
+            let files = twofold_policy::userfiles::UserFiles::default();
+            let mut account = system::lookup_account_in(&files, user.as_str())
+                .unwrap()
+                .unwrap();
             mark(&mut times);
             let mut store = Store::open(&state).unwrap();
             std::hint::black_box(store.read_only());
             store.hold_files();
             mark(&mut times);
-            let policy =
-                twofold_policy::login::policy_for(&policy_path, &store, &mut account, Some("sshd"))
-                    .unwrap();
+            let policy = twofold_policy::login::policy_for(
+                &policy_path,
+                &store,
+                &files,
+                &mut account,
+                Some("sshd"),
+            )
+            .unwrap();
             mark(&mut times);
             let record = store.read_record(&user).unwrap();
             mark(&mut times);

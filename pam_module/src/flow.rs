@@ -12,6 +12,7 @@ use twofold_policy::login::{self, Attempt, describe_gate};
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::throttle::Gate;
+use twofold_policy::userfiles::UserFiles;
 use twofold_policy::{Policy, Resolution, Rule, Status, UserName, system, throttle, time, verify};
 
 use zeroize::Zeroizing;
@@ -338,7 +339,10 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     if !nix::unistd::geteuid().is_root() {
         return Ok(Eval::Remote { raw_user });
     }
-    let mut account = system::lookup_account(&raw_user)
+    // /etc/passwd and /etc/group read directly when they answer as NSS would (each once, and
+    // nsswitch.conf once for both), through NSS otherwise.
+    let files = UserFiles::default();
+    let mut account = system::lookup_account_in(&files, &raw_user)
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .ok_or_else(|| Failure::User("unknown user".into()))?;
     let user = UserName::parse(&account.name)
@@ -357,11 +361,17 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     // What this login needs of the policy: from the compiled cache in the state directory when
     // it was made from exactly the current files, otherwise a full load (fail closed).
     // The groups only when a [groups.X] rule exists: a group lookup asks every NSS source.
-    let policy = login::policy_for(&args.policy, &store, &mut account, ctx.service.as_deref())
-        .map_err(|e| match e {
-            LazyLoadError::Policy(e) => Failure::Unavailable(format!("policy: {e}")),
-            LazyLoadError::Groups(e) => Failure::Unavailable(e),
-        })?;
+    let policy = login::policy_for(
+        &args.policy,
+        &store,
+        &files,
+        &mut account,
+        ctx.service.as_deref(),
+    )
+    .map_err(|e| match e {
+        LazyLoadError::Policy(e) => Failure::Unavailable(format!("policy: {e}")),
+        LazyLoadError::Groups(e) => Failure::Unavailable(e),
+    })?;
     ctx.debug(|| {
         format!(
             "policy {} loaded; groups={}",

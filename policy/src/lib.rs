@@ -14,7 +14,8 @@
 //! - [`login`]: the one code check every caller goes through (throttle, replay, the time of the
 //!   answer, under the user's lock);
 //! - [`throttle`]: growing delays after wrong codes, per (user, source address) and per user;
-//! - [`system`]: user and group lookup through the system's user database;
+//! - [`system`]: user and group lookup through the system's user database, and [`userfiles`]:
+//!   the same from `/etc/passwd` and `/etc/group` read directly when they answer as NSS would;
 //! - [`verify`]: the verification service's protocol and server side, for PAM callers that
 //!   cannot use the store themselves (screen lockers, sandboxed helpers).
 //!
@@ -36,6 +37,7 @@ pub mod system;
 pub mod throttle;
 pub mod time;
 pub mod totp;
+pub mod userfiles;
 pub mod username;
 pub mod verify;
 

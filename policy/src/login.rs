@@ -15,6 +15,7 @@ use crate::record::Counters;
 use crate::store::{Proof, Result, Store};
 use crate::system::{self, Account};
 use crate::throttle::{self, Gate};
+use crate::userfiles::UserFiles;
 use crate::username::UserName;
 
 /// What the person at the prompt is told when the answer has the shape of no code.
@@ -22,11 +23,13 @@ pub const NOT_A_CODE: &str = "This account needs a verification code from the au
 
 /// The policy a login of `account` through `service` needs ([`Policy::load_for_lazy`]), with
 /// the account's groups filled in only when the policy has group rules: by name for a few
-/// ([`system::member_of`]), all of them otherwise ([`system::groups_of`]). The PAM module and
-/// the verification service load it the same way.
+/// ([`system::member_of_in`], `/etc/group` read once when it answers as NSS would, through
+/// `files`), all of them otherwise ([`system::groups_of`]). The PAM module and the
+/// verification service load it the same way.
 pub fn policy_for(
     policy_path: &Path,
     store: &Store,
+    files: &UserFiles,
     account: &mut Account,
     service: Option<&str>,
 ) -> std::result::Result<Policy, LazyLoadError> {
@@ -34,7 +37,7 @@ pub fn policy_for(
         let who: &Account = account;
         Policy::load_for_lazy(policy_path, store, &who.name, service, &mut |names| {
             match names {
-                Some(names) => system::member_of(who, names),
+                Some(names) => system::member_of_in(files, who, names),
                 None => system::groups_of(who),
             }
             .map_err(|e| e.to_string())

@@ -13,6 +13,8 @@ use std::ffi::CString;
 
 use nix::unistd::{Gid, Group, User, getgrouplist};
 
+use crate::userfiles::{Answer, UserFiles};
+
 /// A local account as the user database knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -64,10 +66,25 @@ pub fn groups_of(account: &Account) -> Result<Vec<String>, LookupError> {
 }
 
 /// Like [`lookup`], without the groups ([`Account::groups`] is empty): for a login that no
-/// group rule can affect (see [`groups_of`]).
+/// group rule can affect (see [`groups_of`]). From `/etc/passwd` read once when it answers
+/// for the name exactly as NSS would ([`crate::userfiles`]), else through NSS.
 pub fn lookup_account(name: &str) -> Result<Option<Account>, LookupError> {
+    lookup_account_in(&UserFiles::default(), name)
+}
+
+/// [`lookup_account`] with the user database files of `files`.
+pub fn lookup_account_in(files: &UserFiles, name: &str) -> Result<Option<Account>, LookupError> {
     if name.contains('\0') {
         return Ok(None);
+    }
+    if let Answer::Found(a) = files.account(name) {
+        return Ok(Some(Account {
+            typed: (a.canonical != name).then(|| name.to_owned()),
+            name: a.canonical,
+            uid: a.uid,
+            gid: a.gid,
+            groups: Vec::new(),
+        }));
     }
     let user = match User::from_name(name) {
         Ok(Some(u)) => u,
@@ -129,12 +146,31 @@ pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
 /// list names the account (`getgrnam_r` of each name). For a policy that names a few groups,
 /// this asks the user database about those few instead of enumerating every group of every
 /// NSS source as `getgrouplist` does ([`groups_of`]); membership is the same (a group's
-/// members by name, and the primary group), sorted.
+/// members by name, and the primary group), sorted. Groups `/etc/group` answers for exactly
+/// as NSS would ([`crate::userfiles`]) are read from it, in one read for all.
 pub fn member_of(account: &Account, names: &[&str]) -> Result<Vec<String>, LookupError> {
+    member_of_in(&UserFiles::default(), account, names)
+}
+
+/// [`member_of`] with the user database files of `files`.
+pub fn member_of_in(
+    files: &UserFiles,
+    account: &Account,
+    names: &[&str],
+) -> Result<Vec<String>, LookupError> {
     let mut out = Vec::new();
-    for name in names {
+    let answers = files.membership(&account.name, account.gid, names);
+    for (i, name) in names.iter().enumerate() {
         if name.contains('\0') {
             continue;
+        }
+        match answers.get(i) {
+            Some(Answer::Found(true)) => {
+                out.push((*name).to_owned());
+                continue;
+            }
+            Some(Answer::Found(false)) => continue,
+            Some(Answer::AskNss) | None => {}
         }
         match Group::from_name(name) {
             Ok(Some(g)) => {

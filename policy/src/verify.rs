@@ -348,7 +348,8 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
     if UserName::parse(&req.user).is_err() {
         return Response::new(Answer::UnknownUser, "", "", "unusable user name");
     }
-    let mut account = match system::lookup_account(&req.user) {
+    let files = crate::userfiles::UserFiles::default();
+    let mut account = match system::lookup_account_in(&files, &req.user) {
         Ok(Some(a)) => a,
         Ok(None) => return Response::new(Answer::UnknownUser, "", "", "unknown user"),
         Err(e) => return unavailable(e.to_string()),
@@ -384,10 +385,11 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
     };
     // One login: the files read before the check are read again under the lock.
     store.hold_files();
-    let policy = match crate::login::policy_for(&config.policy, &store, &mut account, service) {
-        Ok(p) => p,
-        Err(e) => return unavailable(format!("policy: {e}")),
-    };
+    let policy =
+        match crate::login::policy_for(&config.policy, &store, &files, &mut account, service) {
+            Ok(p) => p,
+            Err(e) => return unavailable(format!("policy: {e}")),
+        };
     let record = match store.read_record(&user) {
         Ok(r) => r,
         Err(e) => return unavailable(format!("state: {e}")),

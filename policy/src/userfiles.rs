@@ -1,0 +1,515 @@
+//! `/etc/passwd` and `/etc/group` read directly, for the names they hold, when that gives
+//! exactly what NSS would: a login then reads each file once instead of asking `getpwnam`,
+//! `getpwuid` and `getgrnam` (glibc's `files` module opens and parses the whole file again
+//! for each, through every line before the one asked for).
+//!
+//! The files answer only when all of this holds, and otherwise [`Answer::AskNss`] sends the
+//! caller to NSS as before:
+//!
+//! - `nsswitch.conf` has exactly one line for the database, its first source is `files`, and
+//!   no source carries an action (`[...]`): then NSS returns the `files` answer for any name
+//!   `files` holds, whatever comes after it;
+//! - every line of the file is plain: no comment, no leading blank, no `+`/`-` entry, the
+//!   right number of fields, decimal ids that fit 32 bits, no blank or control character in a
+//!   name. A file with anything else (which glibc may skip or read differently) is not read
+//!   here at all;
+//! - the name is in the file. A name the file lacks (LDAP, SSSD, systemd's userdb) is NSS's.
+//!
+//! For such files glibc's `files` module answers `getpwnam(n)` with the first line named `n`,
+//! `getpwuid(u)` with the first line with uid `u`, and `getgrnam(g)` with the first line
+//! named `g`: the same lines chosen here.
+
+use std::path::{Path, PathBuf};
+
+/// The largest user database file read here (a bigger one goes to NSS).
+const MAX_SIZE: usize = 64 << 20;
+/// The longest line read here, and the largest `nsswitch.conf`.
+const MAX_LINE: usize = 1 << 20;
+/// How much of a file one read asks for.
+const CHUNK: usize = 16 << 10;
+
+/// Where the files are: `/etc`, or a test's directory.
+#[derive(Debug, Clone)]
+pub struct UserFiles {
+    passwd: PathBuf,
+    group: PathBuf,
+    nsswitch: PathBuf,
+    /// `nsswitch.conf` as first read through this value (a login reads it once).
+    nsswitch_text: std::cell::OnceCell<Option<String>>,
+}
+
+/// What the files say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<T> {
+    /// The files hold the name, and NSS would give this.
+    Found(T),
+    /// Only NSS can say (see the module's documentation).
+    AskNss,
+}
+
+/// An account as `/etc/passwd` gives it: the name's line, then the first line with its uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileAccount {
+    /// The name of the first line with the uid (what `getpwuid` answers).
+    pub canonical: String,
+    /// The uid.
+    pub uid: u32,
+    /// The primary gid of the canonical line.
+    pub gid: u32,
+}
+
+impl Default for UserFiles {
+    fn default() -> UserFiles {
+        UserFiles::under(Path::new("/etc"))
+    }
+}
+
+fn read_some(file: &mut std::fs::File, buf: &mut [u8]) -> Option<usize> {
+    use std::io::Read;
+    loop {
+        match file.read(buf) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A small file as text (`nsswitch.conf`), read to its end.
+fn read_small(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len >= MAX_LINE {
+                return None;
+            }
+            buf.resize(len * 2, 0);
+        }
+        let n = read_some(&mut file, buf.get_mut(len..)?)?;
+        if n == 0 {
+            buf.truncate(len);
+            return String::from_utf8(buf).ok();
+        }
+        len += n;
+    }
+}
+
+/// A line as the scan sees it: `None` for one glibc would skip or read its own way (empty, a
+/// comment, a leading blank).
+fn plain_line(l: &[u8]) -> Option<&[u8]> {
+    (!l.is_empty() && !matches!(l.first(), Some(b'#' | b' ' | b'\t' | b'\r'))).then_some(l)
+}
+
+/// Reads `path` from its start, a chunk at a time, and hands `f` each line in turn (see
+/// [`plain_line`]) until `f` breaks or the file ends; a scan that stops early reads no
+/// further, as glibc's does not. `None` when the file cannot be read whole (or is too big).
+fn each_line(
+    path: &Path,
+    mut f: impl FnMut(Option<&[u8]>) -> std::ops::ControlFlow<()>,
+) -> Option<()> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; CHUNK];
+    // buf[start..len]: read, not yet handed out; `total`: bytes of the file read so far.
+    let (mut start, mut len, mut total) = (0usize, 0usize, 0usize);
+    loop {
+        if len == buf.len() {
+            if start > 0 {
+                buf.copy_within(start..len, 0);
+                len -= start;
+                start = 0;
+            } else if len >= MAX_LINE {
+                return None;
+            } else {
+                buf.resize(len * 2, 0);
+            }
+        }
+        let n = read_some(&mut file, buf.get_mut(len..)?)?;
+        total += n;
+        if total > MAX_SIZE {
+            return None;
+        }
+        let end = len + n;
+        while let Some(i) = buf.get(start..end)?.iter().position(|&b| b == b'\n') {
+            let line = buf.get(start..start + i)?;
+            start += i + 1;
+            if f(plain_line(line)).is_break() {
+                return Some(());
+            }
+        }
+        len = end;
+        if n == 0 {
+            // The last line, when the file does not end with a newline.
+            if start < len {
+                let _ = f(plain_line(buf.get(start..len)?));
+            }
+            return Some(());
+        }
+    }
+}
+
+/// Whether the `db:` line of `nsswitch` (its text) makes the files answer first, with no
+/// action that could make NSS go on past a `files` answer.
+fn files_first(nsswitch: &str, db: &str) -> bool {
+    // Database names are matched without regard to case, so a `Passwd:` line counts too.
+    let mut lines = nsswitch.lines().filter_map(|l| {
+        let l = l.split('#').next().unwrap_or("").trim_start();
+        let head = l.get(..db.len())?;
+        head.eq_ignore_ascii_case(db)
+            .then(|| l.get(db.len()..))
+            .flatten()
+            .and_then(|rest| rest.trim_start().strip_prefix(':'))
+    });
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let mut sources = line.split_whitespace();
+    sources.next() == Some("files") && !line.contains('[')
+}
+
+/// A name as the files may hold it: not empty, no blank or control character, no `:`, not a
+/// `+`/`-` entry.
+fn plain_name(s: &[u8]) -> bool {
+    !s.is_empty()
+        && !matches!(s.first(), Some(b'+' | b'-'))
+        && s.iter().all(|&b| b > b' ' && b != 0x7f && b != b':')
+}
+
+/// A decimal id that fits 32 bits.
+fn id(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(v).ok()
+}
+
+/// The `N` fields of `line` split at `:`, or `None` if it has another number of them.
+fn fields<const N: usize>(line: &[u8]) -> Option<[&[u8]; N]> {
+    let mut out: [&[u8]; N] = [&[]; N];
+    let mut rest = line;
+    for (k, slot) in out.iter_mut().enumerate() {
+        match rest.iter().position(|&b| b == b':') {
+            Some(i) if k + 1 < N => {
+                *slot = rest.get(..i)?;
+                rest = rest.get(i + 1..)?;
+            }
+            None if k + 1 == N => *slot = rest,
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A passwd line's name, uid and gid, if it is plain.
+fn passwd_line(line: Option<&[u8]>) -> Option<(&[u8], u32, u32)> {
+    let [name, _, uid, gid, _, _, _] = fields::<7>(line?)?;
+    plain_name(name).then_some(())?;
+    Some((name, id(uid)?, id(gid)?))
+}
+
+/// A group line's name, gid and member list, if it is plain.
+fn group_line(line: Option<&[u8]>) -> Option<(&[u8], u32, &[u8])> {
+    let [name, _, gid, members] = fields::<4>(line?)?;
+    plain_name(name).then_some(())?;
+    let gid = id(gid)?;
+    (members.is_empty() || members.split(|&b| b == b',').all(plain_name)).then_some(())?;
+    Some((name, gid, members))
+}
+
+impl UserFiles {
+    /// The files in `dir` (`passwd`, `group`, `nsswitch.conf`).
+    pub fn under(dir: &Path) -> UserFiles {
+        UserFiles {
+            passwd: dir.join("passwd"),
+            group: dir.join("group"),
+            nsswitch: dir.join("nsswitch.conf"),
+            nsswitch_text: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn authoritative(&self, db: &str) -> bool {
+        self.nsswitch_text
+            .get_or_init(|| read_small(&self.nsswitch))
+            .as_deref()
+            .is_some_and(|t| files_first(t, db))
+    }
+
+    /// The account `name` names, as `getpwnam` and then `getpwuid` of its uid would give it.
+    /// Only the lines up to the name's first one count (glibc stops there, and the first line
+    /// with its uid is at or before it); each of them must be plain.
+    pub fn account(&self, name: &str) -> Answer<FileAccount> {
+        let name = name.as_bytes();
+        if !plain_name(name) || !self.authoritative("passwd") {
+            return Answer::AskNss;
+        }
+        // Every line up to the name's (each must be plain): (uid, gid, end of its name in
+        // `names`). The first of them with the name's uid is the canonical one.
+        let mut names: Vec<u8> = Vec::new();
+        let mut rows: Vec<(u32, u32, usize)> = Vec::new();
+        let mut found = false;
+        let mut plain = true;
+        let read = each_line(&self.passwd, |line| {
+            let Some((n, uid, gid)) = passwd_line(line) else {
+                plain = false;
+                return std::ops::ControlFlow::Break(());
+            };
+            names.extend_from_slice(n);
+            rows.push((uid, gid, names.len()));
+            if n == name {
+                found = true;
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        let (Some(()), true, true, Some(&(uid, _, _))) = (read, plain, found, rows.last()) else {
+            return Answer::AskNss;
+        };
+        let mut from = 0;
+        for &(u, gid, to) in &rows {
+            if u == uid {
+                return match names.get(from..to).map(std::str::from_utf8) {
+                    Some(Ok(canonical)) => Answer::Found(FileAccount {
+                        canonical: canonical.to_owned(),
+                        uid,
+                        gid,
+                    }),
+                    _ => Answer::AskNss,
+                };
+            }
+            from = to;
+        }
+        Answer::AskNss
+    }
+
+    /// For each of `groups`, whether the user `user` (primary group `gid`) is in it, as
+    /// `getgrnam` would tell (its gid is `gid`, or its member list names `user`); `AskNss`
+    /// for a group the file does not hold, or for all when the file cannot answer. The lines
+    /// up to the last group found count, and must be plain.
+    pub fn membership(&self, user: &str, gid: u32, groups: &[&str]) -> Vec<Answer<bool>> {
+        let mut out: Vec<Answer<bool>> = groups.iter().map(|_| Answer::AskNss).collect();
+        if groups.is_empty() || !self.authoritative("group") {
+            return out;
+        }
+        let mut found = vec![false; groups.len()];
+        let mut left = groups.len();
+        let mut plain = true;
+        let read = each_line(&self.group, |line| {
+            let Some((n, g, members)) = group_line(line) else {
+                plain = false;
+                return std::ops::ControlFlow::Break(());
+            };
+            for (i, want) in groups.iter().enumerate() {
+                if let (Some(seen), Some(slot)) = (found.get_mut(i), out.get_mut(i))
+                    && !*seen
+                    && want.as_bytes() == n
+                {
+                    *seen = true;
+                    left -= 1;
+                    let listed = !members.is_empty()
+                        && members.split(|&b| b == b',').any(|m| m == user.as_bytes());
+                    *slot = Answer::Found(g == gid || listed);
+                }
+            }
+            if left == 0 {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        });
+        if read.is_none() || !plain {
+            return groups.iter().map(|_| Answer::AskNss).collect();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // a panic here is a failed test
+mod tests {
+    use super::*;
+
+    const NSS: &str = "passwd: files systemd\ngroup: files systemd\nshadow: files\n";
+
+    fn files(nsswitch: &str, passwd: &str, group: &str) -> (tempfile::TempDir, UserFiles) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("nsswitch.conf"), nsswitch).unwrap();
+        std::fs::write(t.path().join("passwd"), passwd).unwrap();
+        std::fs::write(t.path().join("group"), group).unwrap();
+        let f = UserFiles::under(t.path());
+        (t, f)
+    }
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nal:x:1000:1001::/home/al:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\nalice:x:1002:1002::/x:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nalice:x:1000:\nbob:x:1001:\nsudo:x:27:bob,al\nwheel:x:10:\n";
+
+    #[test]
+    fn first_line_by_name_then_first_line_by_uid() {
+        let (_t, f) = files(NSS, PASSWD, GROUP);
+        let acc = |n: &str, uid: u32, gid: u32| {
+            Answer::Found(FileAccount {
+                canonical: n.into(),
+                uid,
+                gid,
+            })
+        };
+        assert_eq!(f.account("alice"), acc("alice", 1000, 1000));
+        // An alias resolves to the account's first line, gid included.
+        assert_eq!(f.account("al"), acc("alice", 1000, 1000));
+        assert_eq!(f.account("bob"), acc("bob", 1001, 1001));
+        assert_eq!(f.account("carol"), Answer::AskNss);
+        assert_eq!(f.account("Alice"), Answer::AskNss);
+        assert_eq!(f.account(""), Answer::AskNss);
+        assert_eq!(f.account("a:b"), Answer::AskNss);
+    }
+
+    #[test]
+    fn membership_by_primary_gid_or_member_list() {
+        let (_t, f) = files(NSS, PASSWD, GROUP);
+        use Answer::{AskNss, Found};
+        assert_eq!(
+            f.membership("bob", 1001, &["sudo", "wheel", "bob", "ldapgroup"]),
+            vec![Found(true), Found(false), Found(true), AskNss]
+        );
+        // Member lists name the canonical name; "al" is listed, "alice" is not.
+        assert_eq!(f.membership("alice", 1000, &["sudo"]), vec![Found(false)]);
+    }
+
+    #[test]
+    fn lines_across_reads_and_long_lines() {
+        // 3,000 lines (over 100 KB: several reads), one of them with a 40 KB comment field
+        // (longer than one read), and an alias of user 7 at the end.
+        let mut passwd = String::new();
+        for i in 0..3000u32 {
+            let gecos = if i == 1500 {
+                "g".repeat(40 << 10)
+            } else {
+                format!("user {i}")
+            };
+            passwd.push_str(&format!(
+                "u{i}:x:{}:{}:{gecos}:/home/u{i}:/bin/sh\n",
+                10_000 + i,
+                20_000 + i
+            ));
+        }
+        passwd.push_str("alias7:x:10007:1:::");
+        let (_t, f) = files(NSS, &passwd, GROUP);
+        for i in [0u32, 1, 399, 400, 401, 1499, 1500, 1501, 2999] {
+            assert_eq!(
+                f.account(&format!("u{i}")),
+                Answer::Found(FileAccount {
+                    canonical: format!("u{i}"),
+                    uid: 10_000 + i,
+                    gid: 20_000 + i
+                }),
+                "u{i}"
+            );
+        }
+        assert_eq!(
+            f.account("alias7"),
+            Answer::Found(FileAccount {
+                canonical: "u7".into(),
+                uid: 10_007,
+                gid: 20_007
+            })
+        );
+        assert_eq!(f.account("u3000"), Answer::AskNss);
+        // A line longer than any read here: the lookup is NSS's.
+        let long = format!(
+            "root:x:0:0:{}:/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
+            "g".repeat(MAX_LINE)
+        );
+        let (_t, f) = files(NSS, &long, GROUP);
+        assert_eq!(f.account("bob"), Answer::AskNss);
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_nss() {
+        // Each oddity comes before bob's line; the lookup of bob goes to NSS.
+        let odd_passwd = [
+            "# comment\nbob:x:1:1::/:/bin/sh\n",
+            " root:x:0:0::/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
+            "root:x:0:0::/:/bin/sh\n\nbob:x:1:1::/:/bin/sh\n",
+            "+bob::::::\nbob:x:1:1::/:/bin/sh\n",
+            "-root::::::\nbob:x:1:1::/:/bin/sh\n",
+            "root:x:0:0::/\nbob:x:1:1::/:/bin/sh\n",
+            "root:x:0:0::/:/bin/sh:extra\nbob:x:1:1::/:/bin/sh\n",
+            "root:x:0x:0::/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
+            "root:x:4294967296:0::/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
+            "root:x::0::/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
+            "ro ot:x:0:0::/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
+            "root:x:0\r:0::/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
+            "bob:x:1x:1::/:/bin/sh\n",
+            "bob:x:1:-1::/:/bin/sh\n",
+            "",
+        ];
+        for p in odd_passwd {
+            let (_t, f) = files(NSS, p, GROUP);
+            assert_eq!(f.account("bob"), Answer::AskNss, "{p:?}");
+        }
+        // What follows the name's line does not count (glibc stops there).
+        let (_t, f) = files(NSS, "bob:x:1:1::/:/bin/sh\n# later\n\n+x\n", GROUP);
+        assert!(matches!(f.account("bob"), Answer::Found(_)));
+        assert_eq!(f.account("x"), Answer::AskNss);
+        // An alias whose account's first line comes after an odd one.
+        let (_t, f) = files(NSS, "bob:x:1:1::/:/bin/sh\nal:x:1:1::/:/bin/sh\n", GROUP);
+        assert_eq!(
+            f.account("al"),
+            Answer::Found(FileAccount {
+                canonical: "bob".into(),
+                uid: 1,
+                gid: 1
+            })
+        );
+        let odd_nsswitch = [
+            "passwd: systemd files\n",
+            "passwd: compat\n",
+            "passwd: files [SUCCESS=continue] ldap\n",
+            "passwd: files\npasswd: ldap\n",
+            "group: files\n",
+            "# passwd: files\n",
+            "passwd: files\nPASSWD: ldap\n",
+        ];
+        for n in odd_nsswitch {
+            let (_t, f) = files(n, PASSWD, GROUP);
+            assert_eq!(f.account("root"), Answer::AskNss, "{n:?}");
+        }
+        for g in [
+            "root:x:0:\nsudo:x:27:bob, al\n",
+            "sudo:x:27:bob,,al\n",
+            "sudo:x:27\n",
+            "# c\nsudo:x:27:bob\n",
+            "sudo:x:27:bob,\n",
+        ] {
+            let (_t, f) = files(NSS, PASSWD, g);
+            assert_eq!(
+                f.membership("bob", 1001, &["sudo"]),
+                vec![Answer::AskNss],
+                "{g:?}"
+            );
+        }
+        let (_t, f) = files(
+            "passwd: files\ngroup: files [SUCCESS=merge] systemd\n",
+            PASSWD,
+            GROUP,
+        );
+        assert_eq!(f.membership("bob", 1001, &["sudo"]), vec![Answer::AskNss]);
+        // Missing files.
+        let f = UserFiles::under(Path::new("/nonexistent"));
+        assert_eq!(f.account("root"), Answer::AskNss);
+        // Sources after `files`, with trailing comments, are fine.
+        let (_t, f) = files(
+            "passwd:   files sss ldap # comment\ngroup: files sss\n",
+            PASSWD,
+            GROUP,
+        );
+        assert!(matches!(f.account("bob"), Answer::Found(_)));
+    }
+}
