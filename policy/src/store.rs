@@ -80,6 +80,10 @@ pub struct Store {
     path: PathBuf,
     dir: File,
     owner: u32,
+    /// Device, inode and change time (s, ns) of the directory when opened.
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
     /// Files read so far, kept open, when [`Store::hold_files`] asked for it (a login).
     held: Option<std::sync::Mutex<Vec<Held>>>,
 }
@@ -267,6 +271,9 @@ impl Store {
             path: path.to_owned(),
             dir,
             owner,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
             held: None,
         })
     }
@@ -377,6 +384,27 @@ impl Store {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open directory, for `*at` calls relative to it.
+    pub fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.dir.as_fd()
+    }
+
+    /// Whether the path still leads to the directory this store opened, unchanged since (the
+    /// same device, inode and change time): one `lstat` of the path, for a long-lived caller
+    /// (the daemon) that keeps a store open instead of opening it at every call. A directory
+    /// replaced (even by one that got the same inode number), chmod-ed, chown-ed, or with
+    /// entries added, removed or renamed since makes it `false`: open it again, which checks
+    /// it again.
+    pub fn still_current(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| {
+            m.is_dir()
+                && m.dev() == self.dev
+                && m.ino() == self.ino
+                && (m.ctime(), m.ctime_nsec()) == self.ctime
+        })
     }
 
     fn file_path(&self, name: &str) -> PathBuf {

@@ -7,7 +7,9 @@
 //! caller to NSS as before:
 //!
 //! - `nsswitch.conf` has exactly one line for the database, its first source is `files`, and
-//!   no source carries an action (`[...]`): then NSS returns the `files` answer for any name
+//!   nothing in the file that glibc could read otherwise than this module does (an action
+//!   `[...]` anywhere, a `#` that is not a comment line's first character, a byte outside
+//!   printable ASCII; see `files_first`): then NSS returns the `files` answer for any name
 //!   `files` holds, whatever comes after it;
 //! - every line of the file is plain: no comment, no leading blank, no `+`/`-` entry, the
 //!   right number of fields, decimal ids that fit 32 bits, no blank or control character in a
@@ -97,9 +99,11 @@ fn read_small(path: &Path) -> Option<String> {
 }
 
 /// A line as the scan sees it: `None` for one glibc would skip or read its own way (empty, a
-/// comment, a leading blank).
+/// comment, a leading blank, a NUL byte).
 fn plain_line(l: &[u8]) -> Option<&[u8]> {
-    (!l.is_empty() && !matches!(l.first(), Some(b'#' | b' ' | b'\t' | b'\r'))).then_some(l)
+    // glibc reads a line as a C string: a NUL ends it there, so such a line is refused.
+    (!l.is_empty() && !matches!(l.first(), Some(b'#' | b' ' | b'\t' | b'\r')) && !l.contains(&0))
+        .then_some(l)
 }
 
 /// Reads `path` from its start, a chunk at a time, and hands `f` each line in turn (see
@@ -149,23 +153,44 @@ fn each_line(
     }
 }
 
-/// Whether the `db:` line of `nsswitch` (its text) makes the files answer first, with no
-/// action that could make NSS go on past a `files` answer.
+/// Whether `nsswitch.conf` (its text) makes the files answer first for `db`, read the way
+/// glibc reads it (`nss_database.c`), and refusing whenever that reading could differ:
+///
+/// - a line whose first non-blank byte is `#` is a comment; a `#` anywhere else is not one to
+///   glibc (`files#x` is a module name), so it makes the whole file unusable here;
+/// - a database name runs to a blank or a `:` (the colon is optional), case counts, and the
+///   last line of a name wins: more than one line for `db` is refused;
+/// - sources are separated by ASCII blanks only; anything outside printable ASCII refuses;
+/// - any `[` anywhere refuses: an action can make NSS go on past `files`, and one bad action
+///   on any line makes glibc drop the whole file.
 fn files_first(nsswitch: &str, db: &str) -> bool {
-    // Database names are matched without regard to case, so a `Passwd:` line counts too.
-    let mut lines = nsswitch.lines().filter_map(|l| {
-        let l = l.split('#').next().unwrap_or("").trim_start();
-        let head = l.get(..db.len())?;
-        head.eq_ignore_ascii_case(db)
-            .then(|| l.get(db.len()..))
-            .flatten()
-            .and_then(|rest| rest.trim_start().strip_prefix(':'))
-    });
-    let (Some(line), None) = (lines.next(), lines.next()) else {
-        return false;
-    };
-    let mut sources = line.split_whitespace();
-    sources.next() == Some("files") && !line.contains('[')
+    let mut found: Option<&str> = None;
+    for line in nsswitch.split('\n') {
+        let l = line.trim_start_matches([' ', '\t']);
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if l.bytes()
+            .any(|b| b == b'#' || b == b'[' || !(b == b'\t' || (b' '..=b'~').contains(&b)))
+        {
+            return false;
+        }
+        let end = l.find([' ', '\t', ':']).unwrap_or(l.len());
+        if l.get(..end) != Some(db) {
+            continue;
+        }
+        if found.is_some() {
+            return false;
+        }
+        let rest = l.get(end..).unwrap_or("").trim_start_matches([' ', '\t']);
+        found = Some(rest.strip_prefix(':').unwrap_or(rest));
+    }
+    found.is_some_and(|sources| {
+        sources
+            .split([' ', '\t'])
+            .find(|s| !s.is_empty())
+            .is_some_and(|first| first == "files")
+    })
 }
 
 /// A name as the files may hold it: not empty, no blank or control character, no `:`, not a
@@ -448,6 +473,8 @@ mod tests {
             "root:x:0\r:0::/:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
             "bob:x:1x:1::/:/bin/sh\n",
             "bob:x:1:-1::/:/bin/sh\n",
+            // glibc ends a line at a NUL: this one has no uid to it, and is skipped.
+            "bob:x\0:0:0::/root:/bin/sh\nbob:x:1:1::/:/bin/sh\n",
             "",
         ];
         for p in odd_passwd {
@@ -475,7 +502,12 @@ mod tests {
             "passwd: files\npasswd: ldap\n",
             "group: files\n",
             "# passwd: files\n",
-            "passwd: files\nPASSWD: ldap\n",
+            "passwd: files\npasswd ldap\n",
+            "passwd: files#local systemd\n",
+            "passwd: files systemd # c [x\n",
+            "passwd: files\nhosts: files [BOGUS=return]\n",
+            "passwd: files\u{a0}systemd\n",
+            "PASSWD: files\n",
         ];
         for n in odd_nsswitch {
             let (_t, f) = files(n, PASSWD, GROUP);
@@ -487,6 +519,7 @@ mod tests {
             "sudo:x:27\n",
             "# c\nsudo:x:27:bob\n",
             "sudo:x:27:bob,\n",
+            "sudo:x\0:27:bob\nsudo:x:28:al\n",
         ] {
             let (_t, f) = files(NSS, PASSWD, g);
             assert_eq!(
@@ -504,9 +537,9 @@ mod tests {
         // Missing files.
         let f = UserFiles::under(Path::new("/nonexistent"));
         assert_eq!(f.account("root"), Answer::AskNss);
-        // Sources after `files`, with trailing comments, are fine.
+        // Sources after `files`, comment lines, no colon: fine.
         let (_t, f) = files(
-            "passwd:   files sss ldap # comment\ngroup: files sss\n",
+            "# comment\n  # another\npasswd   files sss ldap\ngroup: files sss\n",
             PASSWD,
             GROUP,
         );
