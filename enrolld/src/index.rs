@@ -124,6 +124,12 @@ impl Etc {
         [&self.passwd, &self.group, &self.nsswitch, &self.login_defs]
             .map(|p| FileId::stat(p).ok().flatten())
     }
+
+    /// The identities of the files an account lookup depends on (not `login.defs`, which
+    /// only says which accounts a listing shows).
+    fn account_ids(&self) -> [Option<FileId>; 3] {
+        [&self.passwd, &self.group, &self.nsswitch].map(|p| FileId::stat(p).ok().flatten())
+    }
 }
 
 /// A name in [`UserDb`]'s text: start and length.
@@ -153,8 +159,12 @@ pub struct UserDb {
 }
 
 /// Whether the `db:` line of nsswitch.conf (`text`) asks `files` first, and only `files` and
-/// `systemd` (Debian's default).
+/// `systemd` (Debian's default), read as glibc reads the file
+/// ([`twofold_policy::userfiles::files_first`]: anything glibc could read otherwise refuses).
 fn files_first(text: &str, db: &str) -> bool {
+    if !twofold_policy::userfiles::files_first(text, db) {
+        return false;
+    }
     let Some(line) = text.lines().find_map(|l| {
         let l = l.split('#').next().unwrap_or("").trim();
         l.strip_prefix(db)
@@ -280,6 +290,12 @@ impl UserDb {
     /// Whether the files are still what was read (and not too recent to trust).
     fn valid(&self, etc: &Etc) -> bool {
         !self.racy && etc.ids() == self.ids
+    }
+
+    /// Whether what account lookups use is still what was read: [`UserDb::valid`] without
+    /// `login.defs`.
+    fn valid_for_accounts(&self, etc: &Etc) -> bool {
+        !self.racy && self.ids.get(..3) == Some(&etc.account_ids()[..])
     }
 
     /// Whether the files answer for the names they hold: `nsswitch.conf` asks `files` first
@@ -472,26 +488,25 @@ struct Cached {
     facts: Facts,
 }
 
-/// The state directory, open for `fstatat` of its files (no path walk per file).
+/// The state directory as the store holds it open, for `fstatat` of its files (no path walk
+/// per file).
 struct Dir<'a> {
     path: &'a Path,
-    fd: std::fs::File,
+    fd: std::os::fd::BorrowedFd<'a>,
 }
 
 impl<'a> Dir<'a> {
-    fn open(path: &'a Path) -> Result<Dir<'a>, IndexError> {
-        let fd = std::fs::File::open(path).map_err(|source| twofold_policy::StoreError::Io {
-            path: path.to_owned(),
-            op: "open",
-            source,
-        })?;
-        Ok(Dir { path, fd })
+    fn of(store: &'a Store) -> Dir<'a> {
+        Dir {
+            path: store.path(),
+            fd: store.dir_fd(),
+        }
     }
 
     /// `fstatat(AT_SYMLINK_NOFOLLOW)` of `name` in the directory; `None` when absent.
     fn stat(&self, name: &str) -> Result<Option<FileId>, IndexError> {
         use nix::sys::stat::{FileStat, fstatat};
-        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        match fstatat(self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => {
                 let FileStat {
                     st_dev,
@@ -705,15 +720,24 @@ impl Index {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The user database, re-read if its files changed.
+    /// The user database for account lookups, re-read if a file they use changed.
     pub fn user_db(&self) -> Arc<UserDb> {
         let mut inner = self.lock();
-        Self::refresh_db(&self.etc, &mut inner)
+        Self::refresh_db(&self.etc, &mut inner, true)
     }
 
-    fn refresh_db(etc: &Etc, inner: &mut Inner) -> Arc<UserDb> {
+    /// The user database, re-read if one of its files changed (`accounts_only`: one that
+    /// account lookups use; a listing needs `login.defs` too).
+    fn refresh_db(etc: &Etc, inner: &mut Inner, accounts_only: bool) -> Arc<UserDb> {
+        let valid = |db: &UserDb| {
+            if accounts_only {
+                db.valid_for_accounts(etc)
+            } else {
+                db.valid(etc)
+            }
+        };
         match &inner.db {
-            Some(db) if db.valid(etc) => db.clone(),
+            Some(db) if valid(db) => db.clone(),
             _ => {
                 let db = Arc::new(UserDb::load(etc));
                 inner.db = Some(db.clone());
@@ -740,7 +764,7 @@ impl Index {
     pub fn facts(&self, store: &Store, name: &UserName) -> Result<Facts, IndexError> {
         let mut inner = self.lock();
         let mut cached = inner.single.remove(name.as_str());
-        refresh(store, &Dir::open(store.path())?, name, &mut cached)?;
+        refresh(store, &Dir::of(store), name, &mut cached)?;
         let facts = cached.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
         if inner.single.len() >= SINGLE_MAX {
             inner.single.clear();
@@ -766,12 +790,12 @@ impl Index {
     ) -> Result<String, IndexError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let db = Self::refresh_db(&self.etc, inner);
+        let db = Self::refresh_db(&self.etc, inner, false);
         Self::refresh_listing(inner, &db, store, policy_users)?;
         let Some(listing) = inner.listing.as_mut() else {
             return Ok(String::new());
         };
-        let dir = Dir::open(store.path())?;
+        let dir = Dir::of(store);
         let start = listing.names.position_after(after);
         let end = start.saturating_add(limit).min(listing.names.len());
         for i in start..end {
@@ -966,20 +990,40 @@ impl Index {
 #[derive(Debug, Default)]
 pub struct PolicyCache {
     last: Mutex<Option<LoadedPolicy>>,
+    /// The drop-in directory's file names as last listed, with the directory's identity then
+    /// (adding, removing or renaming an entry changes it).
+    dropins: Mutex<Option<(FileId, Vec<PathBuf>)>>,
 }
 
 /// A policy and the identities of its files when it was read.
 type LoadedPolicy = (Vec<Option<FileId>>, Arc<twofold_policy::Policy>);
 
 impl PolicyCache {
-    /// The identities the policy at `main` is made of, and whether any is too recent.
-    fn identity(main: &Path) -> (Vec<Option<FileId>>, bool) {
+    /// The identities the policy at `main` is made of, and whether any is too recent. The
+    /// drop-in directory is listed again only when its own identity changed (or is too recent
+    /// to trust); each drop-in file is `stat`ed every time.
+    fn identity(&self, main: &Path) -> (Vec<Option<FileId>>, bool) {
         let read_at = now_ns();
         let mut ids = vec![FileId::stat(main).ok().flatten()];
         if let Some(dir) = twofold_policy::config::dropin_dir(main) {
-            ids.push(FileId::stat(&dir).ok().flatten());
-            if let Ok(files) = twofold_policy::config::dropin_files(&dir) {
-                ids.extend(files.iter().map(|f| FileId::stat(f).ok().flatten()));
+            let dir_id = FileId::stat(&dir).ok().flatten();
+            ids.push(dir_id);
+            if let Some(dir_id) = dir_id {
+                let mut listed = self.dropins.lock().unwrap_or_else(|e| e.into_inner());
+                let known = listed
+                    .as_ref()
+                    .filter(|(id, _)| *id == dir_id && !id.racy(read_at));
+                let files = match known {
+                    Some((_, files)) => Some(files.clone()),
+                    None => {
+                        let files = twofold_policy::config::dropin_files(&dir).ok();
+                        *listed = files.clone().map(|f| (dir_id, f));
+                        files
+                    }
+                };
+                if let Some(files) = files {
+                    ids.extend(files.iter().map(|f| FileId::stat(f).ok().flatten()));
+                }
             }
         }
         let is_racy = ids.iter().any(|id| racy(id, read_at));
@@ -991,7 +1035,7 @@ impl PolicyCache {
         &self,
         main: &Path,
     ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
-        let (ids, is_racy) = Self::identity(main);
+        let (ids, is_racy) = self.identity(main);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((known, policy)) = &*last
             && *known == ids
@@ -1042,6 +1086,36 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::unwrap_used)] // a panic here is a failed test
+    fn drop_ins_added_changed_or_removed_are_seen() {
+        let t = tempfile::tempdir().unwrap();
+        let main = t.path().join("policy.toml");
+        std::fs::write(&main, "mode = \"optional\"\n").unwrap();
+        let cache = PolicyCache::default();
+        let mode = |cache: &PolicyCache| cache.load(&main).unwrap().mode.value;
+        assert_eq!(mode(&cache), twofold_policy::Mode::Optional);
+        // The directory appears with a drop-in; another is added; one is edited in place
+        // (the directory's identity stays: the file's own is what tells); one is removed.
+        let d = t.path().join("policy.d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("50-a.toml"), "mode = \"required\"\n").unwrap();
+        assert_eq!(mode(&cache), twofold_policy::Mode::Required);
+        // Old enough to be trusted: the listing and the policy are kept from here on, until
+        // an identity changes.
+        std::thread::sleep(Duration::from_nanos(RACY_NS as u64 + 200_000_000));
+        assert_eq!(mode(&cache), twofold_policy::Mode::Required);
+        assert!(cache.dropins.lock().unwrap().is_some());
+        std::fs::write(d.join("60-b.toml"), "mode = \"disabled\"\n").unwrap();
+        assert_eq!(mode(&cache), twofold_policy::Mode::Disabled);
+        std::fs::write(d.join("60-b.toml"), "mode = \"optional\"\n").unwrap();
+        assert_eq!(mode(&cache), twofold_policy::Mode::Optional);
+        std::fs::remove_file(d.join("60-b.toml")).unwrap();
+        assert_eq!(mode(&cache), twofold_policy::Mode::Required);
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(mode(&cache), twofold_policy::Mode::Optional);
+    }
+
+    #[test]
     fn nsswitch_files_first() {
         assert!(files_first(
             "passwd: files systemd\ngroup: files\n",
@@ -1052,10 +1126,13 @@ mod tests {
         assert!(!files_first("passwd: files sss\n", "passwd"));
         assert!(!files_first("passwd: compat\n", "passwd"));
         assert!(!files_first("# passwd: files\n", "passwd"));
-        assert!(files_first(
-            "passwd: files [NOTFOUND=return] systemd # x\n",
+        // An action, or a `#` glibc does not take for a comment: NSS answers.
+        assert!(!files_first(
+            "passwd: files [NOTFOUND=return] systemd\n",
             "passwd"
         ));
+        assert!(!files_first("passwd: files systemd # x\n", "passwd"));
+        assert!(!files_first("passwd: files\npasswd systemd\n", "passwd"));
         assert!(!files_first("group: files\n", "passwd"));
     }
 

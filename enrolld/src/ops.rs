@@ -90,6 +90,8 @@ pub struct Daemon {
     index: Index,
     /// The policy as last parsed.
     policies: PolicyCache,
+    /// The state directory as last opened, kept while its path leads to it.
+    open_store: Mutex<Option<std::sync::Arc<Store>>>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
@@ -107,6 +109,7 @@ impl Daemon {
             pending: Mutex::new(HashMap::new()),
             index: Index::default(),
             policies: PolicyCache::default(),
+            open_store: Mutex::new(None),
         }
     }
 
@@ -131,13 +134,27 @@ impl Daemon {
             .map_err(|e| failed("policy", e))
     }
 
-    fn store(&self) -> Result<Store, Error> {
-        // Created only when missing: no mkdir at every call.
-        match Store::open(&self.state_dir) {
-            Err(twofold_policy::StoreError::Missing(_)) => Store::open_or_create(&self.state_dir),
-            other => other,
+    /// The store: the one opened before while its path still leads to that directory and it
+    /// still passes the open's checks ([`Store::still_current`], one `lstat`), else opened (and
+    /// checked) again; created only when missing.
+    fn store(&self) -> Result<std::sync::Arc<Store>, Error> {
+        let mut kept = self.open_store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = kept.as_ref()
+            && store.still_current()
+        {
+            return Ok(store.clone());
         }
-        .map_err(|e| failed("state", e))
+        let store = std::sync::Arc::new(
+            match Store::open(&self.state_dir) {
+                Err(twofold_policy::StoreError::Missing(_)) => {
+                    Store::open_or_create(&self.state_dir)
+                }
+                other => other,
+            }
+            .map_err(|e| failed("state", e))?,
+        );
+        *kept = Some(store.clone());
+        Ok(store)
     }
 
     /// Drops every expired pending enrollment from memory (its secret is wiped on drop); how

@@ -80,10 +80,9 @@ pub struct Store {
     path: PathBuf,
     dir: File,
     owner: u32,
-    /// Device, inode and change time (s, ns) of the directory when opened.
+    /// Device and inode of the directory opened.
     dev: u64,
     ino: u64,
-    ctime: (i64, i64),
     /// Files read so far, kept open, when [`Store::hold_files`] asked for it (a login).
     held: Option<std::sync::Mutex<Vec<Held>>>,
 }
@@ -273,7 +272,6 @@ impl Store {
             owner,
             dev: meta.dev(),
             ino: meta.ino(),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
             held: None,
         })
     }
@@ -392,18 +390,19 @@ impl Store {
         self.dir.as_fd()
     }
 
-    /// Whether the path still leads to the directory this store opened, unchanged since (the
-    /// same device, inode and change time): one `lstat` of the path, for a long-lived caller
-    /// (the daemon) that keeps a store open instead of opening it at every call. A directory
-    /// replaced (even by one that got the same inode number), chmod-ed, chown-ed, or with
-    /// entries added, removed or renamed since makes it `false`: open it again, which checks
-    /// it again.
+    /// Whether the path still leads to the directory this store opened, and that directory
+    /// still passes the checks [`Store::open`] made (a directory, this owner, no access for
+    /// others): one `lstat` of the path, for a long-lived caller (the daemon) that keeps a store
+    /// open instead of opening it at every call. The same device and inode mean the same
+    /// directory: the open descriptor keeps its inode from being freed and reused. `false`
+    /// after a replacement, a move, a chmod or chown that the open would refuse: open again.
     pub fn still_current(&self) -> bool {
         std::fs::symlink_metadata(&self.path).is_ok_and(|m| {
             m.is_dir()
                 && m.dev() == self.dev
                 && m.ino() == self.ino
-                && (m.ctime(), m.ctime_nsec()) == self.ctime
+                && m.uid() == self.owner
+                && m.mode() & 0o077 == 0
         })
     }
 

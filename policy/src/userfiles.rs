@@ -163,7 +163,7 @@ fn each_line(
 /// - sources are separated by ASCII blanks only; anything outside printable ASCII refuses;
 /// - any `[` anywhere refuses: an action can make NSS go on past `files`, and one bad action
 ///   on any line makes glibc drop the whole file.
-fn files_first(nsswitch: &str, db: &str) -> bool {
+pub fn files_first(nsswitch: &str, db: &str) -> bool {
     let mut found: Option<&str> = None;
     for line in nsswitch.split('\n') {
         let l = line.trim_start_matches([' ', '\t']);

@@ -421,3 +421,38 @@ fn full_disk_loses_nothing() {
         50
     );
 }
+
+/// A store kept open (the daemon's) notices when its path no longer leads to the directory it
+/// opened, or that directory would now be refused: replaced, moved, removed and made again,
+/// chmod-ed; and stays current through reads and writes.
+#[test]
+fn a_kept_store_knows_when_its_directory_changed() {
+    let (_tmp, dir) = state_dir();
+    let store = Store::open(&dir).unwrap();
+    assert!(store.still_current());
+    let _ = store.read(&user("alice")).unwrap();
+    let lock = store.lock(&user("alice")).unwrap();
+    lock.write_record(&Record::new("alice")).unwrap();
+    drop(lock);
+    assert!(store.still_current());
+    // chmod to a mode the open refuses, and back.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    assert!(!store.still_current());
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(store.still_current());
+    // Replaced: moved away, and a new directory made in its place.
+    std::fs::rename(&dir, dir.with_extension("old")).unwrap();
+    assert!(!store.still_current());
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(!store.still_current());
+    // Removed and made again, many times: the open directory's inode is never handed out again
+    // while the store holds it.
+    let store = Store::open(&dir).unwrap();
+    for _ in 0..50 {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(!store.still_current());
+    }
+}
