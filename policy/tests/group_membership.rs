@@ -7,17 +7,12 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
+mod common;
+
 use std::process::Command;
 
+use common::Gone;
 use twofold_policy::system;
-
-struct Gone(&'static str, String);
-
-impl Drop for Gone {
-    fn drop(&mut self) {
-        let _ = Command::new(self.0).arg(&self.1).output();
-    }
-}
 
 #[test]
 fn asking_by_name_finds_the_same_groups() {

@@ -9,8 +9,11 @@
 )] // a panic here is a failed test
 
 use std::path::Path;
+mod common;
+
 use std::process::Command;
 
+use common::Gone;
 use twofold_policy::system::{self, Account};
 use twofold_policy::userfiles::{Answer, UserFiles};
 
@@ -95,14 +98,6 @@ fn the_files_answer_as_nss_does_for_every_name_of_the_host() {
     let answered = check_all_names();
     if files_first_here() {
         assert!(answered > 0, "the files answered for no name of this host");
-    }
-}
-
-struct Gone(&'static str, String);
-
-impl Drop for Gone {
-    fn drop(&mut self) {
-        let _ = Command::new(self.0).arg(&self.1).output();
     }
 }
 

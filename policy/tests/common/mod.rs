@@ -13,7 +13,19 @@ pub fn state_dir() -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
+/// Runs `COMMAND NAME` (`userdel`, `groupdel`) when dropped: an account or group a test made
+/// goes, whatever the test's outcome.
+#[allow(dead_code)] // each test file uses its part
+pub struct Gone(pub &'static str, pub String);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(self.0).arg(&self.1).output();
+    }
+}
+
 /// xorshift64*: reproducible pseudo-random cases without a dependency.
+#[allow(dead_code)] // each test file uses its part
 pub struct Rng(pub u64);
 
 #[allow(dead_code)] // each test file uses its part
