@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use twofold_policy::record::Override;
 use twofold_policy::store::{Store, UserState};
+use twofold_policy::userfiles::UserFiles;
 use twofold_policy::{UserName, system};
 
 /// How recent a file's timestamps may be for its cached contents to be trusted (see the
@@ -44,6 +45,9 @@ pub const NSS_TTL: Duration = Duration::from_secs(300);
 
 /// Above this many names to ask NSS about, the lookups run on several threads.
 const PARALLEL_LOOKUPS: usize = 64;
+
+/// From this many rows in a page, its records are refreshed on several threads.
+const PARALLEL_REFRESH: usize = 256;
 
 /// The identity of a file: when it is unchanged, so are its contents (but see [`RACY_NS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -588,6 +592,57 @@ fn refresh(
     Ok(())
 }
 
+/// Refreshes the records of a page (rows `start..` of `names`, `records` being theirs): on
+/// several threads when there are many, as on the first listing after a start, when every
+/// record is read (the files are independent; each is read as [`refresh`] reads it).
+fn refresh_page(
+    store: &Store,
+    dir: &Dir<'_>,
+    names: &Names,
+    start: usize,
+    records: &mut [Option<Cached>],
+) -> Result<(), IndexError> {
+    let one = |i: usize, cached: &mut Option<Cached>| -> Result<(), IndexError> {
+        let user = UserName::parse(names.get(start + i)).map_err(|e| IndexError::BadName {
+            uid: 0,
+            why: e.to_string(),
+        })?;
+        refresh(store, dir, &user, cached)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    if records.len() < PARALLEL_REFRESH || threads == 1 {
+        return records
+            .iter_mut()
+            .enumerate()
+            .try_for_each(|(i, c)| one(i, c));
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(k, part)| {
+                let one = &one;
+                scope.spawn(move || {
+                    part.iter_mut()
+                        .enumerate()
+                        .try_for_each(|(i, c)| one(k * chunk + i, c))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(IndexError::Reader("a reader thread panicked")))
+            })
+            .collect::<Result<Vec<()>, IndexError>>()
+            .map(|_| ())
+    })
+}
+
 /// Names, one allocation for all of them.
 #[derive(Debug, Default)]
 struct Names {
@@ -690,6 +745,9 @@ pub enum IndexError {
     /// The store failed.
     #[error("state: {0}")]
     Store(#[from] twofold_policy::StoreError),
+    /// A thread reading records stopped without an answer.
+    #[error("reading records: {0}")]
+    Reader(&'static str),
     /// A canonical name that cannot name a record.
     #[error("canonical name of uid {uid}: {why}")]
     BadName {
@@ -798,16 +856,15 @@ impl Index {
         let dir = Dir::of(store);
         let start = listing.names.position_after(after);
         let end = start.saturating_add(limit).min(listing.names.len());
+        // The page's records first (on several threads when many), then the rows in order.
+        if let Some(records) = listing.records.get_mut(start..end) {
+            refresh_page(store, &dir, &listing.names, start, records)?;
+        }
         for i in start..end {
             let name = listing.names.get(i);
-            let user = UserName::parse(name).map_err(|e| IndexError::BadName {
-                uid: 0,
-                why: e.to_string(),
-            })?;
-            let Some(cached) = listing.records.get_mut(i) else {
+            let Some(cached) = listing.records.get(i) else {
                 continue;
             };
-            refresh(store, &dir, &user, cached)?;
             let files_account;
             let account = match listing.who.get(i) {
                 None | Some(Who::Nobody) => None,
@@ -1048,12 +1105,16 @@ impl PolicyCache {
     }
 }
 
-/// NSS lookups of `names` (on several threads when there are many).
+/// NSS lookups of `names` (on several threads when there are many): names the files lack,
+/// so NSS is asked directly ([`UserFiles::nss_only`]).
 fn nss_lookup_all<'n>(
     names: &[&'n str],
 ) -> Result<Vec<(&'n str, Option<system::Account>)>, system::LookupError> {
     if names.len() < PARALLEL_LOOKUPS {
-        return names.iter().map(|n| Ok((*n, system::lookup(n)?))).collect();
+        return names
+            .iter()
+            .map(|n| Ok((*n, system::lookup_in(&UserFiles::nss_only(), n)?)))
+            .collect();
     }
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -1065,7 +1126,7 @@ fn nss_lookup_all<'n>(
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|n| Ok((*n, system::lookup(n)?)))
+                        .map(|n| Ok((*n, system::lookup_in(&UserFiles::nss_only(), n)?)))
                         .collect::<Result<Vec<_>, system::LookupError>>()
                 })
             })

@@ -52,7 +52,13 @@ fn is_not_found(errno: nix::errno::Errno) -> bool {
 /// Looks up the account `name` names: its uid, its canonical name (that of `getpwuid`), and
 /// the names of all the canonical account's groups. `Ok(None)` when no account has that name.
 pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
-    let Some(mut a) = lookup_account(name)? else {
+    lookup_in(&UserFiles::default(), name)
+}
+
+/// [`lookup`] with the user database files of `files` (e.g. [`UserFiles::nss_only`] for a
+/// caller that has already read the files and knows they lack the name).
+pub fn lookup_in(files: &UserFiles, name: &str) -> Result<Option<Account>, LookupError> {
+    let Some(mut a) = lookup_account_in(files, name)? else {
         return Ok(None);
     };
     a.groups = groups_of(&a)?;

@@ -260,6 +260,16 @@ impl UserFiles {
         }
     }
 
+    /// Files that never answer: every lookup goes to NSS.
+    pub fn nss_only() -> UserFiles {
+        UserFiles {
+            passwd: PathBuf::new(),
+            group: PathBuf::new(),
+            nsswitch: PathBuf::new(),
+            nsswitch_text: std::cell::OnceCell::from(None),
+        }
+    }
+
     fn authoritative(&self, db: &str) -> bool {
         self.nsswitch_text
             .get_or_init(|| read_small(&self.nsswitch))

@@ -8,7 +8,6 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
-use std::path::Path;
 mod common;
 
 use std::process::Command;
@@ -19,7 +18,7 @@ use twofold_policy::userfiles::{Answer, UserFiles};
 
 /// Files that never answer: every lookup goes to NSS (the code before the fast path).
 fn nss_only() -> UserFiles {
-    UserFiles::under(Path::new("/nonexistent-twofold"))
+    UserFiles::nss_only()
 }
 
 fn names_of(path: &str) -> Vec<String> {
