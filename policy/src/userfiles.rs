@@ -495,7 +495,7 @@ mod tests {
         let (_t, f) = files(NSS, "bob:x:1:1::/:/bin/sh\n# later\n\n+x\n", GROUP);
         assert!(matches!(f.account("bob"), Answer::Found(_)));
         assert_eq!(f.account("x"), Answer::AskNss);
-        // An alias whose account's first line comes after an odd one.
+        // An alias: the first line with its uid names the account.
         let (_t, f) = files(NSS, "bob:x:1:1::/:/bin/sh\nal:x:1:1::/:/bin/sh\n", GROUP);
         assert_eq!(
             f.account("al"),
