@@ -164,23 +164,13 @@ pub struct UserDb {
 
 /// Whether the `db:` line of nsswitch.conf (`text`) asks `files` first, and only `files` and
 /// `systemd` (Debian's default), read as glibc reads the file
-/// ([`twofold_policy::userfiles::files_first`]: anything glibc could read otherwise refuses).
+/// ([`twofold_policy::userfiles::nsswitch_sources`]: anything glibc could read otherwise
+/// refuses).
 fn files_first(text: &str, db: &str) -> bool {
-    if !twofold_policy::userfiles::files_first(text, db) {
-        return false;
-    }
-    let Some(line) = text.lines().find_map(|l| {
-        let l = l.split('#').next().unwrap_or("").trim();
-        l.strip_prefix(db)
-            .and_then(|rest| rest.trim_start().strip_prefix(':'))
-    }) else {
-        return false;
-    };
-    let sources: Vec<&str> = line
-        .split_whitespace()
-        .filter(|s| !s.starts_with('['))
-        .collect();
-    sources.first() == Some(&"files") && sources.iter().all(|s| matches!(*s, "files" | "systemd"))
+    twofold_policy::userfiles::nsswitch_sources(text, db).is_some_and(|sources| {
+        sources.first() == Some(&"files")
+            && sources.iter().all(|s| matches!(*s, "files" | "systemd"))
+    })
 }
 
 /// UID_MIN and UID_MAX of login.defs (`text`), Debian's defaults 1000 and 60000.

@@ -360,7 +360,7 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     store.hold_files();
     // What this login needs of the policy: from the compiled cache in the state directory when
     // it was made from exactly the current files, otherwise a full load (fail closed).
-    // The groups only when a [groups.X] rule exists: a group lookup asks every NSS source.
+    // The groups only when a [groups.X] rule exists, and then only those the policy names.
     let policy = login::policy_for(
         &args.policy,
         &store,

@@ -150,7 +150,8 @@ impl UserState {
 
 /// The whole of `file` (at most [`MAX_FILE_SIZE`] + 1 bytes, read from offset 0), `size` long
 /// by its metadata: one read asks for a byte more than that, and coming back short it has
-/// seen the end. A file that grew meanwhile is read on into a larger buffer; every buffer left behind is wiped (a record holds a secret).
+/// seen the end. A file that grew meanwhile is read on into a larger buffer; every buffer left
+/// behind is wiped (a record holds a secret).
 fn read_whole(file: &File, size: u64) -> io::Result<Zeroizing<Vec<u8>>> {
     use std::os::unix::fs::FileExt;
     let mut want = usize::try_from(size.min(MAX_FILE_SIZE)).unwrap_or(0) + 1;

@@ -77,25 +77,11 @@ fn read_some(file: &mut std::fs::File, buf: &mut [u8]) -> Option<usize> {
     }
 }
 
-/// A small file as text (`nsswitch.conf`), read to its end.
+/// A small file as text (`nsswitch.conf`), whole.
 fn read_small(path: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            if len >= MAX_LINE {
-                return None;
-            }
-            buf.resize(len * 2, 0);
-        }
-        let n = read_some(&mut file, buf.get_mut(len..)?)?;
-        if n == 0 {
-            buf.truncate(len);
-            return String::from_utf8(buf).ok();
-        }
-        len += n;
-    }
+    std::fs::read_to_string(path)
+        .ok()
+        .filter(|t| t.len() <= MAX_LINE)
 }
 
 /// A line as the scan sees it: `None` for one glibc would skip or read its own way (empty, a
@@ -153,17 +139,18 @@ fn each_line(
     }
 }
 
-/// Whether `nsswitch.conf` (its text) makes the files answer first for `db`, read the way
-/// glibc reads it (`nss_database.c`), and refusing whenever that reading could differ:
+/// The sources `nsswitch.conf` (its text) lists for `db`, read the way glibc reads the file
+/// (`nss_database.c`); `None` when there is no such line, or whenever glibc's reading could
+/// differ from this one:
 ///
 /// - a line whose first non-blank byte is `#` is a comment; a `#` anywhere else is not one to
 ///   glibc (`files#x` is a module name), so it makes the whole file unusable here;
 /// - a database name runs to a blank or a `:` (the colon is optional), case counts, and the
 ///   last line of a name wins: more than one line for `db` is refused;
 /// - sources are separated by ASCII blanks only; anything outside printable ASCII refuses;
-/// - any `[` anywhere refuses: an action can make NSS go on past `files`, and one bad action
+/// - any `[` anywhere refuses: an action can make NSS go on past a source, and one bad action
 ///   on any line makes glibc drop the whole file.
-pub fn files_first(nsswitch: &str, db: &str) -> bool {
+pub fn nsswitch_sources<'a>(nsswitch: &'a str, db: &str) -> Option<Vec<&'a str>> {
     let mut found: Option<&str> = None;
     for line in nsswitch.split('\n') {
         let l = line.trim_start_matches([' ', '\t']);
@@ -173,24 +160,30 @@ pub fn files_first(nsswitch: &str, db: &str) -> bool {
         if l.bytes()
             .any(|b| b == b'#' || b == b'[' || !(b == b'\t' || (b' '..=b'~').contains(&b)))
         {
-            return false;
+            return None;
         }
         let end = l.find([' ', '\t', ':']).unwrap_or(l.len());
         if l.get(..end) != Some(db) {
             continue;
         }
         if found.is_some() {
-            return false;
+            return None;
         }
         let rest = l.get(end..).unwrap_or("").trim_start_matches([' ', '\t']);
         found = Some(rest.strip_prefix(':').unwrap_or(rest));
     }
-    found.is_some_and(|sources| {
+    found.map(|sources| {
         sources
             .split([' ', '\t'])
-            .find(|s| !s.is_empty())
-            .is_some_and(|first| first == "files")
+            .filter(|s| !s.is_empty())
+            .collect()
     })
+}
+
+/// Whether `nsswitch.conf` (its text) makes the files answer first for `db`
+/// ([`nsswitch_sources`]).
+fn files_first(nsswitch: &str, db: &str) -> bool {
+    nsswitch_sources(nsswitch, db).is_some_and(|s| s.first() == Some(&"files"))
 }
 
 /// A name as the files may hold it: not empty, no blank or control character, no `:`, not a
