@@ -1032,3 +1032,41 @@ fn callers_are_told_apart() {
         assert_eq!(err(&r), "PermissionDenied", "{r}");
     }
 }
+
+/// The daemon keeps the state directory open between calls. Replaced behind its back (moved
+/// away and made again, or swapped for a symlink to another user's directory, or opened up to
+/// others), the next call must use what the path now leads to, or refuse: never the old one.
+#[test]
+fn a_replaced_state_directory_is_seen_at_the_next_call() {
+    use std::os::unix::fs::PermissionsExt;
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let state = w.dir.path().join("state");
+    let status = |w: &World| ok(&w.call(Some(&w.alice), "GetStatus", json!([])))["status"].clone();
+    // The first call makes the directory and keeps it open.
+    assert_eq!(status(&w), "off");
+    write_record(&w.store(), &w.alice.name, enroll_directly);
+    assert_eq!(status(&w), "enabled");
+    // Moved away and made again, empty: alice is no longer enrolled.
+    std::fs::rename(&state, w.dir.path().join("state.old")).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(status(&w), "off");
+    // Opened up to others: refused until it is private again.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = w.call(Some(&w.alice), "GetStatus", json!([]));
+    assert_eq!(err(&r), "Failed", "{r}");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(status(&w), "off");
+    // A symlink to the old directory in its place: refused, not followed.
+    std::fs::remove_dir(&state).unwrap();
+    std::os::unix::fs::symlink(w.dir.path().join("state.old"), &state).unwrap();
+    let r = w.call(Some(&w.alice), "GetStatus", json!([]));
+    assert_eq!(err(&r), "Failed", "{r}");
+    // The old directory back in place: enrolled again.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::rename(w.dir.path().join("state.old"), &state).unwrap();
+    assert_eq!(status(&w), "enabled");
+}
