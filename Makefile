@@ -37,7 +37,7 @@ ASSET_DIR ?= target/assets
 INSTALL_OWNER := $(shell [ "$$(id -u)" -eq 0 ] && echo "-o root -g root")
 INSTALL := install $(INSTALL_OWNER)
 
-.PHONY: stress bench apt demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files
+.PHONY: stress bench apt demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files hot-symbols
 
 all: build
 
@@ -90,6 +90,16 @@ bench: build
 	gcc -O2 -Wall -Wextra -o target/dl_bench bench/dl_bench.c -lpam
 	$(CARGO) build --release -p twofold-bench
 	target/release/twofold-bench --target target/release --pam-bench target/pam_bench --dl-bench target/dl_bench --out bench/results.md
+
+# The functions a login runs, for the linker to place together (pam_module/build.rs): after
+# changes to the login path or a new toolchain (root: accounts, a PAM service file).
+hot-symbols: build
+	@$(MAKE) --no-print-directory apt PACKAGES="$(BENCH_PACKAGES) valgrind"
+	gcc -O2 -Wall -Wextra -o target/pam_bench bench/pam_bench.c -lpam
+	gcc -O2 -Wall -Wextra -o target/dl_bench bench/dl_bench.c -lpam
+	$(CARGO) build --release -p twofold-bench
+	target/release/twofold-bench --target target/release --pam-bench target/pam_bench --dl-bench target/dl_bench --hot-symbols pam_module/hot-symbols.txt
+	$(CARGO) build --workspace --release
 
 # Abuse, minutes long, not in CI (root): concurrency, daemon kills, full disk, randomized inputs.
 stress: build

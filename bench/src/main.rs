@@ -385,6 +385,15 @@ fn main() {
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
     };
+    if let Some(out) = argv
+        .iter()
+        .position(|x| x == "--hot-symbols")
+        .and_then(|i| argv.get(i + 1))
+    {
+        hot_symbols(&a, Path::new(out));
+        twofold_bench::cleanup::run_all();
+        return;
+    }
     let md = run(&a);
     print!("{md}");
     std::fs::write(&a.out, md).unwrap();
@@ -500,6 +509,109 @@ fn run(a: &Args) -> String {
     }
     drop(devlog);
     md
+}
+
+/// `--hot-symbols FILE`: writes the functions of pam_twofold.so that logins run (accepted
+/// codes and refused ones, for real accounts, through the real libpam, with a `/dev/log`
+/// receiver), as valgrind's callgrind sees them, for the linker to place together
+/// (pam_module/build.rs). Run by `make hot-symbols` after changes to the login path or a new
+/// toolchain (whose symbol names differ); `make bench`'s page-fault column shows when it is due.
+fn hot_symbols(a: &Args, out: &Path) {
+    let devlog = DevLog::setup().expect("a syslog receiver on /dev/log");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let _remove_tmp = {
+        let t = t.to_owned();
+        twofold_bench::cleanup::register(move || {
+            let _ = std::fs::remove_dir_all(&t);
+        })
+    };
+    // The benchmark's policy: a group rule, so the group lookup is part of the path.
+    std::fs::create_dir(t.join("policy")).unwrap();
+    std::fs::write(
+        t.join("policy/policy.toml"),
+        "mode = \"optional\"\n[groups.sudo]\nmode = \"required\"\n[services.sudo]\nmode = \"disabled\"\n",
+    )
+    .unwrap();
+    let accounts = Accounts::create("tfhot", 4);
+    let pop = Population::new(
+        a,
+        t,
+        "real accounts",
+        "real",
+        accounts.names.clone(),
+        vec![],
+    );
+    let mut logins = pop.logins(0..2, false);
+    logins.extend(pop.logins(2..4, true));
+    let file = write_logins(t, &logins);
+    // A first round unprofiled: it compiles the policy cache, as a host's first login does
+    // (once the policy is 2 s old: a file changed within that is not cached yet).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    pop.prepare(TF, twofold_policy::time::now());
+    pop.run(a, t, TF, &logins);
+    pop.prepare(TF, twofold_policy::time::now());
+    let profile = t.join("callgrind.out");
+    let run = pop
+        .command(
+            a,
+            &[
+                "valgrind".into(),
+                "--tool=callgrind".into(),
+                "--demangle=no".into(),
+                format!("--callgrind-out-file={}", profile.display()),
+            ],
+            TF,
+            &file,
+        )
+        .stderr(Stdio::null())
+        .output()
+        .expect("valgrind (make hot-symbols installs it)");
+    let results = parse_pam_bench(&run.stdout);
+    assert_eq!(
+        results.iter().map(|l| l.ok).collect::<Vec<_>>(),
+        [true, true, false, false],
+        "the profiled logins did not go as planned"
+    );
+    let annotate = Command::new("callgrind_annotate")
+        .args(["--threshold=100", "--inclusive=no"])
+        .arg(&profile)
+        .output()
+        .expect("callgrind_annotate");
+    let module = a.module.display().to_string();
+    let mut names: Vec<String> = String::from_utf8_lossy(&annotate.stdout)
+        .lines()
+        .filter(|l| l.ends_with(&format!("[{module}]")))
+        .filter_map(|l| {
+            let name = l.split("???:").nth(1)?.split(" [").next()?;
+            // Code without a symbol shows as its address: nothing to name.
+            (!name.starts_with("0x")).then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(
+        names.len() > 50,
+        "too few functions profiled: {}",
+        names.len()
+    );
+    let mut text = String::from(
+        "# The functions of pam_twofold.so that logins run, placed first and together in .text by\n\
+         # the linker (pam_module/build.rs). Written by `make hot-symbols` (valgrind's callgrind over\n\
+         # accepted and refused logins, bench/src/main.rs); regenerate it after changes to the\n\
+         # login path or the toolchain. Names the build lacks are skipped.\n",
+    );
+    for n in &names {
+        text.push_str(n);
+        text.push('\n');
+    }
+    std::fs::write(out, text).unwrap();
+    eprintln!(
+        "{} functions written to {} ({})",
+        names.len(),
+        out.display(),
+        devlog.description
+    );
 }
 
 /// The type and device of the file system holding `p` (from /proc/self/mounts).

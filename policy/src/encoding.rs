@@ -18,24 +18,23 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeError;
 
-fn b32_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'2'..=b'7' => Some(c - b'2' + 26),
-        _ => None,
+/// Each byte's value in `alphabet`, or `NONE`.
+// Evaluated at compile time only: an index out of bounds would fail the build.
+#[allow(clippy::indexing_slicing)]
+const fn values(alphabet: &[u8]) -> [u8; 256] {
+    let mut t = [NONE; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
     }
+    t
 }
 
-fn b64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
-}
+/// Not a character of the alphabet.
+const NONE: u8 = 0xff;
+const B32_VALUES: [u8; 256] = values(B32);
+const B64_VALUES: [u8; 256] = values(B64);
 
 /// Encodes `bytes` with `bits` bits per character from `alphabet` (no padding).
 fn encode(bytes: &[u8], bits: u32, alphabet: &[u8]) -> String {
@@ -63,17 +62,21 @@ fn encode(bytes: &[u8], bits: u32, alphabet: &[u8]) -> String {
     out
 }
 
-/// Decodes `text` (`bits` bits per character, values from `value`) into `out`, which must hold
+/// Decodes `text` (`bits` bits per character, values from `values`) into `out`, which must hold
 /// exactly the decoded length; canonical texts only.
 fn decode_into(
     text: &[u8],
     bits: u32,
-    value: fn(u8) -> Option<u8>,
+    values: &[u8; 256],
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
     let (mut acc, mut n, mut k) = (0u32, 0u32, 0usize);
     for &c in text {
-        acc = (acc << bits) | u32::from(value(c).ok_or(DecodeError)?);
+        let v = values.get(usize::from(c)).copied().unwrap_or(NONE);
+        if v == NONE {
+            return Err(DecodeError);
+        }
+        acc = (acc << bits) | u32::from(v);
         n += bits;
         if n >= 8 {
             n -= 8;
@@ -107,7 +110,7 @@ pub fn base32_encode(bytes: &[u8]) -> String {
 pub fn base32_decode(text: &[u8]) -> Result<Zeroizing<Vec<u8>>, DecodeError> {
     let len = decoded_len(text.len(), 5).ok_or(DecodeError)?;
     let mut out = Zeroizing::new(vec![0u8; len]);
-    decode_into(text, 5, b32_value, &mut out)?;
+    decode_into(text, 5, &B32_VALUES, &mut out)?;
     Ok(out)
 }
 
@@ -122,7 +125,7 @@ pub fn base64_decode_array<const N: usize>(text: &[u8]) -> Result<[u8; N], Decod
         return Err(DecodeError);
     }
     let mut out = [0u8; N];
-    decode_into(text, 6, b64_value, &mut out)?;
+    decode_into(text, 6, &B64_VALUES, &mut out)?;
     Ok(out)
 }
 
@@ -130,7 +133,7 @@ pub fn base64_decode_array<const N: usize>(text: &[u8]) -> Result<[u8; N], Decod
 pub fn base64_decode(text: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let len = decoded_len(text.len(), 6).ok_or(DecodeError)?;
     let mut out = vec![0u8; len];
-    decode_into(text, 6, b64_value, &mut out)?;
+    decode_into(text, 6, &B64_VALUES, &mut out)?;
     Ok(out)
 }
 

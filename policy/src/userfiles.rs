@@ -77,27 +77,157 @@ fn read_some(file: &mut std::fs::File, buf: &mut [u8]) -> Option<usize> {
     }
 }
 
-/// A small file as text (`nsswitch.conf`), whole.
+/// A small file as text (`nsswitch.conf`), whole: read without asking its size first, and a
+/// read that comes back short is its end (a regular file's read stops short only there), so
+/// the usual file costs an open, one read and a close.
 fn read_small(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .filter(|t| t.len() <= MAX_LINE)
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 4 << 10];
+    let mut len = 0;
+    loop {
+        let want = buf.len() - len;
+        let n = read_some(&mut file, buf.get_mut(len..)?)?;
+        len += n;
+        if n == 0 || n < want {
+            break;
+        }
+        if len >= MAX_LINE {
+            return None;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
+/// A line as the scan hands it out: its bytes (without the newline) and where its first
+/// colons are.
+#[derive(Debug, Clone, Copy)]
+struct Line<'a> {
+    text: &'a [u8],
+    /// Offsets in `text` of its first [`MAX_COLONS`] colons.
+    colons: [usize; MAX_COLONS],
+    /// How many colons the line has (all of them, not only those kept).
+    count: usize,
+}
+
+/// The most fields a line of the files read here has (`/etc/passwd`: 7).
+const MAX_COLONS: usize = 6;
+
+impl<'a> Line<'a> {
+    /// The `N` fields of the line split at `:`, or `None` if it has another number of them.
+    fn fields<const N: usize>(&self) -> Option<[&'a [u8]; N]> {
+        if N == 0 || N > MAX_COLONS + 1 || self.count != N - 1 {
+            return None;
+        }
+        let mut out: [&[u8]; N] = [&[]; N];
+        let mut from = 0;
+        for (k, slot) in out.iter_mut().enumerate() {
+            let to = if k + 1 < N {
+                *self.colons.get(k)?
+            } else {
+                self.text.len()
+            };
+            *slot = self.text.get(from..to)?;
+            from = to + 1;
+        }
+        Some(out)
+    }
+}
+
+/// What one pass over a line found: its colons (offsets from its start) and any NUL.
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
+    colons: [usize; MAX_COLONS],
+    count: usize,
+    nul: bool,
+}
+
+/// A byte repeated in every byte of a word: `ONES * b`.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Every byte of `x` that is zero, as its high bit (exact: no carry crosses a byte).
+fn zero_bytes(x: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    !(((x & !HIGH).wrapping_add(!HIGH)) | x | !HIGH)
+}
+
+/// Where the first `byte` in `text` is, eight bytes at a time. (Not the `memchr` crate: its
+/// run-time CPU detection runs CPUID at each load of the module, tens of µs in a VM.)
+fn find_byte(text: &[u8], byte: u8) -> Option<usize> {
+    let pattern = ONES * u64::from(byte);
+    let mut words = text.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let hits = zero_bytes(u64::from_le_bytes(bytes) ^ pattern);
+        if hits != 0 {
+            return Some(base + (hits.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    let rest = words.remainder().iter().position(|&b| b == byte)?;
+    Some(base + rest)
+}
+
+/// The colons and NULs of `text`, eight bytes at a time: the files are read at every login,
+/// and a byte-at-a-time loop over them costs more than the reads.
+fn marks(text: &[u8]) -> Marks {
+    let mut m = Marks::default();
+    let note = |m: &mut Marks, at: usize| {
+        if let Some(slot) = m.colons.get_mut(m.count) {
+            *slot = at;
+        }
+        m.count += 1;
+    };
+    let mut words = text.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let w = u64::from_le_bytes(bytes);
+        m.nul |= zero_bytes(w) != 0;
+        let mut colons = zero_bytes(w ^ (ONES * u64::from(b':')));
+        while colons != 0 {
+            note(&mut m, base + (colons.trailing_zeros() / 8) as usize);
+            colons &= colons - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in words.remainder().iter().enumerate() {
+        match b {
+            b':' => note(&mut m, base + i),
+            0 => m.nul = true,
+            _ => {}
+        }
+    }
+    m
 }
 
 /// A line as the scan sees it: `None` for one glibc would skip or read its own way (empty, a
-/// comment, a leading blank, a NUL byte).
-fn plain_line(l: &[u8]) -> Option<&[u8]> {
-    // glibc reads a line as a C string: a NUL ends it there, so such a line is refused.
-    (!l.is_empty() && !matches!(l.first(), Some(b'#' | b' ' | b'\t' | b'\r')) && !l.contains(&0))
-        .then_some(l)
+/// comment, a leading blank, a NUL byte: glibc reads a line as a C string, so a NUL ends it).
+fn plain_line(text: &[u8]) -> Option<Line<'_>> {
+    if text.is_empty() || matches!(text.first(), Some(b'#' | b' ' | b'\t' | b'\r')) {
+        return None;
+    }
+    let m = marks(text);
+    (!m.nul).then_some(Line {
+        text,
+        colons: m.colons,
+        count: m.count,
+    })
 }
 
 /// Reads `path` from its start, a chunk at a time, and hands `f` each line in turn (see
 /// [`plain_line`]) until `f` breaks or the file ends; a scan that stops early reads no
 /// further, as glibc's does not. `None` when the file cannot be read whole (or is too big).
+///
 fn each_line(
     path: &Path,
-    mut f: impl FnMut(Option<&[u8]>) -> std::ops::ControlFlow<()>,
+    mut f: impl FnMut(Option<Line<'_>>) -> std::ops::ControlFlow<()>,
 ) -> Option<()> {
     let mut file = std::fs::File::open(path).ok()?;
     let mut buf = vec![0u8; CHUNK];
@@ -121,9 +251,12 @@ fn each_line(
             return None;
         }
         let end = len + n;
-        while let Some(i) = buf.get(start..end)?.iter().position(|&b| b == b'\n') {
-            let line = buf.get(start..start + i)?;
-            start += i + 1;
+        // Only the new bytes can hold the next newline.
+        let mut from = len;
+        while let Some(i) = find_byte(buf.get(from..end)?, b'\n') {
+            let line = buf.get(start..from + i)?;
+            start = from + i + 1;
+            from = start;
             if f(plain_line(line)).is_break() {
                 return Some(());
             }
@@ -209,33 +342,16 @@ fn id(s: &[u8]) -> Option<u32> {
     u32::try_from(v).ok()
 }
 
-/// The `N` fields of `line` split at `:`, or `None` if it has another number of them.
-fn fields<const N: usize>(line: &[u8]) -> Option<[&[u8]; N]> {
-    let mut out: [&[u8]; N] = [&[]; N];
-    let mut rest = line;
-    for (k, slot) in out.iter_mut().enumerate() {
-        match rest.iter().position(|&b| b == b':') {
-            Some(i) if k + 1 < N => {
-                *slot = rest.get(..i)?;
-                rest = rest.get(i + 1..)?;
-            }
-            None if k + 1 == N => *slot = rest,
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 /// A passwd line's name, uid and gid, if it is plain.
-fn passwd_line(line: Option<&[u8]>) -> Option<(&[u8], u32, u32)> {
-    let [name, _, uid, gid, _, _, _] = fields::<7>(line?)?;
+fn passwd_line(line: Option<Line<'_>>) -> Option<(&[u8], u32, u32)> {
+    let [name, _, uid, gid, _, _, _] = line?.fields::<7>()?;
     plain_name(name).then_some(())?;
     Some((name, id(uid)?, id(gid)?))
 }
 
 /// A group line's name, gid and member list, if it is plain.
-fn group_line(line: Option<&[u8]>) -> Option<(&[u8], u32, &[u8])> {
-    let [name, _, gid, members] = fields::<4>(line?)?;
+fn group_line(line: Option<Line<'_>>) -> Option<(&[u8], u32, &[u8])> {
+    let [name, _, gid, members] = line?.fields::<4>()?;
     plain_name(name).then_some(())?;
     let gid = id(gid)?;
     (members.is_empty() || members.split(|&b| b == b',').all(plain_name)).then_some(())?;
@@ -408,6 +524,41 @@ mod tests {
         );
         // Member lists name the canonical name; "al" is listed, "alice" is not.
         assert_eq!(f.membership("alice", 1000, &["sudo"]), vec![Found(false)]);
+    }
+
+    #[test]
+    fn word_at_a_time_scans_match_a_byte_loop() {
+        // Every length up to 40, colons and NULs at every offset (and bytes next to them that
+        // a carry could confuse: 0x01, 0x39, 0x3b, 0x80, 0xba, 0xff).
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let alphabet = [
+            b':', 0, 1, 0x39, 0x3b, 0x80, 0xba, 0xff, b'a', b'\n', 0x0b, 0x8a,
+        ];
+        for len in 0..40usize {
+            for _ in 0..300 {
+                let text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        alphabet[(seed % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                let m = marks(&text);
+                let colons: Vec<usize> = (0..len).filter(|&i| text[i] == b':').collect();
+                assert_eq!(m.count, colons.len(), "{text:?}");
+                let kept = colons.len().min(MAX_COLONS);
+                assert_eq!(&m.colons[..kept], &colons[..kept], "{text:?}");
+                assert_eq!(m.nul, text.contains(&0), "{text:?}");
+                for b in [b'\n', b':', 0, 0xff] {
+                    assert_eq!(
+                        find_byte(&text, b),
+                        text.iter().position(|&c| c == b),
+                        "{b} in {text:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
