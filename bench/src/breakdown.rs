@@ -72,7 +72,7 @@ fn split(logins: &LoginResults, phases: &Phases, floors: &Floors) -> String {
             "measured (harness)".into(),
         ],
         vec![
-            "·· of which dlopen + dlclose of pam_twofold.so (with libgcc_s.so.1)".into(),
+            "·· of which dlopen + dlclose of pam_twofold.so (it needs only libpam and libc, loaded already)".into(),
             format!("{:.0}", floors.dlopen_twofold),
             "floor, alone in a C process".into(),
         ],
@@ -578,7 +578,7 @@ fn floors(a: &Args, t: &Path, pop: &Population) -> Floors {
     ));
     if let Some((v, u)) = held.into_iter().next() {
         rows.push((
-            format!("the same with libgcc_s.so.1 (a NEEDED library of the Rust module, which C PAM applications do not load themselves) held loaded{}", unmapped(u)),
+            format!("the same with libgcc_s.so.1 held loaded (no longer a NEEDED library of the module: its unwinder is linked statically){}", unmapped(u)),
             v,
         ));
     }
