@@ -1,14 +1,17 @@
 /*
  * pam_bench: times logins through the real libpam, in one process.
  *
- * Usage: pam_bench SERVICE LOGINS_FILE
- * LOGINS_FILE: one "user code" pair per line. For each line: pam_start(SERVICE, user),
- * pam_authenticate (the conversation answers every prompt with the code), pam_end.
- * Prints one line per login: "full_ns auth_ns result minflt auth_minflt", where full covers
- * pam_start + pam_authenticate + pam_end, auth covers pam_authenticate alone, minflt is the
- * number of minor page faults of the process during that login and auth_minflt those during
- * pam_authenticate (getrusage: outside the timed parts, but for auth_minflt's two calls
- * inside the full login's, about a microsecond for every module alike). The benchmark driver (twofold-bench) interleaves services and computes the statistics.
+ * Usage: pam_bench SERVICE[,SERVICE...] LOGINS_FILE
+ * LOGINS_FILE: one "user code" pair per line. For each line and each service, in an order that
+ * rotates from one line to the next (so drift in the host's speed falls on every service
+ * alike): pam_start(SERVICE, user), pam_authenticate (the conversation answers every prompt
+ * with the code), pam_end.
+ * Prints one line per login: "service full_ns auth_ns result minflt auth_minflt", where service
+ * is the service's index in the list, full covers pam_start + pam_authenticate + pam_end, auth
+ * covers pam_authenticate alone, minflt is the number of minor page faults of the process
+ * during that login and auth_minflt those during pam_authenticate (getrusage: outside the
+ * timed parts, but for auth_minflt's two calls inside the full login's, about a microsecond for
+ * every module alike). The benchmark driver (twofold-bench) computes the statistics.
  */
 #include <security/pam_appl.h>
 #include <stdio.h>
@@ -45,29 +48,37 @@ static long minflt(void) {
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: pam_bench SERVICE LOGINS_FILE\n");
+        fprintf(stderr, "usage: pam_bench SERVICE[,SERVICE...] LOGINS_FILE\n");
         return 2;
     }
+    char *services[16];
+    int n_services = 0;
+    for (char *s = strtok(argv[1], ","); s && n_services < 16; s = strtok(NULL, ","))
+        services[n_services++] = s;
+    if (n_services == 0) { fprintf(stderr, "no service\n"); return 2; }
     FILE *f = fopen(argv[2], "r");
     if (!f) { perror(argv[2]); return 2; }
     char user[256], code[64];
     struct pam_conv c = { conv, NULL };
-    while (fscanf(f, "%255s %63s", user, code) == 2) {
+    for (int line = 0; fscanf(f, "%255s %63s", user, code) == 2; line++) {
         current_code = code;
-        pam_handle_t *h = NULL;
-        long flt0 = minflt();
-        long long t0 = now_ns();
-        int rc = pam_start(argv[1], user, &c, &h);
-        if (rc != PAM_SUCCESS) { fprintf(stderr, "pam_start: %d\n", rc); return 1; }
-        long aflt0 = minflt();
-        long long t1 = now_ns();
-        rc = pam_authenticate(h, PAM_SILENT);
-        long long t2 = now_ns();
-        long aflt1 = minflt();
-        pam_end(h, rc);
-        long long t3 = now_ns();
-        long flt1 = minflt();
-        printf("%lld %lld %d %ld %ld\n", t3 - t0, t2 - t1, rc, flt1 - flt0, aflt1 - aflt0);
+        for (int j = 0; j < n_services; j++) {
+            int k = (line + j) % n_services;
+            pam_handle_t *h = NULL;
+            long flt0 = minflt();
+            long long t0 = now_ns();
+            int rc = pam_start(services[k], user, &c, &h);
+            if (rc != PAM_SUCCESS) { fprintf(stderr, "pam_start: %d\n", rc); return 1; }
+            long aflt0 = minflt();
+            long long t1 = now_ns();
+            rc = pam_authenticate(h, PAM_SILENT);
+            long long t2 = now_ns();
+            long aflt1 = minflt();
+            pam_end(h, rc);
+            long long t3 = now_ns();
+            long flt1 = minflt();
+            printf("%d %lld %lld %d %ld %ld\n", k, t3 - t0, t2 - t1, rc, flt1 - flt0, aflt1 - aflt0);
+        }
     }
     fclose(f);
     return 0;

@@ -7,7 +7,8 @@
 //!    pam_authenticate + pam_end in one process) of the same users, once as real accounts in
 //!    /etc/passwd (made with useradd, removed afterwards) and once from nss_wrapper; twofold,
 //!    pam_google_authenticator stateless and with DISALLOW_REUSE, and pam_permit (libpam's own
-//!    cost) in interleaved rounds; then the cost of a refused (wrong) code.
+//!    cost), each user with every module in turn (the order rotating from user to user); then
+//!    the cost of a refused (wrong) code.
 //! 3. Where a twofold login's time goes: system calls per login (strace), CPU samples by shared
 //!    object (perf, when it works), the module's login path replayed phase by phase through
 //!    `twofold_policy`, and the floor of each operation alone; the module file's size and
@@ -226,6 +227,18 @@ impl Population {
     /// A pam_bench command for module `m` with this population's environment, under `wrapper`
     /// (e.g. strace) if given.
     pub fn command(&self, a: &Args, wrapper: &[String], m: usize, file: &Path) -> Command {
+        self.command_all(a, wrapper, &[m], file)
+    }
+
+    /// A pam_bench command that logs in with each of `modules` in turn for every line of
+    /// `file`.
+    pub fn command_all(
+        &self,
+        a: &Args,
+        wrapper: &[String],
+        modules: &[usize],
+        file: &Path,
+    ) -> Command {
         let mut c = match wrapper.split_first() {
             Some((w, rest)) => {
                 let mut c = Command::new(w);
@@ -234,7 +247,8 @@ impl Population {
             }
             None => Command::new(&a.pam_bench),
         };
-        c.arg(self.service(m)).arg(file);
+        let services: Vec<String> = modules.iter().map(|&m| self.service(m)).collect();
+        c.arg(services.join(",")).arg(file);
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -243,13 +257,30 @@ impl Population {
 
     /// Runs pam_bench for module `m` over `logins`.
     pub fn run(&self, a: &Args, t: &Path, m: usize, logins: &[(String, String)]) -> Vec<Login> {
+        self.run_all(a, t, &[m], logins).swap_remove(0)
+    }
+
+    /// Runs pam_bench over `logins`, each line with every one of `modules` in turn (the
+    /// order rotating from line to line), so a change in the host's speed during the run
+    /// falls on all of them alike; the logins of each module, in `modules`' order.
+    pub fn run_all(
+        &self,
+        a: &Args,
+        t: &Path,
+        modules: &[usize],
+        logins: &[(String, String)],
+    ) -> Vec<Vec<Login>> {
         let file = write_logins(t, logins);
         let out = self
-            .command(a, &[], m, &file)
+            .command_all(a, &[], modules, &file)
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
-        parse_pam_bench(&out.stdout)
+        let mut by_module = vec![Vec::new(); modules.len()];
+        for (k, login) in parse_pam_bench(&out.stdout) {
+            by_module[k].push(login);
+        }
+        by_module
     }
 }
 
@@ -292,18 +323,21 @@ pub fn write_logins(t: &Path, logins: &[(String, String)]) -> PathBuf {
     file
 }
 
-fn parse_pam_bench(stdout: &[u8]) -> Vec<Login> {
+fn parse_pam_bench(stdout: &[u8]) -> Vec<(usize, Login)> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            Login {
-                full: f[0].parse::<f64>().unwrap() / 1000.0,
-                auth: f[1].parse::<f64>().unwrap() / 1000.0,
-                ok: f[2] == "0",
-                minflt: f[3].parse().unwrap(),
-                auth_minflt: f[4].parse().unwrap(),
-            }
+            (
+                f[0].parse().unwrap(),
+                Login {
+                    full: f[1].parse::<f64>().unwrap() / 1000.0,
+                    auth: f[2].parse::<f64>().unwrap() / 1000.0,
+                    ok: f[3] == "0",
+                    minflt: f[4].parse().unwrap(),
+                    auth_minflt: f[5].parse().unwrap(),
+                },
+            )
         })
         .collect()
 }
@@ -425,25 +459,8 @@ fn run(a: &Args) -> String {
     }
     let devlog = DevLog::setup().expect("a syslog receiver on /dev/log");
     eprintln!("syslog: {}", devlog.description);
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, _remove_tmp) = workdir();
     let t = tmp.path();
-    // Removed by TempDir at the end; this covers a signal too.
-    let _remove_tmp = {
-        let t = t.to_owned();
-        twofold_bench::cleanup::register(move || {
-            let _ = std::fs::remove_dir_all(&t);
-        })
-    };
-    // A group rule naming a group the host has (Debian's `sudo`): a name missing from
-    // /etc/group sends every lookup on to nss_systemd's userdb probes (~250 µs).
-    // The policy in a directory of its own, as /etc/twofold is: the compiled cache is keyed by
-    // the directory too, and the bench writes its other files beside `t` all the time.
-    std::fs::create_dir(t.join("policy")).unwrap();
-    std::fs::write(
-        t.join("policy/policy.toml"),
-        "mode = \"optional\"\n[groups.sudo]\nmode = \"required\"\n[services.sudo]\nmode = \"disabled\"\n",
-    )
-    .unwrap();
 
     // The users: real accounts, and the same number from nss_wrapper.
     let n = a.per_round;
@@ -515,6 +532,29 @@ fn run(a: &Args) -> String {
     md
 }
 
+/// The run's temporary directory, removed at the end (by the `TempDir`) or at a signal (by
+/// the registered undo), with the benchmark's policy in `policy/policy.toml`.
+fn workdir() -> (tempfile::TempDir, twofold_bench::cleanup::Undo) {
+    let tmp = tempfile::tempdir().unwrap();
+    let undo = {
+        let t = tmp.path().to_owned();
+        twofold_bench::cleanup::register(move || {
+            let _ = std::fs::remove_dir_all(&t);
+        })
+    };
+    // A group rule naming a group the host has (Debian's `sudo`): a name missing from
+    // /etc/group sends every lookup on to nss_systemd's userdb probes (~250 µs).
+    // The policy in a directory of its own, as /etc/twofold is: the compiled cache is keyed by
+    // the directory too, and the bench writes its other files beside the policy all the time.
+    std::fs::create_dir(tmp.path().join("policy")).unwrap();
+    std::fs::write(
+        tmp.path().join("policy/policy.toml"),
+        "mode = \"optional\"\n[groups.sudo]\nmode = \"required\"\n[services.sudo]\nmode = \"disabled\"\n",
+    )
+    .unwrap();
+    (tmp, undo)
+}
+
 /// `--hot-symbols FILE`: writes the functions of pam_twofold.so that logins run (accepted
 /// codes and refused ones, for real accounts, through the real libpam, with a `/dev/log`
 /// receiver), as valgrind's callgrind sees them, for the linker to place together
@@ -522,21 +562,9 @@ fn run(a: &Args) -> String {
 /// toolchain (whose symbol names differ); `make bench`'s page-fault column shows when it is due.
 fn hot_symbols(a: &Args, out: &Path) {
     let devlog = DevLog::setup().expect("a syslog receiver on /dev/log");
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    let _remove_tmp = {
-        let t = t.to_owned();
-        twofold_bench::cleanup::register(move || {
-            let _ = std::fs::remove_dir_all(&t);
-        })
-    };
     // The benchmark's policy: a group rule, so the group lookup is part of the path.
-    std::fs::create_dir(t.join("policy")).unwrap();
-    std::fs::write(
-        t.join("policy/policy.toml"),
-        "mode = \"optional\"\n[groups.sudo]\nmode = \"required\"\n[services.sudo]\nmode = \"disabled\"\n",
-    )
-    .unwrap();
+    let (tmp, _remove_tmp) = workdir();
+    let t = tmp.path();
     let accounts = Accounts::create("tfhot", 4);
     let pop = Population::new(
         a,
@@ -573,7 +601,7 @@ fn hot_symbols(a: &Args, out: &Path) {
         .expect("valgrind (make hot-symbols installs it)");
     let results = parse_pam_bench(&run.stdout);
     assert_eq!(
-        results.iter().map(|l| l.ok).collect::<Vec<_>>(),
+        results.iter().map(|(_, l)| l.ok).collect::<Vec<_>>(),
         [true, true, false, false],
         "the profiled logins did not go as planned"
     );
@@ -647,7 +675,7 @@ fn header(a: &Args, devlog: &DevLog, passwd_lines: usize, group_lines: usize, fs
     );
     let date = twofold_policy::time::human(twofold_policy::time::now());
     format!(
-        "# twofold benchmarks\n\n{date}, {machine}. `make bench`: {n} users per user database, each logging in once per round with each module, {r} interleaved rounds (the order of the 8 population × module batches rotates every round; a warm-up batch of each first, discarded); release build.\n\n\
+        "# twofold benchmarks\n\n{date}, {machine}. `make bench`: {n} users per user database, each logging in once per round with each module, {r} rounds (in each, for each user database, every user logs in with each of the 4 modules in turn, the order rotating from one user to the next, so that the host's drift in speed falls on every module alike; a warm-up batch of each first, discarded); release build.\n\n\
          - Syslog: {dl}.\n\
          - Real accounts: {n} accounts `tfbench1`..`tfbench{n}` made with `useradd` (the distribution's defaults: a private group each), so /etc/passwd had {passwd_lines} lines and /etc/group {group_lines} during the run, resolved by glibc's NSS (`files`); removed with `userdel` afterwards.\n\
          - nss_wrapper: {n} users `tfbw1`..`tfbw{n}` with a private group each, from files given to `LD_PRELOAD`ed nss_wrapper; no account is made.\n\
@@ -669,14 +697,23 @@ fn logins_part(a: &Args, t: &Path, pops: &[Population]) -> LoginResults {
         pops[p].prepare(m, twofold_policy::time::now());
         pops[p].run(a, t, m, &pops[p].logins(0..5.min(a.per_round), false));
     }
+    // Each round, each population: every user logs in with every module in turn, the order
+    // rotating from user to user (pam_bench), so that the host's drift in speed, large on a
+    // VM, falls on all modules alike; the populations' order alternates from round to round.
+    let all: Vec<usize> = (0..MODULES.len()).collect();
     let mut valid = vec![vec![Vec::new(); MODULES.len()]; pops.len()];
     for r in 0..a.rounds {
         eprintln!("round {} of {}", r + 1, a.rounds);
-        for k in 0..configs.len() {
-            let (p, m) = configs[(r + k) % configs.len()];
-            pops[p].prepare(m, twofold_policy::time::now());
+        for k in 0..pops.len() {
+            let p = (r + k) % pops.len();
+            let now = twofold_policy::time::now();
+            for &m in &all {
+                pops[p].prepare(m, now);
+            }
             let logins = pops[p].logins(0..a.per_round, false);
-            valid[p][m].extend(pops[p].run(a, t, m, &logins));
+            for (m, got) in pops[p].run_all(a, t, &all, &logins).into_iter().enumerate() {
+                valid[p][m].extend(got);
+            }
         }
     }
     let mut wrong = vec![vec![Vec::new(); MODULES.len()]; pops.len()];
