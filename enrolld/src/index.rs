@@ -330,6 +330,8 @@ impl UserDb {
             uid,
             gid,
             groups: self.groups_of(canonical, gid),
+            typed_gid: None,
+            typed_groups: Vec::new(),
         })
     }
 
@@ -342,6 +344,8 @@ impl UserDb {
             uid,
             gid,
             groups: self.groups_of(canonical, gid),
+            typed_gid: None,
+            typed_groups: Vec::new(),
         })
     }
 
@@ -866,6 +870,8 @@ impl Index {
                         uid: *uid,
                         gid: *gid,
                         groups: db.groups_of(name, *gid),
+                        typed_gid: None,
+                        typed_groups: Vec::new(),
                     };
                     Some(&files_account)
                 }

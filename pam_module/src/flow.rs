@@ -9,7 +9,7 @@ use pam::items::{RHost, Service};
 use pam::module::PamHandle;
 use twofold_policy::cache::LazyLoadError;
 use twofold_policy::login::{self, Attempt, describe_gate};
-use twofold_policy::resolve::{RecordFacts, Subject, resolve};
+use twofold_policy::resolve::RecordFacts;
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::throttle::Gate;
 use twofold_policy::userfiles::UserFiles;
@@ -374,20 +374,22 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     })?;
     ctx.debug(|| {
         format!(
-            "policy {} loaded; groups={}",
+            "policy {} loaded; groups={} typed-name groups={}",
             args.policy.display(),
-            account.groups.join(",")
+            account.groups.join(","),
+            account.typed_groups.join(",")
         )
     });
     // Resolution needs only the record; the counters are read under the lock, if a code is asked.
     let record = store.read_record(&user)?;
     let now = time::now();
-    let subject = Subject {
-        user: user.as_str(),
-        groups: &account.groups,
-        service: ctx.service.as_deref(),
-    };
-    let res = resolve(&policy, &subject, &RecordFacts::of(record.as_ref()), now);
+    let res = login::resolve_login(
+        &policy,
+        &account,
+        ctx.service.as_deref(),
+        &RecordFacts::of(record.as_ref()),
+        now,
+    );
     let rule = match res.rule.source() {
         Some(s) => format!(
             "{}:{}@{}:{}",

@@ -854,6 +854,70 @@ fn another_name_for_the_same_account_gets_nothing_of_its_own() {
     assert!(!ok && out.contains("not set up yet"), "{out}");
 }
 
+/// A session opened under an alias gets the groups that list the alias (and its own line's
+/// primary group): a rule requiring such a group holds for the alias even when the account
+/// itself is not in it, while the account's own logins stay as its own groups decide.
+#[test]
+fn an_alias_listed_in_a_required_group_is_required() {
+    if !root_or_skip() {
+        return;
+    }
+    let user = common::TestUser::create("ag");
+    let alias = Alias::of(&user.name);
+    let group = format!("{}g", user.name);
+    struct GroupGone(String);
+    impl Drop for GroupGone {
+        fn drop(&mut self) {
+            let _ = Command::new("groupdel").arg(&self.0).output();
+        }
+    }
+    let _ = Command::new("groupdel").arg(&group).output();
+    assert!(
+        Command::new("groupadd")
+            .arg(&group)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _g = GroupGone(group.clone());
+    // Only the alias is listed: `id <alias>` shows the group, `id <user>` does not.
+    assert!(
+        Command::new("gpasswd")
+            .args(["-a", &alias.0, &group])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let rig = Rig::new(
+        &format!(
+            "mode = \"optional\"\n[enrollment]\nat_login = true\n[groups.{group}]\nmode = \"required\"\n"
+        ),
+        "",
+    );
+    // The account, not enrolled and in no required group: optional and off, nothing asked.
+    let (_, out, lines) = login_logged(&rig, &user.name, "", "local-test");
+    assert!(!out.contains("Verification code"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("status=off") && l.contains("rule=default")),
+        "{lines:?}"
+    );
+    // Its alias, whose sessions get the group: required by the group's rule, so pending, with
+    // enrollment offered inside the login and no way past account without it.
+    let (ok, out, lines) = login_logged(&rig, &alias.0, "\n\n\n", "local-test");
+    assert!(!ok && out.contains("not set up yet"), "{out}");
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("as={}", alias.0))
+            && l.contains("status=pending")
+            && l.contains(&format!("rule=group:[groups.{group}]"))),
+        "{lines:?}"
+    );
+    let (ok, out) = rig.login_ops(&alias.0, "", None, &["acct_mgmt"]);
+    assert!(!ok, "an alias in a required group skipped the code: {out}");
+}
+
 #[test]
 fn a_torn_counters_file_costs_nothing_but_is_logged() {
     if !root_or_skip() {

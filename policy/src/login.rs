@@ -11,7 +11,9 @@ use std::path::Path;
 
 use crate::cache::LazyLoadError;
 use crate::config::Policy;
+use crate::mode::Mode;
 use crate::record::Counters;
+use crate::resolve::{RecordFacts, Resolution, Subject, resolve};
 use crate::store::{Proof, Result, Store};
 use crate::system::{self, Account};
 use crate::throttle::{self, Gate};
@@ -33,18 +35,75 @@ pub fn policy_for(
     account: &mut Account,
     service: Option<&str>,
 ) -> std::result::Result<Policy, LazyLoadError> {
-    let (policy, groups) = {
+    let alias = account.as_typed();
+    let mut own: Option<Vec<String>> = None;
+    let mut typed: Vec<String> = Vec::new();
+    let (policy, _) = {
         let who: &Account = account;
-        Policy::load_for_lazy(policy_path, store, &who.name, service, &mut |names| {
+        let groups_of = |of: &Account, names: Option<&[&str]>| {
             match names {
-                Some(names) => system::member_of_in(files, who, names),
-                None => system::groups_of(who),
+                Some(names) => system::member_of_in(files, of, names),
+                None => system::groups_of(of),
             }
             .map_err(|e| e.to_string())
+        };
+        Policy::load_for_lazy(policy_path, store, &who.name, service, &mut |names| {
+            let mine = groups_of(who, names)?;
+            // An alias's session gets the groups of its own line too: the policy keeps the
+            // rules of both, and [`resolve_login`] takes the stricter outcome.
+            let mut all = mine.clone();
+            if let Some(alias) = &alias {
+                typed = groups_of(alias, names)?;
+                all.extend(typed.iter().cloned());
+                all.sort();
+                all.dedup();
+            }
+            own = Some(mine);
+            Ok(all)
         })?
     };
-    account.groups = groups;
+    account.groups = own.unwrap_or_default();
+    account.typed_groups = typed;
     Ok(policy)
+}
+
+/// The resolution of a login of `account` (after [`policy_for`]). For an alias, a session
+/// opened under the typed name gets the groups of that name's own line as well as the
+/// account's ([`Account::typed_groups`]), so that an alias listed in a group a rule requires
+/// cannot log in past that rule: the account is resolved with its own groups and with both,
+/// and the stricter mode stands (both, not the union alone, so that a group exempting the
+/// alias cannot loosen what the account's own rules ask).
+pub fn resolve_login(
+    policy: &Policy,
+    account: &Account,
+    service: Option<&str>,
+    facts: &RecordFacts<'_>,
+    now: u64,
+) -> Resolution {
+    let subject = |groups| Subject {
+        user: &account.name,
+        groups,
+        service,
+    };
+    let own = resolve(policy, &subject(&account.groups), facts, now);
+    if account
+        .typed_groups
+        .iter()
+        .all(|g| account.groups.contains(g))
+    {
+        return own;
+    }
+    let mut all = account.groups.clone();
+    all.extend(account.typed_groups.iter().cloned());
+    all.sort();
+    all.dedup();
+    let with_typed = resolve(policy, &subject(&all), facts, now);
+    let strength = |m: Mode| Mode::ALL.iter().position(|&x| x == m);
+    if strength(with_typed.mode) < strength(own.mode) {
+        with_typed
+    } else {
+        own
+    }
 }
 
 /// One code typed by a user.

@@ -28,6 +28,28 @@ pub struct Account {
     pub gid: u32,
     /// Names of all groups the user is in, primary and supplementary, sorted.
     pub groups: Vec<String>,
+    /// For an alias ([`Account::typed`]): the primary gid of the typed name's own line.
+    pub typed_gid: Option<u32>,
+    /// For an alias: the groups a session opened under the typed name gets (its line's
+    /// primary group, and the member lists that name it), of those the policy names; filled
+    /// in by [`crate::login::policy_for`] beside [`Account::groups`].
+    pub typed_groups: Vec<String>,
+}
+
+impl Account {
+    /// The typed name as an account of its own (its line's primary group), for its groups.
+    pub fn as_typed(&self) -> Option<Account> {
+        let name = self.typed.clone()?;
+        Some(Account {
+            name,
+            typed: None,
+            uid: self.uid,
+            gid: self.typed_gid.unwrap_or(self.gid),
+            groups: Vec::new(),
+            typed_gid: None,
+            typed_groups: Vec::new(),
+        })
+    }
 }
 
 /// A failed lookup (not "no such user": that is `Ok(None)`).
@@ -62,6 +84,9 @@ pub fn lookup_in(files: &UserFiles, name: &str) -> Result<Option<Account>, Looku
         return Ok(None);
     };
     a.groups = groups_of(&a)?;
+    if let Some(typed) = a.as_typed() {
+        a.typed_groups = groups_of(&typed)?;
+    }
     Ok(Some(a))
 }
 
@@ -84,12 +109,15 @@ pub fn lookup_account_in(files: &UserFiles, name: &str) -> Result<Option<Account
         return Ok(None);
     }
     if let Answer::Found(a) = files.account(name) {
+        let alias = a.canonical != name;
         return Ok(Some(Account {
-            typed: (a.canonical != name).then(|| name.to_owned()),
+            typed: alias.then(|| name.to_owned()),
+            typed_gid: alias.then_some(a.typed_gid),
             name: a.canonical,
             uid: a.uid,
             gid: a.gid,
             groups: Vec::new(),
+            typed_groups: Vec::new(),
         }));
     }
     let user = match User::from_name(name) {
@@ -103,6 +131,7 @@ pub fn lookup_account_in(files: &UserFiles, name: &str) -> Result<Option<Account
             });
         }
     };
+    let typed_gid = user.gid.as_raw();
     // The canonical entry of this uid. If the database has none (a broken NSS setup), the
     // entry found by name is all there is.
     let canonical = match User::from_uid(user.uid) {
@@ -116,12 +145,15 @@ pub fn lookup_account_in(files: &UserFiles, name: &str) -> Result<Option<Account
             });
         }
     };
+    let alias = canonical.name != name;
     Ok(Some(Account {
-        typed: (canonical.name != name).then(|| name.to_owned()),
+        typed: alias.then(|| name.to_owned()),
+        typed_gid: alias.then_some(typed_gid),
         name: canonical.name,
         uid: canonical.uid.as_raw(),
         gid: canonical.gid.as_raw(),
         groups: Vec::new(),
+        typed_groups: Vec::new(),
     }))
 }
 
@@ -145,6 +177,8 @@ pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
         groups,
+        typed_gid: None,
+        typed_groups: Vec::new(),
     }))
 }
 

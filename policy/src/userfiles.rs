@@ -58,6 +58,9 @@ pub struct FileAccount {
     pub uid: u32,
     /// The primary gid of the canonical line.
     pub gid: u32,
+    /// The primary gid of the name's own line (the canonical line's, unless an alias's line
+    /// names another group): what a session opened under that name starts with.
+    pub typed_gid: u32,
 }
 
 impl Default for UserFiles {
@@ -413,7 +416,8 @@ impl UserFiles {
             }
             std::ops::ControlFlow::Continue(())
         });
-        let (Some(()), true, true, Some(&(uid, _, _))) = (read, plain, found, rows.last()) else {
+        let (Some(()), true, true, Some(&(uid, typed_gid, _))) = (read, plain, found, rows.last())
+        else {
             return Answer::AskNss;
         };
         let mut from = 0;
@@ -424,6 +428,7 @@ impl UserFiles {
                         canonical: canonical.to_owned(),
                         uid,
                         gid,
+                        typed_gid,
                     }),
                     _ => Answer::AskNss,
                 };
@@ -497,17 +502,19 @@ mod tests {
     #[test]
     fn first_line_by_name_then_first_line_by_uid() {
         let (_t, f) = files(NSS, PASSWD, GROUP);
-        let acc = |n: &str, uid: u32, gid: u32| {
+        let acc = |n: &str, uid: u32, gid: u32, typed_gid: u32| {
             Answer::Found(FileAccount {
                 canonical: n.into(),
                 uid,
                 gid,
+                typed_gid,
             })
         };
-        assert_eq!(f.account("alice"), acc("alice", 1000, 1000));
-        // An alias resolves to the account's first line, gid included.
-        assert_eq!(f.account("al"), acc("alice", 1000, 1000));
-        assert_eq!(f.account("bob"), acc("bob", 1001, 1001));
+        assert_eq!(f.account("alice"), acc("alice", 1000, 1000, 1000));
+        // An alias resolves to the account's first line, gid included; its own line's gid is
+        // kept for the groups of a session opened under it.
+        assert_eq!(f.account("al"), acc("alice", 1000, 1000, 1001));
+        assert_eq!(f.account("bob"), acc("bob", 1001, 1001, 1001));
         assert_eq!(f.account("carol"), Answer::AskNss);
         assert_eq!(f.account("Alice"), Answer::AskNss);
         assert_eq!(f.account(""), Answer::AskNss);
@@ -586,7 +593,8 @@ mod tests {
                 Answer::Found(FileAccount {
                     canonical: format!("u{i}"),
                     uid: 10_000 + i,
-                    gid: 20_000 + i
+                    gid: 20_000 + i,
+                    typed_gid: 20_000 + i
                 }),
                 "u{i}"
             );
@@ -596,7 +604,8 @@ mod tests {
             Answer::Found(FileAccount {
                 canonical: "u7".into(),
                 uid: 10_007,
-                gid: 20_007
+                gid: 20_007,
+                typed_gid: 1
             })
         );
         assert_eq!(f.account("u3000"), Answer::AskNss);
@@ -646,7 +655,8 @@ mod tests {
             Answer::Found(FileAccount {
                 canonical: "bob".into(),
                 uid: 1,
-                gid: 1
+                gid: 1,
+                typed_gid: 1
             })
         );
         let odd_nsswitch = [

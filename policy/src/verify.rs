@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 
 use crate::login::{Attempt, describe_gate};
 use crate::mode::Status;
-use crate::resolve::{RecordFacts, Subject, resolve};
+use crate::resolve::RecordFacts;
 use crate::store::Store;
 use crate::throttle::{self, Gate};
 use crate::username::UserName;
@@ -395,12 +395,13 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
         Err(e) => return unavailable(format!("state: {e}")),
     };
     let now = time::now();
-    let subject = Subject {
-        user: user.as_str(),
-        groups: &account.groups,
+    let res = crate::login::resolve_login(
+        &policy,
+        &account,
         service,
-    };
-    let res = resolve(&policy, &subject, &RecordFacts::of(record.as_ref()), now);
+        &RecordFacts::of(record.as_ref()),
+        now,
+    );
     let decided = format!("rule={} status={}", res.rule.kind(), res.status);
     let name = user.as_str();
     match res.status {

@@ -342,3 +342,56 @@ fn grace_deadline_runs_from_required_since() {
     };
     assert_eq!(resolve(&p, &s, &facts, 1_000).deadline, None);
 }
+
+/// An alias (another passwd line with the account's uid) opens sessions with its own line's
+/// groups as well as the account's: a rule that requires one of those groups holds for it, and
+/// a group that exempts it cannot loosen what the account's own groups ask.
+#[test]
+fn an_alias_is_held_to_the_stricter_of_its_groups_and_the_accounts() {
+    use twofold_policy::login::resolve_login;
+    use twofold_policy::system::Account;
+    let p = policy();
+    let account = |groups: &[&str], typed_groups: &[&str]| Account {
+        name: "alice".into(),
+        typed: Some("al".into()),
+        uid: 1000,
+        gid: 1000,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        typed_gid: Some(1001),
+        typed_groups: typed_groups.iter().map(|g| g.to_string()).collect(),
+    };
+    let facts = RecordFacts::default();
+    let mode = |a: &Account, service: Option<&str>| resolve_login(&p, a, service, &facts, 0).mode;
+    // The alias is listed in wheel (required); the account is not: required.
+    let a = account(&["staff"], &["wheel"]);
+    assert_eq!(mode(&a, None), Mode::Required);
+    assert!(matches!(
+        resolve_login(&p, &a, None, &facts, 0).rule,
+        Rule::Group(ref g, _) if g == "wheel"
+    ));
+    // The alias is in robots (disabled); the account is in wheel: still required.
+    assert_eq!(
+        mode(&account(&["wheel"], &["robots"]), None),
+        Mode::Required
+    );
+    // The account alone would be required by sshd; robots on the alias changes nothing.
+    assert_eq!(
+        mode(&account(&[], &["robots"]), Some("sshd")),
+        Mode::Required
+    );
+    // Nothing of the alias's own: the account's resolution, rule included.
+    let plain = account(&["wheel"], &["wheel"]);
+    assert_eq!(
+        resolve_login(&p, &plain, None, &facts, 0),
+        resolve(
+            &p,
+            &Subject {
+                user: "alice",
+                groups: &plain.groups,
+                service: None
+            },
+            &facts,
+            0
+        )
+    );
+}

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::json;
 use twofold_policy::config::{Policy, RuleEntry, Source};
-use twofold_policy::resolve::{RecordFacts, Resolution, Rule, Subject, resolve};
+use twofold_policy::resolve::{RecordFacts, Resolution, Rule};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::{Status, UserName, system, time};
 
@@ -322,12 +322,8 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
     };
     let facts = RecordFacts::of(record.as_ref());
     let now = time::now();
-    let subject = Subject {
-        user: name.as_str(),
-        groups: &account.groups,
-        service,
-    };
-    let res = resolve(&policy, &subject, &facts, now);
+    // An alias's session has its own line's groups too: the stricter outcome stands.
+    let res = twofold_policy::login::resolve_login(&policy, &account, service, &facts, now);
     let sentence = describe(&res, &policy, now);
     if g.json {
         let out = json!({
@@ -335,6 +331,7 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
             "typed_as": account.typed,
             "uid": account.uid,
             "groups": account.groups,
+            "typed_groups": account.typed.as_ref().map(|_| &account.typed_groups),
             "service": service,
             "mode": res.mode.as_str(),
             "status": res.status.as_str(),
@@ -359,6 +356,17 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
             None => println!("user      {} (uid {})", account.name, account.uid),
         }
         println!("groups    {groups}");
+        if let Some(t) = &account.typed {
+            let extra: Vec<&str> = account
+                .typed_groups
+                .iter()
+                .filter(|g| !account.groups.contains(g))
+                .map(String::as_str)
+                .collect();
+            if !extra.is_empty() {
+                println!("          and, logged in as {t:?}: {}", extra.join(", "));
+            }
+        }
         println!("service   {}", service.unwrap_or("(any)"));
         println!("mode      {}", res.mode);
         println!("status    {}: {sentence}", res.status);
