@@ -669,6 +669,35 @@ pub fn module_facts(path: &Path) -> Vec<(String, String)> {
             format!("{}: {}", exported.len(), exported.join(", ")),
         ));
     }
+    // How much of pam_module/hot-symbols.txt this build has (names carry hashes that change
+    // with the code and the toolchain): what is missing lies outside the login's code.
+    if let (Ok(list), Some(syms)) = (
+        std::fs::read_to_string("pam_module/hot-symbols.txt"),
+        readelf(&["--syms", "-W"], path),
+    ) {
+        let have: std::collections::HashSet<&str> = syms
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .collect();
+        let wanted: Vec<&str> = list
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let found = wanted.iter().filter(|n| have.contains(*n)).count();
+        facts.push((
+            "functions of pam_module/hot-symbols.txt in this build (placed together)".into(),
+            format!(
+                "{found} of {}{}",
+                wanted.len(),
+                if found * 10 < wanted.len() * 9 {
+                    ": stale, run `make hot-symbols`"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
     facts
 }
 
