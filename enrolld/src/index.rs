@@ -321,17 +321,22 @@ impl UserDb {
         Some((canonical, uid, gid))
     }
 
-    /// The account `name` names in the files, with its groups, like [`system::lookup`].
+    /// The account `name` names in the files, with its groups, like [`system::lookup`]
+    /// (the daemon decides by the account's groups: an alias's own are not filled in).
     pub fn account(&self, name: &str) -> Option<system::Account> {
         let (canonical, uid, gid) = self.find(name)?;
+        let typed_gid = self
+            .users
+            .binary_search_by(|u| self.name(u.0).cmp(name))
+            .ok()
+            .and_then(|i| self.users.get(i))
+            .map_or(gid, |u| u.2);
         Some(system::Account {
             name: canonical.to_owned(),
-            typed: (canonical != name).then(|| name.to_owned()),
+            typed: (canonical != name).then(|| system::Typed::new(name, typed_gid)),
             uid,
             gid,
             groups: self.groups_of(canonical, gid),
-            typed_gid: None,
-            typed_groups: Vec::new(),
         })
     }
 
@@ -344,8 +349,6 @@ impl UserDb {
             uid,
             gid,
             groups: self.groups_of(canonical, gid),
-            typed_gid: None,
-            typed_groups: Vec::new(),
         })
     }
 
@@ -870,8 +873,6 @@ impl Index {
                         uid: *uid,
                         gid: *gid,
                         groups: db.groups_of(name, *gid),
-                        typed_gid: None,
-                        typed_groups: Vec::new(),
                     };
                     Some(&files_account)
                 }
@@ -1215,7 +1216,7 @@ mod tests {
         assert_eq!(db.local().collect::<Vec<_>>(), ["ann", "ann2"]);
         let a = db.account("ann2").unwrap();
         assert_eq!(a.name, "ann");
-        assert_eq!(a.typed.as_deref(), Some("ann2"));
+        assert_eq!(a.typed.as_ref().map(|t| t.name.as_str()), Some("ann2"));
         assert_eq!((a.uid, a.gid), (1000, 1000));
         assert_eq!(a.groups, ["ann", "wheel"]);
         assert_eq!(db.account_of_uid(1000).unwrap(), db.account("ann").unwrap());

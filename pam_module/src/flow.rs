@@ -377,7 +377,7 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
             "policy {} loaded; groups={} typed-name groups={}",
             args.policy.display(),
             account.groups.join(","),
-            account.typed_groups.join(",")
+            account.typed_groups().join(",")
         )
     });
     // Resolution needs only the record; the counters are read under the lock, if a code is asked.

@@ -63,13 +63,15 @@ pub fn policy_for(
         })?
     };
     account.groups = own.unwrap_or_default();
-    account.typed_groups = typed;
+    if let Some(t) = account.typed.as_mut() {
+        t.groups = typed;
+    }
     Ok(policy)
 }
 
 /// The resolution of a login of `account` (after [`policy_for`]). For an alias, a session
 /// opened under the typed name gets the groups of that name's own line as well as the
-/// account's ([`Account::typed_groups`]), so that an alias listed in a group a rule requires
+/// account's ([`system::Typed::groups`]), so that an alias listed in a group a rule requires
 /// cannot log in past that rule: the account is resolved with its own groups and with both,
 /// and the stricter mode stands (both, not the union alone, so that a group exempting the
 /// alias cannot loosen what the account's own rules ask).
@@ -87,14 +89,14 @@ pub fn resolve_login(
     };
     let own = resolve(policy, &subject(&account.groups), facts, now);
     if account
-        .typed_groups
+        .typed_groups()
         .iter()
         .all(|g| account.groups.contains(g))
     {
         return own;
     }
     let mut all = account.groups.clone();
-    all.extend(account.typed_groups.iter().cloned());
+    all.extend(account.typed_groups().iter().cloned());
     all.sort();
     all.dedup();
     let with_typed = resolve(policy, &subject(&all), facts, now);

@@ -21,34 +21,56 @@ pub struct Account {
     /// The canonical login name: the one `getpwuid(uid)` returns.
     pub name: String,
     /// The name it was looked up by, when that differs from [`Account::name`] (an alias).
-    pub typed: Option<String>,
+    /// Boxed: the daemon holds one `Account` per user of a listing, and aliases are rare.
+    pub typed: Option<Box<Typed>>,
     /// User id.
     pub uid: u32,
     /// Primary group id.
     pub gid: u32,
     /// Names of all groups the user is in, primary and supplementary, sorted.
     pub groups: Vec<String>,
-    /// For an alias ([`Account::typed`]): the primary gid of the typed name's own line.
-    pub typed_gid: Option<u32>,
-    /// For an alias: the groups a session opened under the typed name gets (its line's
-    /// primary group, and the member lists that name it), of those the policy names; filled
-    /// in by [`crate::login::policy_for`] beside [`Account::groups`].
-    pub typed_groups: Vec<String>,
+}
+
+/// The other name an account was looked up by (a second passwd line with its uid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typed {
+    /// The name as typed.
+    pub name: String,
+    /// The primary gid of that name's own line.
+    pub gid: u32,
+    /// The groups a session opened under that name gets (its line's primary group, and the
+    /// member lists that name it): all of them from [`lookup`], those the policy names from
+    /// [`crate::login::policy_for`].
+    pub groups: Vec<String>,
+}
+
+impl Typed {
+    /// The alias `name`, whose own line has primary gid `gid`.
+    pub fn new(name: &str, gid: u32) -> Box<Typed> {
+        Box::new(Typed {
+            name: name.to_owned(),
+            gid,
+            groups: Vec::new(),
+        })
+    }
 }
 
 impl Account {
     /// The typed name as an account of its own (its line's primary group), for its groups.
     pub fn as_typed(&self) -> Option<Account> {
-        let name = self.typed.clone()?;
+        let t = self.typed.as_ref()?;
         Some(Account {
-            name,
+            name: t.name.clone(),
             typed: None,
             uid: self.uid,
-            gid: self.typed_gid.unwrap_or(self.gid),
+            gid: t.gid,
             groups: Vec::new(),
-            typed_gid: None,
-            typed_groups: Vec::new(),
         })
+    }
+
+    /// The groups of the typed name (empty for no alias).
+    pub fn typed_groups(&self) -> &[String] {
+        self.typed.as_ref().map_or(&[], |t| &t.groups)
     }
 }
 
@@ -84,8 +106,11 @@ pub fn lookup_in(files: &UserFiles, name: &str) -> Result<Option<Account>, Looku
         return Ok(None);
     };
     a.groups = groups_of(&a)?;
-    if let Some(typed) = a.as_typed() {
-        a.typed_groups = groups_of(&typed)?;
+    if let Some(alias) = a.as_typed() {
+        let groups = groups_of(&alias)?;
+        if let Some(t) = a.typed.as_mut() {
+            t.groups = groups;
+        }
     }
     Ok(Some(a))
 }
@@ -111,13 +136,11 @@ pub fn lookup_account_in(files: &UserFiles, name: &str) -> Result<Option<Account
     if let Answer::Found(a) = files.account(name) {
         let alias = a.canonical != name;
         return Ok(Some(Account {
-            typed: alias.then(|| name.to_owned()),
-            typed_gid: alias.then_some(a.typed_gid),
+            typed: alias.then(|| Typed::new(name, a.typed_gid)),
             name: a.canonical,
             uid: a.uid,
             gid: a.gid,
             groups: Vec::new(),
-            typed_groups: Vec::new(),
         }));
     }
     let user = match User::from_name(name) {
@@ -147,13 +170,11 @@ pub fn lookup_account_in(files: &UserFiles, name: &str) -> Result<Option<Account
     };
     let alias = canonical.name != name;
     Ok(Some(Account {
-        typed: alias.then(|| name.to_owned()),
-        typed_gid: alias.then_some(typed_gid),
+        typed: alias.then(|| Typed::new(name, typed_gid)),
         name: canonical.name,
         uid: canonical.uid.as_raw(),
         gid: canonical.gid.as_raw(),
         groups: Vec::new(),
-        typed_groups: Vec::new(),
     }))
 }
 
@@ -177,8 +198,6 @@ pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
         groups,
-        typed_gid: None,
-        typed_groups: Vec::new(),
     }))
 }
 

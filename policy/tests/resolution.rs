@@ -349,16 +349,18 @@ fn grace_deadline_runs_from_required_since() {
 #[test]
 fn an_alias_is_held_to_the_stricter_of_its_groups_and_the_accounts() {
     use twofold_policy::login::resolve_login;
-    use twofold_policy::system::Account;
+    use twofold_policy::system::{Account, Typed};
     let p = policy();
     let account = |groups: &[&str], typed_groups: &[&str]| Account {
         name: "alice".into(),
-        typed: Some("al".into()),
+        typed: Some(Box::new(Typed {
+            name: "al".into(),
+            gid: 1001,
+            groups: typed_groups.iter().map(|g| g.to_string()).collect(),
+        })),
         uid: 1000,
         gid: 1000,
         groups: groups.iter().map(|g| g.to_string()).collect(),
-        typed_gid: Some(1001),
-        typed_groups: typed_groups.iter().map(|g| g.to_string()).collect(),
     };
     let facts = RecordFacts::default();
     let mode = |a: &Account, service: Option<&str>| resolve_login(&p, a, service, &facts, 0).mode;

@@ -150,7 +150,10 @@ fn an_alias_and_its_groups_resolve_as_nss_does() {
     assert_eq!(fast, nss);
     let account = fast.unwrap();
     assert_eq!(account.name, user);
-    assert_eq!(account.typed.as_deref(), Some(alias.as_str()));
+    assert_eq!(
+        account.typed.as_ref().map(|t| t.name.as_str()),
+        Some(alias.as_str())
+    );
     if files_first_here() {
         assert!(matches!(
             UserFiles::default().account(&alias),

@@ -328,10 +328,10 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
     if g.json {
         let out = json!({
             "user": account.name,
-            "typed_as": account.typed,
+            "typed_as": account.typed.as_ref().map(|t| &t.name),
             "uid": account.uid,
             "groups": account.groups,
-            "typed_groups": account.typed.as_ref().map(|_| &account.typed_groups),
+            "typed_groups": account.typed.as_ref().map(|t| &t.groups),
             "service": service,
             "mode": res.mode.as_str(),
             "status": res.status.as_str(),
@@ -348,7 +348,7 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
         } else {
             account.groups.join(", ")
         };
-        match &account.typed {
+        match account.typed.as_ref().map(|t| &t.name) {
             Some(t) => println!(
                 "user      {} (uid {}; {t:?} is another name for this account)",
                 account.name, account.uid
@@ -356,9 +356,9 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
             None => println!("user      {} (uid {})", account.name, account.uid),
         }
         println!("groups    {groups}");
-        if let Some(t) = &account.typed {
+        if let Some(t) = account.typed.as_ref().map(|t| &t.name) {
             let extra: Vec<&str> = account
-                .typed_groups
+                .typed_groups()
                 .iter()
                 .filter(|g| !account.groups.contains(g))
                 .map(String::as_str)
