@@ -746,13 +746,17 @@ impl Daemon {
         if !state.enrolled() {
             return Err(not_enrolled());
         }
-        if let Some(res) = required_anywhere(
-            &policy,
-            name.as_str(),
-            &account.groups,
-            &RecordFacts::of(state.record.as_ref()),
-            time::now(),
-        ) {
+        // Sessions opened under another name of this uid (an alias) have that name's groups
+        // as well: required by either view, the user may not switch 2FA off.
+        let facts = RecordFacts::of(state.record.as_ref());
+        let now = time::now();
+        let mut with_aliases = account.groups.clone();
+        with_aliases.extend(self.index.user_db().alias_groups(account.uid));
+        with_aliases.sort();
+        with_aliases.dedup();
+        if let Some(res) = required_anywhere(&policy, name.as_str(), &account.groups, &facts, now)
+            .or_else(|| required_anywhere(&policy, name.as_str(), &with_aliases, &facts, now))
+        {
             self.log.notice(&format!(
                 "caller={} action=disable result=refused: required ({})",
                 caller.label(),

@@ -721,6 +721,63 @@ fn a_service_requirement_forbids_self_disable_and_grace_is_granted_once() {
     );
 }
 
+/// A session opened under another name of alice's uid gets that name's groups: a group rule
+/// that requires the alias forbids alice to switch 2FA off, even though she is not in the
+/// group herself (else: disable, log in as the alias, pending with a fresh grace period).
+#[test]
+fn an_alias_in_a_required_group_forbids_self_disable() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let alice = Some(&w.alice);
+    let u = UserName::parse(&w.alice.name).unwrap();
+    let wheel = Group::create("wh");
+    let alias = format!("{}al", w.alice.name);
+    let st = std::process::Command::new("useradd")
+        .args(["-o", "-u", &w.alice.uid.to_string(), "-g"])
+        .arg(w.alice.gid.to_string())
+        .args(["-M", "-s", "/bin/sh", &alias])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("userdel").arg(&self.0).status();
+        }
+    }
+    let _gone = Gone(alias.clone());
+    let gpasswd = |op: &str| {
+        let out = std::process::Command::new("gpasswd")
+            .args([op, &alias, &wheel.name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gpasswd {op}");
+    };
+    gpasswd("-a");
+    let text = std::fs::read_to_string(&w.policy).unwrap()
+        + &format!("\n[groups.{}]\nmode = \"required\"\n", wheel.name);
+    std::fs::write(&w.policy, text).unwrap();
+    let (key, _) = enroll(&w, &w.alice);
+    fresh_step_within(5);
+    let code = oathtool(&key, 1);
+    let r = w.call(alice, "Disable", json!([code]));
+    assert_eq!(err(&r), "Forbidden", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("[groups.{}]", wheel.name)),
+        "{r}"
+    );
+    assert!(w.store().read(&u).unwrap().enrolled());
+    // Once the alias is no longer listed, the same code switches it off.
+    gpasswd("-d");
+    ok(&w.call(alice, "Disable", json!([code])));
+    assert!(!w.store().read(&u).unwrap().enrolled());
+}
+
 #[test]
 fn another_name_for_the_same_account_is_that_account() {
     if !root_or_skip() {

@@ -771,6 +771,24 @@ impl Drop for Alias {
     }
 }
 
+/// A group made with `groupadd`, removed on drop.
+struct TestGroup(String);
+
+impl TestGroup {
+    fn create(name: &str) -> TestGroup {
+        let _ = Command::new("groupdel").arg(name).output();
+        let st = Command::new("groupadd").arg(name).status().unwrap();
+        assert!(st.success(), "groupadd {name}");
+        TestGroup(name.to_owned())
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
 #[test]
 fn another_name_for_the_same_account_gets_nothing_of_its_own() {
     if !root_or_skip() {
@@ -820,24 +838,11 @@ fn another_name_for_the_same_account_gets_nothing_of_its_own() {
 
     // A group rule follows the account too: the alias of a member is required (pending, so
     // it would enroll inside the login and may not skip it in account).
-    let group = format!("{}g", user.name);
-    assert!(
-        Command::new("groupadd")
-            .arg(&group)
-            .status()
-            .unwrap()
-            .success()
-    );
-    struct GroupGone(String);
-    impl Drop for GroupGone {
-        fn drop(&mut self) {
-            let _ = Command::new("groupdel").arg(&self.0).output();
-        }
-    }
-    let _g = GroupGone(group.clone());
+    let group = TestGroup::create(&format!("{}g", user.name));
+    let group = &group.0;
     assert!(
         Command::new("usermod")
-            .args(["-aG", &group, &user.name])
+            .args(["-aG", group, &user.name])
             .status()
             .unwrap()
             .success()
@@ -864,26 +869,12 @@ fn an_alias_listed_in_a_required_group_is_required() {
     }
     let user = common::TestUser::create("ag");
     let alias = Alias::of(&user.name);
-    let group = format!("{}g", user.name);
-    struct GroupGone(String);
-    impl Drop for GroupGone {
-        fn drop(&mut self) {
-            let _ = Command::new("groupdel").arg(&self.0).output();
-        }
-    }
-    let _ = Command::new("groupdel").arg(&group).output();
-    assert!(
-        Command::new("groupadd")
-            .arg(&group)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _g = GroupGone(group.clone());
+    let group = TestGroup::create(&format!("{}g", user.name));
+    let group = &group.0;
     // Only the alias is listed: `id <alias>` shows the group, `id <user>` does not.
     assert!(
         Command::new("gpasswd")
-            .args(["-a", &alias.0, &group])
+            .args(["-a", &alias.0, group])
             .output()
             .unwrap()
             .status
