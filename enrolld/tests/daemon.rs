@@ -678,6 +678,20 @@ fn replacing_or_disabling_needs_the_current_factor() {
     assert_eq!(err(&r), "InvalidCode", "{r}");
 }
 
+/// Alice enrolls, and her `Disable` with a valid code is refused as `Forbidden` by `rule`,
+/// leaving her enrolled; returns that code (still unused: the refusal comes first).
+fn enrolled_then_disable_forbidden(w: &World, rule: &str) -> String {
+    let u = UserName::parse(&w.alice.name).unwrap();
+    let (key, _) = enroll(w, &w.alice);
+    fresh_step_within(5);
+    let code = oathtool(&key, 1);
+    let r = w.call(Some(&w.alice), "Disable", json!([code]));
+    assert_eq!(err(&r), "Forbidden", "{r}");
+    assert!(r["message"].as_str().unwrap().contains(rule), "{r}");
+    assert!(w.store().read(&u).unwrap().enrolled());
+    code
+}
+
 #[test]
 fn a_service_requirement_forbids_self_disable_and_grace_is_granted_once() {
     if !root_or_skip() {
@@ -690,16 +704,7 @@ fn a_service_requirement_forbids_self_disable_and_grace_is_granted_once() {
     let text =
         std::fs::read_to_string(&w.policy).unwrap() + "\n[services.sshd]\nmode = \"required\"\n";
     std::fs::write(&w.policy, text).unwrap();
-    let (key, _) = enroll(&w, &w.alice);
-    fresh_step_within(5);
-    let code = oathtool(&key, 1);
-    let r = w.call(alice, "Disable", json!([code]));
-    assert_eq!(err(&r), "Forbidden", "{r}");
-    assert!(
-        r["message"].as_str().unwrap().contains("[services.sshd]"),
-        "{r}"
-    );
-    assert!(w.store().read(&u).unwrap().enrolled());
+    let code = enrolled_then_disable_forbidden(&w, "[services.sshd]");
     // The refusal came before the code was checked: without the service rule, the same code
     // still proves it.
     std::fs::write(&w.policy, POLICY.replace("ADMINS", &w.admins.name)).unwrap();
@@ -721,6 +726,29 @@ fn a_service_requirement_forbids_self_disable_and_grace_is_granted_once() {
     );
 }
 
+/// A second passwd line with `of`'s uid and primary group (`useradd -o`), removed on drop.
+struct Alias(String);
+
+impl Alias {
+    fn of(of: &Account) -> Alias {
+        let name = format!("{}al", of.name);
+        let st = std::process::Command::new("useradd")
+            .args(["-o", "-u", &of.uid.to_string(), "-g"])
+            .arg(of.gid.to_string())
+            .args(["-M", "-s", "/bin/sh", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd -o {name}");
+        Alias(name)
+    }
+}
+
+impl Drop for Alias {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.0).status();
+    }
+}
+
 /// A session opened under another name of alice's uid gets that name's groups: a group rule
 /// that requires the alias forbids alice to switch 2FA off, even though she is not in the
 /// group herself (else: disable, log in as the alias, pending with a fresh grace period).
@@ -733,21 +761,8 @@ fn an_alias_in_a_required_group_forbids_self_disable() {
     let alice = Some(&w.alice);
     let u = UserName::parse(&w.alice.name).unwrap();
     let wheel = Group::create("wh");
-    let alias = format!("{}al", w.alice.name);
-    let st = std::process::Command::new("useradd")
-        .args(["-o", "-u", &w.alice.uid.to_string(), "-g"])
-        .arg(w.alice.gid.to_string())
-        .args(["-M", "-s", "/bin/sh", &alias])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    struct Gone(String);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("userdel").arg(&self.0).status();
-        }
-    }
-    let _gone = Gone(alias.clone());
+    let alias_line = Alias::of(&w.alice);
+    let alias = alias_line.0.clone();
     let gpasswd = |op: &str| {
         let out = std::process::Command::new("gpasswd")
             .args([op, &alias, &wheel.name])
@@ -759,19 +774,7 @@ fn an_alias_in_a_required_group_forbids_self_disable() {
     let text = std::fs::read_to_string(&w.policy).unwrap()
         + &format!("\n[groups.{}]\nmode = \"required\"\n", wheel.name);
     std::fs::write(&w.policy, text).unwrap();
-    let (key, _) = enroll(&w, &w.alice);
-    fresh_step_within(5);
-    let code = oathtool(&key, 1);
-    let r = w.call(alice, "Disable", json!([code]));
-    assert_eq!(err(&r), "Forbidden", "{r}");
-    assert!(
-        r["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("[groups.{}]", wheel.name)),
-        "{r}"
-    );
-    assert!(w.store().read(&u).unwrap().enrolled());
+    let code = enrolled_then_disable_forbidden(&w, &format!("[groups.{}]", wheel.name));
     // Once the alias is no longer listed, the same code switches it off.
     gpasswd("-d");
     ok(&w.call(alice, "Disable", json!([code])));
@@ -785,21 +788,8 @@ fn another_name_for_the_same_account_is_that_account() {
     }
     let w = World::new(&[]);
     // A second passwd line with alice's uid.
-    let alias = format!("{}al", w.alice.name);
-    let st = std::process::Command::new("useradd")
-        .args(["-o", "-u", &w.alice.uid.to_string(), "-g"])
-        .arg(w.alice.gid.to_string())
-        .args(["-M", "-s", "/bin/sh", &alias])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    struct Gone(String);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("userdel").arg(&self.0).status();
-        }
-    }
-    let _gone = Gone(alias.clone());
+    let alias_line = Alias::of(&w.alice);
+    let alias = alias_line.0.clone();
     // An admin requiring the alias requires alice; the answer names her.
     let info = ok(&w.call(None, "Require", json!([alias]))).clone();
     assert_eq!(info["user"], w.alice.name);
