@@ -631,7 +631,8 @@ fn hot_symbols(a: &Args, out: &Path) {
         "# The functions of pam_twofold.so that logins run, placed first and together in .text by\n\
          # the linker (pam_module/build.rs). Written by `make hot-symbols` (valgrind's callgrind over\n\
          # accepted and refused logins, bench/src/main.rs); regenerate it after changes to the\n\
-         # login path or the toolchain. Names the build lacks are skipped.\n",
+         # login path or the toolchain. The names are those of `make build` (the whole workspace:\n\
+         # building the module alone gives its crates other hashes). Names a build lacks are skipped.\n",
     );
     for n in &names {
         text.push_str(n);

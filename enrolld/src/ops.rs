@@ -750,10 +750,10 @@ impl Daemon {
         // as well: required by either view, the user may not switch 2FA off.
         let facts = RecordFacts::of(state.record.as_ref());
         let now = time::now();
-        let mut with_aliases = account.groups.clone();
-        with_aliases.extend(self.index.user_db().alias_groups(account.uid));
-        with_aliases.sort();
-        with_aliases.dedup();
+        let with_aliases = system::union(
+            &account.groups,
+            &self.index.user_db().alias_groups(account.uid),
+        );
         if let Some(res) = required_anywhere(&policy, name.as_str(), &account.groups, &facts, now)
             .or_else(|| required_anywhere(&policy, name.as_str(), &with_aliases, &facts, now))
         {

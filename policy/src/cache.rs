@@ -317,7 +317,7 @@ fn deserialize(text: &str, fp: &Fingerprint, now: i64, wanted: &Wanted<'_>) -> O
 pub type GroupsFn<'a> = dyn FnMut(Option<&[&str]>) -> Result<Vec<String>, String> + 'a;
 
 /// Up to this many `[groups.X]` rules, a login asks about those groups by name
-/// ([`crate::system::member_of`]) rather than for all of the user's groups.
+/// ([`crate::system::member_of_in`]) rather than for all of the user's groups.
 pub const FEW_GROUPS: usize = 16;
 
 /// [`deserialize`] for `user` and `service`, with the groups looked up through `groups` only

@@ -11,7 +11,6 @@ use std::path::Path;
 
 use crate::cache::LazyLoadError;
 use crate::config::Policy;
-use crate::mode::Mode;
 use crate::record::Counters;
 use crate::resolve::{RecordFacts, Resolution, Subject, resolve};
 use crate::store::{Proof, Result, Store};
@@ -36,9 +35,10 @@ pub fn policy_for(
     service: Option<&str>,
 ) -> std::result::Result<Policy, LazyLoadError> {
     let alias = account.as_typed();
+    // For an alias: the account's own groups (the policy is kept for both, see below).
     let mut own: Option<Vec<String>> = None;
     let mut typed: Vec<String> = Vec::new();
-    let (policy, _) = {
+    let (policy, groups) = {
         let who: &Account = account;
         let groups_of = |of: &Account, names: Option<&[&str]>| {
             match names {
@@ -49,20 +49,18 @@ pub fn policy_for(
         };
         Policy::load_for_lazy(policy_path, store, &who.name, service, &mut |names| {
             let mine = groups_of(who, names)?;
+            let Some(alias) = &alias else {
+                return Ok(mine);
+            };
             // An alias's session gets the groups of its own line too: the policy keeps the
             // rules of both, and [`resolve_login`] takes the stricter outcome.
-            let mut all = mine.clone();
-            if let Some(alias) = &alias {
-                typed = groups_of(alias, names)?;
-                all.extend(typed.iter().cloned());
-                all.sort();
-                all.dedup();
-            }
+            typed = groups_of(alias, names)?;
+            let all = system::union(&mine, &typed);
             own = Some(mine);
             Ok(all)
         })?
     };
-    account.groups = own.unwrap_or_default();
+    account.groups = own.unwrap_or(groups);
     if let Some(t) = account.typed.as_mut() {
         t.groups = typed;
     }
@@ -95,13 +93,9 @@ pub fn resolve_login(
     {
         return own;
     }
-    let mut all = account.groups.clone();
-    all.extend(account.typed_groups().iter().cloned());
-    all.sort();
-    all.dedup();
+    let all = system::union(&account.groups, account.typed_groups());
     let with_typed = resolve(policy, &subject(&all), facts, now);
-    let strength = |m: Mode| Mode::ALL.iter().position(|&x| x == m);
-    if strength(with_typed.mode) < strength(own.mode) {
+    if with_typed.mode.strength() > own.mode.strength() {
         with_typed
     } else {
         own

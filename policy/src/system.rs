@@ -74,6 +74,14 @@ impl Account {
     }
 }
 
+/// The groups of `a` and of `b` together, sorted, each once.
+pub fn union(a: &[String], b: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = a.iter().chain(b).cloned().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// A failed lookup (not "no such user": that is `Ok(None)`).
 #[derive(Debug, thiserror::Error)]
 #[error("user database lookup of {what} failed: {errno}")]
@@ -122,13 +130,9 @@ pub fn groups_of(account: &Account) -> Result<Vec<String>, LookupError> {
 }
 
 /// Like [`lookup`], without the groups ([`Account::groups`] is empty): for a login that no
-/// group rule can affect (see [`groups_of`]). From `/etc/passwd` read once when it answers
-/// for the name exactly as NSS would ([`crate::userfiles`]), else through NSS.
-pub fn lookup_account(name: &str) -> Result<Option<Account>, LookupError> {
-    lookup_account_in(&UserFiles::default(), name)
-}
-
-/// [`lookup_account`] with the user database files of `files`.
+/// group rule can affect (see [`groups_of`]). From the user database files of `files` (read
+/// once when they answer for the name exactly as NSS would: [`crate::userfiles`]), else
+/// through NSS.
 pub fn lookup_account_in(files: &UserFiles, name: &str) -> Result<Option<Account>, LookupError> {
     if name.contains('\0') {
         return Ok(None);
@@ -206,12 +210,7 @@ pub fn lookup_uid(uid: u32) -> Result<Option<Account>, LookupError> {
 /// this asks the user database about those few instead of enumerating every group of every
 /// NSS source as `getgrouplist` does ([`groups_of`]); membership is the same (a group's
 /// members by name, and the primary group), sorted. Groups `/etc/group` answers for exactly
-/// as NSS would ([`crate::userfiles`]) are read from it, in one read for all.
-pub fn member_of(account: &Account, names: &[&str]) -> Result<Vec<String>, LookupError> {
-    member_of_in(&UserFiles::default(), account, names)
-}
-
-/// [`member_of`] with the user database files of `files`.
+/// as NSS would ([`crate::userfiles`], through `files`) are read from it, in one read for all.
 pub fn member_of_in(
     files: &UserFiles,
     account: &Account,

@@ -103,15 +103,11 @@ fn read_small(path: &Path) -> Option<String> {
     String::from_utf8(buf).ok()
 }
 
-/// A line as the scan hands it out: its bytes (without the newline) and where its first
-/// colons are.
+/// A line as the scan hands it out: its bytes (without the newline) and where its colons are.
 #[derive(Debug, Clone, Copy)]
 struct Line<'a> {
     text: &'a [u8],
-    /// Offsets in `text` of its first [`MAX_COLONS`] colons.
-    colons: [usize; MAX_COLONS],
-    /// How many colons the line has (all of them, not only those kept).
-    count: usize,
+    marks: Marks,
 }
 
 /// The most fields a line of the files read here has (`/etc/passwd`: 7).
@@ -120,14 +116,14 @@ const MAX_COLONS: usize = 6;
 impl<'a> Line<'a> {
     /// The `N` fields of the line split at `:`, or `None` if it has another number of them.
     fn fields<const N: usize>(&self) -> Option<[&'a [u8]; N]> {
-        if N == 0 || N > MAX_COLONS + 1 || self.count != N - 1 {
+        if N == 0 || N > MAX_COLONS + 1 || self.marks.count != N - 1 {
             return None;
         }
         let mut out: [&[u8]; N] = [&[]; N];
         let mut from = 0;
         for (k, slot) in out.iter_mut().enumerate() {
             let to = if k + 1 < N {
-                *self.colons.get(k)?
+                *self.marks.colons.get(k)?
             } else {
                 self.text.len()
             };
@@ -141,7 +137,9 @@ impl<'a> Line<'a> {
 /// What one pass over a line found: its colons (offsets from its start) and any NUL.
 #[derive(Debug, Default, Clone, Copy)]
 struct Marks {
+    /// The offsets of its first [`MAX_COLONS`] colons.
     colons: [usize; MAX_COLONS],
+    /// How many colons it has (all of them, not only those kept).
     count: usize,
     nul: bool,
 }
@@ -155,24 +153,30 @@ fn zero_bytes(x: u64) -> u64 {
     !(((x & !HIGH).wrapping_add(!HIGH)) | x | !HIGH)
 }
 
+/// `text` eight bytes at a time: each whole word (little-endian) with its offset, and then the
+/// bytes after the last whole word with theirs.
+fn words(text: &[u8]) -> (impl Iterator<Item = (usize, u64)> + '_, usize, &[u8]) {
+    let chunks = text.chunks_exact(8);
+    let rest = chunks.remainder();
+    let words = chunks.enumerate().filter_map(|(i, w)| {
+        let bytes = <[u8; 8]>::try_from(w).ok()?;
+        Some((i * 8, u64::from_le_bytes(bytes)))
+    });
+    (words, text.len() - rest.len(), rest)
+}
+
 /// Where the first `byte` in `text` is, eight bytes at a time. (Not the `memchr` crate: its
 /// run-time CPU detection runs CPUID at each load of the module, tens of µs in a VM.)
 fn find_byte(text: &[u8], byte: u8) -> Option<usize> {
     let pattern = ONES * u64::from(byte);
-    let mut words = text.chunks_exact(8);
-    let mut base = 0;
-    for word in &mut words {
-        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        let hits = zero_bytes(u64::from_le_bytes(bytes) ^ pattern);
+    let (words, base, rest) = words(text);
+    for (at, w) in words {
+        let hits = zero_bytes(w ^ pattern);
         if hits != 0 {
-            return Some(base + (hits.trailing_zeros() / 8) as usize);
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
         }
-        base += 8;
     }
-    let rest = words.remainder().iter().position(|&b| b == byte)?;
-    Some(base + rest)
+    Some(base + rest.iter().position(|&b| b == byte)?)
 }
 
 /// The colons and NULs of `text`, eight bytes at a time: the files are read at every login,
@@ -185,22 +189,16 @@ fn marks(text: &[u8]) -> Marks {
         }
         m.count += 1;
     };
-    let mut words = text.chunks_exact(8);
-    let mut base = 0;
-    for word in &mut words {
-        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        let w = u64::from_le_bytes(bytes);
+    let (words, base, rest) = words(text);
+    for (at, w) in words {
         m.nul |= zero_bytes(w) != 0;
         let mut colons = zero_bytes(w ^ (ONES * u64::from(b':')));
         while colons != 0 {
-            note(&mut m, base + (colons.trailing_zeros() / 8) as usize);
+            note(&mut m, at + (colons.trailing_zeros() / 8) as usize);
             colons &= colons - 1;
         }
-        base += 8;
     }
-    for (i, &b) in words.remainder().iter().enumerate() {
+    for (i, &b) in rest.iter().enumerate() {
         match b {
             b':' => note(&mut m, base + i),
             0 => m.nul = true,
@@ -216,18 +214,13 @@ fn plain_line(text: &[u8]) -> Option<Line<'_>> {
     if text.is_empty() || matches!(text.first(), Some(b'#' | b' ' | b'\t' | b'\r')) {
         return None;
     }
-    let m = marks(text);
-    (!m.nul).then_some(Line {
-        text,
-        colons: m.colons,
-        count: m.count,
-    })
+    let marks = marks(text);
+    (!marks.nul).then_some(Line { text, marks })
 }
 
 /// Reads `path` from its start, a chunk at a time, and hands `f` each line in turn (see
 /// [`plain_line`]) until `f` breaks or the file ends; a scan that stops early reads no
 /// further, as glibc's does not. `None` when the file cannot be read whole (or is too big).
-///
 fn each_line(
     path: &Path,
     mut f: impl FnMut(Option<Line<'_>>) -> std::ops::ControlFlow<()>,

@@ -1,4 +1,4 @@
-//! `system::member_of` (a few named groups, asked by name) agrees with `system::groups_of`
+//! `system::member_of_in` (a few named groups, asked by name) agrees with `system::groups_of`
 //! (every group of the user, `getgrouplist`) on real accounts and groups. Needs root.
 #![allow(
     clippy::unwrap_used,
@@ -50,7 +50,12 @@ fn asking_by_name_finds_the_same_groups() {
         other.as_str(),
         "no-such-group-tf",
     ];
-    let by_name = system::member_of(&account, &names).unwrap();
+    let by_name = system::member_of_in(
+        &twofold_policy::userfiles::UserFiles::default(),
+        &account,
+        &names,
+    )
+    .unwrap();
     let expected: Vec<String> = all
         .iter()
         .filter(|g| names.contains(&g.as_str()))
