@@ -66,8 +66,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::{self, Policy, PolicyError, RuleEntry, Setting, Source};
 use crate::duration::PolicyDuration;
 use crate::mode::Mode;
@@ -77,7 +75,7 @@ use crate::totp::{Algorithm, Params};
 
 /// The file name in the state directory (a user name never starts with a dot).
 pub const CACHE_NAME: &str = ".policy-cache";
-const MAGIC: &str = "twofold-policy-cache\t2";
+const MAGIC: &str = "twofold-policy-cache\t3";
 /// A file is settled when its mtime and ctime, in whole seconds, are at most the build time
 /// minus this (one second for the coarse clock's lag, one for the granularity).
 const SETTLE_SECS: i64 = 2;
@@ -96,8 +94,9 @@ pub struct Wanted<'a> {
 /// The identity of the files `main` and its drop-ins would be loaded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fingerprint {
-    /// SHA-256 of every file's and directory's metadata.
-    hash: String,
+    /// Every file's and directory's path and metadata, in hex: compared whole, so that no two
+    /// different states of the files can share a key (no hash, no collision to reason about).
+    key: String,
     /// The latest mtime or ctime among them, in whole seconds.
     newest: i64,
 }
@@ -118,14 +117,14 @@ fn now_secs() -> Option<i64> {
 
 fn fingerprint(main: &Path) -> Option<Fingerprint> {
     use std::os::unix::ffi::OsStrExt;
-    // Every login computes this: the raw fields into a hash, no text formatting.
-    let mut fp = Sha256::new();
+    // Every login computes this: the raw fields, no text formatting, no hashing.
+    let mut fp: Vec<u8> = Vec::with_capacity(512);
     let mut newest = i64::MIN;
     let mut add = |p: &Path| -> Option<()> {
         let m = std::fs::symlink_metadata(p).ok()?;
         newest = newest.max(m.mtime()).max(m.ctime());
-        fp.update(p.as_os_str().as_bytes());
-        fp.update([0]);
+        fp.extend_from_slice(p.as_os_str().as_bytes());
+        fp.push(0);
         for n in [
             m.dev(),
             m.ino(),
@@ -138,7 +137,7 @@ fn fingerprint(main: &Path) -> Option<Fingerprint> {
             u64::from(m.uid()),
             u64::from(m.gid()),
         ] {
-            fp.update(n.to_le_bytes());
+            fp.extend_from_slice(&n.to_le_bytes());
         }
         Some(())
     };
@@ -156,10 +155,10 @@ fn fingerprint(main: &Path) -> Option<Fingerprint> {
             add(&f)?;
         }
     } else {
-        fp.update(b"no policy.d\0");
+        fp.extend_from_slice(b"no policy.d\0");
     }
     Some(Fingerprint {
-        hash: hex(&fp.finalize()),
+        key: hex(&fp),
         newest,
     })
 }
@@ -333,12 +332,12 @@ fn deserialize_lazy(
 ) -> Option<Result<(Policy, Vec<String>), String>> {
     let mut lines = text.lines();
     let header = lines.next()?;
-    let (hash, built) = header
+    let (key, built) = header
         .strip_prefix(MAGIC)?
         .strip_prefix('\t')?
         .split_once('\t')?;
     let built: i64 = built.parse().ok()?;
-    if hash != fp.hash || !fp.settled(built) || now < built {
+    if key != fp.key || !fp.settled(built) || now < built {
         return None;
     }
     let mut policy = Policy::default();
@@ -523,7 +522,7 @@ impl Policy {
         if let (Some(fp), Some(built)) = (fp, now)
             && fp.settled(built)
             && fingerprint(main).as_ref() == Some(&fp)
-            && let Some(text) = serialize(&policy, &fp.hash, built)
+            && let Some(text) = serialize(&policy, &fp.key, built)
         {
             // A cache that cannot be written costs only speed.
             let _ = store.replace_aux(CACHE_NAME, &text);
@@ -564,9 +563,9 @@ mod tests {
     }
 
     /// Files last changed at second 1000, a build at 1002 (the earliest that may be kept).
-    fn fp(hash: &str) -> Fingerprint {
+    fn fp(key: &str) -> Fingerprint {
         Fingerprint {
-            hash: hash.into(),
+            key: key.into(),
             newest: 1000,
         }
     }
