@@ -165,13 +165,14 @@ fn fingerprint(main: &Path) -> Option<Fingerprint> {
 
 /// Lowercase hex.
 fn hex(bytes: &[u8]) -> String {
-    let digit = |n: u8| char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 });
-    let mut out = String::with_capacity(2 * bytes.len());
+    // Bytes, not chars: every login makes a few hundred digits of the fingerprint.
+    let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + n - 10 };
+    let mut out = Vec::with_capacity(2 * bytes.len());
     for b in bytes {
         out.push(digit(b >> 4));
         out.push(digit(b & 15));
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn clean(s: &str) -> bool {

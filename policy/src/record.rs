@@ -400,7 +400,8 @@ impl Counters {
         let (mut version, mut last_step, mut last_login, mut from, mut user_failures) =
             (None, None, None, None, None);
         let mut table = Table::Top;
-        for line in text.split('\n') {
+        // A write in place pads a shorter text with newlines up to the file's old size.
+        for line in text.trim_end_matches('\n').split('\n') {
             if line.is_empty() {
                 continue;
             }
