@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::changes::{Changes, Checked, Kind};
 use twofold_policy::record::Override;
 use twofold_policy::store::{Store, UserState};
 use twofold_policy::userfiles::UserFiles;
@@ -122,6 +123,11 @@ impl Etc {
             nsswitch: dir.join("nsswitch.conf"),
             login_defs: dir.join("login.defs"),
         }
+    }
+
+    /// The files: `passwd`, `group`, `nsswitch.conf`, `login.defs`.
+    pub fn files(&self) -> [&Path; 4] {
+        [&self.passwd, &self.group, &self.nsswitch, &self.login_defs].map(PathBuf::as_path)
     }
 
     fn ids(&self) -> [Option<FileId>; 4] {
@@ -729,13 +735,16 @@ struct Listing {
 struct Inner {
     db: Option<Arc<UserDb>>,
     db_generation: u64,
+    /// When `db` was last found valid for account lookups ([`Index::user_db_view`]).
+    db_checked: Option<Checked>,
     /// NSS's accounts for names not in the files, and when it was asked.
     nss_known: HashMap<Box<str>, (Instant, Arc<system::Account>)>,
     /// Names NSS did not know, in batches (sorted names, one allocation per batch).
     nss_unknown: Vec<Unknown>,
     listing: Option<Listing>,
-    /// Records read for single users ([`Index::facts`]), bounded.
-    single: HashMap<Box<str>, Cached>,
+    /// Records read for single users ([`Index::facts`]), bounded, each with when it was last
+    /// found current ([`Index::facts_view`]).
+    single: HashMap<Box<str>, (Cached, Option<Checked>)>,
 }
 
 /// Records kept for single-user calls before that memory starts again empty.
@@ -792,10 +801,31 @@ impl Index {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The user database files this index reads.
+    pub fn etc(&self) -> &Etc {
+        &self.etc
+    }
+
     /// The user database for account lookups, re-read if a file they use changed.
     pub fn user_db(&self) -> Arc<UserDb> {
         let mut inner = self.lock();
+        inner.db_checked = None;
         Self::refresh_db(&self.etc, &mut inner, true)
+    }
+
+    /// [`Index::user_db`] for a read-only view: without checking the files while `changes`
+    /// reports nothing new about them ([`crate::changes`]).
+    pub fn user_db_view(&self, changes: &Changes) -> Arc<UserDb> {
+        let mut inner = self.lock();
+        if let Some(db) = inner.db.as_ref()
+            && changes.quiet_since(Kind::Users, inner.db_checked)
+        {
+            return db.clone();
+        }
+        let stamp = changes.stamp(Kind::Users);
+        let db = Self::refresh_db(&self.etc, &mut inner, true);
+        inner.db_checked = stamp.filter(|_| !db.racy);
+        db
     }
 
     /// The user database, re-read if one of its files changed (`accounts_only`: one that
@@ -822,7 +852,19 @@ impl Index {
     /// The account of `uid`, as [`system::lookup_uid`] gives it: from the files when they
     /// answer for it, else through NSS (never from a cache of NSS answers).
     pub fn account_of_uid(&self, uid: u32) -> Result<Option<system::Account>, system::LookupError> {
-        let db = self.user_db();
+        Self::account_in(&self.user_db(), uid)
+    }
+
+    /// [`Index::account_of_uid`] for a read-only view ([`Index::user_db_view`]).
+    pub fn account_of_uid_view(
+        &self,
+        uid: u32,
+        changes: &Changes,
+    ) -> Result<Option<system::Account>, system::LookupError> {
+        Self::account_in(&self.user_db_view(changes), uid)
+    }
+
+    fn account_in(db: &UserDb, uid: u32) -> Result<Option<system::Account>, system::LookupError> {
         if db.usable()
             && let Some(a) = db.account_of_uid(uid)
         {
@@ -834,15 +876,48 @@ impl Index {
     /// `name`'s facts for a single-user call: kept while its record and counters files keep
     /// their identity, else read again.
     pub fn facts(&self, store: &Store, name: &UserName) -> Result<Facts, IndexError> {
+        self.single_facts(store, name, None)
+    }
+
+    /// [`Index::facts`] for a read-only view: without checking the files while `changes`
+    /// reports nothing new in the state directory ([`crate::changes`]).
+    pub fn facts_view(
+        &self,
+        store: &Store,
+        name: &UserName,
+        changes: &Changes,
+    ) -> Result<Facts, IndexError> {
+        self.single_facts(store, name, Some(changes))
+    }
+
+    fn single_facts(
+        &self,
+        store: &Store,
+        name: &UserName,
+        changes: Option<&Changes>,
+    ) -> Result<Facts, IndexError> {
         let mut inner = self.lock();
-        let mut cached = inner.single.remove(name.as_str());
+        let entry = inner.single.remove(name.as_str());
+        if let Some(changes) = changes
+            && let Some((cached, checked)) = &entry
+            && changes.quiet_since(Kind::State, *checked)
+        {
+            let facts = cached.facts.clone();
+            if let Some(e) = entry {
+                inner.single.insert(name.as_str().into(), e);
+            }
+            return Ok(facts);
+        }
+        let stamp = changes.and_then(|c| c.stamp(Kind::State));
+        let mut cached = entry.map(|(c, _)| c);
         refresh(store, &Dir::of(store), name, &mut cached)?;
         let facts = cached.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
         if inner.single.len() >= SINGLE_MAX {
             inner.single.clear();
         }
         if let Some(c) = cached {
-            inner.single.insert(name.as_str().into(), c);
+            let checked = stamp.filter(|_| !c.racy);
+            inner.single.insert(name.as_str().into(), (c, checked));
         }
         Ok(facts)
     }
@@ -1064,6 +1139,8 @@ pub struct PolicyCache {
     /// The drop-in directory's file names as last listed, with the directory's identity then
     /// (adding, removing or renaming an entry changes it).
     dropins: Mutex<Option<(FileId, Vec<PathBuf>)>>,
+    /// The policy a read-only view may use while nothing changes ([`PolicyCache::load_view`]).
+    quiet: Mutex<Option<(Checked, Arc<twofold_policy::Policy>)>>,
 }
 
 /// A policy and the identities of its files when it was read.
@@ -1106,16 +1183,43 @@ impl PolicyCache {
         &self,
         main: &Path,
     ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
+        self.load_checked(main).map(|(policy, _)| policy)
+    }
+
+    /// [`PolicyCache::load`] for a read-only view: without checking the files while `changes`
+    /// reports nothing new about them ([`crate::changes`]).
+    pub fn load_view(
+        &self,
+        main: &Path,
+        changes: &Changes,
+    ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
+        let mut quiet = self.quiet.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((checked, policy)) = &*quiet
+            && changes.quiet_since(Kind::Policy, Some(*checked))
+        {
+            return Ok(policy.clone());
+        }
+        let stamp = changes.stamp(Kind::Policy);
+        let (policy, kept) = self.load_checked(main)?;
+        *quiet = stamp.filter(|_| kept).map(|s| (s, policy.clone()));
+        Ok(policy)
+    }
+
+    /// The policy, and whether it is the one kept (files not too recent to trust).
+    fn load_checked(
+        &self,
+        main: &Path,
+    ) -> Result<(Arc<twofold_policy::Policy>, bool), twofold_policy::PolicyError> {
         let (ids, is_racy) = self.identity(main);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((known, policy)) = &*last
             && *known == ids
         {
-            return Ok(policy.clone());
+            return Ok((policy.clone(), true));
         }
         let policy = Arc::new(twofold_policy::Policy::load_system(main)?);
         *last = (!is_racy).then(|| (ids, policy.clone()));
-        Ok(policy)
+        Ok((policy, !is_racy))
     }
 }
 

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod changes;
 pub mod index;
 pub mod log;
 pub mod ops;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::changes::{Changes, Checked, Kind};
 use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::record::{Enrollment, Override, Record};
 use twofold_policy::resolve::{RecordFacts, Subject, required_anywhere, resolve};
@@ -90,8 +91,11 @@ pub struct Daemon {
     index: Index,
     /// The policy as last parsed.
     policies: PolicyCache,
-    /// The state directory as last opened, kept while its path leads to it.
-    open_store: Mutex<Option<std::sync::Arc<Store>>>,
+    /// The state directory as last opened, kept while its path leads to it, with when it was
+    /// last found so (for the read-only views).
+    open_store: Mutex<Option<(std::sync::Arc<Store>, Option<Checked>)>>,
+    /// What tells the read-only views that their files changed.
+    changes: Changes,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
@@ -101,15 +105,24 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 impl Daemon {
     /// A daemon over `policy_path` and `state_dir`.
     pub fn new(policy_path: PathBuf, state_dir: PathBuf, enroll_timeout: Duration) -> Daemon {
+        let index = Index::default();
+        let dropins = twofold_policy::config::dropin_dir(&policy_path);
+        let changes = Changes::watch(
+            &index.etc().files(),
+            &policy_path,
+            dropins.as_deref(),
+            &state_dir,
+        );
         Daemon {
             policy_path,
             state_dir,
             enroll_timeout,
             log: Log::open(),
             pending: Mutex::new(HashMap::new()),
-            index: Index::default(),
+            index,
             policies: PolicyCache::default(),
             open_store: Mutex::new(None),
+            changes,
         }
     }
 
@@ -118,7 +131,20 @@ impl Daemon {
     /// through NSS. Resolved at every call: group membership (admin rights) is never older
     /// than the files.
     pub fn caller(&self, uid: u32) -> Result<Caller, Error> {
-        match self.index.account_of_uid(uid) {
+        Self::caller_from(uid, self.index.account_of_uid(uid))
+    }
+
+    /// [`Daemon::caller`] for a read-only view ([`crate::changes`]): for a call that changes
+    /// nothing and grants nothing.
+    pub fn caller_view(&self, uid: u32) -> Result<Caller, Error> {
+        Self::caller_from(uid, self.index.account_of_uid_view(uid, &self.changes))
+    }
+
+    fn caller_from(
+        uid: u32,
+        found: Result<Option<system::Account>, system::LookupError>,
+    ) -> Result<Caller, Error> {
+        match found {
             Ok(Some(account)) => Ok(Caller { account }),
             Ok(None) => Err(Error::PermissionDenied(format!(
                 "uid {uid} has no account in the user database"
@@ -138,10 +164,33 @@ impl Daemon {
     /// still passes the open's checks ([`Store::still_current`], one `lstat`), else opened (and
     /// checked) again; created only when missing.
     fn store(&self) -> Result<std::sync::Arc<Store>, Error> {
+        self.store_checked(false)
+    }
+
+    /// [`Daemon::store`] for a read-only view ([`crate::changes`]).
+    fn store_view(&self) -> Result<std::sync::Arc<Store>, Error> {
+        self.store_checked(true)
+    }
+
+    fn store_checked(&self, view: bool) -> Result<std::sync::Arc<Store>, Error> {
         let mut kept = self.open_store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = kept.as_ref()
+        if view
+            && let Some((store, checked)) = kept.as_ref()
+            && self.changes.quiet_since(Kind::State, *checked)
+        {
+            return Ok(store.clone());
+        }
+        let stamp = if view {
+            self.changes.stamp(Kind::State)
+        } else {
+            None
+        };
+        if let Some((store, checked)) = kept.as_mut()
             && store.still_current()
         {
+            if view {
+                *checked = stamp;
+            }
             return Ok(store.clone());
         }
         let store = std::sync::Arc::new(
@@ -153,7 +202,7 @@ impl Daemon {
             }
             .map_err(|e| failed("state", e))?,
         );
-        *kept = Some(store.clone());
+        *kept = Some((store.clone(), stamp));
         Ok(store)
     }
 
@@ -813,10 +862,23 @@ impl Daemon {
 
     /// Self: the caller's own view.
     pub fn get_status(&self, caller: &Caller) -> Result<UserInfo, Error> {
-        let policy = self.policy()?;
+        let policy = self
+            .policies
+            .load_view(&self.policy_path, &self.changes)
+            .map_err(|e| failed("policy", e))?;
         let (name, account) = caller.myself()?;
-        let store = self.store()?;
-        self.info_of(&policy, &store, &name, Some(account))
+        let store = self.store_view()?;
+        let facts = self
+            .index
+            .facts_view(&store, &name, &self.changes)
+            .map_err(index_error)?;
+        Ok(Self::view(
+            &policy,
+            name.as_str(),
+            Some(account),
+            &facts,
+            time::now(),
+        ))
     }
 }
 

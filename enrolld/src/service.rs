@@ -51,6 +51,12 @@ impl Manager {
     /// The caller as the bus daemon reports it (`GetConnectionUnixUser` of the sender, once
     /// per sender): never from an argument.
     async fn caller(&self, conn: &Connection, hdr: &Header<'_>) -> Result<Caller, Error> {
+        let uid = self.uid(conn, hdr).await?;
+        self.daemon.caller(uid)
+    }
+
+    /// The sender's Unix uid, as the bus reports it (kept per unique bus name).
+    async fn uid(&self, conn: &Connection, hdr: &Header<'_>) -> Result<u32, Error> {
         let sender = hdr
             .sender()
             .ok_or_else(|| Error::PermissionDenied("the call has no sender".into()))?;
@@ -86,7 +92,7 @@ impl Manager {
                 uid
             }
         };
-        self.daemon.caller(uid)
+        Ok(uid)
     }
 }
 
@@ -292,7 +298,10 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
+        // A view that changes and grants nothing: the caller's account from the files as last
+        // read while nothing changed in them (crate::changes).
+        let uid = self.uid(conn, &hdr).await?;
+        let c = self.daemon.caller_view(uid)?;
         self.daemon.get_status(&c)
     }
 

@@ -1117,3 +1117,74 @@ fn a_replaced_state_directory_is_seen_at_the_next_call() {
     std::fs::rename(w.dir.path().join("state.old"), &state).unwrap();
     assert_eq!(status(&w), "enabled");
 }
+
+/// The caller's own status follows every change to what it is made from at the next call:
+/// the daemon keeps what it read between calls while the kernel reports no change (once the
+/// files are settled), so each change below is made after the files settled.
+#[test]
+fn get_status_follows_every_change_at_once() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let required = Group::create("r");
+    let status = |w: &World| {
+        ok(&w.call(Some(&w.alice), "GetStatus", json!([])))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Past the two seconds in which a file may change again without a new identity; then
+    // two calls, the second answered from what the first read.
+    let settle = |w: &World, expected: &str| {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(status(w), expected);
+        assert_eq!(status(w), expected);
+    };
+    settle(&w, "off");
+    // The policy edited in place, its size unchanged.
+    let text = std::fs::read_to_string(&w.policy).unwrap();
+    let required_text = text.replace("mode = \"optional\"", "mode = \"required\"");
+    assert_eq!(required_text.len(), text.len());
+    std::fs::write(&w.policy, &required_text).unwrap();
+    assert_eq!(status(&w), "pending");
+    settle(&w, "pending");
+    std::fs::write(&w.policy, &text).unwrap();
+    assert_eq!(status(&w), "off");
+    // A drop-in directory made after the daemon started, with a rule for a group.
+    let dropins = w.dir.path().join("policy.d");
+    std::fs::create_dir(&dropins).unwrap();
+    std::fs::write(
+        dropins.join("10-group.toml"),
+        format!("[groups.{}]\nmode = \"required\"\n", required.name),
+    )
+    .unwrap();
+    settle(&w, "off");
+    // Alice joins that group (gpasswd replaces /etc/group), then leaves it.
+    let gpasswd = |op: &str| {
+        let st = std::process::Command::new("gpasswd")
+            .args([op, &w.alice.name, &required.name])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    gpasswd("-a");
+    assert_eq!(status(&w), "pending");
+    settle(&w, "pending");
+    gpasswd("-d");
+    assert_eq!(status(&w), "off");
+    settle(&w, "off");
+    // An enrollment written behind the daemon's back, as a login writes it.
+    write_record(&w.store(), &w.alice.name, enroll_directly);
+    assert_eq!(status(&w), "enabled");
+    settle(&w, "enabled");
+    // The drop-in edited in place: the group's rule now exempts.
+    std::fs::write(
+        dropins.join("10-group.toml"),
+        format!("[groups.{}]\nmode = \"disabled\"\n", required.name),
+    )
+    .unwrap();
+    gpasswd("-a");
+    assert_eq!(status(&w), "exempt");
+}
