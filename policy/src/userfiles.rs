@@ -36,8 +36,19 @@ pub struct UserFiles {
     passwd: PathBuf,
     group: PathBuf,
     nsswitch: PathBuf,
-    /// `nsswitch.conf` as first read through this value (a login reads it once).
-    nsswitch_text: std::cell::OnceCell<Option<String>>,
+    /// Whether `nsswitch.conf`, as first read through this value, lets the files answer
+    /// first for `passwd` and for `group` (a login reads and parses it once for both).
+    files_answer: std::cell::OnceCell<FilesAnswer>,
+    /// The read buffer, kept from one scan to the next (a login scans `passwd`, then
+    /// `group`): made and zeroed once.
+    scratch: std::cell::RefCell<Vec<u8>>,
+}
+
+/// What `nsswitch.conf` says of the files ([`files_first`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct FilesAnswer {
+    passwd: bool,
+    group: bool,
 }
 
 /// What the files say.
@@ -223,10 +234,13 @@ fn plain_line(text: &[u8]) -> Option<Line<'_>> {
 /// further, as glibc's does not. `None` when the file cannot be read whole (or is too big).
 fn each_line(
     path: &Path,
+    buf: &mut Vec<u8>,
     mut f: impl FnMut(Option<Line<'_>>) -> std::ops::ControlFlow<()>,
 ) -> Option<()> {
     let mut file = std::fs::File::open(path).ok()?;
-    let mut buf = vec![0u8; CHUNK];
+    if buf.len() < CHUNK {
+        buf.resize(CHUNK, 0);
+    }
     // buf[start..len]: read, not yet handed out; `total`: bytes of the file read so far.
     let (mut start, mut len, mut total) = (0usize, 0usize, 0usize);
     loop {
@@ -361,7 +375,8 @@ impl UserFiles {
             passwd: dir.join("passwd"),
             group: dir.join("group"),
             nsswitch: dir.join("nsswitch.conf"),
-            nsswitch_text: std::cell::OnceCell::new(),
+            files_answer: std::cell::OnceCell::new(),
+            scratch: std::cell::RefCell::default(),
         }
     }
 
@@ -371,15 +386,20 @@ impl UserFiles {
             passwd: PathBuf::new(),
             group: PathBuf::new(),
             nsswitch: PathBuf::new(),
-            nsswitch_text: std::cell::OnceCell::from(None),
+            files_answer: std::cell::OnceCell::from(FilesAnswer::default()),
+            scratch: std::cell::RefCell::default(),
         }
     }
 
-    fn authoritative(&self, db: &str) -> bool {
-        self.nsswitch_text
-            .get_or_init(|| read_small(&self.nsswitch))
-            .as_deref()
-            .is_some_and(|t| files_first(t, db))
+    fn files_answer(&self) -> FilesAnswer {
+        *self.files_answer.get_or_init(|| {
+            read_small(&self.nsswitch)
+                .map(|t| FilesAnswer {
+                    passwd: files_first(&t, "passwd"),
+                    group: files_first(&t, "group"),
+                })
+                .unwrap_or_default()
+        })
     }
 
     /// The account `name` names, as `getpwnam` and then `getpwuid` of its uid would give it.
@@ -387,7 +407,7 @@ impl UserFiles {
     /// with its uid is at or before it); each of them must be plain.
     pub fn account(&self, name: &str) -> Answer<FileAccount> {
         let name = name.as_bytes();
-        if !plain_name(name) || !self.authoritative("passwd") {
+        if !plain_name(name) || !self.files_answer().passwd {
             return Answer::AskNss;
         }
         // Every line up to the name's (each must be plain): (uid, gid, end of its name in
@@ -396,7 +416,8 @@ impl UserFiles {
         let mut rows: Vec<(u32, u32, usize)> = Vec::new();
         let mut found = false;
         let mut plain = true;
-        let read = each_line(&self.passwd, |line| {
+        let mut buf = self.scratch.take();
+        let read = each_line(&self.passwd, &mut buf, |line| {
             let Some((n, uid, gid)) = passwd_line(line) else {
                 plain = false;
                 return std::ops::ControlFlow::Break(());
@@ -409,6 +430,7 @@ impl UserFiles {
             }
             std::ops::ControlFlow::Continue(())
         });
+        self.scratch.replace(buf);
         let (Some(()), true, true, Some(&(uid, typed_gid, _))) = (read, plain, found, rows.last())
         else {
             return Answer::AskNss;
@@ -437,13 +459,14 @@ impl UserFiles {
     /// up to the last group found count, and must be plain.
     pub fn membership(&self, user: &str, gid: u32, groups: &[&str]) -> Vec<Answer<bool>> {
         let mut out: Vec<Answer<bool>> = groups.iter().map(|_| Answer::AskNss).collect();
-        if groups.is_empty() || !self.authoritative("group") {
+        if groups.is_empty() || !self.files_answer().group {
             return out;
         }
         let mut found = vec![false; groups.len()];
         let mut left = groups.len();
         let mut plain = true;
-        let read = each_line(&self.group, |line| {
+        let mut buf = self.scratch.take();
+        let read = each_line(&self.group, &mut buf, |line| {
             let Some((n, g, members)) = group_line(line) else {
                 plain = false;
                 return std::ops::ControlFlow::Break(());
@@ -466,6 +489,7 @@ impl UserFiles {
                 std::ops::ControlFlow::Continue(())
             }
         });
+        self.scratch.replace(buf);
         if read.is_none() || !plain {
             return groups.iter().map(|_| Answer::AskNss).collect();
         }
