@@ -294,7 +294,17 @@ fn each_line(
 /// - any `[` anywhere refuses: an action can make NSS go on past a source, and one bad action
 ///   on any line makes glibc drop the whole file.
 pub fn nsswitch_sources<'a>(nsswitch: &'a str, db: &str) -> Option<Vec<&'a str>> {
-    let mut found: Option<&str> = None;
+    let [sources] = nsswitch_sources_of(nsswitch, [db]);
+    sources
+}
+
+/// [`nsswitch_sources`] for each of `dbs`, in one reading of the text.
+fn nsswitch_sources_of<'a, const N: usize>(
+    nsswitch: &'a str,
+    dbs: [&str; N],
+) -> [Option<Vec<&'a str>>; N] {
+    // Per database: its line's sources, and whether it has more than one line.
+    let mut found: [(Option<&str>, bool); N] = [(None, false); N];
     for line in nsswitch.split('\n') {
         let l = line.trim_start_matches([' ', '\t']);
         if l.is_empty() || l.starts_with('#') {
@@ -303,30 +313,40 @@ pub fn nsswitch_sources<'a>(nsswitch: &'a str, db: &str) -> Option<Vec<&'a str>>
         if l.bytes()
             .any(|b| b == b'#' || b == b'[' || !(b == b'\t' || (b' '..=b'~').contains(&b)))
         {
-            return None;
+            return std::array::from_fn(|_| None);
         }
         let end = l.find([' ', '\t', ':']).unwrap_or(l.len());
-        if l.get(..end) != Some(db) {
-            continue;
+        let name = l.get(..end);
+        for (db, (sources, twice)) in dbs.iter().zip(found.iter_mut()) {
+            if name != Some(*db) {
+                continue;
+            }
+            if sources.is_some() {
+                *twice = true;
+            }
+            let rest = l.get(end..).unwrap_or("").trim_start_matches([' ', '\t']);
+            *sources = Some(rest.strip_prefix(':').unwrap_or(rest));
         }
-        if found.is_some() {
-            return None;
-        }
-        let rest = l.get(end..).unwrap_or("").trim_start_matches([' ', '\t']);
-        found = Some(rest.strip_prefix(':').unwrap_or(rest));
     }
-    found.map(|sources| {
-        sources
-            .split([' ', '\t'])
-            .filter(|s| !s.is_empty())
-            .collect()
+    found.map(|(sources, twice)| {
+        sources.filter(|_| !twice).map(|sources| {
+            sources
+                .split([' ', '\t'])
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
     })
 }
 
-/// Whether `nsswitch.conf` (its text) makes the files answer first for `db`
-/// ([`nsswitch_sources`]).
-fn files_first(nsswitch: &str, db: &str) -> bool {
-    nsswitch_sources(nsswitch, db).is_some_and(|s| s.first() == Some(&"files"))
+/// Whether `nsswitch.conf` (its text) makes the files answer first, for `passwd` and for
+/// `group` ([`nsswitch_sources`]).
+fn files_first(nsswitch: &str) -> FilesAnswer {
+    let first = |s: &Option<Vec<&str>>| s.as_ref().is_some_and(|s| s.first() == Some(&"files"));
+    let [passwd, group] = nsswitch_sources_of(nsswitch, ["passwd", "group"]);
+    FilesAnswer {
+        passwd: first(&passwd),
+        group: first(&group),
+    }
 }
 
 /// A name as the files may hold it: not empty, no blank or control character, no `:`, not a
@@ -394,10 +414,7 @@ impl UserFiles {
     fn files_answer(&self) -> FilesAnswer {
         *self.files_answer.get_or_init(|| {
             read_small(&self.nsswitch)
-                .map(|t| FilesAnswer {
-                    passwd: files_first(&t, "passwd"),
-                    group: files_first(&t, "group"),
-                })
+                .map(|t| files_first(&t))
                 .unwrap_or_default()
         })
     }
@@ -515,6 +532,51 @@ mod tests {
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nal:x:1000:1001::/home/al:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\nalice:x:1002:1002::/x:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nalice:x:1000:\nbob:x:1001:\nsudo:x:27:bob,al\nwheel:x:10:\n";
+
+    #[test]
+    fn nsswitch_is_read_as_glibc_reads_it_for_both_databases_at_once() {
+        let both = |text: &str| {
+            let a = files_first(text);
+            // One reading for both gives what a reading for each gives.
+            let one = |db| nsswitch_sources(text, db).is_some_and(|s| s.first() == Some(&"files"));
+            assert_eq!(
+                (a.passwd, a.group),
+                (one("passwd"), one("group")),
+                "{text:?}"
+            );
+            (a.passwd, a.group)
+        };
+        assert_eq!(both("passwd: files\ngroup: files systemd\n"), (true, true));
+        assert_eq!(both("# c\n  passwd:\tfiles\ngroup files\n"), (true, true));
+        assert_eq!(both("passwd: systemd files\ngroup: files\n"), (false, true));
+        // A database named twice: refused for that one only.
+        assert_eq!(
+            both("passwd: files\ngroup: files\npasswd: ldap\n"),
+            (false, true)
+        );
+        assert_eq!(
+            both("passwd: files\ngroup: files\ngroup: files\n"),
+            (true, false)
+        );
+        // Anything glibc may read otherwise, on any line: refused for both.
+        for bad in [
+            "hosts: files [NOTFOUND=return] dns",
+            "hosts: files#x",
+            "hosts: fil\u{e9}s",
+        ] {
+            assert_eq!(
+                both(&format!("passwd: files\ngroup: files\n{bad}\n")),
+                (false, false),
+                "{bad}"
+            );
+        }
+        assert_eq!(both("group: files\n"), (false, true));
+        assert_eq!(both(""), (false, false));
+        assert_eq!(
+            nsswitch_sources("passwd:files  sss\t systemd\n", "passwd"),
+            Some(vec!["files", "sss", "systemd"])
+        );
+    }
 
     #[test]
     fn first_line_by_name_then_first_line_by_uid() {
