@@ -11,11 +11,18 @@
 //! means the kernel queued no event for those files since. The queue is read, without
 //! blocking, at each such question, so a change that completed before the call is always seen.
 //!
+//! A watched directory can be replaced while something still holds the old one open (a
+//! shell's working directory): the kernel then reports no end of the old one. So the parents
+//! are watched for the directories' names too (and the policy directory's parent), and when
+//! one of those names changes, or events were lost (queue overflow, which also bumps every
+//! generation), every path is watched again: the same directory gives the same watch. A new
+//! drop-in directory takes the old one's place; any other directory replaced, removed, moved
+//! or unmounted ends the notification, and every call then checks its files as if there were
+//! none.
+//!
 //! What a notification cannot see, the stamp bounds in time ([`TRUST`]): a write through a
 //! hard link in another directory, a mount over a watched directory, a file system whose
-//! changes happen elsewhere (NFS). A lost event (queue overflow) bumps every generation; a
-//! watched directory removed, moved or unmounted ends the notification, and every call checks
-//! its files as if there were none. Calls that change something never rely on it: they check
+//! changes happen elsewhere (NFS). Calls that change something never rely on it: they check
 //! the files every time.
 
 use std::ffi::OsString;
@@ -68,6 +75,8 @@ struct Watch {
     wd: WatchDescriptor,
     kind: Kind,
     names: Vec<OsString>,
+    /// The directory, to check again that the watch is still on what the path leads to.
+    path: std::path::PathBuf,
 }
 
 #[derive(Debug)]
@@ -87,6 +96,11 @@ struct Watcher {
     dropins_maybe: bool,
     /// A watched directory went away or the queue could not be read: no notification.
     broken: bool,
+    /// An entry that is a watched directory was made, removed or renamed, or events were
+    /// lost: check that every watch is still on the directory its path leads to.
+    recheck: bool,
+    /// The drop-in directory exists but could not be watched: the policy is not watched.
+    dropins_unwatched: bool,
 }
 
 /// The daemon's change notification; without it (inotify unavailable, or a watch could not be
@@ -121,7 +135,12 @@ impl Watcher {
         let wd = self.fd.add_watch(dir, mask())?;
         // Watching a directory again gives the same descriptor: one entry per kind.
         if !self.watches.iter().any(|w| w.wd == wd && w.kind == kind) {
-            self.watches.push(Watch { wd, kind, names });
+            self.watches.push(Watch {
+                wd,
+                kind,
+                names,
+                path: dir.to_path_buf(),
+            });
         }
         Ok(())
     }
@@ -144,6 +163,8 @@ impl Watcher {
                     for g in &mut self.generations {
                         *g += 1;
                     }
+                    // Lost events may have been the end of a watched directory.
+                    self.recheck = true;
                     continue;
                 }
                 let gone = e.mask.intersects(
@@ -160,12 +181,17 @@ impl Watcher {
                     if named && let Some(g) = self.generations.get_mut(w.kind.slot()) {
                         *g += 1;
                         self.dropins_maybe |= w.kind == Kind::Policy;
+                        // A name in a parent's watch: a watched directory may be another one.
+                        self.recheck |=
+                            e.name.is_some() && !w.names.is_empty() && w.kind != Kind::Users;
                     }
                 }
                 if gone {
                     if self.dropins_wd == Some(e.wd) {
                         // The drop-in directory went away: its parent's watch saw that too;
-                        // it is watched again if it comes back.
+                        // it is watched again if it comes back. (Moved, its kernel watch
+                        // would stay: removed.)
+                        let _ = self.fd.rm_watch(e.wd);
                         self.watches.retain(|w| w.wd != e.wd);
                         self.dropins_wd = None;
                     } else if self.watches.iter().any(|w| w.wd == e.wd) {
@@ -204,6 +230,8 @@ impl Changes {
                 dropins_wd: None,
                 dropins_maybe: false,
                 broken: false,
+                recheck: false,
+                dropins_unwatched: false,
             };
             let mut etc: Vec<(&Path, Vec<OsString>)> = Vec::new();
             for f in etc_files {
@@ -222,7 +250,11 @@ impl Changes {
                 if let Some(d) = dropins.and_then(Path::file_name) {
                     names.push(d.to_owned());
                 }
+                // And the policy's directory in its parent (made again while held open).
                 w.add(dir, Kind::Policy, names).is_ok()
+                    && split(dir).is_none_or(|(parent, name)| {
+                        w.add(parent, Kind::Policy, vec![name]).is_ok()
+                    })
             });
             w.set_ready(Kind::Policy, policy);
             w.watch_dropins();
@@ -243,6 +275,9 @@ impl Changes {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         w.drain();
+        if std::mem::take(&mut w.recheck) {
+            w.revalidate();
+        }
         if std::mem::take(&mut w.dropins_maybe) && w.dropins_wd.is_none() {
             // The drop-in directory may have appeared: watch it from now on (a change made in
             // it before is seen by the check that follows this policy change).
@@ -273,7 +308,53 @@ impl Changes {
 
 impl Watcher {
     fn is_ready(&self, kind: Kind) -> bool {
-        self.ready.get(kind.slot()).copied().unwrap_or(false)
+        !(kind == Kind::Policy && self.dropins_unwatched)
+            && self.ready.get(kind.slot()).copied().unwrap_or(false)
+    }
+
+    /// Checks that every watch is on the directory its path leads to now (watching a path
+    /// again gives the same descriptor for the same directory): the drop-in directory's watch
+    /// moves to the new one; any other directory replaced ends the notification.
+    fn revalidate(&mut self) {
+        let dropins = self.dropins_wd;
+        let fixed: Vec<(WatchDescriptor, std::path::PathBuf)> = self
+            .watches
+            .iter()
+            .filter(|w| Some(w.wd) != dropins)
+            .map(|w| (w.wd, w.path.clone()))
+            .collect();
+        for (wd, path) in fixed {
+            if self.fd.add_watch(&path, mask()).ok() != Some(wd) {
+                self.broken = true;
+            }
+        }
+        let Some(dir) = self.dropins.clone() else {
+            return;
+        };
+        let now = self.fd.add_watch(&dir, mask());
+        match now {
+            Ok(wd) if Some(wd) == dropins => {}
+            _ => {
+                if let Some(old) = dropins {
+                    self.watches.retain(|w| w.wd != old);
+                    let _ = self.fd.rm_watch(old);
+                    self.dropins_wd = None;
+                }
+                if let Ok(wd) = now {
+                    self.dropins_wd = Some(wd);
+                    self.watches.push(Watch {
+                        wd,
+                        kind: Kind::Policy,
+                        names: Vec::new(),
+                        path: dir.clone(),
+                    });
+                }
+                if let Some(g) = self.generations.get_mut(Kind::Policy.slot()) {
+                    *g += 1;
+                }
+            }
+        }
+        self.dropins_unwatched = matches!(now, Err(e) if e != Errno::ENOENT);
     }
 
     fn set_ready(&mut self, kind: Kind, ready: bool) {
@@ -305,15 +386,23 @@ impl Watcher {
         let Some(dir) = self.dropins.clone() else {
             return;
         };
-        if let Ok(wd) = self.fd.add_watch(&dir, mask()) {
-            self.dropins_wd = Some(wd);
-            if !self.watches.iter().any(|w| w.wd == wd) {
-                self.watches.push(Watch {
-                    wd,
-                    kind: Kind::Policy,
-                    names: Vec::new(),
-                });
+        match self.fd.add_watch(&dir, mask()) {
+            Ok(wd) => {
+                self.dropins_wd = Some(wd);
+                self.dropins_unwatched = false;
+                if !self.watches.iter().any(|w| w.wd == wd) {
+                    self.watches.push(Watch {
+                        wd,
+                        kind: Kind::Policy,
+                        names: Vec::new(),
+                        path: dir.clone(),
+                    });
+                }
             }
+            // Not there (yet): its parent's watch tells when it comes.
+            Err(Errno::ENOENT) => self.dropins_unwatched = false,
+            // There but not watched (no watches left, say): the policy is not watched.
+            Err(_) => self.dropins_unwatched = true,
         }
     }
 }
@@ -502,5 +591,139 @@ mod tests {
             assert!(questions < 100, "the queue is read");
         }
         assert!(questions > 1, "more events than one question reads");
+    }
+
+    /// The drop-in directory removed while something holds it open (a shell's cwd, an
+    /// editor, `find`), then made again: the kernel sends IN_DELETE_SELF only when the last
+    /// reference goes, so the old watch stays and the new directory is never watched.
+    #[test]
+    fn a_drop_in_directory_made_again_while_the_old_one_is_held_open_is_watched() {
+        let s = setup();
+        std::fs::create_dir(&s.dropins).unwrap();
+        assert!(s.changes.stamp(Kind::Policy).is_some());
+        let held = std::fs::File::open(&s.dropins).unwrap();
+        std::fs::remove_dir(&s.dropins).unwrap();
+        std::fs::create_dir(&s.dropins).unwrap();
+        assert!(s.changes.stamp(Kind::Policy).is_some());
+        let quiet = quiet_after(&s, Kind::Policy, || {
+            std::fs::write(s.dropins.join("10-a.toml"), "mode = \"disabled\"\n").unwrap()
+        });
+        drop(held);
+        assert!(
+            !quiet,
+            "a drop-in written in the new policy.d is seen at once"
+        );
+    }
+
+    /// The same with an empty policy.d replaced by rename (mv new.d policy.d).
+    #[test]
+    fn a_drop_in_directory_replaced_by_rename_while_held_open_is_watched() {
+        let s = setup();
+        std::fs::create_dir(&s.dropins).unwrap();
+        assert!(s.changes.stamp(Kind::Policy).is_some());
+        let held = std::fs::File::open(&s.dropins).unwrap();
+        let new = s.dropins.with_file_name("policy.d.new");
+        std::fs::create_dir(&new).unwrap();
+        std::fs::rename(&new, &s.dropins).unwrap();
+        assert!(s.changes.stamp(Kind::Policy).is_some());
+        let quiet = quiet_after(&s, Kind::Policy, || {
+            std::fs::write(s.dropins.join("10-a.toml"), "mode = \"disabled\"\n").unwrap()
+        });
+        drop(held);
+        assert!(
+            !quiet,
+            "a drop-in written in the new policy.d is seen at once"
+        );
+    }
+
+    /// Events lost to an overflow may include the end of a watched directory: then the
+    /// notification goes on over a directory that is no longer the one the views read.
+    #[test]
+    fn an_overflow_that_lost_the_end_of_the_drop_in_directory_is_caught() {
+        let s = setup();
+        std::fs::create_dir(&s.dropins).unwrap();
+        assert!(s.changes.stamp(Kind::Policy).is_some());
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for i in 0..max + 10 {
+            std::fs::write(s.etc.join("hosts"), format!("{i}\n")).unwrap();
+        }
+        std::fs::remove_dir(&s.dropins).unwrap();
+        std::fs::create_dir(&s.dropins).unwrap();
+        // Read the whole queue (the overflow counts as a change to everything).
+        let mut n = 0;
+        loop {
+            let c = s.changes.stamp(Kind::Policy);
+            if s.changes.quiet_since(Kind::Policy, c) {
+                break;
+            }
+            n += 1;
+            assert!(n < 1000);
+        }
+        let quiet = quiet_after(&s, Kind::Policy, || {
+            std::fs::write(s.dropins.join("10-a.toml"), "mode = \"disabled\"\n").unwrap()
+        });
+        assert!(
+            !quiet,
+            "a drop-in written in the new policy.d is seen at once"
+        );
+    }
+
+    #[test]
+    fn an_overflow_that_lost_the_move_of_the_state_directory_is_caught() {
+        let s = setup();
+        assert!(s.changes.stamp(Kind::State).is_some());
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for i in 0..max + 10 {
+            std::fs::write(s.etc.join("hosts"), format!("{i}\n")).unwrap();
+        }
+        std::fs::rename(&s.state, s.state.with_file_name("old")).unwrap();
+        std::fs::create_dir(&s.state).unwrap();
+        let mut n = 0;
+        loop {
+            let c = s.changes.stamp(Kind::State);
+            if c.is_none() {
+                return;
+            } // broken: fine
+            if s.changes.quiet_since(Kind::State, c) {
+                break;
+            }
+            n += 1;
+            assert!(n < 1000);
+        }
+        let quiet = quiet_after(&s, Kind::State, || {
+            std::fs::write(s.state.join("u.toml"), "r\n").unwrap()
+        });
+        assert!(
+            !quiet,
+            "a record written in the new state directory is seen at once"
+        );
+    }
+
+    /// The state directory removed and made again while another process holds the old one
+    /// (an admin's shell with its cwd there): the end of the old one is reported only when
+    /// that process lets go, and until then the new directory is not watched.
+    #[test]
+    fn a_state_directory_made_again_while_the_old_one_is_held_open_is_caught() {
+        let s = setup();
+        assert!(s.changes.stamp(Kind::State).is_some());
+        let held = std::fs::File::open(&s.state).unwrap();
+        std::fs::remove_dir(&s.state).unwrap();
+        std::fs::create_dir(&s.state).unwrap();
+        let checked = s.changes.stamp(Kind::State);
+        std::fs::write(s.state.join("u.toml"), "r\n").unwrap();
+        let quiet = s.changes.quiet_since(Kind::State, checked);
+        drop(held);
+        assert!(
+            !quiet,
+            "a record written in the new state directory is seen at once"
+        );
     }
 }

@@ -1188,3 +1188,36 @@ fn get_status_follows_every_change_at_once() {
     gpasswd("-a");
     assert_eq!(status(&w), "exempt");
 }
+
+/// The drop-in directory removed and made again while another process holds the old
+/// one open (a shell's cwd): the new directory is watched at once, and a drop-in written in it
+/// is seen at the next call.
+#[test]
+fn get_status_sees_a_drop_in_directory_made_again_while_the_old_one_is_held_open() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let status = |w: &World| {
+        ok(&w.call(Some(&w.alice), "GetStatus", json!([])))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let settle = |w: &World, expected: &str| {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(status(w), expected);
+        assert_eq!(status(w), expected);
+    };
+    let dropins = w.dir.path().join("policy.d");
+    std::fs::create_dir(&dropins).unwrap();
+    settle(&w, "off");
+    let held = std::fs::File::open(&dropins).unwrap();
+    std::fs::remove_dir(&dropins).unwrap();
+    std::fs::create_dir(&dropins).unwrap();
+    settle(&w, "off");
+    std::fs::write(dropins.join("10-a.toml"), "mode = \"required\"\n").unwrap();
+    let at_once = status(&w);
+    drop(held);
+    assert_eq!(at_once, "pending");
+}
