@@ -451,6 +451,33 @@ mod tests {
         }
     }
 
+    /// More events than the queue holds, for a file no view uses.
+    fn overflow(s: &Setup) {
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for i in 0..max + 10 {
+            std::fs::write(s.etc.join("hosts"), format!("{i}\n")).unwrap();
+        }
+    }
+
+    /// Asks about `kind` until the whole queue is read (every question reads a few KiB):
+    /// false if the notification ended instead.
+    fn read_until_quiet(s: &Setup, kind: Kind) -> bool {
+        for _ in 0..1000 {
+            let checked = s.changes.stamp(kind);
+            if checked.is_none() {
+                return false;
+            }
+            if s.changes.quiet_since(kind, checked) {
+                return true;
+            }
+        }
+        panic!("the queue is never read to its end");
+    }
+
     /// Whether a cache checked before `change` is still quiet after it.
     fn quiet_after(s: &Setup, kind: Kind, change: impl FnOnce()) -> bool {
         let checked = s.changes.stamp(kind);
@@ -643,26 +670,10 @@ mod tests {
         let s = setup();
         std::fs::create_dir(&s.dropins).unwrap();
         assert!(s.changes.stamp(Kind::Policy).is_some());
-        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        for i in 0..max + 10 {
-            std::fs::write(s.etc.join("hosts"), format!("{i}\n")).unwrap();
-        }
+        overflow(&s);
         std::fs::remove_dir(&s.dropins).unwrap();
         std::fs::create_dir(&s.dropins).unwrap();
-        // Read the whole queue (the overflow counts as a change to everything).
-        let mut n = 0;
-        loop {
-            let c = s.changes.stamp(Kind::Policy);
-            if s.changes.quiet_since(Kind::Policy, c) {
-                break;
-            }
-            n += 1;
-            assert!(n < 1000);
-        }
+        assert!(read_until_quiet(&s, Kind::Policy));
         let quiet = quiet_after(&s, Kind::Policy, || {
             std::fs::write(s.dropins.join("10-a.toml"), "mode = \"disabled\"\n").unwrap()
         });
@@ -676,27 +687,11 @@ mod tests {
     fn an_overflow_that_lost_the_move_of_the_state_directory_is_caught() {
         let s = setup();
         assert!(s.changes.stamp(Kind::State).is_some());
-        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        for i in 0..max + 10 {
-            std::fs::write(s.etc.join("hosts"), format!("{i}\n")).unwrap();
-        }
+        overflow(&s);
         std::fs::rename(&s.state, s.state.with_file_name("old")).unwrap();
         std::fs::create_dir(&s.state).unwrap();
-        let mut n = 0;
-        loop {
-            let c = s.changes.stamp(Kind::State);
-            if c.is_none() {
-                return;
-            } // broken: fine
-            if s.changes.quiet_since(Kind::State, c) {
-                break;
-            }
-            n += 1;
-            assert!(n < 1000);
+        if !read_until_quiet(&s, Kind::State) {
+            return; // the notification ended: every call checks its files
         }
         let quiet = quiet_after(&s, Kind::State, || {
             std::fs::write(s.state.join("u.toml"), "r\n").unwrap()
@@ -708,8 +703,8 @@ mod tests {
     }
 
     /// The state directory removed and made again while another process holds the old one
-    /// (an admin's shell with its cwd there): the end of the old one is reported only when
-    /// that process lets go, and until then the new directory is not watched.
+    /// (an admin's shell with its cwd there): the kernel reports the end of the old one only
+    /// when that process lets go; the parent's watch of its name tells at once.
     #[test]
     fn a_state_directory_made_again_while_the_old_one_is_held_open_is_caught() {
         let s = setup();

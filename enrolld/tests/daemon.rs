@@ -1091,7 +1091,6 @@ fn a_replaced_state_directory_is_seen_at_the_next_call() {
     }
     let w = World::new(&[]);
     let state = w.dir.path().join("state");
-    let status = |w: &World| ok(&w.call(Some(&w.alice), "GetStatus", json!([])))["status"].clone();
     // The first call makes the directory and keeps it open.
     assert_eq!(status(&w), "off");
     write_record(&w.store(), &w.alice.name, enroll_directly);
@@ -1118,6 +1117,22 @@ fn a_replaced_state_directory_is_seen_at_the_next_call() {
     assert_eq!(status(&w), "enabled");
 }
 
+/// Alice's own status, through the bus.
+fn status(w: &World) -> String {
+    ok(&w.call(Some(&w.alice), "GetStatus", json!([])))["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Past the two seconds in which a file may change again without a new identity, two calls:
+/// the second answered from what the first read, while nothing changes.
+fn settle(w: &World, expected: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(status(w), expected);
+    assert_eq!(status(w), expected);
+}
+
 /// The caller's own status follows every change to what it is made from at the next call:
 /// the daemon keeps what it read between calls while the kernel reports no change (once the
 /// files are settled), so each change below is made after the files settled.
@@ -1128,19 +1143,6 @@ fn get_status_follows_every_change_at_once() {
     }
     let w = World::new(&[]);
     let required = Group::create("r");
-    let status = |w: &World| {
-        ok(&w.call(Some(&w.alice), "GetStatus", json!([])))["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    // Past the two seconds in which a file may change again without a new identity; then
-    // two calls, the second answered from what the first read.
-    let settle = |w: &World, expected: &str| {
-        std::thread::sleep(std::time::Duration::from_millis(2100));
-        assert_eq!(status(w), expected);
-        assert_eq!(status(w), expected);
-    };
     settle(&w, "off");
     // The policy edited in place, its size unchanged.
     let text = std::fs::read_to_string(&w.policy).unwrap();
@@ -1198,17 +1200,6 @@ fn get_status_sees_a_drop_in_directory_made_again_while_the_old_one_is_held_open
         return;
     }
     let w = World::new(&[]);
-    let status = |w: &World| {
-        ok(&w.call(Some(&w.alice), "GetStatus", json!([])))["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let settle = |w: &World, expected: &str| {
-        std::thread::sleep(std::time::Duration::from_millis(2100));
-        assert_eq!(status(w), expected);
-        assert_eq!(status(w), expected);
-    };
     let dropins = w.dir.path().join("policy.d");
     std::fs::create_dir(&dropins).unwrap();
     settle(&w, "off");
