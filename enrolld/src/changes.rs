@@ -266,14 +266,16 @@ impl Changes {
         }
     }
 
-    /// A stamp for a cache about to be checked against its files (read the queue first);
-    /// `None` when there is no notification.
-    pub fn stamp(&self, kind: Kind) -> Option<Checked> {
-        let mut w = self
-            .watcher
-            .as_ref()?
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    /// Reads the queue once, for the questions of one call: what changed up to now.
+    pub fn snapshot(&self) -> Snapshot {
+        let at = Instant::now();
+        let Some(watcher) = self.watcher.as_ref() else {
+            return Snapshot {
+                generations: [None; 3],
+                at,
+            };
+        };
+        let mut w = watcher.lock().unwrap_or_else(|e| e.into_inner());
         w.drain();
         if std::mem::take(&mut w.recheck) {
             w.revalidate();
@@ -283,26 +285,57 @@ impl Changes {
             // it before is seen by the check that follows this policy change).
             w.watch_dropins();
         }
-        if kind == Kind::State && !w.is_ready(Kind::State) {
+        if !w.is_ready(Kind::State) {
             w.watch_state();
         }
-        (!w.broken && w.is_ready(kind)).then(|| Checked {
-            generation: w.generation(kind),
-            at: Instant::now(),
+        let generation = |k: Kind| (!w.broken && w.is_ready(k)).then(|| w.generation(k));
+        Snapshot {
+            generations: [Kind::Users, Kind::Policy, Kind::State].map(generation),
+            at,
+        }
+    }
+
+    /// [`Snapshot::stamp`] of a fresh snapshot.
+    pub fn stamp(&self, kind: Kind) -> Option<Checked> {
+        self.snapshot().stamp(kind)
+    }
+
+    /// [`Snapshot::quiet_since`] of a fresh snapshot.
+    pub fn quiet_since(&self, kind: Kind, checked: Option<Checked>) -> bool {
+        self.snapshot().quiet_since(kind, checked)
+    }
+}
+
+/// What the queue said when it was last read: one read for all the questions of a call (a
+/// change made after it is seen by the next call).
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    /// Per kind, its generation; `None` when it is not watched.
+    generations: [Option<u64>; 3],
+    at: Instant,
+}
+
+impl Snapshot {
+    fn generation(&self, kind: Kind) -> Option<u64> {
+        self.generations.get(kind.slot()).copied().flatten()
+    }
+
+    /// A stamp for a cache about to be checked against its files; `None` when `kind` is not
+    /// watched.
+    pub fn stamp(&self, kind: Kind) -> Option<Checked> {
+        self.generation(kind).map(|generation| Checked {
+            generation,
+            at: self.at,
         })
     }
 
-    /// Whether nothing `kind` is made from changed since `checked` (queue read first), and that
-    /// was less than [`TRUST`] ago.
+    /// Whether nothing `kind` is made from changed since `checked`, and that was less than
+    /// [`TRUST`] ago.
     pub fn quiet_since(&self, kind: Kind, checked: Option<Checked>) -> bool {
-        let Some(checked) = checked else {
-            return false;
-        };
-        if checked.at.elapsed() >= TRUST {
-            return false;
-        }
-        self.stamp(kind)
-            .is_some_and(|now| now.generation == checked.generation)
+        checked.is_some_and(|c| {
+            self.at.saturating_duration_since(c.at) < TRUST
+                && self.generation(kind) == Some(c.generation)
+        })
     }
 }
 

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::changes::{Changes, Checked, Kind};
+use crate::changes::{Checked, Kind, Snapshot};
 use twofold_policy::record::Override;
 use twofold_policy::store::{Store, UserState};
 use twofold_policy::userfiles::UserFiles;
@@ -813,16 +813,16 @@ impl Index {
         Self::refresh_db(&self.etc, &mut inner, true)
     }
 
-    /// [`Index::user_db`] for a read-only view: without checking the files while `changes`
+    /// [`Index::user_db`] for a read-only view: without checking the files while the snapshot `now`
     /// reports nothing new about them ([`crate::changes`]).
-    pub fn user_db_view(&self, changes: &Changes) -> Arc<UserDb> {
+    pub fn user_db_view(&self, now: &Snapshot) -> Arc<UserDb> {
         let mut inner = self.lock();
         if let Some(db) = inner.db.as_ref()
-            && changes.quiet_since(Kind::Users, inner.db_checked)
+            && now.quiet_since(Kind::Users, inner.db_checked)
         {
             return db.clone();
         }
-        let stamp = changes.stamp(Kind::Users);
+        let stamp = now.stamp(Kind::Users);
         let db = Self::refresh_db(&self.etc, &mut inner, true);
         inner.db_checked = stamp.filter(|_| !db.racy);
         db
@@ -859,9 +859,9 @@ impl Index {
     pub fn account_of_uid_view(
         &self,
         uid: u32,
-        changes: &Changes,
+        now: &Snapshot,
     ) -> Result<Option<system::Account>, system::LookupError> {
-        Self::account_in(&self.user_db_view(changes), uid)
+        Self::account_in(&self.user_db_view(now), uid)
     }
 
     fn account_in(db: &UserDb, uid: u32) -> Result<Option<system::Account>, system::LookupError> {
@@ -879,28 +879,28 @@ impl Index {
         self.single_facts(store, name, None)
     }
 
-    /// [`Index::facts`] for a read-only view: without checking the files while `changes`
+    /// [`Index::facts`] for a read-only view: without checking the files while the snapshot `now`
     /// reports nothing new in the state directory ([`crate::changes`]).
     pub fn facts_view(
         &self,
         store: &Store,
         name: &UserName,
-        changes: &Changes,
+        now: &Snapshot,
     ) -> Result<Facts, IndexError> {
-        self.single_facts(store, name, Some(changes))
+        self.single_facts(store, name, Some(now))
     }
 
     fn single_facts(
         &self,
         store: &Store,
         name: &UserName,
-        changes: Option<&Changes>,
+        now: Option<&Snapshot>,
     ) -> Result<Facts, IndexError> {
         let mut inner = self.lock();
         let entry = inner.single.remove(name.as_str());
-        if let Some(changes) = changes
+        if let Some(now) = now
             && let Some((cached, checked)) = &entry
-            && changes.quiet_since(Kind::State, *checked)
+            && now.quiet_since(Kind::State, *checked)
         {
             let facts = cached.facts.clone();
             if let Some(e) = entry {
@@ -908,7 +908,7 @@ impl Index {
             }
             return Ok(facts);
         }
-        let stamp = changes.and_then(|c| c.stamp(Kind::State));
+        let stamp = now.and_then(|c| c.stamp(Kind::State));
         let mut cached = entry.map(|(c, _)| c);
         refresh(store, &Dir::of(store), name, &mut cached)?;
         let facts = cached.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
@@ -1186,20 +1186,20 @@ impl PolicyCache {
         self.load_checked(main).map(|(policy, _)| policy)
     }
 
-    /// [`PolicyCache::load`] for a read-only view: without checking the files while `changes`
+    /// [`PolicyCache::load`] for a read-only view: without checking the files while the snapshot `now`
     /// reports nothing new about them ([`crate::changes`]).
     pub fn load_view(
         &self,
         main: &Path,
-        changes: &Changes,
+        now: &Snapshot,
     ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
         let mut quiet = self.quiet.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((checked, policy)) = &*quiet
-            && changes.quiet_since(Kind::Policy, Some(*checked))
+            && now.quiet_since(Kind::Policy, Some(*checked))
         {
             return Ok(policy.clone());
         }
-        let stamp = changes.stamp(Kind::Policy);
+        let stamp = now.stamp(Kind::Policy);
         let (policy, kept) = self.load_checked(main)?;
         *quiet = stamp.filter(|_| kept).map(|s| (s, policy.clone()));
         Ok(policy)

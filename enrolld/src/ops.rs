@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::changes::{Changes, Checked, Kind};
+use crate::changes::{Changes, Checked, Kind, Snapshot};
 use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::record::{Enrollment, Override, Record};
 use twofold_policy::resolve::{RecordFacts, Subject, required_anywhere, resolve};
@@ -134,12 +134,6 @@ impl Daemon {
         Self::caller_from(uid, self.index.account_of_uid(uid))
     }
 
-    /// [`Daemon::caller`] for a read-only view ([`crate::changes`]): for a call that changes
-    /// nothing and grants nothing.
-    pub fn caller_view(&self, uid: u32) -> Result<Caller, Error> {
-        Self::caller_from(uid, self.index.account_of_uid_view(uid, &self.changes))
-    }
-
     fn caller_from(
         uid: u32,
         found: Result<Option<system::Account>, system::LookupError>,
@@ -164,31 +158,23 @@ impl Daemon {
     /// still passes the open's checks ([`Store::still_current`], one `lstat`), else opened (and
     /// checked) again; created only when missing.
     fn store(&self) -> Result<std::sync::Arc<Store>, Error> {
-        self.store_checked(false)
+        self.store_checked(None)
     }
 
-    /// [`Daemon::store`] for a read-only view ([`crate::changes`]).
-    fn store_view(&self) -> Result<std::sync::Arc<Store>, Error> {
-        self.store_checked(true)
-    }
-
-    fn store_checked(&self, view: bool) -> Result<std::sync::Arc<Store>, Error> {
+    /// The store, for a read-only view ([`crate::changes`]) at `now` when given.
+    fn store_checked(&self, now: Option<&Snapshot>) -> Result<std::sync::Arc<Store>, Error> {
         let mut kept = self.open_store.lock().unwrap_or_else(|e| e.into_inner());
-        if view
+        if let Some(now) = now
             && let Some((store, checked)) = kept.as_ref()
-            && self.changes.quiet_since(Kind::State, *checked)
+            && now.quiet_since(Kind::State, *checked)
         {
             return Ok(store.clone());
         }
-        let stamp = if view {
-            self.changes.stamp(Kind::State)
-        } else {
-            None
-        };
+        let stamp = now.and_then(|now| now.stamp(Kind::State));
         if let Some((store, checked)) = kept.as_mut()
             && store.still_current()
         {
-            if view {
+            if now.is_some() {
                 *checked = stamp;
             }
             return Ok(store.clone());
@@ -860,17 +846,22 @@ impl Daemon {
         Ok(codes.codes.iter().map(|c| c.to_string()).collect())
     }
 
-    /// Self: the caller's own view.
-    pub fn get_status(&self, caller: &Caller) -> Result<UserInfo, Error> {
+    /// Self: the own view of the caller of Unix uid `uid`.
+    /// The view changes and grants nothing, so it is made from what the daemon last read of
+    /// its files while the kernel reports no change to them ([`crate::changes`]): the queue is
+    /// read once for the call.
+    pub fn own_status(&self, uid: u32) -> Result<UserInfo, Error> {
+        let now = self.changes.snapshot();
+        let caller = Self::caller_from(uid, self.index.account_of_uid_view(uid, &now))?;
         let policy = self
             .policies
-            .load_view(&self.policy_path, &self.changes)
+            .load_view(&self.policy_path, &now)
             .map_err(|e| failed("policy", e))?;
         let (name, account) = caller.myself()?;
-        let store = self.store_view()?;
+        let store = self.store_checked(Some(&now))?;
         let facts = self
             .index
-            .facts_view(&store, &name, &self.changes)
+            .facts_view(&store, &name, &now)
             .map_err(index_error)?;
         Ok(Self::view(
             &policy,

@@ -298,11 +298,8 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<UserInfo, Error> {
-        // A view that changes and grants nothing: the caller's account from the files as last
-        // read while nothing changed in them (crate::changes).
         let uid = self.uid(conn, &hdr).await?;
-        let c = self.daemon.caller_view(uid)?;
-        self.daemon.get_status(&c)
+        self.daemon.own_status(uid)
     }
 
     /// A user's status changed (after every change).
