@@ -9,7 +9,8 @@
 //! A cache keeps the [`Checked`] stamp taken *before* it last checked its files the usual way
 //! (identity by `stat`); it may skip that check while the generation is still the same, which
 //! means the kernel queued no event for those files since. The queue is read, without
-//! blocking, at each such question, so a change that completed before the call is always seen.
+//! blocking, once at the start of each call ([`Snapshot`]), so a change that completed before
+//! the call is always seen.
 //!
 //! A watched directory can be replaced while something still holds the old one open (a
 //! shell's working directory): the kernel then reports no end of the old one. So the parents
