@@ -809,7 +809,6 @@ impl Index {
     /// The user database for account lookups, re-read if a file they use changed.
     pub fn user_db(&self) -> Arc<UserDb> {
         let mut inner = self.lock();
-        inner.db_checked = None;
         Self::refresh_db(&self.etc, &mut inner, true)
     }
 
