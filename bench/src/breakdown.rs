@@ -1,7 +1,8 @@
 //! Where the microseconds of one twofold login go (real accounts): the login split into its
-//! measured parts, system calls per login (strace), CPU samples by shared object (perf, when it
-//! works here), the module's login path replayed phase by phase in this process through
-//! `twofold_policy`, the floor of each operation alone, and the module file.
+//! measured parts, system calls per login (strace), CPU samples by shared object and, with call
+//! stacks, inside pam_authenticate by kind of work (perf, when it works here), the module's login
+//! path replayed phase by phase in this process through `twofold_policy`, the floor of each
+//! operation alone, and the module file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub fn run(a: &Args, t: &Path, pop: &Population, logins: &LoginResults) -> Strin
     md.push_str(&split(logins, &phases, &floors));
     md.push_str(&syscalls(a, t, pop));
     md.push_str(&profile(a, t, pop));
+    md.push_str(&inside_auth(a, t, pop, logins));
     md.push_str(&phases_md(&phases, logins));
     md.push_str(&floors_md(&floors));
     md.push_str(&module_file(&a.module));
@@ -87,7 +89,7 @@ fn split(logins: &LoginResults, phases: &Phases, floors: &Floors) -> String {
             "replayed in this process through twofold_policy".into(),
         ],
         vec![
-            "·· rest: PAM glue, conversation, cold caches of a freshly mapped module".into(),
+            "·· rest: the same work in a freshly mapped module with cold caches (its code, page faults and system calls run slower than in the replay), PAM glue, conversation; see \"Inside pam_authenticate, sampled\"".into(),
             format!("{:.0}", auth - replay),
             "difference".into(),
         ],
@@ -332,6 +334,178 @@ fn profile(a: &Args, t: &Path, pop: &Population) -> String {
         .map(|(p, s)| vec![format!("{p:.1}%"), format!("`{}`", s.replace('|', "\\|"))])
         .collect();
     md.push_str(&table(&["samples", "shared object, symbol"], &rows));
+    md
+}
+
+/// Sampling rate of the attribution inside pam_authenticate (Hz).
+const KIND_HZ: u32 = 20_000;
+
+/// What a sample inside pam_authenticate was doing, from its call stack (leaf first; each frame
+/// `address symbol (object)` as `perf script -F ip,sym,dso` prints it): a system call by name,
+/// a page fault, other kernel work, the module's own code, or another library's code.
+fn sample_kind(frames: &[&str], module: &str) -> String {
+    let kernel = |f: &&str| f.contains("[kernel.kallsyms]");
+    if frames.first().is_some_and(kernel) {
+        let sym = |f: &str| f.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let call = frames.iter().filter(|f| kernel(f)).find_map(|f| {
+            let s = sym(f);
+            let s = s.split('+').next().unwrap_or("");
+            s.strip_prefix("__x64_sys_")
+                .or_else(|| s.strip_prefix("__do_sys_"))
+                .map(str::to_owned)
+        });
+        return match call {
+            Some(c) => format!("system call `{c}`"),
+            None if frames.iter().any(|f| f.contains("exc_page_fault")) => "page fault".into(),
+            None => "other kernel work (system call entry and exit, interrupts)".into(),
+        };
+    }
+    let Some(leaf) = frames.first() else {
+        return "?".into();
+    };
+    if leaf.contains(module) {
+        return "the module's own code".into();
+    }
+    let object = leaf
+        .rsplit_once(" (")
+        .map_or("?", |(_, o)| o.trim_end_matches(')'));
+    let object = object.rsplit('/').next().unwrap_or(object);
+    // perf names an inlined frame "(inlined)"; it sits in whatever object its caller is in.
+    if object == "inlined" {
+        return match frames.iter().find(|f| !f.ends_with("(inlined)")) {
+            Some(f) if f.contains(module) => "the module's own code".into(),
+            Some(f) => sample_kind(&[f], module),
+            None => "?".into(),
+        };
+    }
+    format!("user code in `{object}`")
+}
+
+/// Samples of `perf script` text whose stack is inside libpam's pam_authenticate and passes
+/// through `module`, counted by [`sample_kind`].
+fn kinds_in(script: &str, module: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for sample in script.split("\n\n") {
+        let frames: Vec<&str> = sample
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let inside = frames.iter().any(|f| f.contains(" pam_authenticate"))
+            && frames.iter().any(|f| f.contains(module));
+        if inside {
+            *out.entry(sample_kind(&frames, module)).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// pam_authenticate of twofold and of google-authenticator stateless, each sampled with its
+/// call stacks over one batch of logins: where each one's time goes, by kind.
+fn inside_auth(a: &Args, t: &Path, pop: &Population, logins: &LoginResults) -> String {
+    let n = pop.users.len();
+    let mut md = format!(
+        "\n### Inside pam_authenticate, sampled\n\n`perf record -F {KIND_HZ} --call-graph dwarf` of the harness over {n} logins per module (one batch each), then every sample whose call stack is inside libpam's `pam_authenticate` and passes through the module, sorted by what it was doing: a system call (by name), a page fault, other kernel work, the module's own code, or code of another library (libc: malloc, memcpy, syslog's formatting). µs per login = samples / logins / rate. Unwinding every sample slows the process, so the totals run above the medians measured above (twofold {:.0} µs, google-authenticator {:.0} µs); compare the columns with each other.\n\n",
+        med(&col(&logins.valid[0][TF], |l| l.auth)),
+        med(&col(&logins.valid[0][GA], |l| l.auth)),
+    );
+    if !tool_works("perf", "--version") {
+        md.push_str("perf is not available here: not measured.\n");
+        return md;
+    }
+    let Some(ga_path) = ga_module() else {
+        md.push_str("google-authenticator's module is not installed: not measured.\n");
+        return md;
+    };
+    let module_name = |p: &Path| {
+        p.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut kinds: Vec<BTreeMap<String, u64>> = Vec::new();
+    for (m, name) in [(TF, module_name(&a.module)), (GA, module_name(&ga_path))] {
+        pop.prepare(m, twofold_policy::time::now());
+        let file = write_logins(t, &pop.logins(0..n, false));
+        let data = t.join(format!("perf-kinds-{m}.data"));
+        let wrapper: Vec<String> = [
+            "perf",
+            "record",
+            "-q",
+            "-F",
+            &KIND_HZ.to_string(),
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([data.display().to_string(), "--".into()])
+        .collect();
+        let ok = pop
+            .command(a, &wrapper, m, &file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let script = ok
+            .then(|| {
+                Command::new("perf")
+                    .args(["script", "--no-inline", "-F", "ip,sym,dso", "-i"])
+                    .arg(&data)
+                    .stderr(Stdio::null())
+                    .output()
+                    .ok()
+            })
+            .flatten();
+        let _ = std::fs::remove_file(&data);
+        let Some(script) = script.filter(|o| o.status.success()) else {
+            md.push_str("perf record --call-graph dwarf failed here: not measured.\n");
+            return md;
+        };
+        kinds.push(kinds_in(&String::from_utf8_lossy(&script.stdout), &name));
+    }
+    let per_login = |c: u64| c as f64 / n as f64 * 1e6 / f64::from(KIND_HZ);
+    let mut names: Vec<&String> = kinds.iter().flat_map(|k| k.keys()).collect();
+    names.sort();
+    names.dedup();
+    names.sort_by(|x, y| {
+        let c = |k: &String| kinds[0].get(k).copied().unwrap_or(0);
+        c(y).cmp(&c(x))
+    });
+    let mut rows: Vec<Vec<String>> = names
+        .into_iter()
+        .filter(|k| {
+            kinds
+                .iter()
+                .any(|m| per_login(m.get(*k).copied().unwrap_or(0)) >= 0.5)
+        })
+        .map(|k| {
+            let c = |m: usize| {
+                kinds[m]
+                    .get(k)
+                    .map_or("—".into(), |&v| format!("{:.1}", per_login(v)))
+            };
+            let diff = per_login(kinds[0].get(k).copied().unwrap_or(0))
+                - per_login(kinds[1].get(k).copied().unwrap_or(0));
+            vec![k.clone(), c(0), c(1), format!("{diff:+.1}")]
+        })
+        .collect();
+    let total = |m: usize| per_login(kinds[m].values().sum());
+    rows.push(vec![
+        "**all**".into(),
+        format!("**{:.1}**", total(0)),
+        format!("**{:.1}**", total(1)),
+        format!("**{:+.1}**", total(0) - total(1)),
+    ]);
+    md.push_str(&table(
+        &[
+            "what the sample was doing",
+            "twofold",
+            "ga-stateless",
+            "difference",
+        ],
+        &rows,
+    ));
     md
 }
 
@@ -769,4 +943,59 @@ fn module_file(path: &Path) -> String {
     );
     md.push_str(&table(&["", "pam_twofold.so"], &rows));
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_sorted_by_what_they_were_doing() {
+        let script = "\
+\tffffffff8163 do_sys_openat2 ([kernel.kallsyms])
+\tffffffff8164 __x64_sys_openat ([kernel.kallsyms])
+\tffffffff8165 entry_SYSCALL_64_after_hwframe ([kernel.kallsyms])
+\t7f01 __libc_open64 (/usr/lib/x86_64-linux-gnu/libc.so.6)
+\t7f02 twofold_policy::store::Store::open (/t/libpam_twofold.so)
+\t7f03 pam_sm_authenticate (/t/libpam_twofold.so)
+\t7f04 pam_authenticate (/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1)
+
+\t7f05 twofold_policy::userfiles::plain_line (/t/libpam_twofold.so)
+\t7f03 pam_sm_authenticate (/t/libpam_twofold.so)
+\t7f04 pam_authenticate (/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1)
+
+\t7f06 __memcpy_avx_unaligned_erms (/usr/lib/x86_64-linux-gnu/libc.so.6)
+\t7f03 pam_sm_authenticate (/t/libpam_twofold.so)
+\t7f04 pam_authenticate (/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1)
+
+\t7f07 core::str::from_utf8 (inlined)
+\t7f03 pam_sm_authenticate (/t/libpam_twofold.so)
+\t7f04 pam_authenticate (/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1)
+
+\tffffffff8166 next_uptodate_folio ([kernel.kallsyms])
+\tffffffff8167 exc_page_fault ([kernel.kallsyms])
+\t7f03 pam_sm_authenticate (/t/libpam_twofold.so)
+\t7f04 pam_authenticate (/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1)
+
+\tffffffff8168 unmap_page_range ([kernel.kallsyms])
+\t7f08 pam_end (/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1)
+
+\t7f09 0x2b52 (/usr/lib/x86_64-linux-gnu/security/pam_google_authenticator.so)
+\t7f04 pam_authenticate (/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1)
+";
+        let k = kinds_in(script, "libpam_twofold.so");
+        let want: BTreeMap<String, u64> = [
+            ("system call `openat`", 1),
+            ("the module's own code", 2),
+            ("user code in `libc.so.6`", 1),
+            ("page fault", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(k, want);
+        let g = kinds_in(script, "pam_google_authenticator.so");
+        assert_eq!(g.get("the module's own code"), Some(&1));
+        assert_eq!(g.values().sum::<u64>(), 1);
+    }
 }

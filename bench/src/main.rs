@@ -10,9 +10,10 @@
 //!    cost), each user with every module in turn (the order rotating from user to user); then
 //!    the cost of a refused (wrong) code.
 //! 3. Where a twofold login's time goes: system calls per login (strace), CPU samples by shared
-//!    object (perf, when it works), the module's login path replayed phase by phase through
-//!    `twofold_policy`, and the floor of each operation alone; the module file's size and
-//!    relocations.
+//!    object and, with call stacks, inside pam_authenticate by kind of work beside
+//!    google-authenticator's (perf, when it works), the module's login path replayed phase by
+//!    phase through `twofold_policy`, and the floor of each operation alone; the module file's
+//!    size and relocations.
 //! 4. Policy scale: 10,000 `[users.*]` and 1,000 `[groups.*]` tables, 100,000 records.
 //! 5. The daemon: `ListUsers` over 100,000 records, status calls per second from 8 clients,
 //!    resident memory.
