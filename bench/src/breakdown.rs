@@ -264,6 +264,33 @@ fn perf_report(data: &Path, sort: &str) -> Vec<(f64, String)> {
         .collect()
 }
 
+/// A batch of accepted logins of every user with module `m` under `perf record` with
+/// `options`, into `t/{name}-{m}.data`; `None` if perf failed.
+fn perf_record(
+    a: &Args,
+    t: &Path,
+    pop: &Population,
+    m: usize,
+    name: &str,
+    options: &[&str],
+) -> Option<PathBuf> {
+    pop.prepare(m, twofold_policy::time::now());
+    let file = write_logins(t, &pop.logins(0..pop.users.len(), false));
+    let data = t.join(format!("{name}-{m}.data"));
+    let wrapper: Vec<String> = ["perf", "record", "-q"]
+        .iter()
+        .chain(options)
+        .map(|s| (*s).to_owned())
+        .chain(["-o".into(), data.display().to_string(), "--".into()])
+        .collect();
+    pop.command(a, &wrapper, m, &file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(data)
+}
+
 fn profile(a: &Args, t: &Path, pop: &Population) -> String {
     let mut md = format!(
         "\n### CPU samples by shared object\n\n`perf record -F 20000` of the harness over {} logins (user and kernel time of the harness process; its start is included but small).\n\n",
@@ -276,24 +303,10 @@ fn profile(a: &Args, t: &Path, pop: &Population) -> String {
     let mut by_dso: Vec<BTreeMap<String, f64>> = Vec::new();
     let mut top_syms = Vec::new();
     for m in [TF, GA] {
-        pop.prepare(m, twofold_policy::time::now());
-        let file = write_logins(t, &pop.logins(0..pop.users.len(), false));
-        let data = t.join(format!("perf-{m}.data"));
-        let wrapper: Vec<String> = ["perf", "record", "-q", "-F", "20000", "-o"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .chain([data.display().to_string(), "--".into()])
-            .collect();
-        let ok = pop
-            .command(a, &wrapper, m, &file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
+        let Some(data) = perf_record(a, t, pop, m, "perf", &["-F", "20000"]) else {
             md.push_str("perf record failed here: not measured.\n");
             return md;
-        }
+        };
         by_dso.push(
             perf_report(&data, "dso")
                 .into_iter()
@@ -424,40 +437,26 @@ fn inside_auth(a: &Args, t: &Path, pop: &Population, logins: &LoginResults) -> S
     };
     let mut kinds: Vec<BTreeMap<String, u64>> = Vec::new();
     for (m, name) in [(TF, module_name(&a.module)), (GA, module_name(&ga_path))] {
-        pop.prepare(m, twofold_policy::time::now());
-        let file = write_logins(t, &pop.logins(0..n, false));
-        let data = t.join(format!("perf-kinds-{m}.data"));
-        let wrapper: Vec<String> = [
-            "perf",
-            "record",
-            "-q",
-            "-F",
-            &KIND_HZ.to_string(),
-            "--call-graph",
-            "dwarf,16384",
-            "-o",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain([data.display().to_string(), "--".into()])
-        .collect();
-        let ok = pop
-            .command(a, &wrapper, m, &file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        let script = ok
-            .then(|| {
-                Command::new("perf")
-                    .args(["script", "--no-inline", "-F", "ip,sym,dso", "-i"])
-                    .arg(&data)
-                    .stderr(Stdio::null())
-                    .output()
-                    .ok()
-            })
-            .flatten();
-        let _ = std::fs::remove_file(&data);
+        let hz = KIND_HZ.to_string();
+        let data = perf_record(
+            a,
+            t,
+            pop,
+            m,
+            "perf-kinds",
+            &["-F", &hz, "--call-graph", "dwarf,16384"],
+        );
+        let script = data.as_ref().and_then(|data| {
+            Command::new("perf")
+                .args(["script", "--no-inline", "-F", "ip,sym,dso", "-i"])
+                .arg(data)
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+        });
+        if let Some(data) = &data {
+            let _ = std::fs::remove_file(data);
+        }
         let Some(script) = script.filter(|o| o.status.success()) else {
             md.push_str("perf record --call-graph dwarf failed here: not measured.\n");
             return md;
