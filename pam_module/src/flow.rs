@@ -29,10 +29,26 @@ enum Failure {
     User(String),
     /// Policy, store or user database unreadable.
     Unavailable(String),
+    /// An error once a code (or an enrollment's first code) was asked: the code could not be
+    /// checked or recorded. Always a refusal, whatever `on_error` says: the person at the prompt
+    /// may be the one who made the check fail (a setuid `su` runs under its caller's resource
+    /// limits), and a code that was never recorded could be used again.
+    AfterCode(String),
     /// The conversation failed (the client went away).
     Conversation(PamResultCode),
     /// Wrong, replayed or missing code.
     Refused(String),
+}
+
+impl Failure {
+    /// The failure as it counts once a code was asked: an unavailable state becomes
+    /// [`Failure::AfterCode`], which `on_error` does not turn into a pass.
+    fn after_code(self) -> Failure {
+        match self {
+            Failure::Unavailable(why) => Failure::AfterCode(why),
+            other => other,
+        }
+    }
 }
 
 /// What a completed flow decided.
@@ -223,7 +239,12 @@ fn entry(
 ) -> PamResultCode {
     let mut ctx = Ctx::new(pamh, phase);
     let parsed = args::parse(raw_args.iter().map(|a| a.to_bytes()));
-    let on_error = parsed.as_ref().map(|a| a.on_error).unwrap_or(OnError::Deny);
+    let on_error = parsed
+        .as_ref()
+        .map(|a| a.on_error)
+        .ok()
+        .filter(|_| !started_by_another_user())
+        .unwrap_or(OnError::Deny);
     let result = parsed.map_err(Failure::Config).and_then(|a| {
         ctx.debug = a.debug;
         #[cfg(debug_assertions)]
@@ -255,6 +276,15 @@ fn entry(
     }
 }
 
+/// Whether this process runs with another identity than the user who started it (a setuid or
+/// setgid program such as `su`, `chfn`, `chsh`): that user chose its resource limits, signal
+/// dispositions and descriptors, and could use them to make the state unreadable on purpose.
+/// `on_error=allow` does not apply there.
+fn started_by_another_user() -> bool {
+    use nix::unistd::{getegid, geteuid, getgid, getuid};
+    getuid() != geteuid() || getgid() != getegid()
+}
+
 /// Logs a failure and maps it to its PAM code, once, for the phase.
 fn fail_code(ctx: &Ctx, failure: Failure, on_error: OnError) -> PamResultCode {
     match failure {
@@ -284,6 +314,14 @@ fn fail_code(ctx: &Ctx, failure: Failure, on_error: OnError) -> PamResultCode {
                 PamResultCode::PAM_IGNORE
             }
         },
+        Failure::AfterCode(why) => {
+            ctx.log(
+                Level::Err,
+                "refused",
+                &format!("failing closed (a code was asked; on_error does not apply): {why}"),
+            );
+            ctx.phase.unavailable()
+        }
         Failure::Conversation(code) => {
             ctx.log(Level::Notice, "refused", "conversation failed");
             code
@@ -541,15 +579,16 @@ fn remote_auth(
         ask(&conv, PAM_PROMPT_ECHO_OFF, "Verification code: ").map_err(Failure::Conversation)?;
     req.op = verify::Op::Check;
     req.code = Some(input);
-    let resp = ask_service(args, ctx, &req)?;
+    // From here on a failure is a refusal whatever on_error says (see Failure::AfterCode).
+    let resp = ask_service(args, ctx, &req).map_err(Failure::after_code)?;
     if resp.answer != verify::Answer::Accepted {
-        return Err(service_failure(pamh, resp));
+        return Err(service_failure(pamh, resp).after_code());
     }
     if !resp.message.is_empty() {
         let _ = conv.send(PAM_TEXT_INFO, &resp.message);
     }
     let user = UserName::parse(&resp.user)
-        .map_err(|e| Failure::Unavailable(format!("twofold-verifyd named {e}")))?;
+        .map_err(|e| Failure::AfterCode(format!("twofold-verifyd named {e}")))?;
     Ok(Decision::Success {
         note: resp.log,
         user,
@@ -678,7 +717,7 @@ fn pending(
             "enrolled meanwhile by another login; log in again".into(),
         )),
         Err(EnrollError::Unavailable(why)) => {
-            Err(Failure::Unavailable(format!("enrollment at login: {why}")))
+            Err(Failure::AfterCode(format!("enrollment at login: {why}")))
         }
     }
 }
@@ -712,7 +751,7 @@ fn verify_code(
     };
     let checked = store
         .check_attempt(user, &attempt)
-        .map_err(|e| Failure::Unavailable(format!("cannot check or record the code: {e}")))?;
+        .map_err(|e| Failure::AfterCode(format!("cannot check or record the code: {e}")))?;
     if let Some(note) = &checked.recovered {
         ctx.log(Level::Err, "continuing", note);
     }

@@ -910,7 +910,7 @@ fn an_alias_listed_in_a_required_group_is_required() {
 }
 
 #[test]
-fn a_torn_counters_file_costs_nothing_but_is_logged() {
+fn a_torn_counters_file_refuses_only_the_codes_of_before_its_last_write() {
     if !root_or_skip() {
         return;
     }
@@ -918,8 +918,38 @@ fn a_torn_counters_file_costs_nothing_but_is_logged() {
     let (secret, _) = rig.enroll("daemon", 1);
     let u = UserName::parse("daemon").unwrap();
     let path = rig.dir().join("state/daemon.counters");
-    std::fs::write(&path, b"version = 1\nlast_step = 5\0\xff\xfe[fail").unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let tear = |age: u64| {
+        std::fs::write(&path, b"version = 1\nlast_step = 5\0\xff\xfe[fail").unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    };
+    // Torn just now (a crash during a login's write): the step that login may have accepted is
+    // lost, so every code that could have been accepted by then is refused.
+    tear(0);
+    assert!(rig.store().read_counters(&u).is_err());
+    wait_for_fresh_step();
+    let (ok, out, lines) = login_logged(
+        &rig,
+        "daemon",
+        &format!("{}\n", oathtool(&secret, 0)),
+        "192.0.2.4",
+    );
+    assert!(!ok, "a code of before the tear was accepted: {out}");
+    assert!(
+        ours(&lines)
+            .iter()
+            .any(|l| l.contains("corrupt counters ignored")),
+        "{lines:#?}"
+    );
+    // Torn ten minutes ago: today's codes are newer than anything it could have held.
+    tear(600);
     assert!(rig.store().read_counters(&u).is_err());
     wait_for_fresh_step();
     let code = oathtool(&secret, 0);

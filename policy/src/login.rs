@@ -227,6 +227,22 @@ impl Store {
         let lock = self.lock(user)?;
         let mut state = lock.read()?;
         let recovered = state.counters_recovered.take();
+        if recovered.is_some() {
+            // Counters that no longer parse (a crash or power loss during a write in place)
+            // have lost the last accepted step: every code that could have been accepted up to
+            // their last write, the time their file was last modified, stays refused.
+            let params = state
+                .record
+                .as_ref()
+                .and_then(|r| r.enrollment.as_ref())
+                .map(|e| e.params);
+            if let Some(params) = params {
+                let written = self.counters_modified(user).unwrap_or(a.at);
+                let floor = crate::totp::step_of(written, params).saturating_add(a.window);
+                let last = state.counters.last_step.get_or_insert(floor);
+                *last = (*last).max(floor);
+            }
+        }
         let gate = throttle::gate(&state.counters, a.source, a.at);
         if gate != Gate::Open {
             return Ok(Checked {

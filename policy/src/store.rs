@@ -716,12 +716,24 @@ impl Store {
             Err(StoreError::Corrupt { path, why }) => Ok((
                 Counters::default(),
                 Some(format!(
-                    "{}: corrupt counters ignored (rewritten at the next write): {why}",
+                    "{}: corrupt counters ignored (rewritten at the next write; no code from before their last write is accepted): {why}",
                     path.display()
                 )),
             )),
             Err(e) => Err(e),
         }
+    }
+
+    /// When the user's counters file was last modified (Unix seconds), if it exists.
+    pub(crate) fn counters_modified(&self, user: &UserName) -> Option<u64> {
+        let name = format!("{user}.{COUNTERS}");
+        let st = nix::sys::stat::fstatat(
+            self.dir.as_fd(),
+            name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok()?;
+        u64::try_from(st.st_mtime).ok()
     }
 
     /// Reads a user's login counters alone (defaults when there are none), without the lock.
@@ -1016,9 +1028,54 @@ fn write_in_place(file: &File, bytes: &mut Vec<u8>, old: u64) -> io::Result<()> 
     if !shrink && old > len {
         bytes.resize(usize::try_from(old).unwrap_or(bytes.len()), b'\n');
     }
+    let _lifted = FileSizeLimit::lift_for(bytes.len() as u64)?;
     file.write_all_at(bytes, 0)?;
     if shrink {
         file.set_len(len)?;
     }
     Ok(())
+}
+
+/// The caller's `RLIMIT_FSIZE`, lifted for one write in place and put back when dropped.
+///
+/// A setuid program (`su`, `chfn`) runs the module under the resource limits of whoever
+/// started it. Under a file size limit a `pwrite` stops at the limit, leaving the start of the
+/// new counters over the rest of the old ones: a file that no longer parses, whose accepted
+/// step and failure counts would be lost. So a write that the limit would cut is made with the
+/// limit lifted (the module runs as root, which may), or not made at all: then the login is
+/// refused and the file keeps its old, whole text. No signal handler is involved: with the limit
+/// lifted no `SIGXFSZ` is raised.
+struct FileSizeLimit(Option<(nix::libc::rlim_t, nix::libc::rlim_t)>);
+
+impl FileSizeLimit {
+    fn lift_for(len: u64) -> io::Result<FileSizeLimit> {
+        use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+        let (soft, hard) = getrlimit(Resource::RLIMIT_FSIZE).map_err(io::Error::from)?;
+        if soft == RLIM_INFINITY || soft >= len {
+            return Ok(FileSizeLimit(None));
+        }
+        if setrlimit(Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY).is_ok() {
+            return Ok(FileSizeLimit(Some((soft, hard))));
+        }
+        if (hard == RLIM_INFINITY || hard >= len)
+            && setrlimit(Resource::RLIMIT_FSIZE, hard, hard).is_ok()
+        {
+            return Ok(FileSizeLimit(Some((soft, hard))));
+        }
+        Err(io::Error::other(format!(
+            "the process's file size limit ({soft} bytes) is below the {len} bytes to write"
+        )))
+    }
+}
+
+impl Drop for FileSizeLimit {
+    fn drop(&mut self) {
+        if let Some((soft, hard)) = self.0 {
+            let _ = nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_FSIZE,
+                soft,
+                hard,
+            );
+        }
+    }
 }

@@ -179,11 +179,16 @@ pub fn source_key(rhost: &str) -> String {
     if rhost.is_empty() {
         return "local".into();
     }
-    match rhost.parse::<IpAddr>() {
+    // A link-local peer comes with its zone (`fe80::1%eth0`): the address is what counts.
+    let address = match rhost.split_once('%') {
+        Some((a, _zone)) if a.contains(':') => a,
+        _ => rhost,
+    };
+    match address.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => v4.to_string(),
-        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
+        Ok(IpAddr::V6(v6)) => match (v6.to_ipv4_mapped(), nat64(v6)) {
+            (Some(v4), _) | (None, Some(v4)) => v4.to_string(),
+            (None, None) => {
                 let s = v6.segments();
                 let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
                 format!("{net}/64")
@@ -191,6 +196,14 @@ pub fn source_key(rhost: &str) -> String {
         },
         Err(_) => rhost.to_ascii_lowercase(),
     }
+}
+
+/// The IPv4 address inside an address of the NAT64 well-known prefix `64:ff9b::/96` (RFC 6052):
+/// behind a translator every IPv4 client shows as one of those, all in one /64.
+fn nat64(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let o = v6.octets();
+    (o[..12] == [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0])
+        .then(|| std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]))
 }
 
 /// The most codes one source can have checked in `seconds`, starting with no failures, if every
@@ -337,5 +350,18 @@ mod tests {
         assert_eq!(source_key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
         assert_eq!(source_key("2001:db8:1:2::99"), "2001:db8:1:2::/64");
         assert_eq!(source_key("Host.Example"), "host.example");
+        // A link-local peer with its zone, as sshd writes it: its /64, whatever the zone.
+        assert_eq!(source_key("fe80::1%eth0"), "fe80::/64");
+        assert_eq!(source_key("fe80::2%eth1"), source_key("fe80::1%eth0"));
+        // Behind a NAT64 translator (64:ff9b::/96), each IPv4 client is its own source.
+        assert_eq!(source_key("64:ff9b::198.51.100.7"), "198.51.100.7");
+        assert_ne!(
+            source_key("64:ff9b::198.51.100.7"),
+            source_key("64:ff9b::203.0.113.9")
+        );
+        // Only that prefix: another /96 ending in the same bits is an IPv6 /64 as before.
+        assert_eq!(source_key("64:ff9b:1::c633:6407"), "64:ff9b:1::/64");
+        // A `%` in a name is no zone.
+        assert_eq!(source_key("a%b"), "a%b");
     }
 }
