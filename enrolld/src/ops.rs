@@ -71,9 +71,10 @@ struct Pending {
     params: Params,
     expires: std::time::Instant,
     attempts: u32,
-    /// The caller proved the current factor (a current code or a recovery code) when beginning:
-    /// only then may the confirmation replace an existing enrollment.
-    replaces: bool,
+    /// The enrollment the caller proved (a current code or a recovery code of it) when
+    /// beginning, by its [`Enrollment::fingerprint`]: the confirmation may replace that one
+    /// enrollment and no other (not one made after an admin's reset, say).
+    replaces: Option<[u8; 32]>,
 }
 
 /// The daemon's state: where the policy and the store are, and pending enrollments.
@@ -389,6 +390,8 @@ impl Daemon {
         let policy = self.policy()?;
         self.require_admin(caller, &policy, "reset")?;
         let (name, account) = self.target(user)?;
+        // A replacement the user began, proven against the enrollment being reset, ends too.
+        self.drop_pending(account.uid);
         let info = self.change(&policy, &name, &account, |record, counters, _| {
             record.enrollment = None;
             record.required_since = None;
@@ -578,10 +581,26 @@ impl Daemon {
                     "replacing an enrollment needs a current code from the old authenticator, or a recovery code; without either, an administrator can reset you (twofold reset)".into(),
                 ));
             }
+            // The proof is bound to the enrollment it was checked against: the one there before
+            // and after the check (a change in between makes the caller begin again).
+            let current = || -> Result<Option<[u8; 32]>, Error> {
+                Ok(store
+                    .read_record(&name)
+                    .map_err(|e| failed("state", e))?
+                    .and_then(|r| r.enrollment)
+                    .map(|e| e.fingerprint()))
+            };
+            let before = current()?;
             self.prove(caller, &policy, &name, &proof, "begin-enrollment")?;
-            true
+            let after = current()?;
+            if before != after || after.is_none() {
+                return Err(Error::NoPendingEnrollment(
+                    "the enrollment changed while the proof was checked: begin again".into(),
+                ));
+            }
+            after
         } else {
-            false
+            None
         };
         let secret = Secret::generate().map_err(|e| failed("randomness", e))?;
         let params = policy.totp.params;
@@ -683,8 +702,11 @@ impl Daemon {
             .map_err(|e| failed("randomness", e))?;
         let hashes = codes.hashes.clone();
         let info = self.change(&policy, &name, account, |record, counters, now| {
-            // Enrolled meanwhile (e.g. at a login) without a proven replacement: keep it.
-            if record.enrollment.is_some() && !replaces {
+            // Only the enrollment the proof was for may be replaced: one made meanwhile (at a
+            // login, or again after an admin's reset) is kept.
+            if let Some(e) = &record.enrollment
+                && replaces != Some(e.fingerprint())
+            {
                 return Err(Error::AlreadyEnrolled(
                     "enrolled meanwhile; to replace that enrollment, begin again with replace and a current code".into(),
                 ));
@@ -705,6 +727,13 @@ impl Daemon {
             codes.codes.len()
         ));
         Ok((info, codes.codes.iter().map(|c| c.to_string()).collect()))
+    }
+
+    /// Drops the pending enrollment of `uid`, if any.
+    fn drop_pending(&self, uid: u32) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&uid);
+        }
     }
 
     /// Self: drops the caller's pending enrollment; whether there was one.
@@ -804,6 +833,7 @@ impl Daemon {
             )));
         }
         self.prove(caller, &policy, &name, code, "disable")?;
+        self.drop_pending(account.uid);
         let info = self.change(&policy, &name, account, |record, _, _| {
             record.enrollment = None;
             // Nothing requires the user now: a later requirement is a new one, with its own

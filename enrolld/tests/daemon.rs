@@ -23,6 +23,29 @@ fn helper() {
     common::helper_main();
 }
 
+/// Run only as a helper, as another user: subscribes to `UserChanged`, prints `READY`, then
+/// `SIG user status` for each signal it receives.
+#[test]
+#[ignore]
+fn listen_helper() {
+    if std::env::var("TWOFOLD_LISTEN").is_err() {
+        return;
+    }
+    zbus::block_on(async {
+        use futures_util::StreamExt;
+        let conn = zbus::Connection::system().await.unwrap();
+        let p = twofold_enrolld::api::ManagerProxy::new(&conn)
+            .await
+            .unwrap();
+        let mut s = p.receive_user_changed().await.unwrap();
+        println!("READY");
+        while let Some(sig) = s.next().await {
+            let a = sig.args().unwrap();
+            println!("SIG {} {}", a.user(), a.status());
+        }
+    });
+}
+
 #[allow(dead_code)] // kept alive for the test's duration
 struct World {
     dir: Dir,
@@ -676,6 +699,120 @@ fn replacing_or_disabling_needs_the_current_factor() {
     // A proof is consumed: the same recovery code does not prove twice.
     let r = w.call(alice, "BeginEnrollment", json!([true, codes[0]]));
     assert_eq!(err(&r), "InvalidCode", "{r}");
+}
+
+/// The secret of `who`'s enrollment, if any.
+fn secret_of(w: &World, who: &Account) -> Option<String> {
+    let u = UserName::parse(&who.name).unwrap();
+    w.store()
+        .read(&u)
+        .unwrap()
+        .record
+        .and_then(|r| r.enrollment)
+        .map(|e| e.secret().unwrap().to_base32().to_string())
+}
+
+/// Found by an attacker's review: malware running as alice, with one stolen recovery code (or
+/// one sniffed code), begins a replacement and keeps its secret. The proof was for the
+/// enrollment of that moment, and for nothing after it.
+#[test]
+fn a_pending_replacement_replaces_only_the_enrollment_it_was_proven_against() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let alice = Some(&w.alice);
+    // 1. An admin resets alice (the documented remedy), and she enrolls again at her next
+    //    login: the malware's confirmation must not replace that new enrollment.
+    let (_key, codes) = enroll(&w, &w.alice);
+    let evil = ok(&w.call(alice, "BeginEnrollment", json!([true, codes[0]]))).clone();
+    let evil_key = evil["secret"].as_str().unwrap().to_owned();
+    ok(&w.call(Some(&w.admin), "Reset", json!([w.alice.name])));
+    write_record(&w.store(), &w.alice.name, enroll_directly);
+    let legit = secret_of(&w, &w.alice).unwrap();
+    fresh_step_within(5);
+    let r = w.call(alice, "ConfirmEnrollment", json!([oathtool(&evil_key, 0)]));
+    assert_eq!(err(&r), "NoPendingEnrollment", "{r}");
+    assert_eq!(secret_of(&w, &w.alice), Some(legit.clone()));
+    // 2. A pending replacement whose enrollment is replaced at a login meanwhile (a new one,
+    //    not reset): still refused, the enrollment of the login kept.
+    let w = World::new(&[]);
+    let alice = Some(&w.alice);
+    let (_key, codes) = enroll(&w, &w.alice);
+    let evil = ok(&w.call(alice, "BeginEnrollment", json!([true, codes[0]]))).clone();
+    let evil_key = evil["secret"].as_str().unwrap().to_owned();
+    write_record(&w.store(), &w.alice.name, enroll_directly);
+    let legit = secret_of(&w, &w.alice).unwrap();
+    fresh_step_within(5);
+    let r = w.call(alice, "ConfirmEnrollment", json!([oathtool(&evil_key, 0)]));
+    assert_eq!(err(&r), "AlreadyEnrolled", "{r}");
+    assert_eq!(secret_of(&w, &w.alice), Some(legit));
+    // 3. Alice disables 2FA with another recovery code: the pending replacement ends with it.
+    ok(&w.call(Some(&w.admin), "Reset", json!([w.alice.name])));
+    let (_key, codes) = enroll(&w, &w.alice);
+    let evil = ok(&w.call(alice, "BeginEnrollment", json!([true, codes[0]]))).clone();
+    let evil_key = evil["secret"].as_str().unwrap().to_owned();
+    ok(&w.call(alice, "Disable", json!([codes[1]])));
+    assert_eq!(secret_of(&w, &w.alice), None);
+    fresh_step_within(5);
+    let r = w.call(alice, "ConfirmEnrollment", json!([oathtool(&evil_key, 0)]));
+    assert_eq!(err(&r), "NoPendingEnrollment", "{r}");
+    assert_eq!(secret_of(&w, &w.alice), None);
+}
+
+/// Found by an attacker's review: `UserChanged(user, status)` went to every connection of the
+/// system bus, so any local user learned who is exempt, or the moment an admin's reset left a
+/// user pending. The bus policy now lets only root and twofold-admin receive it.
+#[test]
+fn other_users_do_not_receive_user_changed() {
+    use std::io::BufRead;
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new(&[]);
+    let mut child = common::as_user(Some(&w.bob), &w.client, &w.bus)
+        .args([
+            "--ignored",
+            "--exact",
+            "listen_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TWOFOLD_LISTEN", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            let _ = tx.send(l);
+        }
+    });
+    while !rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap()
+        .contains("READY")
+    {}
+    enroll(&w, &w.alice);
+    ok(&w.call(Some(&w.admin), "Reset", json!([w.alice.name])));
+    ok(&w.call(Some(&w.admin), "Require", json!([w.alice.name])));
+    // bob's own change: not received either (only root and the admin group receive any).
+    ok(&w.call(Some(&w.admin), "Exempt", json!([w.bob.name])));
+    let mut seen = Vec::new();
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(3)) {
+        if l.starts_with("SIG ") {
+            seen.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.is_empty(),
+        "bob, no admin, received UserChanged signals: {seen:?}"
+    );
 }
 
 /// Alice enrolls, and her `Disable` with a valid code is refused as `Forbidden` by `rule`,

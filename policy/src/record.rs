@@ -318,6 +318,18 @@ impl Enrollment {
     pub fn secret(&self) -> Result<Secret, TotpError> {
         Secret::from_base32(&self.secret)
     }
+
+    /// What tells this enrollment from any other of the user's: a SHA-256 of its secret and
+    /// confirmation time. A proof given against one enrollment is bound to it by this (a
+    /// replacement begun with a proof may replace only the enrollment the proof was for).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"twofold-enrollment\0");
+        h.update(self.enrolled_at.to_le_bytes());
+        h.update(self.secret.as_bytes());
+        h.finalize().into()
+    }
 }
 
 /// The login-time counters.
