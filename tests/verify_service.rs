@@ -521,3 +521,36 @@ fn a_user_holding_connections_open_does_not_starve_others() {
         rig.log()
     );
 }
+
+/// Found by an attacker's review: the service's 5 s timeout applied to each read, so a peer
+/// sending one byte every few seconds held its connection (and a slot) for hours. The whole
+/// message now has one deadline.
+#[test]
+fn a_peer_sending_a_byte_at_a_time_is_cut_off_at_the_deadline() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY);
+    let _verifyd = rig.start();
+    let mallory = User::create("s");
+    // One byte every 2 s, up to 30 s; prints how long the service kept the connection.
+    let script = "import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nt=time.time()\ntry:\n    for b in b'twofold-verify 1\\nop=query\\nuser=x':\n        s.send(bytes([b]))\n        time.sleep(2)\n        if time.time()-t > 30: break\nexcept OSError:\n    pass\ns.settimeout(30)\ntry:\n    while s.recv(100): pass\nexcept OSError:\n    pass\nprint(int(time.time()-t), flush=True)";
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &mallory.0,
+            "--regid",
+            &mallory.0,
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ])
+        .arg(&rig.socket)
+        .output()
+        .unwrap();
+    let held: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    // The deadline is 5 s; before the fix the connection outlived the 30 s of the script.
+    assert!(held < 20, "held for {held} s\n{}", rig.log());
+    assert!(rig.log().contains("refused"), "{}", rig.log());
+}

@@ -318,6 +318,29 @@ pub fn read_message(stream: &mut impl Read) -> Result<Zeroizing<String>, Protoco
     Ok(Zeroizing::new(text))
 }
 
+/// [`read_message`] with one deadline for the whole message, not each read: a peer that sends a
+/// byte every few seconds cannot hold the connection (and a slot of the service) past it.
+pub fn read_message_by(
+    stream: &mut UnixStream,
+    deadline: std::time::Instant,
+) -> Result<Zeroizing<String>, ProtocolError> {
+    struct ByDeadline<'a>(&'a mut UnixStream, std::time::Instant);
+    impl Read for ByDeadline<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let left = self.1.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the message took longer than allowed",
+                ));
+            }
+            self.0.set_read_timeout(Some(left))?;
+            self.0.read(buf)
+        }
+    }
+    read_message(&mut ByDeadline(stream, deadline))
+}
+
 /// The client side: one request, one response, over a fresh connection to `socket`.
 pub fn ask(socket: &Path, request: &Request) -> Result<Response, ProtocolError> {
     let mut s = UnixStream::connect(socket)
@@ -327,7 +350,7 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, ProtocolError> 
         .map_err(|e| ProtocolError(format!("timeout: {e}")))?;
     s.write_all(request.encode()?.as_bytes())
         .map_err(|e| ProtocolError(format!("write: {e}")))?;
-    let text = read_message(&mut s)?;
+    let text = read_message_by(&mut s, std::time::Instant::now() + TIMEOUT)?;
     Response::decode(&text)
 }
 

@@ -25,6 +25,9 @@ const MAX_CLIENTS: usize = 64;
 /// Connections served at once for one uid other than root: a local user holding connections
 /// open cannot starve the others' screen lockers.
 const MAX_PER_UID: usize = 4;
+/// Of [`MAX_CLIENTS`], kept for root's callers (sshd's sandboxed helpers, polkit): the other
+/// users together, each at [`MAX_PER_UID`], cannot take them.
+const ROOT_RESERVE: usize = 8;
 
 /// The listening socket systemd passed (`LISTEN_FDS`, `LISTEN_PID`), if any.
 #[allow(unsafe_code)]
@@ -72,7 +75,9 @@ fn serve_one(
     {
         return;
     }
-    let req = match verify::read_message(&mut stream).and_then(|t| Request::decode(&t)) {
+    let deadline = std::time::Instant::now() + verify::TIMEOUT;
+    let req = match verify::read_message_by(&mut stream, deadline).and_then(|t| Request::decode(&t))
+    {
         Ok(r) => r,
         Err(e) => {
             log.notice(&format!("peer uid={uid} pid={}: refused: {e}", peer.pid()));
@@ -146,8 +151,14 @@ fn main() -> ExitCode {
             }
         };
         let uid = peer.uid();
-        // Root's callers (sshd's sandboxed helpers, polkit) are limited only by the total.
-        let admitted = busy.load(Ordering::SeqCst) < MAX_CLIENTS
+        // Root's callers (sshd's sandboxed helpers, polkit) are limited only by the total, and
+        // have a reserve of their own.
+        let limit = if uid == 0 {
+            MAX_CLIENTS
+        } else {
+            MAX_CLIENTS - ROOT_RESERVE
+        };
+        let admitted = busy.load(Ordering::SeqCst) < limit
             && per_uid.lock().is_ok_and(|mut m| {
                 let n = m.entry(uid).or_default();
                 if uid != 0 && *n >= MAX_PER_UID {
