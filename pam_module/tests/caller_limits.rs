@@ -255,3 +255,66 @@ fn on_error_allow_does_not_apply_in_a_setuid_program_started_by_a_user() {
         "a setuid program started by a user failed open with on_error=allow:\n{out}"
     );
 }
+
+/// Found by an attack on the fix above: where the limit could not be lifted, only the write
+/// that outgrew it was refused, and a wrong code's counters (longer, with the failure) outgrow
+/// a limit that a right code's fit in. Wrong guesses went uncounted, and a right one passed.
+/// Now the limit is settled before any code is looked at.
+#[test]
+fn a_hard_file_size_limit_does_not_turn_off_the_throttle() {
+    if !root_or_skip() {
+        return;
+    }
+    let (victim, sandbox, svc) = setup("fs4", "");
+    let (secret, _) = sandbox.enroll(&victim.name, 1);
+    let u = UserName::parse(&victim.name).unwrap();
+    wait_for_fresh_step_within(20);
+    let code = oathtool(&secret, 0);
+    let (ok, out) = pamtester(
+        "pamtester",
+        "exec",
+        &svc.name,
+        &victim.name,
+        &format!("{code}\n"),
+        None,
+    );
+    assert!(ok, "{out}");
+    let path = sandbox
+        .dir()
+        .join(format!("state/{}.counters", victim.name));
+    let limit = fsize(std::fs::metadata(&path).unwrap().len());
+    // Three wrong guesses under a hard limit of the file's length.
+    let valid: Vec<String> = (-1..=1).map(|o| oathtool(&secret, o)).collect();
+    let guesses: Vec<String> = (100_000..100_010)
+        .map(|g| g.to_string())
+        .filter(|g| !valid.contains(g))
+        .take(3)
+        .collect();
+    for g in &guesses {
+        let (ok, out) = pamtester(
+            "pamtester",
+            &limit,
+            &svc.name,
+            &victim.name,
+            &format!("{g}\n"),
+            None,
+        );
+        assert!(!ok, "{out}");
+    }
+    let c = sandbox.store().read_counters(&u).unwrap();
+    // Counted where the limit can be lifted; not checked at all where it cannot.
+    let counted = if may_lift_limits() { 3 } else { 0 };
+    assert_eq!(c.user_failures, counted, "{c:?}");
+    // A right code (the next step's, within the window and not used yet) under the same
+    // limit: its counters fit where the failures' did not. Throttled after three counted
+    // failures, or not checked; never accepted.
+    let (ok, out) = pamtester(
+        "pamtester",
+        &limit,
+        &svc.name,
+        &victim.name,
+        &format!("{}\n", valid[2]),
+        None,
+    );
+    assert!(!ok, "a right code passed after uncounted guesses:\n{out}");
+}

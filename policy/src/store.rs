@@ -1045,10 +1045,16 @@ fn write_in_place(file: &File, bytes: &mut Vec<u8>, old: u64) -> io::Result<()> 
 /// limit lifted (the module runs as root, which may), or not made at all: then the login is
 /// refused and the file keeps its old, whole text. No signal handler is involved: with the limit
 /// lifted no `SIGXFSZ` is raised.
-struct FileSizeLimit(Option<(nix::libc::rlim_t, nix::libc::rlim_t)>);
+pub(crate) struct FileSizeLimit(Option<(nix::libc::rlim_t, nix::libc::rlim_t)>);
+
+/// More than any write a code check makes (the counters with every remembered source, a
+/// record): a check that could not write this much is refused before the code is looked at.
+pub(crate) const CHECK_WRITE_BOUND: u64 = 1 << 20;
 
 impl FileSizeLimit {
-    fn lift_for(len: u64) -> io::Result<FileSizeLimit> {
+    /// Lifts the limit so that `len` bytes can be written, until dropped; an error when the
+    /// process may not (a hard limit below `len` and no CAP_SYS_RESOURCE).
+    pub(crate) fn lift_for(len: u64) -> io::Result<FileSizeLimit> {
         use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
         let (soft, hard) = getrlimit(Resource::RLIMIT_FSIZE).map_err(io::Error::from)?;
         if soft == RLIM_INFINITY || soft >= len {
