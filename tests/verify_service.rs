@@ -468,6 +468,23 @@ fn without_the_service_callers_that_are_not_root_fail_closed_and_say_why() {
     assert!(ok, "{out}");
 }
 
+/// `python3 -c script socket` as `user` (no groups).
+fn python_as(user: &User, script: &str, socket: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        &user.0,
+        "--regid",
+        &user.0,
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        script,
+    ])
+    .arg(socket);
+    c
+}
+
 #[test]
 fn a_user_holding_connections_open_does_not_starve_others() {
     if !root_or_skip() {
@@ -481,18 +498,7 @@ fn a_user_holding_connections_open_does_not_starve_others() {
     let (secret, _) = rig.enroll(&alice.0);
     // Mallory opens 100 connections and sends nothing.
     let script = "import socket,sys,time\nconns=[]\nfor i in range(100):\n    s=socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    conns.append(s)\nprint('held', flush=True)\ntime.sleep(20)";
-    let mut holder = Command::new("setpriv")
-        .args([
-            "--reuid",
-            &mallory.0,
-            "--regid",
-            &mallory.0,
-            "--clear-groups",
-            "/usr/bin/python3",
-            "-c",
-            script,
-        ])
-        .arg(&rig.socket)
+    let mut holder = python_as(&mallory, script, &rig.socket)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -535,20 +541,7 @@ fn a_peer_sending_a_byte_at_a_time_is_cut_off_at_the_deadline() {
     let mallory = User::create("s");
     // One byte every 2 s, up to 30 s; prints how long the service kept the connection.
     let script = "import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nt=time.time()\ntry:\n    for b in b'twofold-verify 1\\nop=query\\nuser=x':\n        s.send(bytes([b]))\n        time.sleep(2)\n        if time.time()-t > 30: break\nexcept OSError:\n    pass\ns.settimeout(30)\ntry:\n    while s.recv(100): pass\nexcept OSError:\n    pass\nprint(int(time.time()-t), flush=True)";
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            &mallory.0,
-            "--regid",
-            &mallory.0,
-            "--clear-groups",
-            "/usr/bin/python3",
-            "-c",
-            script,
-        ])
-        .arg(&rig.socket)
-        .output()
-        .unwrap();
+    let out = python_as(&mallory, script, &rig.socket).output().unwrap();
     let held: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     // The deadline is 5 s; before the fix the connection outlived the 30 s of the script.
     assert!(held < 20, "held for {held} s\n{}", rig.log());

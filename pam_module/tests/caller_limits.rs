@@ -101,29 +101,63 @@ fn setup(tag: &str, extra: &str) -> (TestUser, Sandbox, PamService) {
     (victim, sandbox, service)
 }
 
+/// A required account, enrolled, that has just logged in with `code`, and its counters file.
+struct Rig {
+    victim: TestUser,
+    sandbox: Sandbox,
+    svc: PamService,
+    secret: twofold_policy::totp::Secret,
+    u: UserName,
+    code: String,
+    path: std::path::PathBuf,
+}
+
+impl Rig {
+    fn logged_in(tag: &str) -> Rig {
+        let (victim, sandbox, svc) = setup(tag, "");
+        let (secret, _) = sandbox.enroll(&victim.name, 1);
+        let u = UserName::parse(&victim.name).unwrap();
+        wait_for_fresh_step_within(20);
+        let code = oathtool(&secret, 0);
+        let (ok, out) = pamtester(
+            "pamtester",
+            "exec",
+            &svc.name,
+            &victim.name,
+            &format!("{code}\n"),
+            None,
+        );
+        assert!(ok, "{out}");
+        let path = sandbox
+            .dir()
+            .join(format!("state/{}.counters", victim.name));
+        Rig {
+            victim,
+            sandbox,
+            svc,
+            secret,
+            u,
+            code,
+            path,
+        }
+    }
+}
+
 #[test]
 fn a_file_size_limit_neither_tears_the_counters_nor_reopens_a_used_code() {
     if !root_or_skip() {
         return;
     }
-    let (victim, sandbox, svc) = setup("fs1", "");
-    let (secret, _) = sandbox.enroll(&victim.name, 1);
-    let u = UserName::parse(&victim.name).unwrap();
-    wait_for_fresh_step_within(20);
-    let code = oathtool(&secret, 0);
     // The user logs in with a code; the attacker watched it being typed.
-    let (ok, out) = pamtester(
-        "pamtester",
-        "exec",
-        &svc.name,
-        &victim.name,
-        &format!("{code}\n"),
-        None,
-    );
-    assert!(ok, "{out}");
-    let path = sandbox
-        .dir()
-        .join(format!("state/{}.counters", victim.name));
+    let Rig {
+        victim,
+        sandbox,
+        svc,
+        secret: _,
+        u,
+        code,
+        path,
+    } = Rig::logged_in("fs1");
     let before = std::fs::read_to_string(&path).unwrap();
     // A wrong code's counters first differ from these after the last_login_from line: every
     // limit from there to the end of the file would cut the write in place.
@@ -265,23 +299,15 @@ fn a_hard_file_size_limit_does_not_turn_off_the_throttle() {
     if !root_or_skip() {
         return;
     }
-    let (victim, sandbox, svc) = setup("fs4", "");
-    let (secret, _) = sandbox.enroll(&victim.name, 1);
-    let u = UserName::parse(&victim.name).unwrap();
-    wait_for_fresh_step_within(20);
-    let code = oathtool(&secret, 0);
-    let (ok, out) = pamtester(
-        "pamtester",
-        "exec",
-        &svc.name,
-        &victim.name,
-        &format!("{code}\n"),
-        None,
-    );
-    assert!(ok, "{out}");
-    let path = sandbox
-        .dir()
-        .join(format!("state/{}.counters", victim.name));
+    let Rig {
+        victim,
+        sandbox,
+        svc,
+        secret,
+        u,
+        path,
+        ..
+    } = Rig::logged_in("fs4");
     let limit = fsize(std::fs::metadata(&path).unwrap().len());
     // Three wrong guesses under a hard limit of the file's length.
     let valid: Vec<String> = (-1..=1).map(|o| oathtool(&secret, o)).collect();
