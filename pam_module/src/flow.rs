@@ -239,12 +239,10 @@ fn entry(
 ) -> PamResultCode {
     let mut ctx = Ctx::new(pamh, phase);
     let parsed = args::parse(raw_args.iter().map(|a| a.to_bytes()));
-    let on_error = parsed
-        .as_ref()
-        .map(|a| a.on_error)
-        .ok()
-        .filter(|_| !started_by_another_user())
-        .unwrap_or(OnError::Deny);
+    let on_error = match parsed.as_ref().map(|a| a.on_error) {
+        Ok(OnError::Allow) if !started_by_another_user() => OnError::Allow,
+        _ => OnError::Deny,
+    };
     let result = parsed.map_err(Failure::Config).and_then(|a| {
         ctx.debug = a.debug;
         #[cfg(debug_assertions)]

@@ -224,16 +224,8 @@ impl Store {
     /// An error means nothing was accepted: a login whose accepted step cannot be stored is
     /// refused, or the code could be used again.
     pub fn check_attempt(&self, user: &UserName, a: &Attempt<'_>) -> Result<Checked> {
-        // Whether this check can record what it finds is settled before the code is looked
-        // at: under a file size limit it cannot lift (a setuid caller's), a wrong code's longer
-        // counters would fail to write where a right code's fit, and guesses would go
-        // uncounted. So the limit is lifted for the whole check, or nothing is checked.
-        let _writable = crate::store::FileSizeLimit::lift_for(crate::store::CHECK_WRITE_BOUND)
-            .map_err(|e| crate::store::StoreError::Io {
-                path: self.path().to_owned(),
-                op: "lift the file size limit",
-                source: e,
-            })?;
+        // The lock settles the file size limit (store::FileSizeLimit) before anything is
+        // checked: whether this check can record what it finds does not depend on the code.
         let lock = self.lock(user)?;
         let mut state = lock.read()?;
         let recovered = state.counters_recovered.take();

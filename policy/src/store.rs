@@ -439,10 +439,14 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the user's lock, waiting for any other holder.
+    /// Takes the user's lock, waiting for any other holder. Every write is made under it, so
+    /// the process's file size limit is settled here for all of them ([`FileSizeLimit`]):
+    /// before anything is read or checked, or the lock is not taken.
     pub fn lock(&self, user: &UserName) -> Result<Locked<'_>> {
         let name = format!("{user}.{LOCK}");
         let path = self.file_path(&name);
+        let fsize = FileSizeLimit::lift_for(WRITE_BOUND)
+            .map_err(io_err(&path, "lift the file size limit"))?;
         let fd = openat(
             self.dir.as_fd(),
             name.as_str(),
@@ -457,6 +461,7 @@ impl Store {
             store: self,
             user: user.clone(),
             _lock: file,
+            _fsize: fsize,
         })
     }
 
@@ -847,6 +852,8 @@ pub struct Locked<'a> {
     store: &'a Store,
     user: UserName,
     _lock: File,
+    /// The file size limit, lifted while the lock is held.
+    _fsize: FileSizeLimit,
 }
 
 impl Drop for Locked<'_> {
@@ -1028,7 +1035,6 @@ fn write_in_place(file: &File, bytes: &mut Vec<u8>, old: u64) -> io::Result<()> 
     if !shrink && old > len {
         bytes.resize(usize::try_from(old).unwrap_or(bytes.len()), b'\n');
     }
-    let _lifted = FileSizeLimit::lift_for(bytes.len() as u64)?;
     file.write_all_at(bytes, 0)?;
     if shrink {
         file.set_len(len)?;
@@ -1036,25 +1042,26 @@ fn write_in_place(file: &File, bytes: &mut Vec<u8>, old: u64) -> io::Result<()> 
     Ok(())
 }
 
-/// The caller's `RLIMIT_FSIZE`, lifted for one write in place and put back when dropped.
+/// The caller's `RLIMIT_FSIZE`, lifted while a user's lock is held and put back when dropped.
 ///
 /// A setuid program (`su`, `chfn`) runs the module under the resource limits of whoever
 /// started it. Under a file size limit a `pwrite` stops at the limit, leaving the start of the
 /// new counters over the rest of the old ones: a file that no longer parses, whose accepted
-/// step and failure counts would be lost. So a write that the limit would cut is made with the
-/// limit lifted (the module runs as root, which may), or not made at all: then the login is
-/// refused and the file keeps its old, whole text. No signal handler is involved: with the limit
-/// lifted no `SIGXFSZ` is raised.
-pub(crate) struct FileSizeLimit(Option<(nix::libc::rlim_t, nix::libc::rlim_t)>);
+/// step and failure counts would be lost. And a limit that only a longer write outgrows (a wrong
+/// code's counters, with the failure) would refuse that write and not a right code's: guesses
+/// uncounted. So the limit is settled when the lock is taken, before anything is checked:
+/// lifted (the module runs as root, which may), or the lock is refused and nothing is checked or
+/// written. No signal handler is involved: with the limit lifted no `SIGXFSZ` is raised.
+#[derive(Debug)]
+struct FileSizeLimit(Option<(nix::libc::rlim_t, nix::libc::rlim_t)>);
 
-/// More than any write a code check makes (the counters with every remembered source, a
-/// record): a check that could not write this much is refused before the code is looked at.
-pub(crate) const CHECK_WRITE_BOUND: u64 = 1 << 20;
+/// More than any write made under a lock (the counters with every remembered source, a record).
+const WRITE_BOUND: u64 = 1 << 20;
 
 impl FileSizeLimit {
     /// Lifts the limit so that `len` bytes can be written, until dropped; an error when the
     /// process may not (a hard limit below `len` and no CAP_SYS_RESOURCE).
-    pub(crate) fn lift_for(len: u64) -> io::Result<FileSizeLimit> {
+    fn lift_for(len: u64) -> io::Result<FileSizeLimit> {
         use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
         let (soft, hard) = getrlimit(Resource::RLIMIT_FSIZE).map_err(io::Error::from)?;
         if soft == RLIM_INFINITY || soft >= len {
