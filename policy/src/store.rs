@@ -440,7 +440,7 @@ impl Store {
     }
 
     /// Takes the user's lock, waiting for any other holder. Every write is made under it, so
-    /// the process's file size limit is settled here for all of them ([`FileSizeLimit`]):
+    /// the process's file size limit is settled here for all of them (see `FileSizeLimit` in this module):
     /// before anything is read or checked, or the lock is not taken.
     pub fn lock(&self, user: &UserName) -> Result<Locked<'_>> {
         let name = format!("{user}.{LOCK}");
