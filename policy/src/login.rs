@@ -224,8 +224,28 @@ impl Store {
     /// An error means nothing was accepted: a login whose accepted step cannot be stored is
     /// refused, or the code could be used again.
     pub fn check_attempt(&self, user: &UserName, a: &Attempt<'_>) -> Result<Checked> {
+        // Before the lock, nothing costly: an answer that cannot be a code, or a source the
+        // throttle refuses, is refused on what was read without it (no I/O in a login, which
+        // read both before the prompt). A process holding the lock (a stopped `su`) can then
+        // be waited for only by a code-shaped answer from a source the throttle lets through,
+        // and each such try counts.
+        let (params, counters) = self.before_lock(user)?;
+        let gate = throttle::gate(&counters, a.source, a.at);
+        if gate != Gate::Open {
+            return Ok(Checked {
+                outcome: Outcome::Throttled(gate),
+                recovered: None,
+            });
+        }
+        if params.is_some_and(|p| !shaped(a.input, p.digits)) {
+            return Ok(Checked {
+                outcome: Outcome::NotACode,
+                recovered: None,
+            });
+        }
         // The lock settles the file size limit (store::FileSizeLimit) before anything is
         // checked: whether this check can record what it finds does not depend on the code.
+        // Its wait is bounded (StoreError::Busy past it: nothing checked, nothing counted).
         let lock = self.lock(user)?;
         let mut state = lock.read()?;
         let recovered = state.counters_recovered.take();
@@ -256,10 +276,7 @@ impl Store {
             .record
             .as_ref()
             .and_then(|r| r.enrollment.as_ref())
-            .is_some_and(|e| {
-                crate::totp::normalize_code(a.input, e.params.digits).is_some()
-                    || crate::recovery::normalize(a.input).is_some()
-            });
+            .is_some_and(|e| shaped(a.input, e.params.digits));
         if !shaped && state.enrolled() {
             return Ok(Checked {
                 outcome: Outcome::NotACode,
@@ -290,4 +307,10 @@ impl Store {
         lock.write_counters(&counters)?;
         Ok(Checked { outcome, recovered })
     }
+}
+
+/// Whether `input` has the shape of a code of `digits` digits or of a recovery code.
+fn shaped(input: &str, digits: u8) -> bool {
+    crate::totp::normalize_code(input, digits).is_some()
+        || crate::recovery::normalize(input).is_some()
 }

@@ -4,8 +4,12 @@
 //!   (0700); it is opened once with `O_DIRECTORY|O_NOFOLLOW` and every file is opened relative to
 //!   it with `O_NOFOLLOW`, so a symlink is never followed, and owner and mode (0600) of every file
 //!   are checked.
-//! - Every change is a read-modify-write under a waiting per-user `flock` on `USER.lock` (never
-//!   an `O_EXCL` lock file: a killed process releases its lock). Records are written to a temp
+//! - Every change is a read-modify-write under a per-user `flock` on `USER.lock` (never an
+//!   `O_EXCL` lock file: a killed process releases its lock). The wait for it is bounded
+//!   ([`LOCK_WAIT`], or the caller's own deadline, see [`Store::wait_for_locks`]): a process
+//!   that holds a user's lock and stops (a setuid `su` its caller sent SIGSTOP) makes that
+//!   user's attempts fail as [`StoreError::Busy`], having checked nothing and counted nothing,
+//!   and holds up nobody else. Records are written to a temp
 //!   file, fsynced and renamed over the old one, and the directory is fsynced before the change
 //!   returns; counters are written in place without fsync (see [`crate::record`] and
 //!   [`Locked::write_counters`]).
@@ -62,6 +66,16 @@ pub enum StoreError {
         /// What is wrong.
         why: String,
     },
+    /// The user's lock stayed held by another process for as long as this caller may wait:
+    /// nothing was read, checked or written. Not a broken store: the attempt is refused, and
+    /// whoever asked may try again.
+    #[error("{path}: held by another process for {waited_ms} ms: busy, nothing checked")]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this caller waited.
+        waited_ms: u64,
+    },
     /// A file does not parse, or does not belong to the user it is named for.
     #[error("{path}: corrupt: {why}")]
     Corrupt {
@@ -85,6 +99,35 @@ pub struct Store {
     ino: u64,
     /// Files read so far, kept open, when [`Store::hold_files`] asked for it (a login).
     held: Option<std::sync::Mutex<Vec<Held>>>,
+    /// How long [`Store::lock`] waits for a user's lock.
+    lock_wait: LockWait,
+}
+
+/// How long a wait for a user's lock lasts at most when the caller sets nothing else.
+/// A lock is held for the time of one check and write (well under a millisecond; an `fsync`
+/// when a record changes): a wait this long means a holder that is stopped or hung.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Between two tries of a held lock, at first and at most.
+const LOCK_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+const LOCK_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The bound of [`Store::lock`]'s wait (see [`Store::wait_for_locks`]).
+#[derive(Default)]
+struct LockWait {
+    /// No wait past this instant (and never longer than [`LOCK_WAIT`]).
+    until: Option<std::time::Instant>,
+    /// Asked between tries: `true` when whoever wanted the answer has gone (the wait ends).
+    abandoned: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for LockWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockWait")
+            .field("until", &self.until)
+            .field("abandoned", &self.abandoned.is_some())
+            .finish()
+    }
 }
 
 /// A user's file as a login read it before the prompt, kept open so that the read under the
@@ -274,7 +317,22 @@ impl Store {
             dev: meta.dev(),
             ino: meta.ino(),
             held: None,
+            lock_wait: LockWait::default(),
         })
+    }
+
+    /// Bounds every later wait for a user's lock by `until` as well as [`LOCK_WAIT`], and ends
+    /// it early once `abandoned` says whoever asked has gone (a service whose client hung up).
+    /// Past either, [`Store::lock`] gives up with [`StoreError::Busy`].
+    pub fn wait_for_locks(
+        &mut self,
+        until: std::time::Instant,
+        abandoned: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+    ) {
+        self.lock_wait = LockWait {
+            until: Some(until),
+            abandoned,
+        };
     }
 
     /// From now on, keeps the files it reads open: for one login, which reads the record and
@@ -439,7 +497,8 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the user's lock, waiting for any other holder. Every write is made under it, so
+    /// Takes the user's lock, waiting for another holder at most [`LOCK_WAIT`] (or less, see
+    /// [`Store::wait_for_locks`]), then [`StoreError::Busy`]. Every write is made under it, so
     /// the process's file size limit is settled here for all of them (see `FileSizeLimit` in this module):
     /// before anything is read or checked, or the lock is not taken.
     pub fn lock(&self, user: &UserName) -> Result<Locked<'_>> {
@@ -456,13 +515,42 @@ impl Store {
         .map_err(|e| self.open_error(&path, e))?;
         let file = File::from(fd);
         self.check_file(&path, &file)?;
-        file.lock().map_err(io_err(&path, "lock"))?;
+        self.wait_lock(&file, &path)?;
         Ok(Locked {
             store: self,
             user: user.clone(),
             _lock: file,
             _fsize: fsize,
         })
+    }
+
+    /// Takes the `flock` of `file`, trying again with growing pauses (no thread, no signal: this
+    /// runs inside other programs) until the bound of [`Store::lock`].
+    fn wait_lock(&self, file: &File, path: &Path) -> Result<()> {
+        use std::fs::TryLockError;
+        let start = std::time::Instant::now();
+        let bound = start + LOCK_WAIT;
+        let until = self.lock_wait.until.map_or(bound, |u| u.min(bound));
+        let mut pause = LOCK_PAUSE_FIRST;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(()),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(TryLockError::Error(e)) => return Err(io_err(path, "lock")(e)),
+            }
+            let now = std::time::Instant::now();
+            let gone = self.lock_wait.abandoned.as_ref().is_some_and(|f| f());
+            if now >= until || gone {
+                return Err(StoreError::Busy {
+                    path: path.to_owned(),
+                    waited_ms: u64::try_from(now.duration_since(start).as_millis())
+                        .unwrap_or(u64::MAX),
+                });
+            }
+            std::thread::sleep(pause.min(until - now));
+            pause = (pause * 2).min(LOCK_PAUSE_MAX);
+        }
     }
 
     /// Every user with a record, sorted. Files whose names are not valid user names are skipped.
@@ -727,6 +815,31 @@ impl Store {
             )),
             Err(e) => Err(e),
         }
+    }
+
+    /// What a code check may decide before it takes the user's lock: the enrollment's
+    /// parameters (`None`: not enrolled) and the counters, as this store last read them when it
+    /// holds its files (a login: no I/O), else read now without the lock (torn counters read as
+    /// defaults). Only ever a reason to refuse early; the check under the lock decides the rest.
+    pub(crate) fn before_lock(
+        &self,
+        user: &UserName,
+    ) -> Result<(Option<crate::totp::Params>, Counters)> {
+        let params_of = |r: &Record| r.enrollment.as_ref().map(|e| e.params);
+        let name = format!("{user}.{RECORD}");
+        let params = match self
+            .with_held(&name, |h| h.record.as_ref().map(params_of))
+            .flatten()
+        {
+            Some(p) => p,
+            None => self.read_record(user)?.as_ref().and_then(params_of),
+        };
+        let name = format!("{user}.{COUNTERS}");
+        let counters = match self.with_held(&name, |h| h.counters.clone()).flatten() {
+            Some(c) => c,
+            None => self.read_counters_lenient(user)?.0,
+        };
+        Ok((params, counters))
     }
 
     /// When the user's counters file was last modified (Unix seconds), if it exists.
