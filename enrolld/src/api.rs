@@ -35,6 +35,10 @@ pub enum Error {
     NoPendingEnrollment(String),
     /// Too many wrong codes: this one was not checked (like a throttled login).
     Throttled(String),
+    /// Not now, try again: the user's record stayed locked by another process (a login in
+    /// progress, or a stopped one) past the bounded wait, or the caller has too many calls in
+    /// progress already. Nothing was checked, counted or changed.
+    Busy(String),
     /// The policy, the store or the user database cannot be read or written.
     Failed(String),
 }
@@ -53,6 +57,7 @@ impl Error {
             Error::AlreadyEnrolled(_) => "AlreadyEnrolled",
             Error::NoPendingEnrollment(_) => "NoPendingEnrollment",
             Error::Throttled(_) => "Throttled",
+            Error::Busy(_) => "Busy",
             Error::Failed(_) => "Failed",
         }
     }

@@ -7,7 +7,9 @@
 //! - [`ops`]: every operation, synchronous, on the policy and the store of the `policy` crate,
 //!   given a caller the bus identified;
 //! - [`service`]: the `org.twofold.Enroll1.Manager` interface that resolves the caller from
-//!   the bus and calls [`ops`];
+//!   the bus and calls [`ops`] off the bus's executor;
+//! - [`worker`]: the threads that run the calls' blocking work, and the calls each caller may
+//!   have running;
 //! - [`policy_edit`]: `SetDefaultMode`, editing `policy.toml` without losing a comment;
 //! - [`log`]: one line per admin action and enrollment, to syslog or the journal.
 #![forbid(unsafe_code)]
@@ -19,3 +21,4 @@ pub mod log;
 pub mod ops;
 pub mod policy_edit;
 pub mod service;
+pub mod worker;

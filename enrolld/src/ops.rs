@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::changes::{Changes, Checked, Kind, Snapshot};
+use twofold_policy::StoreError;
 use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::record::{Enrollment, Override, Record};
 use twofold_policy::resolve::{RecordFacts, Subject, required_anywhere, resolve};
@@ -19,6 +20,8 @@ use zeroize::Zeroizing;
 use crate::api::{Error, NewEnrollment, UserInfo};
 use crate::index::{Facts, Index, IndexError, PolicyCache};
 use crate::log::Log;
+
+mod own_status;
 
 /// The most rows `ListUsersPage` returns at once (and what a limit of 0 asks for).
 pub const PAGE_MAX: u32 = 1000;
@@ -97,10 +100,27 @@ pub struct Daemon {
     open_store: Mutex<Option<(std::sync::Arc<Store>, Option<Checked>)>>,
     /// What tells the read-only views that their files changed.
     changes: Changes,
+    /// Each caller's own view as last made, for `GetStatus` from memory.
+    own_views: own_status::OwnViews,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Failed(format!("{what}: {e}"))
+}
+
+/// A store error as the caller sees it: `Busy` when the user's lock stayed held past the
+/// bounded wait (nothing was read, checked, counted or written), else `Failed`.
+fn state_error(e: StoreError) -> Error {
+    match e {
+        StoreError::Busy { path, waited_ms } => Error::Busy(format!(
+            "the 2FA record of {} stayed locked by another process (a login in progress, or a stopped one) for {waited_ms} ms: nothing was checked, counted or changed; try again in a moment",
+            path.file_stem().map_or_else(
+                || "this user".into(),
+                |u| format!("{:?}", u.to_string_lossy())
+            )
+        )),
+        e => failed("state", e),
+    }
 }
 
 impl Daemon {
@@ -124,6 +144,7 @@ impl Daemon {
             policies: PolicyCache::default(),
             open_store: Mutex::new(None),
             changes,
+            own_views: own_status::OwnViews::default(),
         }
     }
 
@@ -182,12 +203,10 @@ impl Daemon {
         }
         let store = std::sync::Arc::new(
             match Store::open(&self.state_dir) {
-                Err(twofold_policy::StoreError::Missing(_)) => {
-                    Store::open_or_create(&self.state_dir)
-                }
+                Err(StoreError::Missing(_)) => Store::open_or_create(&self.state_dir),
                 other => other,
             }
-            .map_err(|e| failed("state", e))?,
+            .map_err(state_error)?,
         );
         *kept = Some((store.clone(), stamp));
         Ok(store)
@@ -315,8 +334,8 @@ impl Daemon {
         f: impl FnOnce(&mut Record, &mut twofold_policy::record::Counters, u64) -> Result<(), Error>,
     ) -> Result<UserInfo, Error> {
         let store = self.store()?;
-        let lock = store.lock(user).map_err(|e| failed("state", e))?;
-        let mut state = lock.read().map_err(|e| failed("state", e))?;
+        let lock = store.lock(user).map_err(state_error)?;
+        let mut state = lock.read().map_err(state_error)?;
         let mut record = state
             .record
             .take()
@@ -334,10 +353,9 @@ impl Daemon {
         if res.starts_grace {
             record.required_since = Some(now);
         }
-        lock.write_record(&record).map_err(|e| failed("state", e))?;
+        lock.write_record(&record).map_err(state_error)?;
         if state.counters != before_counters {
-            lock.write_counters(&state.counters)
-                .map_err(|e| failed("state", e))?;
+            lock.write_counters(&state.counters).map_err(state_error)?;
         }
         state.record = Some(record);
         Ok(Self::view(
@@ -586,7 +604,7 @@ impl Daemon {
             let current = || -> Result<Option<[u8; 32]>, Error> {
                 Ok(store
                     .read_record(&name)
-                    .map_err(|e| failed("state", e))?
+                    .map_err(state_error)?
                     .and_then(|r| r.enrollment)
                     .map(|e| e.fingerprint()))
             };
@@ -765,9 +783,7 @@ impl Daemon {
             window: policy.totp.window,
             at: time::now(),
         };
-        let checked = store
-            .check_attempt(name, &attempt)
-            .map_err(|e| failed("state", e))?;
+        let checked = store.check_attempt(name, &attempt).map_err(state_error)?;
         if let Some(note) = &checked.recovered {
             self.log.error(note);
         }
@@ -806,7 +822,7 @@ impl Daemon {
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
         let store = self.store()?;
-        let state = store.read(&name).map_err(|e| failed("state", e))?;
+        let state = store.read(&name).map_err(state_error)?;
         if !state.enrolled() {
             return Err(not_enrolled());
         }
@@ -875,32 +891,6 @@ impl Daemon {
         ));
         Ok(codes.codes.iter().map(|c| c.to_string()).collect())
     }
-
-    /// Self: the own view of the caller of Unix uid `uid`.
-    /// The view changes and grants nothing, so it is made from what the daemon last read of
-    /// its files while the kernel reports no change to them ([`crate::changes`]): the queue is
-    /// read once for the call.
-    pub fn own_status(&self, uid: u32) -> Result<UserInfo, Error> {
-        let now = self.changes.snapshot();
-        let caller = Self::caller_from(uid, self.index.account_of_uid_view(uid, &now))?;
-        let policy = self
-            .policies
-            .load_view(&self.policy_path, &now)
-            .map_err(|e| failed("policy", e))?;
-        let (name, account) = caller.myself()?;
-        let store = self.store_checked(Some(&now))?;
-        let facts = self
-            .index
-            .facts_view(&store, &name, &now)
-            .map_err(index_error)?;
-        Ok(Self::view(
-            &policy,
-            name.as_str(),
-            Some(account),
-            &facts,
-            time::now(),
-        ))
-    }
 }
 
 /// The account's canonical name as a store name.
@@ -912,6 +902,7 @@ fn canonical_name(a: &system::Account) -> Result<UserName, Error> {
 fn index_error(e: IndexError) -> Error {
     match e {
         IndexError::BadName { .. } => Error::InvalidArgument(e.to_string()),
+        IndexError::Store(e @ StoreError::Busy { .. }) => state_error(e),
         e => Error::Failed(e.to_string()),
     }
 }

@@ -1,6 +1,11 @@
-//! The `org.twofold.Enroll1.Manager` interface. Every method first resolves the caller from
-//! the bus (the sender's Unix uid, asked of the bus daemon), then calls [`crate::ops`], then
-//! emits `UserChanged` for every change.
+//! The `org.twofold.Enroll1.Manager` interface. Every method first asks the bus who called
+//! (the sender's Unix uid), then runs the rest on a thread of a [`Pool`], off the bus's
+//! executor, within the caller's share of [`Slots`] ([`crate::worker`]): the caller's account
+//! (NSS) and the operation of [`crate::ops`] (policy, store, the user's lock). It then emits
+//! `UserChanged` for every change. A call that waits (for a user's lock held by a stopped
+//! process) holds up nobody else's. Only `GetStatus` may answer on the executor itself, from
+//! memory alone, while nothing its answer is made from changed
+//! ([`Daemon::own_status_quick`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,9 +13,11 @@ use std::sync::{Arc, Mutex};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
+use zeroize::Zeroizing;
 
 use crate::api::{Error, NewEnrollment, UserInfo};
 use crate::ops::{Caller, Daemon};
+use crate::worker::{Full, PER_UID, Pool, Slots};
 use twofold_policy::Mode;
 
 /// The most senders whose uid is remembered; past it the memory starts again empty.
@@ -24,6 +31,10 @@ pub struct Manager {
     /// those it connected with, so the answer cannot go stale; only the uid is kept (the
     /// account and its groups, admin rights included, are resolved again at every call).
     uids: Mutex<HashMap<String, u32>>,
+    /// The threads that run the calls' work.
+    pool: Pool,
+    /// The calls running, per caller and in all.
+    slots: Arc<Slots>,
 }
 
 impl Manager {
@@ -32,6 +43,8 @@ impl Manager {
         Manager {
             daemon,
             uids: Mutex::new(HashMap::new()),
+            pool: Pool::new(),
+            slots: Slots::new(),
         }
     }
 
@@ -48,11 +61,42 @@ impl Manager {
         self.uids.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The caller as the bus daemon reports it (`GetConnectionUnixUser` of the sender, once
-    /// per sender): never from an argument.
-    async fn caller(&self, conn: &Connection, hdr: &Header<'_>) -> Result<Caller, Error> {
+    /// Runs `op` for the caller, off the executor: the caller as the bus daemon reports it
+    /// (`GetConnectionUnixUser` of the sender, once per sender; never from an argument), its
+    /// account and groups resolved, then the operation.
+    async fn as_caller<T: Send + 'static>(
+        &self,
+        conn: &Connection,
+        hdr: &Header<'_>,
+        op: impl FnOnce(&Daemon, &Caller) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let uid = self.uid(conn, hdr).await?;
-        self.daemon.caller(uid)
+        self.off_executor(uid, move |daemon| op(daemon, &daemon.caller(uid)?))
+            .await
+    }
+
+    /// Runs `work` for a call of `uid` on a thread of the pool, in one of `uid`'s slots (taken
+    /// now, released when the work ends); `Busy` at once, nothing started, when `uid` or the
+    /// daemon has no slot left.
+    async fn off_executor<T: Send + 'static>(
+        &self,
+        uid: u32,
+        work: impl FnOnce(&Daemon) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let slot = self.slots.take(uid).map_err(|full| busy(uid, full))?;
+        let daemon = self.daemon.clone();
+        self.pool
+            .run(move || {
+                let _slot = slot;
+                work(&daemon)
+            })
+            .await
+            .map_err(|_| {
+                Error::Failed(
+                    "the call stopped without an answer (a bug in twofold-enrolld: see its log)"
+                        .into(),
+                )
+            })?
     }
 
     /// The sender's Unix uid, as the bus reports it (kept per unique bus name).
@@ -96,6 +140,16 @@ impl Manager {
     }
 }
 
+/// The refusal of a call over a cap.
+fn busy(uid: u32, full: Full) -> Error {
+    Error::Busy(match full {
+        Full::Caller => format!(
+            "uid {uid} has {PER_UID} calls in progress already: this one was not started (nothing was checked, counted or changed); try again when they have ended"
+        ),
+        Full::Daemon => "twofold-enrolld has too many calls in progress: this one was not started (nothing was checked, counted or changed); try again in a moment".into(),
+    })
+}
+
 /// Emits `UserChanged` for a changed user and passes the view on.
 async fn announce(emitter: &SignalEmitter<'_>, info: UserInfo) -> Result<UserInfo, Error> {
     Manager::user_changed(emitter, &info.user, &info.status).await?;
@@ -112,12 +166,13 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        announce(
-            &emitter,
-            self.daemon.set_override(&c, user, Some(Mode::Required))?,
-        )
-        .await
+        let user = user.to_owned();
+        let info = self
+            .as_caller(conn, &hdr, move |d, c| {
+                d.set_override(c, &user, Some(Mode::Required))
+            })
+            .await?;
+        announce(&emitter, info).await
     }
 
     /// Admin: `user` exempt (override `disabled`).
@@ -128,12 +183,13 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        announce(
-            &emitter,
-            self.daemon.set_override(&c, user, Some(Mode::Disabled))?,
-        )
-        .await
+        let user = user.to_owned();
+        let info = self
+            .as_caller(conn, &hdr, move |d, c| {
+                d.set_override(c, &user, Some(Mode::Disabled))
+            })
+            .await?;
+        announce(&emitter, info).await
     }
 
     /// Admin: 2FA optional for `user` (override `optional`).
@@ -144,12 +200,13 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        announce(
-            &emitter,
-            self.daemon.set_override(&c, user, Some(Mode::Optional))?,
-        )
-        .await
+        let user = user.to_owned();
+        let info = self
+            .as_caller(conn, &hdr, move |d, c| {
+                d.set_override(c, &user, Some(Mode::Optional))
+            })
+            .await?;
+        announce(&emitter, info).await
     }
 
     /// Admin: removes `user`'s override; the policy decides again.
@@ -160,8 +217,11 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        announce(&emitter, self.daemon.set_override(&c, user, None)?).await
+        let user = user.to_owned();
+        let info = self
+            .as_caller(conn, &hdr, move |d, c| d.set_override(c, &user, None))
+            .await?;
+        announce(&emitter, info).await
     }
 
     /// Admin: deletes `user`'s secret and recovery codes.
@@ -172,8 +232,11 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        announce(&emitter, self.daemon.reset(&c, user)?).await
+        let user = user.to_owned();
+        let info = self
+            .as_caller(conn, &hdr, move |d, c| d.reset(c, &user))
+            .await?;
+        announce(&emitter, info).await
     }
 
     /// Admin, or the user themself: one user.
@@ -183,8 +246,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.get_user(&c, user)
+        let user = user.to_owned();
+        self.as_caller(conn, &hdr, move |d, c| d.get_user(c, &user))
+            .await
     }
 
     /// Admin: all users.
@@ -193,8 +257,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<Vec<UserInfo>, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.list_users(&c)
+        self.as_caller(conn, &hdr, |d, c| d.list_users(c)).await
     }
 
     /// Admin: one page of the users, by name: those after the cursor `after` (`""` for the
@@ -207,8 +270,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(Vec<UserInfo>, String), Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.list_users_page(&c, after, limit)
+        let after = after.to_owned();
+        self.as_caller(conn, &hdr, move |d, c| d.list_users_page(c, &after, limit))
+            .await
     }
 
     /// Admin: count per status, and `total`.
@@ -217,8 +281,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<HashMap<String, u32>, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.summary(&c)
+        self.as_caller(conn, &hdr, |d, c| d.summary(c)).await
     }
 
     /// Admin: the account-wide default mode.
@@ -228,8 +291,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.set_default_mode(&c, mode)
+        let mode = mode.to_owned();
+        self.as_caller(conn, &hdr, move |d, c| d.set_default_mode(c, &mode))
+            .await
     }
 
     /// Self: a fresh secret and its otpauth URI, pending until confirmed.
@@ -241,8 +305,11 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<NewEnrollment, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.begin_enrollment(&c, replace, proof)
+        let proof = Zeroizing::new(proof.to_owned());
+        self.as_caller(conn, &hdr, move |d, c| {
+            d.begin_enrollment(c, replace, &proof)
+        })
+        .await
     }
 
     /// Self: confirms with a code; returns the recovery codes, once.
@@ -253,8 +320,10 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<Vec<String>, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        let (info, codes) = self.daemon.confirm_enrollment(&c, code)?;
+        let code = Zeroizing::new(code.to_owned());
+        let (info, codes) = self
+            .as_caller(conn, &hdr, move |d, c| d.confirm_enrollment(c, &code))
+            .await?;
         Self::user_changed(&emitter, &info.user, &info.status).await?;
         Ok(codes)
     }
@@ -265,8 +334,8 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<bool, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.cancel_enrollment(&c)
+        self.as_caller(conn, &hdr, |d, c| d.cancel_enrollment(c))
+            .await
     }
 
     /// Self: removes the enrollment (refused while required).
@@ -277,8 +346,11 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        announce(&emitter, self.daemon.disable(&c, code)?).await
+        let code = Zeroizing::new(code.to_owned());
+        let info = self
+            .as_caller(conn, &hdr, move |d, c| d.disable(c, &code))
+            .await?;
+        announce(&emitter, info).await
     }
 
     /// Self: new recovery codes, once.
@@ -288,8 +360,11 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<Vec<String>, Error> {
-        let c = self.caller(conn, &hdr).await?;
-        self.daemon.regenerate_recovery_codes(&c, code)
+        let code = Zeroizing::new(code.to_owned());
+        self.as_caller(conn, &hdr, move |d, c| {
+            d.regenerate_recovery_codes(c, &code)
+        })
+        .await
     }
 
     /// Self: the caller's own status.
@@ -299,7 +374,11 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<UserInfo, Error> {
         let uid = self.uid(conn, &hdr).await?;
-        self.daemon.own_status(uid)
+        // Nothing it is made from changed: from memory, here (no file, lock or NSS).
+        if let Some(info) = self.daemon.own_status_quick(uid) {
+            return Ok(info);
+        }
+        self.off_executor(uid, move |d| d.own_status(uid)).await
     }
 
     /// A user's status changed (after every change).

@@ -13,7 +13,9 @@ use twofold_policy::resolve::RecordFacts;
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::throttle::Gate;
 use twofold_policy::userfiles::UserFiles;
-use twofold_policy::{Policy, Resolution, Rule, Status, UserName, system, throttle, time, verify};
+use twofold_policy::{
+    Policy, Resolution, Rule, Status, UserName, logfmt, system, throttle, time, verify,
+};
 
 use zeroize::Zeroizing;
 
@@ -27,8 +29,18 @@ enum Failure {
     Config(String),
     /// No usable user name, or no such user.
     User(String),
-    /// Policy, store or user database unreadable.
+    /// Policy, store or user database unreadable, or the verification service not running:
+    /// what `on_error=allow` covers (before a code is asked, outside setuid programs).
     Unavailable(String),
+    /// The user's lock stayed held past its bound (another login of the account, perhaps one
+    /// its user stopped on purpose), or the service has too many requests about the account:
+    /// nothing checked, nothing counted. A refusal whatever `on_error` says: a user can cause
+    /// it for their own account.
+    Busy(String),
+    /// The verification service is running and gave no valid answer (dropped the connection,
+    /// timed out, malformed): fail closed whatever `on_error` says, as a user can cause it
+    /// (connections held open, a stalled login).
+    NoAnswer(String),
     /// An error once a code (or an enrollment's first code) was asked: the code could not be
     /// checked or recorded. Always a refusal, whatever `on_error` says: the person at the prompt
     /// may be the one who made the check fail (a setuid `su` runs under its caller's resource
@@ -102,7 +114,7 @@ struct Ctx {
     phase: Phase,
     user: String,
     service: Option<String>,
-    /// PAM_RHOST as given (made printable), or `local`.
+    /// PAM_RHOST as a log field value ([`logfmt::value`]), or `local`.
     source: String,
     /// PAM_RHOST as given, empty when there is none (for `at_login_from`).
     rhost: String,
@@ -130,7 +142,7 @@ impl Ctx {
             source: if rhost.is_empty() {
                 "local".into()
             } else {
-                printable(&rhost, 128)
+                logfmt::value_cut(&rhost, 128)
             },
             throttle_key: throttle::source_key(&rhost),
             rhost,
@@ -139,13 +151,14 @@ impl Ctx {
         }
     }
 
-    /// One decision: `pam_twofold(SERVICE:PHASE): user=U source=S rule=R status=S outcome=O: detail`.
+    /// One decision: `pam_twofold(SERVICE:PHASE): user=U source=S rule=R status=S outcome=O: detail`,
+    /// every value a caller chose written by [`logfmt::value`].
     fn log(&self, level: Level, outcome: &str, detail: &str) {
         syslog(
             level,
             &format!(
                 "pam_twofold({}:{}): user={} source={} {} outcome={}: {}",
-                self.service.as_deref().unwrap_or("unknown"),
+                logfmt::value(self.service.as_deref().unwrap_or("unknown")),
                 self.phase.name(),
                 self.user,
                 self.source,
@@ -164,7 +177,7 @@ impl Ctx {
                 Level::Debug,
                 &format!(
                     "pam_twofold({}:{}): debug: user={} {}",
-                    self.service.as_deref().unwrap_or("unknown"),
+                    logfmt::value(self.service.as_deref().unwrap_or("unknown")),
                     self.phase.name(),
                     self.user,
                     what()
@@ -188,9 +201,16 @@ fn item_str(c: &CStr) -> String {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
-        Failure::Unavailable(format!("state: {e}"))
+        match e {
+            StoreError::Busy { .. } => Failure::Busy(format!("state: {e}")),
+            e => Failure::Unavailable(format!("state: {e}")),
+        }
     }
 }
+
+/// What the person at the prompt is told when the account's lock stayed held.
+const BUSY: &str =
+    "Another login of this account is in progress; nothing was checked. Try again in a moment.";
 
 /// The application's conversation function.
 fn conversation<'a>(pamh: &'a PamHandle) -> Result<Conv<'a>, Failure> {
@@ -320,6 +340,18 @@ fn fail_code(ctx: &Ctx, failure: Failure, on_error: OnError) -> PamResultCode {
             );
             ctx.phase.unavailable()
         }
+        Failure::NoAnswer(why) => {
+            ctx.log(
+                Level::Err,
+                "refused",
+                &format!("failing closed (the service runs and did not answer; on_error does not apply): {why}"),
+            );
+            ctx.phase.unavailable()
+        }
+        Failure::Busy(why) => {
+            ctx.log(Level::Notice, "refused", &format!("busy: {why}"));
+            ctx.phase.refused()
+        }
         Failure::Conversation(code) => {
             ctx.log(Level::Notice, "refused", "conversation failed");
             code
@@ -364,7 +396,7 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     let raw_user = pamh
         .get_user(None)
         .map_err(|_| Failure::User("no user name".into()))?;
-    ctx.user = printable(&raw_user, 64);
+    ctx.user = logfmt::value_cut(&raw_user, 64);
     // The typed name only finds the account; everything after belongs to the account under its
     // canonical name (getpwuid of its uid), so another name for it gets nothing of its own.
     UserName::parse(&raw_user).map_err(|e| Failure::User(e.to_string()))?;
@@ -384,9 +416,15 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     let user = UserName::parse(&account.name)
         .map_err(|e| Failure::User(format!("canonical name of uid {}: {e}", account.uid)))?;
     if account.typed.is_some() {
-        ctx.user = format!("{} as={}", printable(user.as_str(), 64), ctx.user);
+        ctx.user = format!("{} as={}", logfmt::value_cut(user.as_str(), 64), ctx.user);
     }
-    ctx.debug(|| format!("uid={} source-key={}", account.uid, ctx.throttle_key));
+    ctx.debug(|| {
+        format!(
+            "uid={} source-key={}",
+            account.uid,
+            logfmt::value(&ctx.throttle_key)
+        )
+    });
     let mut store = Store::open(&args.state)?;
     if store.read_only() {
         return Ok(Eval::Remote { raw_user });
@@ -437,7 +475,11 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
         None if matches!(res.rule, Rule::BuiltinDefault) => "default:built-in".into(),
         None => res.rule.kind().into(),
     };
-    ctx.decided = format!("rule={} status={}", printable(&rule, 300), res.status);
+    ctx.decided = format!(
+        "rule={} status={}",
+        logfmt::value_cut(&rule, 300),
+        res.status
+    );
     ctx.debug(|| {
         format!(
             "record={} mode={} {}",
@@ -520,13 +562,14 @@ fn ask_service(
     ctx: &mut Ctx,
     req: &verify::Request,
 ) -> Result<verify::Response, Failure> {
-    let resp = verify::ask(&args.verify_socket, req).map_err(|e| {
-        Failure::Unavailable(format!(
+    let resp = verify::ask(&args.verify_socket, req).map_err(|e| match e {
+        verify::AskError::NotRunning { .. } => Failure::Unavailable(format!(
             "{e}: this caller cannot read the state (not root, or a read-only mount), so it asks twofold-verifyd, which is not reachable (systemctl enable --now twofold-verifyd.socket)"
-        ))
+        )),
+        verify::AskError::NoAnswer(e) => Failure::NoAnswer(format!("twofold-verifyd: {e}")),
     })?;
-    if !resp.user.is_empty() && resp.user != ctx.user {
-        ctx.user = format!("{} as={}", printable(&resp.user, 64), ctx.user);
+    if !resp.user.is_empty() && resp.user != req.user {
+        ctx.user = format!("{} as={}", logfmt::value_cut(&resp.user, 64), ctx.user);
     }
     ctx.decided = "via=twofold-verifyd".into();
     Ok(resp)
@@ -543,7 +586,8 @@ fn service_failure(pamh: &PamHandle, resp: verify::Response) -> Failure {
         }
         verify::Answer::UnknownUser => Failure::User(format!("twofold-verifyd: {}", resp.log)),
         verify::Answer::Refused => Failure::Refused(resp.log),
-        other => Failure::Unavailable(format!("twofold-verifyd answered {other:?} out of turn")),
+        verify::Answer::Busy => Failure::Busy(format!("twofold-verifyd: {}", resp.log)),
+        other => Failure::NoAnswer(format!("twofold-verifyd answered {other:?} out of turn")),
     }
 }
 
@@ -653,7 +697,13 @@ fn pending(
 ) -> Result<Decision, Failure> {
     if res.starts_grace {
         // The requirement meets this user for the first time: the grace period starts now.
-        store.start_grace(&user, now)?;
+        if let Err(e) = store.start_grace(&user, now) {
+            let failure = Failure::from(e);
+            if matches!(failure, Failure::Busy(_)) {
+                say(pamh, PAM_ERROR_MSG, BUSY);
+            }
+            return Err(failure);
+        }
     }
     let deadline = res.deadline.map(time::human).unwrap_or_default();
     if !res.in_grace(now) {
@@ -747,9 +797,13 @@ fn verify_code(
         window: policy.totp.window,
         at: time::now(),
     };
-    let checked = store
-        .check_attempt(user, &attempt)
-        .map_err(|e| Failure::AfterCode(format!("cannot check or record the code: {e}")))?;
+    let checked = store.check_attempt(user, &attempt).map_err(|e| match e {
+        StoreError::Busy { .. } => {
+            let _ = conv.send(PAM_ERROR_MSG, BUSY);
+            Failure::Busy(e.to_string())
+        }
+        e => Failure::AfterCode(format!("cannot check or record the code: {e}")),
+    })?;
     if let Some(note) = &checked.recovered {
         ctx.log(Level::Err, "continuing", note);
     }

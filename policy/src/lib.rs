@@ -26,6 +26,7 @@ pub mod cache;
 pub mod config;
 pub mod duration;
 pub mod encoding;
+pub mod logfmt;
 pub mod login;
 pub mod mode;
 pub mod net;

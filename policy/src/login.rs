@@ -195,6 +195,8 @@ pub fn gate_message(gate: Gate) -> String {
 
 /// Why a refusal happened, in words for logs and messages (never the code).
 pub fn describe_gate(gate: Gate, source: &str) -> String {
+    // The source may be a host name a remote resolver chose: one log field, whatever it holds.
+    let source = crate::logfmt::value(source);
     match gate {
         Gate::Open => "open".into(),
         Gate::Wait { wait, failures } => {

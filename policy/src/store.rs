@@ -69,7 +69,7 @@ pub enum StoreError {
     /// The user's lock stayed held by another process for as long as this caller may wait:
     /// nothing was read, checked or written. Not a broken store: the attempt is refused, and
     /// whoever asked may try again.
-    #[error("{path}: held by another process for {waited_ms} ms: busy, nothing checked")]
+    #[error("{path}: held by another process for {waited_ms} ms")]
     Busy {
         /// The lock file.
         path: PathBuf,

@@ -12,6 +12,13 @@
 //! code. A check goes through [`Store::check_attempt`], the same one check a root login and the
 //! daemon use: throttled, replay-safe, under the user's lock.
 //!
+//! **One account's trouble stays its own.** At most [`MAX_PER_ACCOUNT`] requests about one
+//! account are served at once, whoever asks (root's callers included): more are answered
+//! `busy` at once. A request waits for the account's lock only until its deadline, or until
+//! its client hangs up, and is then answered `busy` (nothing checked, nothing counted). So a
+//! user who stalls a login holding their own lock (a stopped setuid `su`) holds up their own
+//! requests, and no slot of anyone else's.
+//!
 //! **Wire format** (version 1), both ways: the line `twofold-verify 1`, then `key=value`
 //! lines, then an empty line. At most [`MAX_MESSAGE`] bytes; values hold no newline, NUL or
 //! carriage return; unknown keys are errors. Both sides time out ([`TIMEOUT`]).
@@ -25,6 +32,7 @@
 //! code=123456
 //! ```
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -35,7 +43,7 @@ use zeroize::Zeroizing;
 use crate::login::{Attempt, describe_gate};
 use crate::mode::Status;
 use crate::resolve::RecordFacts;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::throttle::{self, Gate};
 use crate::username::UserName;
 use crate::{system, time};
@@ -48,6 +56,8 @@ pub const MAGIC: &str = "twofold-verify 1";
 pub const MAX_MESSAGE: usize = 4096;
 /// How long either side waits for the other.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests about one account served at once, whoever asks; more are answered `busy`.
+pub const MAX_PER_ACCOUNT: usize = 4;
 
 /// What the caller asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +96,10 @@ pub enum Answer {
     Refused,
     /// The policy, the store or the user database cannot be used: fail closed.
     Unavailable,
+    /// The account's lock stayed held, or too many requests about the account are being
+    /// served: nothing was checked or counted. A refusal (never covered by `on_error=allow`):
+    /// a user can cause it for their own account.
+    Busy,
     /// No such user.
     UnknownUser,
 }
@@ -98,6 +112,7 @@ impl Answer {
             Answer::Accepted => "accepted",
             Answer::Refused => "refused",
             Answer::Unavailable => "unavailable",
+            Answer::Busy => "busy",
             Answer::UnknownUser => "unknown-user",
         }
     }
@@ -109,6 +124,7 @@ impl Answer {
             "accepted" => Answer::Accepted,
             "refused" => Answer::Refused,
             "unavailable" => Answer::Unavailable,
+            "busy" => Answer::Busy,
             "unknown-user" => Answer::UnknownUser,
             _ => return None,
         })
@@ -143,6 +159,24 @@ impl Response {
 #[derive(Debug, thiserror::Error)]
 #[error("verification protocol: {0}")]
 pub struct ProtocolError(pub String);
+
+/// Why [`ask`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// Nothing listens on the socket (no such file, or the connection refused): the service
+    /// is not running. Nobody but root can cause this.
+    #[error("cannot connect to {socket}: {why}")]
+    NotRunning {
+        /// The socket.
+        socket: PathBuf,
+        /// The OS error.
+        why: std::io::Error,
+    },
+    /// Connected, and then no valid answer: dropped (too many connections), timed out, or
+    /// malformed. A running service that did not answer, which a user can cause.
+    #[error(transparent)]
+    NoAnswer(#[from] ProtocolError),
+}
 
 fn clean_value(v: &str) -> Result<&str, ProtocolError> {
     if v.contains(['\n', '\r', '\0']) {
@@ -342,16 +376,82 @@ pub fn read_message_by(
 }
 
 /// The client side: one request, one response, over a fresh connection to `socket`.
-pub fn ask(socket: &Path, request: &Request) -> Result<Response, ProtocolError> {
-    let mut s = UnixStream::connect(socket)
-        .map_err(|e| ProtocolError(format!("cannot connect to {}: {e}", socket.display())))?;
+pub fn ask(socket: &Path, request: &Request) -> Result<Response, AskError> {
+    let mut s = UnixStream::connect(socket).map_err(|why| match why.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            AskError::NotRunning {
+                socket: socket.to_owned(),
+                why,
+            }
+        }
+        _ => AskError::NoAnswer(ProtocolError(format!(
+            "cannot connect to {}: {why}",
+            socket.display()
+        ))),
+    })?;
     s.set_read_timeout(Some(TIMEOUT))
         .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
         .map_err(|e| ProtocolError(format!("timeout: {e}")))?;
     s.write_all(request.encode()?.as_bytes())
         .map_err(|e| ProtocolError(format!("write: {e}")))?;
     let text = read_message_by(&mut s, std::time::Instant::now() + TIMEOUT)?;
-    Response::decode(&text)
+    Ok(Response::decode(&text)?)
+}
+
+/// The accounts requests are being served about, with how many each: one account's requests
+/// never hold more than [`MAX_PER_ACCOUNT`] of the service's slots.
+#[derive(Debug, Default)]
+pub struct Accounts(std::sync::Mutex<HashMap<u32, usize>>);
+
+/// A request being served about an account; the account's count drops when this does.
+#[derive(Debug)]
+pub struct AccountSlot<'a> {
+    accounts: &'a Accounts,
+    uid: u32,
+}
+
+impl Accounts {
+    /// A slot for a request about the account of `uid`, unless [`MAX_PER_ACCOUNT`] are taken.
+    pub fn enter(&self, uid: u32) -> Option<AccountSlot<'_>> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(uid).or_default();
+        if *n >= MAX_PER_ACCOUNT {
+            return None;
+        }
+        *n += 1;
+        Some(AccountSlot {
+            accounts: self,
+            uid,
+        })
+    }
+
+    /// How many requests are being served about the account of `uid`.
+    pub fn serving(&self, uid: u32) -> usize {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&uid).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for AccountSlot<'_> {
+    fn drop(&mut self) {
+        let mut m = self.accounts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// How one request is served: the accounts being served, and how long its client waits.
+pub struct Serving<'a> {
+    /// Every request's account (see [`Accounts`]).
+    pub accounts: &'a Accounts,
+    /// No wait for the account's lock past this (the request's deadline).
+    pub deadline: std::time::Instant,
+    /// Whether the client has gone (hung up): a wait for the lock then ends at once.
+    pub abandoned: Option<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// Where the server finds the policy and the state.
@@ -366,8 +466,18 @@ pub struct ServerConfig {
 /// Serves one request from a peer whose uid the socket reported. The decision and the code
 /// check are those of a root login; see the module documentation for what a non-root peer may
 /// ask and which of its items are believed.
-pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
+pub fn serve(
+    config: &ServerConfig,
+    peer_uid: u32,
+    req: &Request,
+    serving: Serving<'_>,
+) -> Response {
     let unavailable = |why: String| Response::new(Answer::Unavailable, "", "", why);
+    // A lock that stayed held is no broken store: the attempt is refused as busy.
+    let state_error = |name: &str, what: &str, e: StoreError| match e {
+        StoreError::Busy { .. } => busy(name, &e.to_string()),
+        e => unavailable(format!("{what}: {e}")),
+    };
     if UserName::parse(&req.user).is_err() {
         return Response::new(Answer::UnknownUser, "", "", "unusable user name");
     }
@@ -391,6 +501,14 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
             ),
         );
     }
+    // From here on the account's own slots: requests about one account (a stalled login
+    // holding its lock, say) never take the slots of anyone else's.
+    let Some(_slot) = serving.accounts.enter(account.uid) else {
+        return busy(
+            user.as_str(),
+            &format!("{MAX_PER_ACCOUNT} requests about this account are being served already"),
+        );
+    };
     let service = req
         .service
         .as_deref()
@@ -408,6 +526,7 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
     };
     // One login: the files read before the check are read again under the lock.
     store.hold_files();
+    store.wait_for_locks(serving.deadline, serving.abandoned);
     let policy =
         match crate::login::policy_for(&config.policy, &store, &files, &mut account, service) {
             Ok(p) => p,
@@ -438,7 +557,7 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
             if res.starts_grace
                 && let Err(e) = store.start_grace(&user, now)
             {
-                return unavailable(format!("state: {e}"));
+                return state_error(name, "state", e);
             }
             let deadline = res.deadline.map(time::human).unwrap_or_default();
             if res.in_grace(now) {
@@ -484,7 +603,7 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
                 };
                 let checked = match store.check_attempt(&user, &attempt) {
                     Ok(c) => c,
-                    Err(e) => return unavailable(format!("cannot check or record the code: {e}")),
+                    Err(e) => return state_error(name, "cannot check or record the code", e),
                 };
                 let recovered = checked
                     .recovered
@@ -504,6 +623,16 @@ pub fn serve(config: &ServerConfig, peer_uid: u32, req: &Request) -> Response {
             }
         },
     }
+}
+
+/// The answer when the account's lock stayed held or its slots are taken: nothing checked.
+fn busy(name: &str, why: &str) -> Response {
+    Response::new(
+        Answer::Busy,
+        name,
+        "Another login of this account is in progress and holds it; nothing was checked. Try again in a moment.",
+        format!("busy: {why}; nothing checked or counted"),
+    )
 }
 
 fn throttled(name: &str, decided: &str, gate: Gate, source: &str) -> Response {

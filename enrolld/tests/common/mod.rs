@@ -382,8 +382,27 @@ pub fn call(client: &Path, who: Option<&Account>, bus: &Bus, method: &str, args:
     serde_json::from_str(line).unwrap()
 }
 
+/// Calls `method` `n` times at once as `who`, from one helper process on one connection (a
+/// thread per call). Returns each call's `{"ok": value}` or `{"error": NAME, "message": M}`,
+/// with `"ms"`, how long it took, in the order they were started.
+pub fn call_many(
+    client: &Path,
+    who: Option<&Account>,
+    bus: &Bus,
+    n: usize,
+    method: &str,
+    args: Value,
+) -> Vec<Value> {
+    let r = call(client, who, bus, "Concurrent", json!([n, method, args]));
+    r["ok"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no answers: {r}"))
+        .clone()
+}
+
 /// The helper: reads `TWOFOLD_TEST_CALL` = `[METHOD, ARGS]`, calls it through the crate's
-/// `ManagerProxy` as whoever runs it, prints `TWOFOLD-RESULT {json}`.
+/// `ManagerProxy` as whoever runs it, prints `TWOFOLD-RESULT {json}`. `["Concurrent", [N,
+/// METHOD, ARGS]]` makes N such calls at once on one connection and prints their answers.
 pub fn helper_main() {
     let Ok(spec) = std::env::var("TWOFOLD_TEST_CALL") else {
         return; // run by `cargo test -- --ignored` without a call: nothing to do
@@ -391,59 +410,173 @@ pub fn helper_main() {
     let spec: Value = serde_json::from_str(&spec).unwrap();
     let method = spec[0].as_str().unwrap().to_owned();
     let args = spec[1].clone();
-    let arg = |i: usize| args[i].as_str().unwrap_or_default().to_owned();
-    let result: Result<Value, twofold_enrolld::api::Error> = zbus::block_on(async {
+    let connected: Result<_, twofold_enrolld::api::Error> = zbus::block_on(async {
         let conn = zbus::Connection::system().await?;
         let p = ManagerProxy::new(&conn).await?;
-        let v = match method.as_str() {
-            "Require" => Ok(p.require(&arg(0)).await?.to_json()),
-            "Exempt" => Ok(p.exempt(&arg(0)).await?.to_json()),
-            "Allow" => Ok(p.allow(&arg(0)).await?.to_json()),
-            "ClearOverride" => Ok(p.clear_override(&arg(0)).await?.to_json()),
-            "Reset" => Ok(p.reset(&arg(0)).await?.to_json()),
-            "GetUser" => Ok(p.get_user(&arg(0)).await?.to_json()),
-            "ListUsers" => Ok(Value::Array(
-                p.list_users().await?.iter().map(|u| u.to_json()).collect(),
-            )),
-            "ListUsersPage" => {
-                let (users, next) = p
-                    .list_users_page(
-                        &arg(0),
-                        args[1]
-                            .as_u64()
-                            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
-                    )
-                    .await?;
-                Ok(json!({
-                    "users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
-                    "next": next,
-                }))
-            }
-            "Summary" => serde_json::to_value(p.summary().await?),
-            "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
-            "BeginEnrollment" => serde_json::to_value(
-                p.begin_enrollment(
-                    args[0].as_bool().unwrap_or(false),
-                    args.get(1).and_then(Value::as_str).unwrap_or_default(),
-                )
-                .await?,
-            ),
-            "ConfirmEnrollment" => serde_json::to_value(p.confirm_enrollment(&arg(0)).await?),
-            "CancelEnrollment" => serde_json::to_value(p.cancel_enrollment().await?),
-            "Disable" => Ok(p.disable(&arg(0)).await?.to_json()),
-            "RegenerateRecoveryCodes" => {
-                serde_json::to_value(p.regenerate_recovery_codes(&arg(0)).await?)
-            }
-            "GetStatus" => Ok(p.get_status().await?.to_json()),
-            other => panic!("unknown method {other}"),
-        };
-        Ok(v.unwrap())
+        Ok((conn, p))
     });
-    let out = match result {
+    let result = connected.and_then(|(_conn, p)| {
+        if method != "Concurrent" {
+            return zbus::block_on(call_one(&p, &method, &args));
+        }
+        let n = usize::try_from(args[0].as_u64().unwrap()).unwrap();
+        let (method, args) = (args[1].as_str().unwrap().to_owned(), args[2].clone());
+        // Each call in a thread of its own, with its own `block_on` (started from inside the
+        // `block_on` that connected, the calls were never answered).
+        let answers = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..n)
+                .map(|_| {
+                    s.spawn(|| {
+                        let start = Instant::now();
+                        let r = zbus::block_on(call_one(&p, &method, &args));
+                        let mut v = answer(r);
+                        v["ms"] = json!(start.elapsed().as_millis());
+                        v
+                    })
+                })
+                .collect();
+            calls
+                .into_iter()
+                .map(|c| c.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        Ok(Value::Array(answers))
+    });
+    println!("TWOFOLD-RESULT {}", answer(result));
+}
+
+fn answer(r: Result<Value, twofold_enrolld::api::Error>) -> Value {
+    match r {
         Ok(v) => json!({ "ok": v }),
         Err(e) => json!({ "error": e.short_name(), "message": e.to_string() }),
+    }
+}
+
+/// One call of `method` with `args` (a JSON array) through `p`, its answer as JSON.
+async fn call_one(
+    p: &ManagerProxy<'_>,
+    method: &str,
+    args: &Value,
+) -> Result<Value, twofold_enrolld::api::Error> {
+    let arg = |i: usize| args[i].as_str().unwrap_or_default().to_owned();
+    let v = match method {
+        "Require" => Ok(p.require(&arg(0)).await?.to_json()),
+        "Exempt" => Ok(p.exempt(&arg(0)).await?.to_json()),
+        "Allow" => Ok(p.allow(&arg(0)).await?.to_json()),
+        "ClearOverride" => Ok(p.clear_override(&arg(0)).await?.to_json()),
+        "Reset" => Ok(p.reset(&arg(0)).await?.to_json()),
+        "GetUser" => Ok(p.get_user(&arg(0)).await?.to_json()),
+        "ListUsers" => Ok(Value::Array(
+            p.list_users().await?.iter().map(|u| u.to_json()).collect(),
+        )),
+        "ListUsersPage" => {
+            let (users, next) = p
+                .list_users_page(
+                    &arg(0),
+                    args[1]
+                        .as_u64()
+                        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                )
+                .await?;
+            Ok(json!({
+                "users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
+                "next": next,
+            }))
+        }
+        "Summary" => serde_json::to_value(p.summary().await?),
+        "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
+        "BeginEnrollment" => serde_json::to_value(
+            p.begin_enrollment(
+                args[0].as_bool().unwrap_or(false),
+                args.get(1).and_then(Value::as_str).unwrap_or_default(),
+            )
+            .await?,
+        ),
+        "ConfirmEnrollment" => serde_json::to_value(p.confirm_enrollment(&arg(0)).await?),
+        "CancelEnrollment" => serde_json::to_value(p.cancel_enrollment().await?),
+        "Disable" => Ok(p.disable(&arg(0)).await?.to_json()),
+        "RegenerateRecoveryCodes" => {
+            serde_json::to_value(p.regenerate_recovery_codes(&arg(0)).await?)
+        }
+        "GetStatus" => Ok(p.get_status().await?.to_json()),
+        other => panic!("unknown method {other}"),
     };
-    println!("TWOFOLD-RESULT {out}");
+    Ok(v.unwrap())
+}
+
+/// A connection of this (root) test process to the private bus, and the interface's proxy:
+/// calls as root without a helper process.
+pub fn root_proxy(bus: &Bus) -> (zbus::Connection, ManagerProxy<'static>) {
+    zbus::block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let p = ManagerProxy::new(&conn).await.unwrap();
+        (conn, p)
+    })
+}
+
+/// A user's lock held by another process: util-linux `flock` on the lock file, running a shell
+/// that says when it holds it and then waits for its stdin to close. Released when dropped.
+pub struct HeldLock {
+    child: Child,
+}
+
+impl HeldLock {
+    /// Takes `path`'s `flock` (the file must exist, as the store made it: 0600 root) and
+    /// returns once it is held.
+    pub fn hold(path: &Path) -> HeldLock {
+        use std::io::BufRead;
+        assert!(path.exists(), "{} must exist", path.display());
+        let mut child = Command::new("flock")
+            // --close: only flock itself holds the lock, so killing it releases it.
+            .arg("--close")
+            .arg(path)
+            .args(["sh", "-c", "echo held; read _"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("flock (util-linux) must be installed");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held", "flock did not take {}", path.display());
+        HeldLock { child }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // the shell reads EOF and ends, and flock with it
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many descriptors process `pid` has open on `path`.
+pub fn open_on(pid: u32, path: &Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(Result::ok)
+                .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == path))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until process `pid` has `path` open (a call of the daemon waiting for that lock).
+pub fn wait_until_open(pid: u32, path: &Path) {
+    let start = Instant::now();
+    while open_on(pid, path) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "process {pid} never opened {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// The code `oathtool` computes for the base32 `key` at now + `offset_steps` × 30 s.

@@ -5,6 +5,13 @@
 //! the bus nor an async runtime. It is started on demand by its socket unit, serves each
 //! connection in a thread of its own (at most [`MAX_CLIENTS`] at once, each with a timeout),
 //! and runs the one code check of the `policy` crate.
+//!
+//! Slots: at most [`MAX_CLIENTS`] connections at once, [`MAX_PER_UID`] of them for one user
+//! (a setuid helper such as polkit's counts as the user who started it, its real uid), and
+//! [`twofold_policy::verify::MAX_PER_ACCOUNT`] for requests about one account, whoever asks.
+//! A slot comes back when its request is answered, when its client hangs up, or at its
+//! deadline ([`verify::TIMEOUT`]), whichever is first: nothing waits longer, the account's
+//! lock included.
 #![deny(unsafe_code)]
 
 mod cli;
@@ -18,15 +25,17 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use twofold_enrolld::log::Log;
-use twofold_policy::verify::{self, Request, ServerConfig};
+use twofold_policy::logfmt::{value, value_cut};
+use twofold_policy::verify::{self, Accounts, Request, ServerConfig, Serving};
 
 /// Connections served at once; more are refused.
 const MAX_CLIENTS: usize = 64;
-/// Connections served at once for one uid other than root: a local user holding connections
-/// open cannot starve the others' screen lockers.
+/// Connections served at once for one user other than root (by the real uid of the peer
+/// process): a local user holding connections open, directly or through setuid helpers it
+/// started and stopped, cannot starve the others' screen lockers.
 const MAX_PER_UID: usize = 4;
-/// Of [`MAX_CLIENTS`], kept for root's callers (sshd's sandboxed helpers, polkit): the other
-/// users together, each at [`MAX_PER_UID`], cannot take them.
+/// Of [`MAX_CLIENTS`], kept for root's own callers (sshd's sandboxed helpers, polkit started
+/// by root): the other users together, each at [`MAX_PER_UID`], cannot take them.
 const ROOT_RESERVE: usize = 8;
 
 /// The listening socket systemd passed (`LISTEN_FDS`, `LISTEN_PID`), if any.
@@ -48,7 +57,7 @@ fn activated() -> Option<UnixListener> {
 }
 
 fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
+    use nix::sys::stat::{Mode, umask};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -57,14 +66,55 @@ fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let l = UnixListener::bind(path)?;
-    // Anyone may connect; who may ask what is decided from the peer's uid.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-    Ok(l)
+    // Anyone may connect; who may ask what is decided from the peer's uid. The socket is made
+    // 0666 by the umask at its creation: no chmod of a path afterwards, which would follow
+    // whatever the path leads to by then. One thread runs here, so the umask is ours alone.
+    let old = umask(Mode::from_bits_truncate(0o111));
+    let l = UnixListener::bind(path);
+    umask(old);
+    l
+}
+
+/// Who the connection counts for in the per-user limit: the peer's uid, or, for a root peer,
+/// the real uid of its process (a setuid helper a user started, and may stop, counts for that
+/// user). A fairness measure only, never an authorization: who may ask what is decided from
+/// the peer's uid.
+fn admission_uid(peer: &nix::sys::socket::UnixCredentials) -> u32 {
+    if peer.uid() != 0 {
+        return peer.uid();
+    }
+    std::fs::read_to_string(format!("/proc/{}/status", peer.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|r| r.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Whether the client of `stream` has hung up (read side closed or reset), without taking
+/// anything it may have sent.
+fn hung_up(stream: &UnixStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    match recv(
+        stream.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => false,
+        Err(_) => true,
+    }
 }
 
 fn serve_one(
     config: &ServerConfig,
+    accounts: &Accounts,
     log: &Log,
     mut stream: UnixStream,
     peer: nix::sys::socket::UnixCredentials,
@@ -84,20 +134,31 @@ fn serve_one(
             return;
         }
     };
-    let resp = verify::serve(config, uid, &req);
+    // The client gone, a wait for the account's lock ends at once.
+    let abandoned: Option<Box<dyn Fn() -> bool + Send + Sync>> = stream
+        .try_clone()
+        .ok()
+        .map(|s| Box::new(move || hung_up(&s)) as Box<dyn Fn() -> bool + Send + Sync>);
+    let serving = Serving {
+        accounts,
+        deadline,
+        abandoned,
+    };
+    let resp = verify::serve(config, uid, &req, serving);
     let op = match req.op {
         verify::Op::Query => "query",
         verify::Op::Check => "check",
     };
+    // What the peer sent is quoted where it could pass for another field (logfmt).
     let line = format!(
         "peer uid={uid} pid={} op={op} user={} service={} answer={:?}: {}",
         peer.pid(),
         if resp.user.is_empty() {
-            req.user.chars().take(64).collect()
+            value_cut(&req.user, 64)
         } else {
-            resp.user.clone()
+            value(&resp.user).into_owned()
         },
-        req.service.as_deref().unwrap_or("-"),
+        value_cut(req.service.as_deref().unwrap_or("-"), 64),
         resp.answer,
         resp.log
     );
@@ -139,6 +200,7 @@ fn main() -> ExitCode {
         config.policy.display(),
         config.state.display()
     ));
+    let accounts = Arc::new(Accounts::default());
     let busy = Arc::new(AtomicUsize::new(0));
     let per_uid: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
     for stream in listener.incoming() {
@@ -150,9 +212,9 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        let uid = peer.uid();
-        // Root's callers (sshd's sandboxed helpers, polkit) are limited only by the total, and
-        // have a reserve of their own.
+        let uid = admission_uid(&peer);
+        // Root's own callers (sshd's sandboxed helpers, polkit) are limited only by the total,
+        // and have a reserve of their own.
         let limit = if uid == 0 {
             MAX_CLIENTS
         } else {
@@ -169,7 +231,8 @@ fn main() -> ExitCode {
             });
         if !admitted {
             log.notice(&format!(
-                "peer uid={uid} pid={}: too many connections at once: refused",
+                "peer uid={} pid={}: too many connections at once (counted for uid {uid}): refused",
+                peer.uid(),
                 peer.pid()
             ));
             continue;
@@ -189,11 +252,11 @@ fn main() -> ExitCode {
                 }
             }
         };
-        let (c, l) = (config.clone(), log.clone());
+        let (c, a, l) = (config.clone(), accounts.clone(), log.clone());
         let spawned = std::thread::Builder::new().spawn({
             let release = release.clone();
             move || {
-                serve_one(&c, &l, stream, peer);
+                serve_one(&c, &a, &l, stream, peer);
                 release();
             }
         });

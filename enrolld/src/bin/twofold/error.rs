@@ -17,7 +17,8 @@ pub enum CliError {
     UnknownUser(String),
     /// Not allowed (exit 5).
     PermissionDenied(String),
-    /// Refused: wrong code, not enrolled, forbidden by the policy (exit 6).
+    /// Refused: wrong code, not enrolled, forbidden by the policy, throttled or busy (nothing
+    /// done: try again) (exit 6).
     Refused(String),
     /// `doctor` printed its findings; exits with their status (7, 8 or 9).
     Found(u8),
@@ -55,7 +56,8 @@ impl CliError {
             | api::Error::Forbidden(m)
             | api::Error::AlreadyEnrolled(m)
             | api::Error::NoPendingEnrollment(m)
-            | api::Error::Throttled(m) => CliError::Refused(m),
+            | api::Error::Throttled(m)
+            | api::Error::Busy(m) => CliError::Refused(m),
         }
     }
 
