@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::changes::{Changes, Checked, Kind, Snapshot};
 use twofold_policy::StoreError;
+use twofold_policy::logfmt::value;
 use twofold_policy::login::{Attempt, Outcome, describe_gate};
 use twofold_policy::record::{Enrollment, Override, Record};
 use twofold_policy::resolve::{RecordFacts, Subject, required_anywhere, resolve};
@@ -61,8 +62,9 @@ impl Caller {
         Ok((name, &self.account))
     }
 
+    /// The caller as log fields: `NAME uid=UID` (the value of a `caller=` field, then one more).
     fn label(&self) -> String {
-        format!("{}(uid {})", self.account.name, self.account.uid)
+        format!("{} uid={}", value(&self.account.name), self.account.uid)
     }
 }
 
@@ -397,7 +399,7 @@ impl Daemon {
         self.log.notice(&format!(
             "caller={} action={action} user={} result=ok status={}",
             caller.label(),
-            info.user,
+            value(&info.user),
             info.status
         ));
         Ok(info)
@@ -420,7 +422,7 @@ impl Daemon {
         self.log.notice(&format!(
             "caller={} action=reset user={} result=ok status={}",
             caller.label(),
-            info.user,
+            value(&info.user),
             info.status
         ));
         Ok(info)
@@ -649,7 +651,7 @@ impl Daemon {
         self.log.notice(&format!(
             "caller={} action=begin-enrollment user={} result=ok replace={replace}",
             caller.label(),
-            caller.account.name
+            value(&caller.account.name)
         ));
         Ok(new)
     }
@@ -740,7 +742,7 @@ impl Daemon {
         self.log.notice(&format!(
             "caller={} action=enroll user={} result=ok status={} recovery_codes={}",
             caller.label(),
-            info.user,
+            value(&info.user),
             info.status,
             codes.codes.len()
         ));
@@ -860,7 +862,7 @@ impl Daemon {
         self.log.notice(&format!(
             "caller={} action=disable user={} result=ok status={}",
             caller.label(),
-            info.user,
+            value(&info.user),
             info.status
         ));
         Ok(info)
@@ -886,7 +888,7 @@ impl Daemon {
         self.log.notice(&format!(
             "caller={} action=regenerate-recovery-codes user={} result=ok count={}",
             caller.label(),
-            name.as_str(),
+            value(name.as_str()),
             codes.codes.len()
         ));
         Ok(codes.codes.iter().map(|c| c.to_string()).collect())

@@ -357,18 +357,18 @@ fn authorization_matrix() {
     let log = w.daemon.log_text();
     for needle in [
         format!(
-            "caller={}(uid {}) action=require user={target} result=ok",
+            "caller={} uid={} action=require user={target} result=ok",
             w.admin.name, w.admin.uid
         ),
         format!(
-            "caller={}(uid {}) action=require result=denied",
+            "caller={} uid={} action=require result=denied",
             w.bob.name, w.bob.uid
         ),
         format!(
-            "caller={}(uid {}) action=enroll user={} result=ok",
+            "caller={} uid={} action=enroll user={} result=ok",
             w.bob.name, w.bob.uid, w.bob.name
         ),
-        "caller=root(uid 0) action=reset user=".to_owned(),
+        "caller=root uid=0 action=reset user=".to_owned(),
     ] {
         assert!(log.contains(&needle), "{needle:?} not logged:\n{log}");
     }

@@ -577,9 +577,19 @@ fn fuzz(seconds: u64, rng: &mut Rng, out: &mut String) {
     }
 }
 
-/// pamtester as `user` on `service` from `rhost` (none: local) answering `answer`; success and
-/// whether the code prompt was shown (a throttled try is refused before it).
-fn login(service: &str, user: &str, rhost: Option<&str>, answer: &str) -> (bool, bool) {
+/// pamtester as `user` on `service` from `rhost` (none: local) answering `answer`.
+struct Tried {
+    /// Authenticated.
+    ok: bool,
+    /// The code prompt was shown (a source the throttle refuses is refused before it).
+    prompted: bool,
+    /// The answer was checked as a code: prompted, and not then refused unchecked (the throttle
+    /// deciding again under the user's lock, which a prompt shown meanwhile to a concurrent
+    /// login of another source may find closed; or the lock busy).
+    checked: bool,
+}
+
+fn login_tried(service: &str, user: &str, rhost: Option<&str>, answer: &str) -> Tried {
     let mut cmd = Command::new("pamtester");
     if let Some(h) = rhost {
         cmd.args(["-I", &format!("rhost={h}")]);
@@ -595,7 +605,21 @@ fn login(service: &str, user: &str, rhost: Option<&str>, answer: &str) -> (bool,
     let out = c.wait_with_output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    (out.status.success(), text.contains("Verification code"))
+    let prompted = text.contains("Verification code");
+    let unchecked = ["Too many wrong codes", "Another login of this account", "was not one"]
+        .iter()
+        .any(|m| text.contains(m));
+    Tried {
+        ok: out.status.success(),
+        prompted,
+        checked: prompted && !unchecked,
+    }
+}
+
+/// [`login_tried`]: success and whether the code prompt was shown.
+fn login(service: &str, user: &str, rhost: Option<&str>, answer: &str) -> (bool, bool) {
+    let t = login_tried(service, user, rhost, answer);
+    (t.ok, t.prompted)
 }
 
 fn guessing(t: &Path, target: &Path, sources: usize, rng: &mut Rng, out: &mut String) {
@@ -635,17 +659,21 @@ fn guessing(t: &Path, target: &Path, sources: usize, rng: &mut Rng, out: &mut St
     );
     assert!(ok, "the user's own login from home");
     let shown = std::sync::atomic::AtomicUsize::new(0);
+    let checked = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
     std::thread::scope(|s| {
         for w in 0..4 {
-            let (name, shown) = (&name, &shown);
+            let (name, shown, checked) = (&name, &shown, &checked);
             s.spawn(move || {
                 for i in (w..sources).step_by(4) {
                     let host = format!("2001:db8:{:x}:{:x}::1", i / 0x10000, i % 0x10000);
-                    let (ok, prompted) = login(name, "daemon", Some(&host), "000000\n");
-                    assert!(!ok);
-                    if prompted {
+                    let t = login_tried(name, "daemon", Some(&host), "000000\n");
+                    assert!(!t.ok);
+                    if t.prompted {
                         shown.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    if t.checked {
+                        checked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
             });
@@ -668,9 +696,10 @@ fn guessing(t: &Path, target: &Path, sources: usize, rng: &mut Rng, out: &mut St
     );
     let _ = writeln!(
         out,
-        "| one wrong code from each of {sources} IPv6 /64s ({took:.0} s) | {sources} | {} (the user's consecutive failures: {}) | the rest refused unchecked; {} sources remembered, counters file {size} bytes; the user then logged in from home: {} |",
-        shown.load(std::sync::atomic::Ordering::SeqCst),
+        "| one wrong code from each of {sources} IPv6 /64s ({took:.0} s) | {sources} | {} (the user's consecutive failures: {}) | {} prompts shown (the pre-prompt throttle reads without the lock, so concurrent logins may see a prompt the check under the lock then refuses unchecked); the rest refused unchecked; {} sources remembered, counters file {size} bytes; the user then logged in from home: {} |",
+        checked.load(std::sync::atomic::Ordering::SeqCst),
         c.user_failures,
+        shown.load(std::sync::atomic::Ordering::SeqCst),
         c.failures.len(),
         if home { "yes" } else { "NO" }
     );
