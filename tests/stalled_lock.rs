@@ -15,7 +15,6 @@
 
 mod verifyd_rig;
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use twofold_policy::UserName;
 use twofold_policy::logfmt;
-use twofold_system_tests::{root_or_skip, run, workspace};
+use twofold_system_tests::{root_or_skip, run};
 use verifyd_rig::*;
 
 /// Another process holding `path`'s `flock` (util-linux `flock … sleep`), until dropped.
@@ -302,18 +301,7 @@ fn on_error_allow_gives_no_password_only_login_to_what_a_user_can_cause() {
     drop(holder);
     // Mallory fills her own share of the service's connections, then her locker asks: dropped
     // by the service, which runs; a refusal, not a pass.
-    let script = "import socket,sys,time\nconns=[]\nfor i in range(100):\n    s=socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    conns.append(s)\nprint('held', flush=True)\ntime.sleep(30)";
-    let mut hold = python_as(&mallory, script, &rig.socket)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(hold.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
+    let mut hold = hold_connections(&mallory, &rig.socket, 30);
     let as_mallory = ["runuser", "-u", mallory.0.as_str(), "--"];
     let (ok, out) = pamtester(&as_mallory, &allow, &mallory.0, "");
     let _ = hold.kill();
@@ -374,22 +362,10 @@ fn log_fields_a_caller_sends_cannot_pass_for_other_fields() {
     // The module's own line, with a remote host (PAM_RHOST, which sshd may fill with a name a
     // resolver chose) that imitates the fields after it.
     let svc = rig.service("logf");
-    let logdir = rig.dir().join("syslog");
-    std::fs::create_dir_all(&logdir).unwrap();
-    let sock = std::os::unix::net::UnixDatagram::bind(logdir.join("log.sock")).unwrap();
-    std::fs::set_permissions(
-        logdir.join("log.sock"),
-        std::fs::Permissions::from_mode(0o666),
-    )
-    .unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    let syslog = Syslog::new(&rig.dir().join("syslog"));
     let rhost = "203.0.113.9 rule=user status=exempt outcome=success: code accepted";
-    let wrap = workspace().join("pam_module/tests/private_dev_log.sh");
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh"])
-        .arg(&wrap)
-        .arg(&logdir)
+    let status = Command::new(&syslog.prefix()[0])
+        .args(&syslog.prefix()[1..])
         .args([
             "sh",
             "-c",
@@ -401,11 +377,7 @@ fn log_fields_a_caller_sends_cannot_pass_for_other_fields() {
         .status()
         .unwrap();
     assert!(!status.success());
-    let mut lines = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while let Ok(n) = sock.recv(&mut buf) {
-        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+    let lines = syslog.lines();
     let line = lines
         .iter()
         .find(|l| l.contains("pam_twofold("))

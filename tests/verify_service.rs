@@ -12,12 +12,10 @@
 
 mod verifyd_rig;
 
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use twofold_policy::UserName;
-use twofold_system_tests::{root_or_skip, run, workspace};
+use twofold_system_tests::{root_or_skip, run};
 use verifyd_rig::*;
 
 #[test]
@@ -181,40 +179,14 @@ fn without_the_service_callers_that_are_not_root_fail_closed_and_say_why() {
     let bob = User::create("g");
     let (secret, _) = rig.enroll(&alice.0);
     // Syslog of the PAM process captured through a private /dev/log.
-    let logdir = rig.dir().join("syslog");
-    std::fs::create_dir_all(&logdir).unwrap();
-    let sock = std::os::unix::net::UnixDatagram::bind(logdir.join("log.sock")).unwrap();
-    std::fs::set_permissions(
-        logdir.join("log.sock"),
-        std::fs::Permissions::from_mode(0o666),
-    )
-    .unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let wrap = workspace().join("pam_module/tests/private_dev_log.sh");
+    let syslog = Syslog::new(&rig.dir().join("syslog"));
     for (who, answer) in [(&bob, ""), (&alice, "000000\n")] {
-        let logdir_s = logdir.display().to_string();
-        let wrap_s = wrap.display().to_string();
-        let prefix = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            wrap_s.as_str(),
-            logdir_s.as_str(),
-            "runuser",
-            "-u",
-            who.0.as_str(),
-            "--",
-        ];
+        let mut prefix = syslog.prefix();
+        prefix.extend(["runuser", "-u", who.0.as_str(), "--"].map(String::from));
+        let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
         let (ok, out) = pamtester(&prefix, &svc, &who.0, answer);
         assert!(!ok, "{}: passed without the service: {out}", who.0);
-        let mut lines = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = sock.recv(&mut buf) {
-            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
+        let lines = syslog.lines();
         assert!(
             lines.iter().any(|l| l.contains("pam_twofold(")
                 && l.contains("failing closed")
@@ -240,18 +212,7 @@ fn a_user_holding_connections_open_does_not_starve_others() {
     let mallory = User::create("m");
     let (secret, _) = rig.enroll(&alice.0);
     // Mallory opens 100 connections and sends nothing.
-    let script = "import socket,sys,time\nconns=[]\nfor i in range(100):\n    s=socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    conns.append(s)\nprint('held', flush=True)\ntime.sleep(20)";
-    let mut holder = python_as(&mallory, script, &rig.socket)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
+    let mut holder = hold_connections(&mallory, &rig.socket, 20);
     // Alice's locker still gets its answer at once.
     fresh_step();
     let as_alice = ["runuser", "-u", alice.0.as_str(), "--"];

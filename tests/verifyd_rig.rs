@@ -275,3 +275,68 @@ pub fn python_as(user: &User, script: &str, socket: &Path) -> Command {
     .arg(socket);
     c
 }
+
+/// A private `/dev/log`: a datagram socket of the test that programs run through
+/// [`Syslog::prefix`] log to (`pam_module/tests/private_dev_log.sh`, in a mount namespace of
+/// their own; nothing outside it changes).
+pub struct Syslog {
+    dir: PathBuf,
+    sock: std::os::unix::net::UnixDatagram,
+}
+
+impl Syslog {
+    /// The socket in `dir/log.sock`, writable by every user.
+    pub fn new(dir: &Path) -> Syslog {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("log.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        Syslog {
+            dir: dir.to_owned(),
+            sock,
+        }
+    }
+
+    /// The command words that run what follows with this `/dev/log`.
+    pub fn prefix(&self) -> Vec<String> {
+        let wrap = workspace().join("pam_module/tests/private_dev_log.sh");
+        ["unshare", "--mount", "--propagation", "private", "sh"]
+            .map(String::from)
+            .into_iter()
+            .chain([wrap.display().to_string(), self.dir.display().to_string()])
+            .collect()
+    }
+
+    /// The datagrams received so far (each `<PRI>timestamp tag: message`).
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        lines
+    }
+}
+
+/// `user` opens 100 connections to `socket` and sends nothing, for `secs` seconds; returns once
+/// they are open. Kill the child to close them.
+pub fn hold_connections(user: &User, socket: &Path, secs: u32) -> Child {
+    let script = format!(
+        "import socket,sys,time\nconns=[]\nfor i in range(100):\n    s=socket.socket(socket.AF_UNIX)\n    s.connect(sys.argv[1])\n    conns.append(s)\nprint('held', flush=True)\ntime.sleep({secs})"
+    );
+    let mut holder = python_as(user, &script, socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    holder
+}

@@ -606,9 +606,13 @@ fn login_tried(service: &str, user: &str, rhost: Option<&str>, answer: &str) -> 
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     let prompted = text.contains("Verification code");
-    let unchecked = ["Too many wrong codes", "Another login of this account", "was not one"]
-        .iter()
-        .any(|m| text.contains(m));
+    let unchecked = [
+        "Too many wrong codes",
+        "Another login of this account",
+        "was not one",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
     Tried {
         ok: out.status.success(),
         prompted,
