@@ -388,3 +388,70 @@ fn log_fields_a_caller_sends_cannot_pass_for_other_fields() {
     assert_eq!(field(&f, "status"), "enabled", "{line}");
     assert_eq!(field(&f, "outcome"), "refused", "{line}");
 }
+
+/// Found by an attacker's review of the fix: `su Y`, run by another user X who knows Y's
+/// password, runs the module as root with X's real uid, so X may stop it (SIGSTOP) once it holds
+/// Y's lock, and then every login of Y is refused as busy for as long as X likes. A setuid
+/// program started by another user now asks the service for the whole decision: the process X
+/// can stop never takes a lock.
+#[test]
+fn a_setuid_program_started_by_another_user_asks_the_service() {
+    if !root_or_skip() {
+        return;
+    }
+    let rig = Rig::new(POLICY);
+    let svc = rig.service("suid");
+    let alice = User::create("ua");
+    let mallory = User::create("um");
+    let (secret, _) = rig.enroll(&alice.0);
+    // A setuid-root copy of pamtester stands for `su`; pam_permit after the module stands for
+    // the password mallory knows.
+    let setuid = rig.dir().join("su-pamtester");
+    let which = run(Command::new("sh").args(["-c", "command -v pamtester"]));
+    std::fs::copy(String::from_utf8(which.stdout).unwrap().trim(), &setuid).unwrap();
+    std::fs::set_permissions(
+        &setuid,
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    let su = |answer: &str| {
+        let mut child = Command::new("runuser")
+            .args(["-u", &mallory.0, "--"])
+            .arg(&setuid)
+            .args([svc.name.as_str(), alice.0.as_str(), "authenticate"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), answer.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Without the service: nothing is checked in the process mallory controls (fail closed, and
+    // on_error=allow does not apply in a setuid program started by a user).
+    let (ok, out) = su("000000\n");
+    assert!(!ok, "{out}");
+    let u = UserName::parse(&alice.0).unwrap();
+    assert_eq!(rig.store().read_counters(&u).unwrap().user_failures, 0);
+    // With it: the check is the service's (its log names the root peer and the check).
+    let _verifyd = rig.start();
+    let (ok, out) = su("000000\n");
+    assert!(!ok, "{out}");
+    let log = rig.log();
+    assert!(
+        log.lines().any(|l| l.contains("peer uid=0 ")
+            && l.contains("op=check")
+            && l.contains(&format!("user={}", alice.0))
+            && l.contains("wrong code")),
+        "{log}"
+    );
+    assert_eq!(rig.store().read_counters(&u).unwrap().user_failures, 1);
+    // And a right code passes there as anywhere.
+    fresh_step();
+    let (ok, out) = su(&format!("{}\n", oathtool(&secret, 0)));
+    assert!(ok, "{out}\n{}", rig.log());
+}

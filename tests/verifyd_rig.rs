@@ -230,6 +230,10 @@ pub fn pamtester(prefix: &[&str], service: &Service, user: &str, answer: &str) -
     let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
     argv.extend(
         [
+            // A hang (a lock waited for without end, before issue 24) fails the test instead of
+            // stalling the run.
+            "timeout",
+            "120",
             "pamtester",
             service.name.as_str(),
             user,

@@ -402,9 +402,10 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
     UserName::parse(&raw_user).map_err(|e| Failure::User(e.to_string()))?;
     // A caller that is not root (a screen locker) cannot open the 0700 store, and one whose
     // store is read-only (a sandboxed helper) cannot record the accepted step: both ask the
-    // root verification service, which looks the user up itself. Root callers with a writable
-    // store never touch the socket.
-    if !nix::unistd::geteuid().is_root() {
+    // root verification service, which looks the user up itself. Root callers with a
+    // writable store (sshd, login, sudo) never touch the socket.
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() {
         return Ok(Eval::Remote { raw_user });
     }
     // /etc/passwd and /etc/group read directly when they answer as NSS would (each once, and
@@ -415,6 +416,16 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
         .ok_or_else(|| Failure::User("unknown user".into()))?;
     let user = UserName::parse(&account.name)
         .map_err(|e| Failure::User(format!("canonical name of uid {}: {e}", account.uid)))?;
+    // A setuid program started by one user to authenticate another (`su Y`, polkit's helper for
+    // Y): its caller may stop it (SIGSTOP) while it holds Y's lock, and so lock Y out. It asks
+    // the service, a process nobody but root can stop. Started to authenticate its own caller
+    // (`sudo`, `su` to oneself), a stop holds up only the caller's own account, for the
+    // lock's bounded wait: that stays here.
+    // (A setgid-only program runs with its caller's uid, not root's: it asked already above.)
+    let ruid = nix::unistd::getuid();
+    if ruid != euid && ruid.as_raw() != account.uid {
+        return Ok(Eval::Remote { raw_user });
+    }
     if account.typed.is_some() {
         ctx.user = format!("{} as={}", logfmt::value_cut(user.as_str(), 64), ctx.user);
     }

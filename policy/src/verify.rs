@@ -377,18 +377,7 @@ pub fn read_message_by(
 
 /// The client side: one request, one response, over a fresh connection to `socket`.
 pub fn ask(socket: &Path, request: &Request) -> Result<Response, AskError> {
-    let mut s = UnixStream::connect(socket).map_err(|why| match why.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-            AskError::NotRunning {
-                socket: socket.to_owned(),
-                why,
-            }
-        }
-        _ => AskError::NoAnswer(ProtocolError(format!(
-            "cannot connect to {}: {why}",
-            socket.display()
-        ))),
-    })?;
+    let mut s = connect_by(socket, std::time::Instant::now() + TIMEOUT)?;
     s.set_read_timeout(Some(TIMEOUT))
         .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
         .map_err(|e| ProtocolError(format!("timeout: {e}")))?;
@@ -396,6 +385,60 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, AskError> {
         .map_err(|e| ProtocolError(format!("write: {e}")))?;
     let text = read_message_by(&mut s, std::time::Instant::now() + TIMEOUT)?;
     Ok(Response::decode(&text)?)
+}
+
+/// A connection to `socket`, tried until `deadline`: a blocking `connect` would wait without
+/// end while the service's queue is full (other users connecting in a loop can keep it so),
+/// so the socket is non-blocking and a full queue (`EAGAIN`) is tried again with growing
+/// pauses. Nothing listening (no such file, refused) is [`AskError::NotRunning`]; a queue full
+/// until the deadline, or any other error, is [`AskError::NoAnswer`].
+fn connect_by(socket: &Path, deadline: std::time::Instant) -> Result<UnixStream, AskError> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect};
+    use std::os::fd::AsRawFd;
+    let failed = |why: String| {
+        AskError::NoAnswer(ProtocolError(format!(
+            "cannot connect to {}: {why}",
+            socket.display()
+        )))
+    };
+    let addr = UnixAddr::new(socket).map_err(|e| failed(e.to_string()))?;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let fd = nix::sys::socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream
+                    .set_nonblocking(false)
+                    .map_err(|e| failed(e.to_string()))?;
+                return Ok(stream);
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(failed(
+                        "the service's queue stayed full until the deadline".into(),
+                    ));
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(25));
+            }
+            Err(e @ (Errno::ENOENT | Errno::ECONNREFUSED)) => {
+                return Err(AskError::NotRunning {
+                    socket: socket.to_owned(),
+                    why: std::io::Error::from(e),
+                });
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        }
+    }
 }
 
 /// The accounts requests are being served about, with how many each: one account's requests

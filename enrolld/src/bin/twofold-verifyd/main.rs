@@ -172,6 +172,53 @@ fn serve_one(
     }
 }
 
+/// Gives a connection's slots back when dropped.
+struct Release<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for Release<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// How often the refusals of one uid's connections over its share are logged at most: one line
+/// per interval with their count, not one per connection (a user connecting in a loop would
+/// flood the log).
+const REFUSALS_LOGGED_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refused connections per counted uid since their last line: (when logged, how many since).
+#[derive(Default)]
+struct Refusals(HashMap<u32, (std::time::Instant, u64)>);
+
+impl Refusals {
+    /// Counts one refusal of `uid`; `Some(n)` when a line is due, `n` refusals since the last.
+    fn count(&mut self, uid: u32) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.0.len() > 4096 {
+            self.0
+                .retain(|_, (at, _)| now.duration_since(*at) < REFUSALS_LOGGED_EVERY);
+        }
+        match self.0.get_mut(&uid) {
+            Some((at, n)) if now.duration_since(*at) < REFUSALS_LOGGED_EVERY => {
+                *n += 1;
+                None
+            }
+            Some((at, n)) => {
+                let since = *n + 1;
+                *at = now;
+                *n = 0;
+                Some(since)
+            }
+            None => {
+                self.0.insert(uid, (now, 0));
+                Some(1)
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     let log = Arc::new(Log::open_as("twofold-verifyd"));
@@ -201,6 +248,7 @@ fn main() -> ExitCode {
         config.state.display()
     ));
     let accounts = Arc::new(Accounts::default());
+    let mut refusals = Refusals::default();
     let busy = Arc::new(AtomicUsize::new(0));
     let per_uid: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
     for stream in listener.incoming() {
@@ -230,11 +278,14 @@ fn main() -> ExitCode {
                 true
             });
         if !admitted {
-            log.notice(&format!(
-                "peer uid={} pid={}: too many connections at once (counted for uid {uid}): refused",
-                peer.uid(),
-                peer.pid()
-            ));
+            if let Some(n) = refusals.count(uid) {
+                log.notice(&format!(
+                    "peer uid={} pid={}: too many connections at once (counted for uid {uid}): refused ({n} refused for that uid since the last such line, at most one line per {} s)",
+                    peer.uid(),
+                    peer.pid(),
+                    REFUSALS_LOGGED_EVERY.as_secs()
+                ));
+            }
             continue;
         }
         busy.fetch_add(1, Ordering::SeqCst);
@@ -254,10 +305,11 @@ fn main() -> ExitCode {
         };
         let (c, a, l) = (config.clone(), accounts.clone(), log.clone());
         let spawned = std::thread::Builder::new().spawn({
-            let release = release.clone();
+            let release = Release(Some(release.clone()));
             move || {
+                // Given back when the thread ends, also by a panic.
+                let _release = release;
                 serve_one(&c, &a, &l, stream, peer);
-                release();
             }
         });
         if spawned.is_err() {
