@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use twofold_enrolld::api::ManagerProxy;
 
+pub mod world;
+
 /// True when running as root; otherwise says why the test does nothing. CI runs as root.
 pub fn root_or_skip() -> bool {
     if nix::unistd::geteuid().is_root() {
