@@ -851,25 +851,29 @@ impl Index {
     /// The account of `uid`, as [`system::lookup_uid`] gives it: from the files when they
     /// answer for it, else through NSS (never from a cache of NSS answers).
     pub fn account_of_uid(&self, uid: u32) -> Result<Option<system::Account>, system::LookupError> {
-        Self::account_in(&self.user_db(), uid)
+        Self::account_in(&self.user_db(), uid).map(|(a, _)| a)
     }
 
-    /// [`Index::account_of_uid`] for a read-only view ([`Index::user_db_view`]).
+    /// [`Index::account_of_uid`] for a read-only view ([`Index::user_db_view`]), and whether
+    /// the user database files answered (`false`: NSS did).
     pub fn account_of_uid_view(
         &self,
         uid: u32,
         now: &Snapshot,
-    ) -> Result<Option<system::Account>, system::LookupError> {
+    ) -> Result<(Option<system::Account>, bool), system::LookupError> {
         Self::account_in(&self.user_db_view(now), uid)
     }
 
-    fn account_in(db: &UserDb, uid: u32) -> Result<Option<system::Account>, system::LookupError> {
+    fn account_in(
+        db: &UserDb,
+        uid: u32,
+    ) -> Result<(Option<system::Account>, bool), system::LookupError> {
         if db.usable()
             && let Some(a) = db.account_of_uid(uid)
         {
-            return Ok(Some(a));
+            return Ok((Some(a), true));
         }
-        system::lookup_uid(uid)
+        system::lookup_uid(uid).map(|a| (a, false))
     }
 
     /// `name`'s facts for a single-user call: kept while its record and counters files keep

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::api::{Error, NewEnrollment, UserInfo};
 use crate::ops::{Caller, Daemon};
-use crate::worker::{Full, PER_UID, Pool, Slots};
+use crate::worker::{Full, LIMITS, PER_UID, Pool, Slots};
 use twofold_policy::Mode;
 
 /// The most senders whose uid is remembered; past it the memory starts again empty.
@@ -44,7 +44,7 @@ impl Manager {
             daemon,
             uids: Mutex::new(HashMap::new()),
             pool: Pool::new(),
-            slots: Slots::new(),
+            slots: Slots::new(LIMITS),
         }
     }
 
@@ -143,10 +143,10 @@ impl Manager {
 /// The refusal of a call over a cap.
 fn busy(uid: u32, full: Full) -> Error {
     Error::Busy(match full {
-        Full::Caller => format!(
+        Full::Key => format!(
             "uid {uid} has {PER_UID} calls in progress already: this one was not started (nothing was checked, counted or changed); try again when they have ended"
         ),
-        Full::Daemon => "twofold-enrolld has too many calls in progress: this one was not started (nothing was checked, counted or changed); try again in a moment".into(),
+        Full::Total => "twofold-enrolld has too many calls in progress: this one was not started (nothing was checked, counted or changed); try again in a moment".into(),
     })
 }
 

@@ -7,19 +7,21 @@
 //! on the executor, one such wait would hold up every call of every caller. So each call's work
 //! runs on a thread of a [`Pool`], and the task awaits its answer.
 //!
-//! A call occupies a [`Slot`] while its work runs: at most [`PER_UID`] per caller (root
-//! excepted) and [`TOTAL`] in all, of which every caller but root may take only
-//! [`TOTAL`] − [`ROOT_RESERVE`]. A call beyond its cap is refused at once, before any work
-//! starts ([`Full`], the error `Busy`). The slot is released when the work ends, also when it
-//! panics.
+//! A call occupies a [`Slot`] of the `policy` crate's [`Slots`] while its work runs
+//! ([`LIMITS`]): at most [`PER_UID`] per caller (root excepted) and [`TOTAL`] in all, of which
+//! every caller but root may take only [`TOTAL`] − [`ROOT_RESERVE`]. A call beyond its cap is
+//! refused at once, before any work starts ([`Full`], the error `Busy`). The slot is released
+//! when the work ends, also when it panics.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+pub use twofold_policy::slots::{Full, Limits, Slot, Slots};
 
 /// Calls of one uid (other than root) whose work may run at once.
 pub const PER_UID: usize = 8;
@@ -38,91 +40,12 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A cap reached: the call is refused and nothing of it was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Full {
-    /// The caller has [`PER_UID`] calls running already.
-    Caller,
-    /// The daemon has as many calls running as this caller may share ([`TOTAL`], less
-    /// [`ROOT_RESERVE`] for everyone but root).
-    Daemon,
-}
-
-/// The calls running, per caller uid and in all.
-#[derive(Debug, Default)]
-pub struct Slots {
-    running: Mutex<Running>,
-}
-
-#[derive(Debug, Default)]
-struct Running {
-    per_uid: HashMap<u32, usize>,
-    total: usize,
-}
-
-impl Slots {
-    /// No call running yet.
-    pub fn new() -> Arc<Slots> {
-        Arc::new(Slots::default())
-    }
-
-    /// A slot for a call of `uid`, or which cap it reached.
-    pub fn take(self: &Arc<Self>, uid: u32) -> Result<Slot, Full> {
-        let mut r = relock(&self.running);
-        let limit = if uid == 0 {
-            TOTAL
-        } else {
-            TOTAL - ROOT_RESERVE
-        };
-        if r.total >= limit {
-            return Err(Full::Daemon);
-        }
-        let mine = r.per_uid.entry(uid).or_default();
-        if uid != 0 && *mine >= PER_UID {
-            return Err(Full::Caller);
-        }
-        *mine += 1;
-        r.total += 1;
-        Ok(Slot {
-            slots: self.clone(),
-            uid,
-        })
-    }
-
-    /// Calls of `uid` running now.
-    pub fn running(&self, uid: u32) -> usize {
-        relock(&self.running)
-            .per_uid
-            .get(&uid)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Calls running now, all callers together.
-    pub fn total(&self) -> usize {
-        relock(&self.running).total
-    }
-}
-
-/// One running call; released when dropped (the work ended, or panicked).
-#[derive(Debug)]
-pub struct Slot {
-    slots: Arc<Slots>,
-    uid: u32,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut r = relock(&self.slots.running);
-        r.total = r.total.saturating_sub(1);
-        if let Some(n) = r.per_uid.get_mut(&self.uid) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                r.per_uid.remove(&self.uid);
-            }
-        }
-    }
-}
+/// The caps of the calls running ([`Slots`]).
+pub const LIMITS: Limits = Limits {
+    per_key: PER_UID,
+    total: TOTAL,
+    root: Some(ROOT_RESERVE),
+};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -311,31 +234,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn per_uid_and_total_caps_with_a_reserve_for_root() {
-        let s = Slots::new();
-        let mine: Vec<Slot> = (0..PER_UID).map(|_| s.take(1000).unwrap()).collect();
-        assert_eq!(s.take(1000).unwrap_err(), Full::Caller);
-        let other = s.take(1001).unwrap();
-        drop(other);
-        drop(mine);
-        assert_eq!(s.running(1000), 0);
-        assert_eq!(s.total(), 0);
-        // Many users fill what is theirs; root still has its reserve.
-        let many: Vec<Slot> = (0..TOTAL - ROOT_RESERVE)
-            .map(|i| s.take(2000 + u32::try_from(i / PER_UID).unwrap()).unwrap())
-            .collect();
-        assert_eq!(s.take(9999).unwrap_err(), Full::Daemon);
-        let root: Vec<Slot> = (0..ROOT_RESERVE).map(|_| s.take(0).unwrap()).collect();
-        assert_eq!(s.take(0).unwrap_err(), Full::Daemon);
-        drop(root);
-        drop(many);
-        assert_eq!(s.total(), 0);
-    }
-
-    #[test]
     fn a_panic_releases_the_slot_and_answers_lost() {
         let pool = Pool::new();
-        let s = Slots::new();
+        let s = Slots::new(LIMITS);
         let slot = s.take(7).unwrap();
         let r: Result<u32, Lost> = zbus::block_on(pool.run(move || {
             let _slot = slot;

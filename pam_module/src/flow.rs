@@ -208,10 +208,6 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// What the person at the prompt is told when the account's lock stayed held.
-const BUSY: &str =
-    "Another login of this account is in progress; nothing was checked. Try again in a moment.";
-
 /// The application's conversation function.
 fn conversation<'a>(pamh: &'a PamHandle) -> Result<Conv<'a>, Failure> {
     match pamh.get_item::<Conv>() {
@@ -711,7 +707,7 @@ fn pending(
         if let Err(e) = store.start_grace(&user, now) {
             let failure = Failure::from(e);
             if matches!(failure, Failure::Busy(_)) {
-                say(pamh, PAM_ERROR_MSG, BUSY);
+                say(pamh, PAM_ERROR_MSG, login::BUSY);
             }
             return Err(failure);
         }
@@ -810,7 +806,7 @@ fn verify_code(
     };
     let checked = store.check_attempt(user, &attempt).map_err(|e| match e {
         StoreError::Busy { .. } => {
-            let _ = conv.send(PAM_ERROR_MSG, BUSY);
+            let _ = conv.send(PAM_ERROR_MSG, login::BUSY);
             Failure::Busy(e.to_string())
         }
         e => Failure::AfterCode(format!("cannot check or record the code: {e}")),

@@ -33,6 +33,7 @@ pub mod net;
 pub mod record;
 pub mod recovery;
 pub mod resolve;
+pub mod slots;
 pub mod store;
 pub mod system;
 pub mod throttle;

@@ -19,6 +19,11 @@ use crate::throttle::{self, Gate};
 use crate::userfiles::UserFiles;
 use crate::username::UserName;
 
+/// What the person at the prompt is told when the user's lock stayed held past its bound
+/// ([`crate::StoreError::Busy`]): nothing was checked.
+pub const BUSY: &str =
+    "Another login of this account is in progress; nothing was checked. Try again in a moment.";
+
 /// What the person at the prompt is told when the answer has the shape of no code.
 pub const NOT_A_CODE: &str = "This account needs a verification code from the authenticator app, and the answer was not one.";
 
@@ -231,15 +236,14 @@ impl Store {
         // read both before the prompt). A process holding the lock (a stopped `su`) can then
         // be waited for only by a code-shaped answer from a source the throttle lets through,
         // and each such try counts.
-        let (params, counters) = self.before_lock(user)?;
-        let gate = throttle::gate(&counters, a.source, a.at);
+        let (digits, gate) = self.before_lock(user, a.source, a.at)?;
         if gate != Gate::Open {
             return Ok(Checked {
                 outcome: Outcome::Throttled(gate),
                 recovered: None,
             });
         }
-        if params.is_some_and(|p| !shaped(a.input, p.digits)) {
+        if digits.is_some_and(|d| !shaped(a.input, d)) {
             return Ok(Checked {
                 outcome: Outcome::NotACode,
                 recovered: None,

@@ -108,10 +108,6 @@ pub struct Store {
 /// when a record changes): a wait this long means a holder that is stopped or hung.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Between two tries of a held lock, at first and at most.
-const LOCK_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
-const LOCK_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(25);
-
 /// The bound of [`Store::lock`]'s wait (see [`Store::wait_for_locks`]).
 #[derive(Default)]
 struct LockWait {
@@ -524,14 +520,11 @@ impl Store {
         })
     }
 
-    /// Takes the `flock` of `file`, trying again with growing pauses (no thread, no signal: this
-    /// runs inside other programs) until the bound of [`Store::lock`].
+    /// Takes the `flock` of `file`, trying again with growing pauses ([`crate::time::Retry`])
+    /// until the bound of [`Store::lock`]. An uncontended lock is one `flock` and nothing else.
     fn wait_lock(&self, file: &File, path: &Path) -> Result<()> {
         use std::fs::TryLockError;
-        let start = std::time::Instant::now();
-        let bound = start + LOCK_WAIT;
-        let until = self.lock_wait.until.map_or(bound, |u| u.min(bound));
-        let mut pause = LOCK_PAUSE_FIRST;
+        let mut wait: Option<(std::time::Instant, crate::time::Retry)> = None;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(()),
@@ -539,17 +532,19 @@ impl Store {
                 Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(TryLockError::Error(e)) => return Err(io_err(path, "lock")(e)),
             }
-            let now = std::time::Instant::now();
+            let (start, retry) = wait.get_or_insert_with(|| {
+                let start = std::time::Instant::now();
+                let bound = start + LOCK_WAIT;
+                let until = self.lock_wait.until.map_or(bound, |u| u.min(bound));
+                (start, crate::time::Retry::until(until))
+            });
             let gone = self.lock_wait.abandoned.as_ref().is_some_and(|f| f());
-            if now >= until || gone {
+            if gone || !retry.pause() {
                 return Err(StoreError::Busy {
                     path: path.to_owned(),
-                    waited_ms: u64::try_from(now.duration_since(start).as_millis())
-                        .unwrap_or(u64::MAX),
+                    waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
                 });
             }
-            std::thread::sleep(pause.min(until - now));
-            pause = (pause * 2).min(LOCK_PAUSE_MAX);
         }
     }
 
@@ -817,29 +812,36 @@ impl Store {
         }
     }
 
-    /// What a code check may decide before it takes the user's lock: the enrollment's
-    /// parameters (`None`: not enrolled) and the counters, as this store last read them when it
-    /// holds its files (a login: no I/O), else read now without the lock (torn counters read as
-    /// defaults). Only ever a reason to refuse early; the check under the lock decides the rest.
+    /// What a code check may decide before it takes the user's lock: the enrollment's code
+    /// length (`None`: not enrolled) and the throttle's verdict for `source` at `at`, on what
+    /// this store last read when it holds its files (a login: no I/O, nothing copied), else on
+    /// a read now without the lock (torn counters read as defaults). Only ever a reason to
+    /// refuse early; the check under the lock decides the rest.
     pub(crate) fn before_lock(
         &self,
         user: &UserName,
-    ) -> Result<(Option<crate::totp::Params>, Counters)> {
-        let params_of = |r: &Record| r.enrollment.as_ref().map(|e| e.params);
+        source: &str,
+        at: u64,
+    ) -> Result<(Option<u8>, crate::throttle::Gate)> {
+        let digits_of = |r: &Record| r.enrollment.as_ref().map(|e| e.params.digits);
         let name = format!("{user}.{RECORD}");
-        let params = match self
-            .with_held(&name, |h| h.record.as_ref().map(params_of))
+        let digits = match self
+            .with_held(&name, |h| h.record.as_ref().map(digits_of))
             .flatten()
         {
-            Some(p) => p,
-            None => self.read_record(user)?.as_ref().and_then(params_of),
+            Some(d) => d,
+            None => self.read_record(user)?.as_ref().and_then(digits_of),
         };
+        let gate = |c: &Counters| crate::throttle::gate(c, source, at);
         let name = format!("{user}.{COUNTERS}");
-        let counters = match self.with_held(&name, |h| h.counters.clone()).flatten() {
-            Some(c) => c,
-            None => self.read_counters_lenient(user)?.0,
+        let gate = match self
+            .with_held(&name, |h| h.counters.as_ref().map(gate))
+            .flatten()
+        {
+            Some(g) => g,
+            None => gate(&self.read_counters_lenient(user)?.0),
         };
-        Ok((params, counters))
+        Ok((digits, gate))
     }
 
     /// When the user's counters file was last modified (Unix seconds), if it exists.

@@ -82,3 +82,37 @@ mod tests {
         assert_eq!(super::human(1_795_000_000), "2026-11-18 11:06 UTC");
     }
 }
+
+/// Growing pauses between tries of something that may succeed later (a held lock, a full
+/// listen queue), up to a deadline: no thread, no signal (it runs inside other programs).
+#[derive(Debug)]
+pub struct Retry {
+    until: std::time::Instant,
+    pause: std::time::Duration,
+}
+
+impl Retry {
+    /// The first pause, and the longest.
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(1);
+    const MAX: std::time::Duration = std::time::Duration::from_millis(25);
+
+    /// Tries until `until`.
+    pub fn until(until: std::time::Instant) -> Retry {
+        Retry {
+            until,
+            pause: Retry::FIRST,
+        }
+    }
+
+    /// Sleeps before the next try (1 ms, doubling up to 25 ms, never past the deadline);
+    /// `false`, without sleeping, once the deadline has come.
+    pub fn pause(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if now >= self.until {
+            return false;
+        }
+        std::thread::sleep(self.pause.min(self.until - now));
+        self.pause = (self.pause * 2).min(Retry::MAX);
+        true
+    }
+}

@@ -32,10 +32,10 @@
 //! code=123456
 //! ```
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -43,6 +43,7 @@ use zeroize::Zeroizing;
 use crate::login::{Attempt, describe_gate};
 use crate::mode::Status;
 use crate::resolve::RecordFacts;
+use crate::slots::{Limits, Slots};
 use crate::store::{Store, StoreError};
 use crate::throttle::{self, Gate};
 use crate::username::UserName;
@@ -390,7 +391,7 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, AskError> {
 /// A connection to `socket`, tried until `deadline`: a blocking `connect` would wait without
 /// end while the service's queue is full (other users connecting in a loop can keep it so),
 /// so the socket is non-blocking and a full queue (`EAGAIN`) is tried again with growing
-/// pauses. Nothing listening (no such file, refused) is [`AskError::NotRunning`]; a queue full
+/// pauses ([`crate::time::Retry`]). Nothing listening (no such file, refused) is [`AskError::NotRunning`]; a queue full
 /// until the deadline, or any other error, is [`AskError::NoAnswer`].
 fn connect_by(socket: &Path, deadline: std::time::Instant) -> Result<UnixStream, AskError> {
     use nix::errno::Errno;
@@ -403,7 +404,7 @@ fn connect_by(socket: &Path, deadline: std::time::Instant) -> Result<UnixStream,
         )))
     };
     let addr = UnixAddr::new(socket).map_err(|e| failed(e.to_string()))?;
-    let mut pause = Duration::from_millis(1);
+    let mut retry = crate::time::Retry::until(deadline);
     loop {
         let fd = nix::sys::socket::socket(
             AddressFamily::Unix,
@@ -421,14 +422,11 @@ fn connect_by(socket: &Path, deadline: std::time::Instant) -> Result<UnixStream,
                 return Ok(stream);
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {
-                let now = std::time::Instant::now();
-                if now >= deadline {
+                if !retry.pause() {
                     return Err(failed(
                         "the service's queue stayed full until the deadline".into(),
                     ));
                 }
-                std::thread::sleep(pause.min(deadline - now));
-                pause = (pause * 2).min(Duration::from_millis(25));
             }
             Err(e @ (Errno::ENOENT | Errno::ECONNREFUSED)) => {
                 return Err(AskError::NotRunning {
@@ -441,56 +439,19 @@ fn connect_by(socket: &Path, deadline: std::time::Instant) -> Result<UnixStream,
     }
 }
 
-/// The accounts requests are being served about, with how many each: one account's requests
-/// never hold more than [`MAX_PER_ACCOUNT`] of the service's slots.
-#[derive(Debug, Default)]
-pub struct Accounts(std::sync::Mutex<HashMap<u32, usize>>);
-
-/// A request being served about an account; the account's count drops when this does.
-#[derive(Debug)]
-pub struct AccountSlot<'a> {
-    accounts: &'a Accounts,
-    uid: u32,
-}
-
-impl Accounts {
-    /// A slot for a request about the account of `uid`, unless [`MAX_PER_ACCOUNT`] are taken.
-    pub fn enter(&self, uid: u32) -> Option<AccountSlot<'_>> {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(uid).or_default();
-        if *n >= MAX_PER_ACCOUNT {
-            return None;
-        }
-        *n += 1;
-        Some(AccountSlot {
-            accounts: self,
-            uid,
-        })
-    }
-
-    /// How many requests are being served about the account of `uid`.
-    pub fn serving(&self, uid: u32) -> usize {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&uid).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for AccountSlot<'_> {
-    fn drop(&mut self) {
-        let mut m = self.accounts.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.uid) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.uid);
-            }
-        }
-    }
-}
+/// The caps of the requests being served about one account ([`Serving::accounts`]): at most
+/// [`MAX_PER_ACCOUNT`] at once, whoever asks, root's account included.
+pub const ACCOUNT_LIMITS: Limits = Limits {
+    per_key: MAX_PER_ACCOUNT,
+    total: usize::MAX,
+    root: None,
+};
 
 /// How one request is served: the accounts being served, and how long its client waits.
 pub struct Serving<'a> {
-    /// Every request's account (see [`Accounts`]).
-    pub accounts: &'a Accounts,
+    /// The requests being served, by the uid of the account they ask about
+    /// ([`ACCOUNT_LIMITS`]).
+    pub accounts: &'a Arc<Slots>,
     /// No wait for the account's lock past this (the request's deadline).
     pub deadline: std::time::Instant,
     /// Whether the client has gone (hung up): a wait for the lock then ends at once.
@@ -546,7 +507,7 @@ pub fn serve(
     }
     // From here on the account's own slots: requests about one account (a stalled login
     // holding its lock, say) never take the slots of anyone else's.
-    let Some(_slot) = serving.accounts.enter(account.uid) else {
+    let Ok(_slot) = serving.accounts.take(account.uid) else {
         return busy(
             user.as_str(),
             &format!("{MAX_PER_ACCOUNT} requests about this account are being served already"),
@@ -673,7 +634,7 @@ fn busy(name: &str, why: &str) -> Response {
     Response::new(
         Answer::Busy,
         name,
-        "Another login of this account is in progress and holds it; nothing was checked. Try again in a moment.",
+        crate::login::BUSY,
         format!("busy: {why}; nothing checked or counted"),
     )
 }

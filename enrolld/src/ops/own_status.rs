@@ -50,13 +50,9 @@ impl Daemon {
     /// every file it came from is watched and the account came from the files.
     pub fn own_status(&self, uid: u32) -> Result<UserInfo, Error> {
         let now = self.changes.snapshot();
-        let db = self.index.user_db_view(&now);
-        // As `Index::account_of_uid_view`: the files when they answer for the uid, else NSS.
-        let in_files = db.usable().then(|| db.account_of_uid(uid)).flatten();
-        let from_files = in_files.is_some();
-        let found = match in_files {
-            Some(a) => Ok(Some(a)),
-            None => system::lookup_uid(uid),
+        let (found, from_files) = match self.index.account_of_uid_view(uid, &now) {
+            Ok((a, from_files)) => (Ok(a), from_files),
+            Err(e) => (Err(e), false),
         };
         let caller = Self::caller_from(uid, found)?;
         let policy = self

@@ -19,14 +19,14 @@ mod cli;
 use std::collections::HashMap;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use clap::Parser;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use twofold_enrolld::log::Log;
 use twofold_policy::logfmt::{value, value_cut};
-use twofold_policy::verify::{self, Accounts, Request, ServerConfig, Serving};
+use twofold_policy::slots::{Limits, Slots};
+use twofold_policy::verify::{self, Request, ServerConfig, Serving};
 
 /// Connections served at once; more are refused.
 const MAX_CLIENTS: usize = 64;
@@ -114,7 +114,7 @@ fn hung_up(stream: &UnixStream) -> bool {
 
 fn serve_one(
     config: &ServerConfig,
-    accounts: &Accounts,
+    accounts: &Arc<Slots>,
     log: &Log,
     mut stream: UnixStream,
     peer: nix::sys::socket::UnixCredentials,
@@ -169,17 +169,6 @@ fn serve_one(
     if let Ok(text) = resp.encode() {
         use std::io::Write;
         let _ = stream.write_all(text.as_bytes());
-    }
-}
-
-/// Gives a connection's slots back when dropped.
-struct Release<F: FnOnce()>(Option<F>);
-
-impl<F: FnOnce()> Drop for Release<F> {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
     }
 }
 
@@ -247,10 +236,13 @@ fn main() -> ExitCode {
         config.policy.display(),
         config.state.display()
     ));
-    let accounts = Arc::new(Accounts::default());
+    let accounts = Slots::new(verify::ACCOUNT_LIMITS);
+    let connections = Slots::new(Limits {
+        per_key: MAX_PER_UID,
+        total: MAX_CLIENTS,
+        root: Some(ROOT_RESERVE),
+    });
     let mut refusals = Refusals::default();
-    let busy = Arc::new(AtomicUsize::new(0));
-    let per_uid: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let peer = match getsockopt(&stream, PeerCredentials) {
@@ -263,21 +255,7 @@ fn main() -> ExitCode {
         let uid = admission_uid(&peer);
         // Root's own callers (sshd's sandboxed helpers, polkit) are limited only by the total,
         // and have a reserve of their own.
-        let limit = if uid == 0 {
-            MAX_CLIENTS
-        } else {
-            MAX_CLIENTS - ROOT_RESERVE
-        };
-        let admitted = busy.load(Ordering::SeqCst) < limit
-            && per_uid.lock().is_ok_and(|mut m| {
-                let n = m.entry(uid).or_default();
-                if uid != 0 && *n >= MAX_PER_UID {
-                    return false;
-                }
-                *n += 1;
-                true
-            });
-        if !admitted {
+        let Ok(slot) = connections.take(uid) else {
             if let Some(n) = refusals.count(uid) {
                 log.notice(&format!(
                     "peer uid={} pid={}: too many connections at once (counted for uid {uid}): refused ({n} refused for that uid since the last such line, at most one line per {} s)",
@@ -287,33 +265,15 @@ fn main() -> ExitCode {
                 ));
             }
             continue;
-        }
-        busy.fetch_add(1, Ordering::SeqCst);
-        let release = {
-            let (busy, per_uid) = (busy.clone(), per_uid.clone());
-            move || {
-                busy.fetch_sub(1, Ordering::SeqCst);
-                if let Ok(mut m) = per_uid.lock()
-                    && let Some(n) = m.get_mut(&uid)
-                {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        m.remove(&uid);
-                    }
-                }
-            }
         };
         let (c, a, l) = (config.clone(), accounts.clone(), log.clone());
-        let spawned = std::thread::Builder::new().spawn({
-            let release = Release(Some(release.clone()));
-            move || {
-                // Given back when the thread ends, also by a panic.
-                let _release = release;
-                serve_one(&c, &a, &l, stream, peer);
-            }
+        // The slot is given back when the thread ends (also by a panic), or with the closure
+        // when no thread can be started.
+        let spawned = std::thread::Builder::new().spawn(move || {
+            let _slot = slot;
+            serve_one(&c, &a, &l, stream, peer);
         });
         if spawned.is_err() {
-            release();
             log.error("cannot start a thread for a connection");
         }
     }
