@@ -333,23 +333,7 @@ fn pamtester(service: &str, user: &str, input: &str) -> (bool, String) {
 fn pamtester_by(prefix: &[&str], service: &str, user: &str, input: &str) -> (bool, String) {
     let mut argv: Vec<&str> = prefix.to_vec();
     argv.extend(["pamtester", "-v", service, user, "authenticate"]);
-    let mut c = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = c.stdin.take().unwrap().write_all(input.as_bytes());
-    let out = c.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    twofold_system_tests::run_with_input(&argv, input)
 }
 
 #[test]

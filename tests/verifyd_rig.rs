@@ -4,7 +4,6 @@
 //! files removed again, pamtester through the real libpam. Needs root, as CI runs.
 #![allow(dead_code)] // each test file uses its own part
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +13,7 @@ use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::store::Store;
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{UserName, recovery};
-use twofold_system_tests::{build_dir, run, staged_bins, workspace};
+use twofold_system_tests::{build_dir, run, run_with_input, staged_bins, workspace};
 
 /// A real account, removed on drop.
 pub struct User(pub String);
@@ -227,38 +226,19 @@ pub fn fresh_step() {
 /// `pamtester SERVICE USER authenticate acct_mgmt` with `answer` on stdin, run by `cmd_prefix`
 /// (e.g. `runuser -u USER --`), or as root when it is empty.
 pub fn pamtester(prefix: &[&str], service: &Service, user: &str, answer: &str) -> (bool, String) {
-    let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-    argv.extend(
-        [
-            // A hang (a lock waited for without end, before issue 24) fails the test instead of
-            // stalling the run.
-            "timeout",
-            "120",
-            "pamtester",
-            service.name.as_str(),
-            user,
-            "authenticate",
-            "acct_mgmt",
-        ]
-        .map(String::from),
-    );
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(answer.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut argv = prefix.to_vec();
+    argv.extend([
+        // A hang (a lock waited for without end, before issue 24) fails the test instead of
+        // stalling the run.
+        "timeout",
+        "120",
+        "pamtester",
+        service.name.as_str(),
+        user,
+        "authenticate",
+        "acct_mgmt",
+    ]);
+    run_with_input(&argv, answer)
 }
 
 pub const POLICY: &str = "mode = \"optional\"\n[enrollment]\nat_login = true\n";

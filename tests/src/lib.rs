@@ -74,3 +74,34 @@ pub fn run(cmd: &mut std::process::Command) -> std::process::Output {
         Err(e) => panic!("{cmd:?}: {e}"),
     }
 }
+
+/// Runs `argv` with `input` on its stdin: whether it succeeded, and its stdout then stderr.
+#[allow(clippy::panic)]
+pub fn run_with_input(argv: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some((program, args)) = argv.split_first() else {
+        panic!("no command to run");
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
