@@ -1,7 +1,9 @@
 //! `twofold doctor` against the real `sshd -T` (openssh-server, installed by `make deps`) with
 //! test sshd_config files and a host key in a temporary directory, and test PAM directories
-//! (Debian's stacks in `tests/data/doctor/pam`, sshd's stack from the README). Never reads or
-//! changes /etc/pam.d or /etc/ssh. Needs root (the policy must be owned by root), as CI runs.
+//! (Debian's stacks in `tests/data/doctor/pam`, sshd's stack from the README, Cockpit's stock
+//! stack in `tests/data/doctor/cockpit`) with a test cockpit.conf and keytab paths. Never reads
+//! or changes /etc/pam.d, /etc/ssh or /etc/cockpit. Needs root (the policy must be owned by
+//! root), as CI runs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -48,6 +50,8 @@ struct Host {
     pam: PathBuf,
     config: PathBuf,
     policy: PathBuf,
+    /// cockpit.conf (absent unless a test writes it); Cockpit's own keytab goes beside it.
+    cockpit_conf: PathBuf,
 }
 
 impl Host {
@@ -78,11 +82,14 @@ impl Host {
             &format!("HostKey {}\n{sshd_config}", key.display()),
         );
         let policy = dir.write("policy.toml", policy);
+        let cockpit = dir.path().join("cockpit");
+        std::fs::create_dir(&cockpit).unwrap();
         Host {
             dir,
             pam,
             config,
             policy,
+            cockpit_conf: cockpit.join("cockpit.conf"),
         }
     }
 
@@ -99,6 +106,10 @@ impl Host {
             .arg(&self.config)
             .arg("--sshd")
             .arg(SSHD)
+            .arg("--cockpit-conf")
+            .arg(&self.cockpit_conf)
+            .arg("--krb5-keytab")
+            .arg(self.dir.path().join("krb5.keytab"))
             .args(extra)
             .output()
             .unwrap();
@@ -441,4 +452,308 @@ fn a_failing_sshd_t_is_reported_as_unchecked() {
     let u = findings(&v, "unchecked");
     assert_eq!(u.len(), 1, "{v:#}");
     assert!(text(u[0]).contains("doctor could not check sshd"), "{v:#}");
+}
+
+/// A file of `tests/data/doctor/cockpit`.
+fn cockpit_data(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/doctor/cockpit")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Debian's stock `/etc/pam.d/cockpit` with `line` put before its line `at` (1-based).
+fn stock_cockpit_with(at: usize, line: &str) -> String {
+    let stock = cockpit_data("cockpit");
+    let mut lines: Vec<&str> = stock.lines().collect();
+    lines.insert(at - 1, line);
+    lines.join("\n") + "\n"
+}
+
+/// What a Cockpit case should find on service `cockpit`.
+enum Expect {
+    /// No finding on cockpit, exit 0.
+    Clean,
+    /// Exactly one finding on cockpit: severity, the end of its file, its line, texts in it.
+    One(
+        &'static str,
+        &'static str,
+        Option<u64>,
+        &'static [&'static str],
+    ),
+}
+
+struct CockpitCase {
+    name: &'static str,
+    /// `/etc/pam.d/cockpit`; `None`: no such file.
+    pam: Option<String>,
+    /// `common-auth` as the twofold profile writes it (else Debian's, without the module).
+    profile: bool,
+    cockpit_conf: Option<&'static str>,
+    /// A keytab beside cockpit.conf (Cockpit's own).
+    keytab: bool,
+    policy: &'static str,
+    expect: Expect,
+}
+
+#[test]
+fn cockpit_is_checked_like_the_other_services() {
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let stock = cockpit_data("cockpit");
+    let account_line = stock.replace(
+        "account    include      common-account\n",
+        "account    include      common-account\naccount    required     pam_twofold.so\n",
+    );
+    assert_ne!(account_line, stock);
+    const CERT: &str = "[WebService]\nClientCertAuthentication = yes\n";
+    let cases = [
+        CockpitCase {
+            name: "stock stack, the module in common-auth",
+            pam: Some(stock.clone()),
+            profile: true,
+            cockpit_conf: None,
+            keytab: false,
+            policy: REQUIRED,
+            expect: Expect::Clean,
+        },
+        CockpitCase {
+            name: "stock stack, common-auth without the module",
+            pam: Some(stock.clone()),
+            profile: false,
+            cockpit_conf: None,
+            keytab: false,
+            policy: REQUIRED,
+            expect: Expect::One(
+                "bypass",
+                "/cockpit",
+                None,
+                &[
+                    "the auth stack never runs pam_twofold.so",
+                    "users log in through cockpit without a code, though the default mode is required",
+                    "add `auth required pam_twofold.so` right after `auth substack common-auth`",
+                ],
+            ),
+        },
+        CockpitCase {
+            name: "a sufficient module before the substack",
+            pam: Some(stock_cockpit_with(3, "auth       sufficient   pam_sss.so")),
+            profile: true,
+            cockpit_conf: None,
+            keytab: false,
+            policy: REQUIRED,
+            expect: Expect::One(
+                "bypass",
+                "/cockpit",
+                Some(3),
+                &[
+                    "`auth sufficient pam_sss.so`",
+                    "its success (sufficient) ends the stack before pam_twofold.so",
+                ],
+            ),
+        },
+        CockpitCase {
+            name: "the code asked before the password",
+            pam: Some(stock_cockpit_with(
+                3,
+                "auth       required     pam_twofold.so",
+            )),
+            profile: false,
+            cockpit_conf: None,
+            keytab: false,
+            policy: REQUIRED,
+            expect: Expect::One(
+                "lockout",
+                "/cockpit",
+                Some(3),
+                &[
+                    "`auth required pam_twofold.so`",
+                    "runs before `auth [success=1 default=ignore] pam_unix.so nullok`",
+                    "gets the password as the code",
+                    "move `auth required pam_twofold.so` below `auth substack common-auth`",
+                ],
+            ),
+        },
+        CockpitCase {
+            name: "certificate logins without the account line",
+            pam: Some(stock.clone()),
+            profile: true,
+            cockpit_conf: Some(CERT),
+            keytab: false,
+            policy: REQUIRED,
+            expect: Expect::One(
+                "bypass",
+                "/cockpit",
+                None,
+                &[
+                    "TLS client certificate logins (`ClientCertAuthentication = yes`",
+                    "cockpit.conf:2)",
+                    "never run the PAM auth stack, only the account stack",
+                    "has no `account` line running pam_twofold.so",
+                    "a required user logs in to Cockpit with a client certificate alone",
+                    "add `account required pam_twofold.so` after `account include common-account`",
+                    "`ClientCertAuthentication = no` under [WebService]",
+                ],
+            ),
+        },
+        CockpitCase {
+            name: "certificate logins with the account line",
+            pam: Some(account_line.clone()),
+            profile: true,
+            cockpit_conf: Some(CERT),
+            keytab: false,
+            policy: REQUIRED,
+            expect: Expect::Clean,
+        },
+        CockpitCase {
+            name: "certificate logins turned off for the tls-cert scheme",
+            pam: Some(stock.clone()),
+            profile: true,
+            cockpit_conf: Some(
+                "[WebService]\nClientCertAuthentication = yes\n[tls-cert]\naction = none\n",
+            ),
+            keytab: false,
+            policy: REQUIRED,
+            expect: Expect::Clean,
+        },
+        CockpitCase {
+            name: "Kerberos logins (a keytab) without the account line",
+            pam: Some(stock.clone()),
+            profile: true,
+            cockpit_conf: None,
+            keytab: true,
+            policy: REQUIRED,
+            expect: Expect::One(
+                "bypass",
+                "/cockpit",
+                None,
+                &[
+                    "Kerberos logins (Negotiate: the keytab",
+                    "a required user logs in to Cockpit with a Kerberos ticket alone",
+                    "`action = none` under [Negotiate]",
+                ],
+            ),
+        },
+        CockpitCase {
+            name: "Kerberos logins turned off",
+            pam: Some(stock.clone()),
+            profile: true,
+            cockpit_conf: Some("# no Kerberos\n[Negotiate]\nAction = none\n"),
+            keytab: true,
+            policy: REQUIRED,
+            expect: Expect::Clean,
+        },
+        CockpitCase {
+            name: "the policy leaves cockpit alone",
+            pam: Some(stock.clone()),
+            profile: false,
+            cockpit_conf: Some(CERT),
+            keytab: true,
+            policy: "mode = \"required\"\n[services.cockpit]\nmode = \"disabled\"\n",
+            expect: Expect::Clean,
+        },
+        CockpitCase {
+            name: "the policy requires no one",
+            pam: Some(stock.clone()),
+            profile: false,
+            cockpit_conf: Some(CERT),
+            keytab: false,
+            policy: NOBODY,
+            expect: Expect::One(
+                "warning",
+                "/cockpit",
+                None,
+                &[
+                    "[a bypass once the policy requires someone on cockpit; it requires no one there now]",
+                ],
+            ),
+        },
+        CockpitCase {
+            name: "no Cockpit PAM service",
+            pam: None,
+            profile: false,
+            cockpit_conf: Some(CERT),
+            keytab: true,
+            policy: REQUIRED,
+            expect: Expect::Clean,
+        },
+    ];
+    let (sshd_pam, sshd_config) = readme_setup("### sshd: password + code");
+    let common_auth = cockpit_data("common-auth-twofold");
+    for case in &cases {
+        let mut extra = vec![("sshd", sshd_pam.as_str())];
+        if let Some(p) = &case.pam {
+            extra.push(("cockpit", p.as_str()));
+        }
+        if case.profile {
+            extra.push(("common-auth", common_auth.as_str()));
+        }
+        let host = Host::new(&extra, &sshd_config, case.policy);
+        if let Some(c) = case.cockpit_conf {
+            std::fs::write(&host.cockpit_conf, c).unwrap();
+        }
+        if case.keytab {
+            std::fs::write(host.cockpit_conf.with_file_name("krb5.keytab"), b"\x05\x02").unwrap();
+        }
+        let (code, v) = host.json();
+        let name = case.name;
+        let on_cockpit: Vec<&Value> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["service"] == "cockpit")
+            .collect();
+        match &case.expect {
+            Expect::Clean => {
+                assert_eq!(code, 0, "{name}: {v:#}");
+                assert!(on_cockpit.is_empty(), "{name}: {v:#}");
+            }
+            Expect::One(severity, file, line, texts) => {
+                assert_eq!(on_cockpit.len(), 1, "{name}: {v:#}");
+                let f = on_cockpit[0];
+                assert_eq!(f["severity"], *severity, "{name}: {f:#}");
+                assert!(f["file"].as_str().unwrap().ends_with(file), "{name}: {f:#}");
+                assert_eq!(f["line"].as_u64(), *line, "{name}: {f:#}");
+                for t in *texts {
+                    assert!(text(f).contains(t), "{name}: no {t:?} in {f:#}");
+                }
+                let want = match *severity {
+                    "bypass" => 7,
+                    "lockout" => 8,
+                    _ => 0,
+                };
+                assert_eq!(code, want, "{name}: {v:#}");
+            }
+        }
+        let notes: Vec<&str> = v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        match name {
+            "certificate logins with the account line" => assert!(
+                notes
+                    .iter()
+                    .any(|n| n.starts_with("cockpit: TLS client certificate logins")
+                        && n.contains("refuses them for users who need a code")),
+                "{name}: {v:#}"
+            ),
+            "the policy leaves cockpit alone" => assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains("the policy disables twofold there")
+                        && n.contains("cockpit")),
+                "{name}: {v:#}"
+            ),
+            "no Cockpit PAM service" => assert!(
+                notes.iter().all(|n| !n.contains("cockpit")),
+                "{name}: {v:#}"
+            ),
+            _ => {}
+        }
+    }
 }

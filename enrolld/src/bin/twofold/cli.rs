@@ -105,8 +105,10 @@ pub enum Command {
     },
     /// Find the login paths that skip the code (PAM stacks, sshd's configuration).
     ///
-    /// Reads the PAM stacks of every login service and sshd's effective configuration
-    /// (`sshd -T`, also per Match block) and lists each bypass (a user whom the policy requires
+    /// Reads the PAM stacks of every login service (sshd, login, su, sudo, cockpit, and any
+    /// other that authenticates with a password module), sshd's effective configuration
+    /// (`sshd -T`, also per Match block) and Cockpit's certificate and Kerberos logins
+    /// (cockpit.conf, the keytab), and lists each bypass (a user whom the policy requires
     /// logs in without a code) and lockout (users who need a code cannot log in), with a fix.
     /// Exits 7 on a bypass, 8 on a lockout, 9 when a part could not be checked, else 0.
     Doctor {
@@ -119,6 +121,12 @@ pub enum Command {
         /// The sshd binary [default: /usr/sbin/sshd, else sshd in PATH].
         #[arg(long, value_name = "PATH")]
         sshd: Option<PathBuf>,
+        /// Cockpit's configuration file (its own Kerberos keytab is krb5.keytab beside it).
+        #[arg(long, default_value = "/etc/cockpit/cockpit.conf", value_name = "FILE")]
+        cockpit_conf: PathBuf,
+        /// The system's Kerberos keytab, which Cockpit uses when it has none of its own.
+        #[arg(long, default_value = "/etc/krb5.keytab", value_name = "FILE")]
+        krb5_keytab: PathBuf,
     },
     /// Write man pages and shell completions into DIR (used by `make build`).
     #[command(hide = true)]

@@ -53,7 +53,20 @@ fn main() -> ExitCode {
             pam_dir,
             sshd_config,
             sshd,
-        } => doctor(&cli.global, pam_dir, sshd_config, sshd.as_deref()),
+            cockpit_conf,
+            krb5_keytab,
+        } => doctor(
+            &cli.global,
+            doctor::Options {
+                pam_dir: pam_dir.clone(),
+                sshd_config: sshd_config.clone(),
+                sshd: sshd.clone(),
+                cockpit_conf: cockpit_conf.clone(),
+                krb5_keytab: krb5_keytab.clone(),
+                policy: cli.global.policy.clone(),
+                state: cli.global.state.clone(),
+            },
+        ),
         Command::GenerateAssets { dir } => generate_assets(dir),
     };
     match result {
@@ -379,19 +392,7 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
 }
 
 /// `twofold doctor`: prints the findings (text or JSON); the worst decides the exit status.
-fn doctor(
-    g: &cli::Global,
-    pam_dir: &Path,
-    sshd_config: &Path,
-    sshd: Option<&Path>,
-) -> Result<(), CliError> {
-    let opts = doctor::Options {
-        pam_dir: pam_dir.to_owned(),
-        sshd_config: sshd_config.to_owned(),
-        sshd: sshd.map(Path::to_owned),
-        policy: g.policy.clone(),
-        state: g.state.clone(),
-    };
+fn doctor(g: &cli::Global, opts: doctor::Options) -> Result<(), CliError> {
     let report = doctor::check(&opts);
     if g.json {
         println!("{:#}", report.to_json());

@@ -4,9 +4,12 @@
 //! It reads the PAM stacks itself (`@include`, `include`, `substack`, `[value=action]`
 //! controls, `-` prefixed lines, comments, continuation lines) and asks the real `sshd -T`
 //! for sshd's effective configuration, once for the base and once per representative
-//! connection when the configuration has `Match` blocks. Nothing is changed.
+//! connection when the configuration has `Match` blocks. For Cockpit it also reads
+//! `cockpit.conf` (and looks for a Kerberos keytab): certificate and Kerberos logins run only
+//! the `account` stack. Nothing is changed.
 
 mod analysis;
+mod cockpit;
 mod pam;
 mod policy;
 mod report;
@@ -16,6 +19,7 @@ mod sshd_match;
 
 use std::path::{Path, PathBuf};
 
+use cockpit::check_cockpit;
 use pam::{PamDir, PamLine};
 use report::{Finding, Report, Severity};
 use services::check_services;
@@ -30,6 +34,12 @@ pub struct Options {
     pub sshd_config: PathBuf,
     /// The sshd binary; `None`: `/usr/sbin/sshd`, else `sshd` in `PATH`.
     pub sshd: Option<PathBuf>,
+    /// Cockpit's configuration (`/etc/cockpit/cockpit.conf`); Cockpit's own Kerberos keytab is
+    /// `krb5.keytab` beside it.
+    pub cockpit_conf: PathBuf,
+    /// The system's Kerberos keytab (`/etc/krb5.keytab`), which Cockpit uses when it has none
+    /// of its own.
+    pub krb5_keytab: PathBuf,
     /// The policy file (drop-ins beside it).
     pub policy: PathBuf,
     /// The state directory (admin overrides).
@@ -43,6 +53,8 @@ impl Options {
             pam_dir: PathBuf::from(DEFAULT_PAM_DIR),
             sshd_config: PathBuf::from(DEFAULT_SSHD_CONFIG),
             sshd: None,
+            cockpit_conf: PathBuf::from(DEFAULT_COCKPIT_CONF),
+            krb5_keytab: PathBuf::from(DEFAULT_KRB5_KEYTAB),
             policy: policy.to_owned(),
             state: state.to_owned(),
         }
@@ -53,6 +65,10 @@ impl Options {
 pub const DEFAULT_PAM_DIR: &str = "/etc/pam.d";
 /// Default sshd configuration.
 pub const DEFAULT_SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+/// Default Cockpit configuration.
+pub const DEFAULT_COCKPIT_CONF: &str = "/etc/cockpit/cockpit.conf";
+/// Default system Kerberos keytab.
+pub const DEFAULT_KRB5_KEYTAB: &str = "/etc/krb5.keytab";
 
 /// Checks everything and returns what it found.
 pub fn check(opts: &Options) -> Report {
@@ -93,6 +109,7 @@ pub fn check(opts: &Options) -> Report {
         }
         check_services(pam, &req, &mut report);
         check_sshd(pam, &req, opts, &mut report);
+        check_cockpit(pam, &req, opts, &mut report);
     }
     report.findings.sort_by(|a, b| {
         b.severity

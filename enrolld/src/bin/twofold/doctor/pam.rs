@@ -288,6 +288,20 @@ impl PamDir {
         None
     }
 
+    /// The line of `service`'s own file that brings in `target` for `kind` (`@include
+    /// common-auth`, `auth substack common-auth`), as written.
+    pub(super) fn include_line(&self, service: &str, kind: &str, target: &str) -> Option<String> {
+        self.files
+            .get(service)?
+            .iter()
+            .find(|l| {
+                matches!(&l.control, Control::Include(t) | Control::Substack(t)
+                    if t.rsplit('/').next().unwrap_or(t) == target)
+                    && l.kind.as_deref().is_none_or(|k| k == kind)
+            })
+            .map(|l| l.text.clone())
+    }
+
     /// The stack of type `kind` of `service`, includes and substacks expanded.
     pub(super) fn stack(&self, service: &str, kind: &str) -> Stack {
         let mut s = Stack::default();

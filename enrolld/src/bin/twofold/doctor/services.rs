@@ -8,7 +8,7 @@ use super::policy::{Requirement, graded};
 use super::report::{Finding, Report, Severity};
 
 /// PAM services that log a user in (or make them someone else).
-const LOGIN_SERVICES: &[&str] = &["sshd", "login", "su", "su-l", "sudo", "sudo-i"];
+const LOGIN_SERVICES: &[&str] = &["sshd", "login", "su", "su-l", "sudo", "sudo-i", "cockpit"];
 
 /// Services that authenticate without logging anyone in (changing one's own details, cron).
 const NOT_LOGINS: &[&str] = &[
@@ -76,6 +76,10 @@ pub(super) fn check_services(pam: &PamDir, req: &Requirement, report: &mut Repor
         }
         let required = req.on(name);
         let file = pam.dir.join(name);
+        // Where the code goes: after the line that brings in the password check.
+        let after = pam
+            .include_line(name, "auth", "common-auth")
+            .unwrap_or_else(|| "@include common-auth".to_owned());
         for p in &auth.problems {
             report.findings.push(Finding {
                 severity: Severity::Unchecked,
@@ -104,7 +108,7 @@ pub(super) fn check_services(pam: &PamDir, req: &Requirement, report: &mut Repor
                             "the auth stack never runs pam_twofold.so, but the account stack does: it refuses every user who needs a code ({why})"
                         ),
                         fix: format!(
-                            "add `auth required pam_twofold.so` right after `@include common-auth` in {}",
+                            "add `auth required pam_twofold.so` right after `{after}` in {}",
                             file.display()
                         ),
                     });
@@ -119,7 +123,7 @@ pub(super) fn check_services(pam: &PamDir, req: &Requirement, report: &mut Repor
                             stack_files(&auth)
                         ),
                         fix: format!(
-                            "add `auth required pam_twofold.so` right after `@include common-auth` in {}, or `pam-auth-update --enable twofold` to put it into common-auth; or, to leave {name} alone on purpose, `[services.{name}] mode = \"disabled\"` in the policy",
+                            "add `auth required pam_twofold.so` right after `{after}` in {}, or `pam-auth-update --enable twofold` to put it into common-auth; or, to leave {name} alone on purpose, `[services.{name}] mode = \"disabled\"` in the policy",
                             file.display()
                         ),
                     });
