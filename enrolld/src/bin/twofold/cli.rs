@@ -103,7 +103,7 @@ pub enum Command {
         #[arg(long, short)]
         service: Option<String>,
     },
-    /// Find the login paths that skip the code (PAM stacks, sshd's configuration).
+    /// Find the login paths that skip the code (PAM stacks, sshd's configuration, Cockpit).
     ///
     /// Reads the PAM stacks of every login service (sshd, login, su, sudo, cockpit, and any
     /// other that authenticates with a password module), sshd's effective configuration
