@@ -1,0 +1,75 @@
+/* twofold console: the page. Every user gets their own page; a caller the daemon lets use the
+ * admin methods (Summary answers) also gets the users table, the chart and the default mode,
+ * kept current by the daemon's signals (UserChanged broadcast, Changed after Subscribe). */
+"use strict";
+
+window.twofold = window.twofold || {};
+
+(function (tf) {
+    const _ = cockpit.gettext;
+
+    function selectTab(name) {
+        for (const tab of document.querySelectorAll(".tf-tab"))
+            tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
+        document.getElementById("tf-admin").hidden = name !== "users";
+        document.getElementById("tf-own").hidden = name !== "own";
+    }
+
+    function start() {
+        document.title = _("Two-factor authentication");
+        const self = tf.selfClient();
+        const own = tf.OwnView(self, document.getElementById("tf-own"));
+        const admin = tf.adminClient();
+        const ownReady = own.refresh();
+
+        const adminReady = admin.summary().then(summary => {
+            const root = document.getElementById("tf-admin");
+            const chart = document.getElementById("tf-chart");
+            tf.drawChart(chart, summary);
+            let pending = null;
+            const refreshSummary = () => {
+                clearTimeout(pending);
+                pending = setTimeout(() => admin.summary().then(s => tf.drawChart(chart, s), () => {}), 200);
+            };
+            const users = tf.UsersView(admin, root, refreshSummary);
+            tf.DefaultModeView(admin, root, fresh => {
+                refreshSummary();
+                if (fresh)
+                    users.load(true);
+            });
+            /* Live: both signals mean "this user changed"; the row is read again (GetUser), so a
+             * signal seen twice changes nothing. */
+            admin.onChange(user => {
+                if (users.has(user))
+                    admin.getUser(user).then(users.update, () => {});
+                refreshSummary();
+                const me = own.info();
+                if (me && me.user === user)
+                    own.refresh();
+            });
+            /* The unicast Changed; an older daemon without Subscribe still broadcasts UserChanged
+             * to root and its admin group. */
+            admin.subscribe().catch(() => {});
+            window.addEventListener("beforeunload", () => admin.unsubscribe().catch(() => {}));
+            document.getElementById("tf-tabs").hidden = false;
+            selectTab("users");
+            return users.load(true).then(() => "admin");
+        }, error => {
+            if (tf.errorName(error) !== "PermissionDenied")
+                tf.alert(document.getElementById("tf-own-alert"), "warning",
+                         _("The administration view is not available"), tf.errorText(error));
+            admin.close();
+            selectTab("own");
+            return "own";
+        });
+
+        for (const tab of document.querySelectorAll(".tf-tab"))
+            tab.addEventListener("click", () => selectTab(tab.dataset.tab));
+
+        Promise.all([adminReady, ownReady]).then(([view]) => {
+            document.body.dataset.ready = view;
+        });
+    }
+
+    document.addEventListener("DOMContentLoaded", start);
+})(window.twofold);
