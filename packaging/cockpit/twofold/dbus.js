@@ -110,9 +110,9 @@ window.twofold = window.twofold || {};
         const { client, call } = makeClient({ bus: "system" });
         return {
             getStatus: () => call("GetStatus", "", []).then(r => unwrap(r[0])),
-            /* [uri, secret, label, expires_in]; the caller drops it once shown. */
-            beginEnrollment: (replace, proof) =>
-                call("BeginEnrollment", "bs", [replace, proof]).then(r => r[0]),
+            /* [uri, secret, label, expires_in] (the struct's fields are the reply's four out
+             * arguments); the caller drops it once shown. */
+            beginEnrollment: (replace, proof) => call("BeginEnrollment", "bs", [replace, proof]),
             confirmEnrollment: code => call("ConfirmEnrollment", "s", [code]).then(r => r[0]),
             cancelEnrollment: () => call("CancelEnrollment", "", []).then(r => r[0]),
             disable: code => call("Disable", "s", [code]).then(r => unwrap(r[0])),

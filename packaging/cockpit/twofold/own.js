@@ -65,14 +65,20 @@ window.twofold = window.twofold || {};
                 $("#tf-key").textContent = secret.replace(/(.{4})/g, "$1 ").trim();
                 $("#tf-enroll-label").textContent = cockpit.format(_("Account shown in the app: $0. The key expires in $1 minutes."), label, String(Math.round(seconds / 60)));
                 root.dataset.enrolling = "1";
+                $("#tf-enroll").hidden = true;
                 show("tf-enroll-panel");
                 $("#tf-code").focus();
-                expiry = setTimeout(() => {
-                    clearSecret();
-                    show(null);
-                    tf.alert(alertBox, "info", _("The enrollment expired; start again."));
-                }, seconds * 1000);
-            }, error => tf.alert(alertBox, "danger", _("Enrollment could not start"), tf.errorText(error)));
+                if (Number.isFinite(seconds) && seconds > 0) {
+                    expiry = setTimeout(() => {
+                        clearSecret();
+                        show(null);
+                        tf.alert(alertBox, "info", _("The enrollment expired; start again."));
+                    }, Math.min(seconds * 1000, 2147483647));
+                }
+            }).catch(error => {
+                clearSecret();
+                tf.alert(alertBox, "danger", _("Enrollment could not start"), tf.errorText(error));
+            });
         }
 
         function showCodes(codes, title) {
@@ -97,7 +103,7 @@ window.twofold = window.twofold || {};
         $("#tf-cancel").addEventListener("click", () => {
             clearSecret();
             show(null);
-            self.cancelEnrollment().catch(error => tf.alert(alertBox, "danger", _("Cancel failed"), tf.errorText(error)));
+            self.cancelEnrollment().then(refresh, error => tf.alert(alertBox, "danger", _("Cancel failed"), tf.errorText(error)));
         });
         $("#tf-codes-done").addEventListener("click", () => {
             $("#tf-codes").replaceChildren();
