@@ -183,6 +183,17 @@ pub trait Manager {
     /// Admin: the users after the cursor `after` (`""`: from the start), by name, at most
     /// `limit` (1000 when 0 or more), and the cursor of the next page (`""` after the last).
     fn list_users_page(&self, after: &str, limit: u32) -> Result<(Vec<UserInfo>, String), Error>;
+    /// Admin: the users whose canonical name starts with `prefix` (`""`: all) and, when
+    /// `statuses` is not empty, whose status is one of them; by name, after the cursor
+    /// `after`, at most `limit` (1000 when 0 or more); and the cursor of the next page (`""`
+    /// after the last; with a status filter the page it leads to may be empty).
+    fn find_users(
+        &self,
+        prefix: &str,
+        statuses: &[&str],
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<UserInfo>, String), Error>;
     /// Admin: how many users have each status.
     fn summary(&self) -> Result<std::collections::HashMap<String, u32>, Error>;
     /// Admin: the account-wide default mode, written to policy.toml.

@@ -275,6 +275,27 @@ impl Manager {
             .await
     }
 
+    /// Admin: the users whose canonical name starts with `prefix` (`""`: all) and, when
+    /// `statuses` is not empty, whose status is one of them (`pending`, `enforced`,
+    /// `enabled`, `off`, `exempt`; another word is `InvalidArgument`); by name, after the
+    /// cursor `after`, at most `limit` (1000 when 0 or more); and the cursor of the next
+    /// page, `""` after the last.
+    async fn find_users(
+        &self,
+        prefix: &str,
+        statuses: Vec<String>,
+        after: &str,
+        limit: u32,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(Vec<UserInfo>, String), Error> {
+        let (prefix, after) = (prefix.to_owned(), after.to_owned());
+        self.as_caller(conn, &hdr, move |d, c| {
+            d.find_users(c, &prefix, &statuses, &after, limit)
+        })
+        .await
+    }
+
     /// Admin: count per status, and `total`.
     async fn summary(
         &self,

@@ -54,6 +54,7 @@ const ADMIN_METHODS: &[&str] = &[
     "GetUser",
     "ListUsers",
     "ListUsersPage",
+    "FindUsers",
     "Summary",
     "SetDefaultMode",
 ];
@@ -62,6 +63,7 @@ fn admin_args(method: &str, target: &str) -> Value {
     match method {
         "ListUsers" | "Summary" => json!([]),
         "ListUsersPage" => json!(["", 10]),
+        "FindUsers" => json!(["", ["pending"], "", 10]),
         "SetDefaultMode" => json!(["optional"]),
         _ => json!([target]),
     }

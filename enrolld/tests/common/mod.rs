@@ -485,6 +485,26 @@ async fn call_one(
                 "next": next,
             }))
         }
+        "FindUsers" => {
+            let statuses: Vec<&str> = args[1]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let (users, next) = p
+                .find_users(
+                    &arg(0),
+                    &statuses,
+                    &arg(2),
+                    args[3]
+                        .as_u64()
+                        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                )
+                .await?;
+            Ok(json!({
+                "users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
+                "next": next,
+            }))
+        }
         "Summary" => serde_json::to_value(p.summary().await?),
         "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
         "BeginEnrollment" => serde_json::to_value(

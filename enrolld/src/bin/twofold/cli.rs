@@ -61,7 +61,14 @@ pub enum Command {
     /// Replace your recovery codes with new ones.
     RecoveryCodes,
     /// Every user's 2FA status, with the distribution (admins).
-    List,
+    List {
+        /// Only the users whose name starts with P.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// Only the users with status S (repeat it, or give a comma list, for several).
+        #[arg(long, value_name = "S", value_delimiter = ',', value_parser = ["pending", "enforced", "enabled", "off", "exempt"])]
+        status: Vec<String>,
+    },
     /// Require 2FA for USER… whatever the policy says (admins).
     Require {
         /// Users.
