@@ -138,6 +138,11 @@ fn the_console_in_a_browser_admin_and_user() {
     let sb = Sandbox::start(&policy, &group.0);
     let admin_key = sb.enroll(&admin.name);
     sb.enroll(&opt.name);
+    // More users than a page: records of names no account has (the daemon lists them too).
+    let many = format!("tfp{tag}x");
+    for i in 0..101 {
+        sb.enroll(&format!("{many}{i:03}"));
+    }
     let scratch = sb.dir().join("browser");
     std::fs::create_dir(&scratch).unwrap();
     let base = format!("http://127.0.0.1:{}", sb.port);
@@ -189,6 +194,40 @@ fn the_console_in_a_browser_admin_and_user() {
             assert_eq!(row["cells"][4], u["rule"], "{row}");
         }
         b.cmd(json!({"op": "screenshot", "path": screenshot_path(&scratch, "console-users.png")}));
+
+        // Sorting orders the loaded rows, and says so.
+        let order = ["pending", "enforced", "enabled", "off", "exempt"];
+        let rank = |rows: &Value| -> Vec<usize> {
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| order.iter().position(|s| r["status"] == *s).unwrap())
+                .collect()
+        };
+        let sorted = b.cmd(json!({"op": "sort", "key": "status"}));
+        let ranks = rank(&sorted["rows"]);
+        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{sorted}");
+        assert!(
+            sorted["note"].as_str().unwrap().contains("loaded rows"),
+            "{sorted}"
+        );
+        let reversed = b.cmd(json!({"op": "sort", "key": "status"}));
+        let ranks = rank(&reversed["rows"]);
+        assert!(ranks.windows(2).all(|w| w[0] >= w[1]), "{reversed}");
+        b.cmd(json!({"op": "sort", "key": "user"}));
+
+        // Pages: the first 100 of the 101, then the rest through the cursor.
+        let first = b.cmd(json!({"op": "search", "text": many, "query": format!("{many}|")}));
+        assert_eq!(first["rows"].as_array().unwrap().len(), 100);
+        let all = b.cmd(json!({"op": "more"}));
+        let want: Vec<String> = sb
+            .list()
+            .into_keys()
+            .filter(|n| n.starts_with(&many))
+            .collect();
+        assert_eq!(want.len(), 101);
+        assert_eq!(statuses(&all["rows"]).into_keys().collect::<Vec<_>>(), want);
+        b.cmd(json!({"op": "search", "text": prefix, "query": format!("{prefix}|")}));
 
         // The status filter asks the daemon for those statuses only.
         let pending = b.cmd(
@@ -320,6 +359,7 @@ fn the_console_in_a_browser_admin_and_user() {
             ("Exempt", "s", json!([user.name])),
             ("ClearOverride", "s", json!([opt.name])),
             ("ListUsersPage", "su", json!(["", 10])),
+            ("FindUsers", "sassu", json!([admin.name, [], "", 10])),
             ("Summary", "", json!([])),
             ("SetDefaultMode", "s", json!(["disabled"])),
         ] {
@@ -390,6 +430,22 @@ fn the_console_in_a_browser_admin_and_user() {
         );
         let own = b.cmd(json!({"op": "own"}));
         assert_eq!(own["status"], "enabled", "{own}");
+
+        // No key in the browser's console or in any log of the sandbox; no script error.
+        let log = b.cmd(json!({"op": "console_log"}));
+        for k in [&key, &first_key] {
+            assert!(!log.to_string().contains(k.as_str()), "{log}");
+            assert!(!sb.logs().contains(k.as_str()));
+        }
+        let errors: Vec<&Value> = log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["level"] == "SEVERE" && e["message"].as_str().unwrap().contains("twofold/")
+            })
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }));
     eprintln!(
         "console browser test: {:.1} s",

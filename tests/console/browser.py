@@ -34,6 +34,7 @@ def new_driver():
               "--disable-dev-shm-usage", "--window-size=1440,1200",
               "--user-data-dir=" + tempfile.mkdtemp(dir=SCRATCH, prefix="chromium-")]:
         opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     d.set_script_timeout(30)
     return d
@@ -305,6 +306,8 @@ def handle(cmd):
         return {"value": js(cmd["script"])}
     if op == "screenshot":
         return screenshot(cmd["path"], cmd.get("frame_only", False))
+    if op == "console_log":
+        return {"entries": driver.get_log("browser")}
     if op == "tab":
         q("#tf-tab-" + cmd["tab"]).click()
         return {}

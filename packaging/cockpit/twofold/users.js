@@ -60,12 +60,19 @@ window.twofold = window.twofold || {};
         const tbody = $("#tf-users tbody");
         const alertBox = $("#tf-users-alert");
 
+        /* One page after `after`; with a status filter the daemon may answer a page with no
+         * row but a cursor (it reads the names in batches): then the next one, a few times. */
+        function fetchPage(after, tries) {
+            return admin.findUsers(state.prefix, Array.from(state.statuses), after, PAGE).then(page =>
+                (page.rows.length === 0 && page.next && tries > 1) ? fetchPage(page.next, tries - 1) : page);
+        }
+
         /* Loads the first page for the current search (fresh) or the next one. */
         function load(fresh) {
             const seq = ++state.seq;
             root.dataset.loading = "1";
             const after = fresh ? "" : state.next;
-            return admin.findUsers(state.prefix, Array.from(state.statuses), after, PAGE).then(page => {
+            return fetchPage(after, 20).then(page => {
                 if (seq !== state.seq)
                     return; /* a newer search superseded this one */
                 if (fresh) {
