@@ -113,9 +113,19 @@ export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$SANDBOX/run/system_bus_socket"
 JOURNAL_STREAM=0:0 "$BIN_DIR/twofold-enrolld" --policy "$SANDBOX/policy.toml" --state "$SANDBOX/state" 2>"$SANDBOX/enrolld.log" &
 PIDS+=($!)
 
+# The verification service, socket-activated as the package's unit would be, and named in the
+# module's arguments as on a packaged host (for callers that are not root).
+[ -e "$BIN_DIR/twofold-verifyd" ] || { echo "missing $BIN_DIR/twofold-verifyd: build first (make build)" >&2; exit 1; }
+systemd-socket-activate -l "$SANDBOX/run/verify.sock" -E JOURNAL_STREAM=0:0 \
+    "$BIN_DIR/twofold-verifyd" --policy "$SANDBOX/policy.toml" --state "$SANDBOX/state" \
+    >/dev/null 2>"$SANDBOX/verifyd.log" &
+PIDS+=($!)
+for _ in $(seq 100); do [ -S "$SANDBOX/run/verify.sock" ] && break; sleep 0.05; done
+chmod 0666 "$SANDBOX/run/verify.sock"
+
 # Cockpit's login: the password, then twofold (a code once enrolled).
 MODULE="$BIN_DIR/libpam_twofold.so"
-ARGS="policy=$SANDBOX/policy.toml state=$SANDBOX/state"
+ARGS="policy=$SANDBOX/policy.toml state=$SANDBOX/state verify_socket=$SANDBOX/run/verify.sock"
 cat > "$SANDBOX/pam.cockpit" <<EOT
 # twofold console demo (seen only inside the demo's mount namespace)
 auth     requisite pam_listfile.so item=user sense=deny file=/etc/cockpit/disallowed-users onerr=succeed
@@ -161,7 +171,7 @@ Change something from the command line and watch the page follow (as root, anoth
   $BIN_DIR/twofold require $USER_NAME
   $BIN_DIR/twofold list
 
-Logs: $SANDBOX/cockpit-ws.log, $SANDBOX/enrolld.log; the module logs to syslog (authpriv).
+Logs: $SANDBOX/cockpit-ws.log, $SANDBOX/enrolld.log, $SANDBOX/verifyd.log; the module logs to syslog (authpriv).
 EOT
 
 while true; do

@@ -6,10 +6,14 @@
 # covers /etc/pam.d/cockpit, and its copy of Cockpit's packages (with the console) covers
 # /usr/share/cockpit. The host sees none of it.
 #
-# Arguments: BUS_DIR PAM_FILE COCKPIT_SHARE_DIR PORT
+# cockpit-ws runs as WS_USER (default cockpit-wsinstance, as Cockpit's own units run it): a
+# login then goes through the setuid cockpit-session, as on a real host.
+#
+# Arguments: BUS_DIR PAM_FILE COCKPIT_SHARE_DIR PORT [WS_USER]
 set -eu
-[ $# -eq 4 ] || { echo "usage: console-ws.sh BUS_DIR PAM_FILE COCKPIT_SHARE_DIR PORT" >&2; exit 2; }
+[ $# -eq 4 ] || [ $# -eq 5 ] || { echo "usage: console-ws.sh BUS_DIR PAM_FILE COCKPIT_SHARE_DIR PORT [WS_USER]" >&2; exit 2; }
 mount --bind "$1" /run/dbus
 mount --bind "$2" /etc/pam.d/cockpit
 mount --bind "$3" /usr/share/cockpit
-exec /usr/lib/cockpit/cockpit-ws --no-tls --address 127.0.0.1 --port "$4"
+exec setpriv --reuid="${5:-cockpit-wsinstance}" --regid="${5:-cockpit-wsinstance}" --init-groups \
+    /usr/lib/cockpit/cockpit-ws --no-tls --address 127.0.0.1 --port "$4"

@@ -151,10 +151,12 @@ impl Drop for Proc {
     }
 }
 
-/// The sandbox: directory, bus, daemon and cockpit-ws. Fields drop in order: cockpit-ws, the
-/// daemon, the bus, then the directory.
+/// The sandbox: directory, bus, daemon, verification service and cockpit-ws (as
+/// `cockpit-wsinstance`, as Cockpit's units run it). Fields drop in order: cockpit-ws, the
+/// service, the daemon, the bus, then the directory.
 pub struct Sandbox {
     pub ws: Proc,
+    pub verifyd: Proc,
     pub daemon: Proc,
     pub bus: Proc,
     pub port: u16,
@@ -285,12 +287,35 @@ impl Sandbox {
             "twofold-enrolld on the bus",
         );
 
+        // The verification service, socket-activated as the package's unit would be, and named
+        // in the module's arguments as on a packaged host. (cockpit-session, setuid root and
+        // started by cockpit-ws's user, runs PAM with its real uid made root too, so the
+        // module decides in-process and has not needed it so far.)
+        let verify_socket = run_dir.join("verify.sock");
+        let verifyd = Proc::spawn(
+            Command::new("systemd-socket-activate")
+                .arg("-l")
+                .arg(&verify_socket)
+                .args(["-E", "JOURNAL_STREAM=0:0"])
+                .arg(build_dir().unwrap().join("twofold-verifyd"))
+                .arg("--policy")
+                .arg(d.join("policy.toml"))
+                .arg("--state")
+                .arg(d.join("state"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(d.join("verifyd.log")).unwrap()),
+            false,
+        );
+        wait_for(|| verify_socket.exists(), "the verification socket");
+        std::fs::set_permissions(&verify_socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+
         // Cockpit's login: the password, then twofold.
         let module = module_so().expect("libpam_twofold.so is built");
         let args = format!(
-            "policy={} state={}",
+            "policy={} state={} verify_socket={}",
             d.join("policy.toml").display(),
-            d.join("state").display()
+            d.join("state").display(),
+            verify_socket.display()
         );
         let pam = write(
             "pam.cockpit",
@@ -327,6 +352,7 @@ impl Sandbox {
         );
         Sandbox {
             ws,
+            verifyd,
             daemon,
             bus,
             port,
@@ -392,8 +418,13 @@ impl Sandbox {
             .collect()
     }
 
+    /// One log file of the sandbox (`verifyd.log`, `enrolld.log`, ...).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir().join(name)).unwrap_or_default()
+    }
+
     pub fn logs(&self) -> String {
-        ["cockpit-ws.log", "enrolld.log", "bus.log"]
+        ["cockpit-ws.log", "enrolld.log", "verifyd.log", "bus.log"]
             .iter()
             .map(|f| {
                 format!(

@@ -16,7 +16,7 @@ import time
 import traceback
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -45,7 +45,10 @@ driver = None
 
 def wait(cond, timeout=30, what="condition"):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: cond())
+        # The login page replaces itself with the shell: an element found a moment ago may be
+        # gone; that is "not yet", not an error.
+        return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=[StaleElementReferenceException]).until(lambda d: cond())
     except TimeoutException:
         raise RuntimeError("timed out waiting for " + what)
 
@@ -63,8 +66,11 @@ def js(script, *args):
 
 
 def visible(css):
-    els = qs(css)
-    return bool(els) and els[0].is_displayed()
+    try:
+        els = qs(css)
+        return bool(els) and els[0].is_displayed()
+    except StaleElementReferenceException:
+        return False
 
 
 def login(user, password, code=None):
