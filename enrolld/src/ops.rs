@@ -40,13 +40,42 @@ pub const LOCAL_SOURCE: &str = "local";
 pub struct Caller {
     /// The account, with all its groups (supplementary included).
     pub account: system::Account,
+    /// What polkit said about this caller managing others (`manage-others`), if it was asked.
+    pub polkit: PolkitAdmin,
+    /// Set when an admin check refused a caller polkit was not asked about: the service then
+    /// asks polkit and runs the call again ([`crate::service`]).
+    needs_admin: std::cell::Cell<bool>,
+}
+
+/// polkit's answer for a caller that is neither root nor in `admin_group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolkitAdmin {
+    /// Not asked (yet).
+    NotAsked,
+    /// polkit authorized the caller for `org.twofold.Enroll1.manage-others`.
+    Granted,
+    /// polkit refused, is absent, or failed: in words, for the refusal and the log.
+    Refused(String),
 }
 
 impl Caller {
+    /// `account`, polkit not asked.
+    pub fn new(account: system::Account) -> Caller {
+        Caller {
+            account,
+            polkit: PolkitAdmin::NotAsked,
+            needs_admin: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Whether an admin check refused this caller before polkit was asked.
+    pub fn needs_admin(&self) -> bool {
+        self.needs_admin.get()
+    }
     /// Looks up the account of `uid` in the system's user database.
     pub fn from_uid(uid: u32) -> Result<Caller, Error> {
         match system::lookup_uid(uid) {
-            Ok(Some(account)) => Ok(Caller { account }),
+            Ok(Some(account)) => Ok(Caller::new(account)),
             Ok(None) => Err(Error::PermissionDenied(format!(
                 "uid {uid} has no account in the user database"
             ))),
@@ -64,7 +93,12 @@ impl Caller {
 
     /// The caller as log fields: `NAME uid=UID` (the value of a `caller=` field, then one more).
     fn label(&self) -> String {
-        format!("{} uid={}", value(&self.account.name), self.account.uid)
+        let by = if self.polkit == PolkitAdmin::Granted {
+            " authorized_by=polkit"
+        } else {
+            ""
+        };
+        format!("{} uid={}{by}", value(&self.account.name), self.account.uid)
     }
 }
 
@@ -163,7 +197,7 @@ impl Daemon {
         found: Result<Option<system::Account>, system::LookupError>,
     ) -> Result<Caller, Error> {
         match found {
-            Ok(Some(account)) => Ok(Caller { account }),
+            Ok(Some(account)) => Ok(Caller::new(account)),
             Ok(None) => Err(Error::PermissionDenied(format!(
                 "uid {uid} has no account in the user database"
             ))),
@@ -226,20 +260,44 @@ impl Daemon {
         before - pending.len()
     }
 
-    /// Root, or a member of the policy's `admin_group`.
+    /// Whether the caller is root or a member of the policy's `admin_group` (no polkit).
+    fn in_admin_group(caller: &Caller, policy: &Policy) -> bool {
+        caller.account.uid == 0 || caller.account.groups.contains(&policy.admin_group.value)
+    }
+
+    /// Root, a member of the policy's `admin_group`, or a caller polkit authorized for
+    /// `manage-others`. A caller polkit was not asked about is refused and marked
+    /// ([`Caller::needs_admin`]) without a log line: the service asks polkit and calls again.
     fn require_admin(&self, caller: &Caller, policy: &Policy, action: &str) -> Result<(), Error> {
-        if caller.account.uid == 0 || caller.account.groups.contains(&policy.admin_group.value) {
+        if Self::in_admin_group(caller, policy) {
             return Ok(());
         }
-        self.log.notice(&format!(
-            "caller={} action={action} result=denied: not an admin",
-            caller.label()
-        ));
-        Err(Error::PermissionDenied(format!(
-            "{action} is for administrators: root, or members of the group {:?} (admin_group in {})",
+        let base = format!(
+            "{action} is for administrators: root, members of the group {:?} (admin_group in {}), or whom polkit authorizes for {}",
             policy.admin_group.value,
-            self.policy_path.display()
-        )))
+            self.policy_path.display(),
+            crate::polkit::MANAGE_OTHERS
+        );
+        match &caller.polkit {
+            PolkitAdmin::Granted => Ok(()),
+            PolkitAdmin::NotAsked => {
+                caller.needs_admin.set(true);
+                Err(Error::PermissionDenied(base))
+            }
+            PolkitAdmin::Refused(why) => {
+                self.log.notice(&format!(
+                    "caller={} action={action} result=denied: not an admin; polkit: {why}",
+                    caller.label()
+                ));
+                Err(Error::PermissionDenied(format!("{base}; polkit: {why}")))
+            }
+        }
+    }
+
+    /// Admin: nothing but the check (`Subscribe`, and its re-checks).
+    pub fn check_admin(&self, caller: &Caller, action: &str) -> Result<(), Error> {
+        let policy = self.policy()?;
+        self.require_admin(caller, &policy, action)
     }
 
     /// A user name argument: well formed, and an account of the user database, under the

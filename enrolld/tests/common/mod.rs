@@ -521,6 +521,8 @@ async fn call_one(
             serde_json::to_value(p.regenerate_recovery_codes(&arg(0)).await?)
         }
         "GetStatus" => Ok(p.get_status().await?.to_json()),
+        "Subscribe" => serde_json::to_value(p.subscribe().await?),
+        "Unsubscribe" => serde_json::to_value(p.unsubscribe().await?),
         other => panic!("unknown method {other}"),
     };
     Ok(v.unwrap())
@@ -618,4 +620,159 @@ pub fn fresh_step_within(need: u64) {
     if into + need >= 30 {
         std::thread::sleep(Duration::from_secs(30 - into));
     }
+}
+
+/// A process of another user listening on the bus (this test binary re-executed under
+/// setpriv, running the ignored test `listener`, which calls [`listener_main`]): it prints
+/// `SUBSCRIBE ok|ERROR` when told to subscribe, `READY`, then `CHANGED user status` and
+/// `USERCHANGED user status` for each signal its connection receives. Killed when dropped
+/// (its connection leaves the bus).
+pub struct Listener {
+    child: Child,
+    rx: std::sync::mpsc::Receiver<String>,
+    /// What it printed before `READY` (the `SUBSCRIBE` line among it).
+    pub start: Vec<String>,
+}
+
+impl Listener {
+    /// `mode`: `listen` (match rules for both signals only), `subscribe` (then `Subscribe`),
+    /// `subscribe-unsubscribe` (both, then listen), `eavesdrop` (an `eavesdrop=true` match
+    /// rule for every signal of the interface, as a snooper would add).
+    pub fn start(client: &Path, who: Option<&Account>, bus: &Bus, mode: &str) -> Listener {
+        use std::io::BufRead;
+        let mut child = as_user(who, client, bus)
+            .args([
+                "--ignored",
+                "--exact",
+                "listener",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TWOFOLD_LISTENER", mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut start = Vec::new();
+        loop {
+            let l = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the listener never got ready");
+            // libtest prints `test listener ... ` before the helper's first line.
+            if l.contains("READY") {
+                break;
+            }
+            start.push(l);
+        }
+        Listener { child, rx, start }
+    }
+
+    /// The answer to `Subscribe` (`ok` or the error's name), if it subscribed.
+    pub fn subscribed(&self) -> Option<String> {
+        self.start
+            .iter()
+            .find_map(|l| l.split_once("SUBSCRIBE ").map(|(_, r)| r.to_owned()))
+    }
+
+    /// Waits up to `within` for a line equal to `want`; every line seen until then.
+    pub fn wait_for(&self, want: &str, within: Duration) -> (bool, Vec<String>) {
+        let end = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l == want;
+                    seen.push(l);
+                    if hit {
+                        return (true, seen);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (false, seen)
+    }
+
+    /// Every line printed within `within`.
+    pub fn lines(&self, within: Duration) -> Vec<String> {
+        self.wait_for("\u{0}never", within).1
+    }
+
+    /// Ends the process (its connection leaves the bus).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The listener (see [`Listener`]): run by the ignored test `listener` of a test file.
+pub fn listener_main() {
+    let Ok(mode) = std::env::var("TWOFOLD_LISTENER") else {
+        return; // run by `cargo test -- --ignored` without a mode: nothing to do
+    };
+    zbus::block_on(async {
+        use futures_util::StreamExt;
+        let conn = zbus::Connection::system().await.unwrap();
+        let p = ManagerProxy::new(&conn).await.unwrap();
+        let changed = p.receive_changed().await.unwrap().map(|s| {
+            let a = s.args().unwrap();
+            format!("CHANGED {} {}", a.user(), a.status())
+        });
+        let user_changed = p.receive_user_changed().await.unwrap().map(|s| {
+            let a = s.args().unwrap();
+            format!("USERCHANGED {} {}", a.user(), a.status())
+        });
+        if mode == "eavesdrop" {
+            let r = conn
+                .call_method(
+                    Some("org.freedesktop.DBus"),
+                    "/org/freedesktop/DBus",
+                    Some("org.freedesktop.DBus"),
+                    "AddMatch",
+                    &("eavesdrop=true,type='signal',interface='org.twofold.Enroll1.Manager'",),
+                )
+                .await;
+            println!("EAVESDROP {}", if r.is_ok() { "ok" } else { "refused" });
+        }
+        if mode.starts_with("subscribe") {
+            let r = p.subscribe().await;
+            println!(
+                "SUBSCRIBE {}",
+                match &r {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => e.short_name().to_owned(),
+                }
+            );
+            if mode == "subscribe-unsubscribe" {
+                p.unsubscribe().await.unwrap();
+            }
+        }
+        println!(
+            "READY {}",
+            conn.unique_name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        );
+        let mut all = futures_util::stream::select(changed, user_changed);
+        while let Some(line) = all.next().await {
+            println!("{line}");
+        }
+    });
 }
