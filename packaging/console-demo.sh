@@ -79,21 +79,10 @@ EOT
 chmod 0644 "$SANDBOX/policy.toml"
 install -d -m 0700 "$SANDBOX/state"
 
-# A private system bus with the product's bus policy, plus the same signal rule for the demo's
-# admin group as the product gives twofold-admin.
+# A private system bus with the product's bus policy (the console's live updates reach the
+# demo's admin group through Subscribe and the unicast Changed).
 install -d -m 0755 "$SANDBOX/run"
-cat > "$SANDBOX/admin-group.conf" <<EOT
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy group="$GROUP">
-    <allow receive_sender="org.twofold.Enroll1"
-           receive_interface="org.twofold.Enroll1.Manager" receive_member="UserChanged"/>
-  </policy>
-</busconfig>
-EOT
-sed -e "s|@SOCKET@|$SANDBOX/run/system_bus_socket|" \
-    -e "s|@INCLUDE@|$REPO/packaging/dbus/org.twofold.Enroll1.conf</include><include>$SANDBOX/admin-group.conf|" \
+sed -e "s|@SOCKET@|$SANDBOX/run/system_bus_socket|" -e "s|@INCLUDE@|$REPO/packaging/dbus/org.twofold.Enroll1.conf|" \
     "$REPO/packaging/dbus/private-bus.conf.in" > "$SANDBOX/bus.conf"
 
 groupadd "$GROUP"

@@ -135,7 +135,7 @@ fn the_console_in_a_browser_admin_and_user() {
         r = req.name,
         e = exm.name
     );
-    let sb = Sandbox::start(&policy, &group.0);
+    let sb = Sandbox::start(&policy);
     let admin_key = sb.enroll(&admin.name);
     sb.enroll(&opt.name);
     // More users than a page: records of names no account has (the daemon lists them too).
@@ -303,7 +303,8 @@ fn the_console_in_a_browser_admin_and_user() {
         );
         assert_eq!(l[&req.name]["status"], "pending");
 
-        // A change made with the CLI shows on the open page, without a reload.
+        // A change made with the CLI shows on the open page, without a reload (through the
+        // unicast Changed the page subscribed to: this admin group gets no broadcast).
         sb.cli(&["require", &opt.name]);
         let live =
             b.cmd(json!({"op": "wait_row", "user": opt.name, "status": "pending", "timeout": 10}));
@@ -360,6 +361,7 @@ fn the_console_in_a_browser_admin_and_user() {
             ("ClearOverride", "s", json!([opt.name])),
             ("ListUsersPage", "su", json!(["", 10])),
             ("FindUsers", "sassu", json!([admin.name, [], "", 10])),
+            ("Subscribe", "", json!([])),
             ("Summary", "", json!([])),
             ("SetDefaultMode", "s", json!(["disabled"])),
         ] {

@@ -177,9 +177,10 @@ impl Sandbox {
         self.dir().join("state")
     }
 
-    /// Starts everything: `policy` for the daemon and the login, `admin_group` also receiving
-    /// `UserChanged` on the bus (as the product's bus policy gives `twofold-admin`).
-    pub fn start(policy: &str, admin_group: &str) -> Sandbox {
+    /// Starts everything: `policy` for the daemon and the login. The bus loads the product's
+    /// bus policy alone: an admin_group other than `twofold-admin` does not receive the
+    /// broadcast `UserChanged`, so the console's live updates come through `Subscribe`.
+    pub fn start(policy: &str) -> Sandbox {
         for tool in [
             "/usr/lib/cockpit/cockpit-ws",
             "/usr/share/cockpit/shell",
@@ -229,16 +230,10 @@ impl Sandbox {
             .arg(root.join("usr/share/cockpit/twofold"))
             .arg(share.join("twofold")));
 
-        // The bus, with the admin group's signal rule.
+        // The bus.
         let run_dir = d.join("run");
         std::fs::create_dir(&run_dir).unwrap();
         std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let group_conf = write(
-            "admin-group.conf",
-            &format!(
-                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n<busconfig>\n  <policy group=\"{admin_group}\">\n    <allow receive_sender=\"org.twofold.Enroll1\" receive_interface=\"org.twofold.Enroll1.Manager\" receive_member=\"UserChanged\"/>\n  </policy>\n</busconfig>\n"
-            ),
-        );
         let product = workspace().join("packaging/dbus/org.twofold.Enroll1.conf");
         let socket = run_dir.join("system_bus_socket");
         let conf = write(
@@ -246,14 +241,7 @@ impl Sandbox {
             &std::fs::read_to_string(workspace().join("packaging/dbus/private-bus.conf.in"))
                 .unwrap()
                 .replace("@SOCKET@", &socket.display().to_string())
-                .replace(
-                    "<include>@INCLUDE@</include>",
-                    &format!(
-                        "<include>{}</include><include>{}</include>",
-                        product.display(),
-                        group_conf.display()
-                    ),
-                ),
+                .replace("@INCLUDE@", &product.display().to_string()),
         );
         let bus = Proc::spawn(
             Command::new("dbus-daemon")
