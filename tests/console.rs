@@ -458,3 +458,107 @@ fn the_console_in_a_browser_admin_and_user() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// The first rows with 100,000 users: the page asks for one page (100 rows, by name) and a
+/// search for one prefix, never every page; both show within seconds. The daemon sees the
+/// 100,000 extra local accounts in a mount namespace of its own.
+#[test]
+fn the_console_opens_fast_with_100000_users() {
+    if !root_or_skip() {
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let group = Group::create(&format!("tfs{tag}adm"));
+    let admin = Account::create(&format!("tfs{tag}admin"), &[&group.0]);
+    let policy = format!("mode = \"optional\"\nadmin_group = \"{}\"\n", group.0);
+    let sb = Sandbox::start_with(&policy, 100_000);
+    let scratch = sb.dir().join("browser");
+    std::fs::create_dir(&scratch).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut b = Browser::start(&format!("http://127.0.0.1:{}", sb.port), &scratch);
+        let login = b.cmd(json!({"op": "login", "user": admin.name, "password": admin.password}));
+        assert_eq!(login["logged_in"], true, "{login}");
+        let page = b.cmd(json!({"op": "open"}));
+        let seconds = page["seconds"].as_f64().unwrap();
+        eprintln!(
+            "100,000 users: the first rows in {seconds:.2} s, the chart (Summary) in {:.2} s",
+            page["chart_seconds"].as_f64().unwrap()
+        );
+        assert_eq!(page["view"], "admin", "{page}");
+        let rows = page["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 100, "one page");
+        let total: u64 = b.cmd(json!({"op": "js", "script":
+            "return Number(document.getElementById('tf-chart').dataset.total)"}))["value"]
+            .as_u64()
+            .unwrap();
+        assert!(total > 100_000, "{total}");
+        assert!(seconds < 20.0, "{seconds} s to the first rows");
+        // Opened again: the daemon has read the users once (its first answer after a start
+        // reads every account).
+        let again = b.cmd(json!({"op": "open"}));
+        eprintln!(
+            "100,000 users, opened again: the first rows in {:.2} s, the chart in {:.2} s",
+            again["seconds"].as_f64().unwrap(),
+            again["chart_seconds"].as_f64().unwrap()
+        );
+        assert_eq!(again["rows"].as_array().unwrap().len(), 100);
+        for (what, args) in [
+            (
+                "FindUsers, one page",
+                vec!["FindUsers", "sassu", "", "0", "", "100"],
+            ),
+            ("Summary", vec!["Summary"]),
+        ] {
+            let t = Instant::now();
+            twofold_system_tests::run(
+                std::process::Command::new("busctl")
+                    .arg(format!("--address={}", sb.bus_address))
+                    .args(["call", "org.twofold.Enroll1", "/org/twofold/Enroll1"])
+                    .arg("org.twofold.Enroll1.Manager")
+                    .args(args),
+            );
+            eprintln!(
+                "100,000 users: {what} from busctl in {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        // Search as you type: the names starting with user9999 (user9999, user99990..99999).
+        let t = Instant::now();
+        let found = b.cmd(json!({"op": "search", "text": "user9999", "query": "user9999|"}));
+        let took = t.elapsed().as_secs_f64();
+        eprintln!("100,000 users: a prefix search in {took:.2} s (0.3 s of it the typing pause)");
+        let mut want: Vec<String> = (0..10).map(|i| format!("user9999{i}")).collect();
+        want.push("user9999".into());
+        want.sort();
+        assert_eq!(
+            statuses(&found["rows"]).into_keys().collect::<Vec<_>>(),
+            want
+        );
+        assert!(took < 10.0, "{took} s");
+        // The default's confirmation counts every user exactly, here too.
+        let t = Instant::now();
+        let shown =
+            b.cmd(json!({"op": "default", "mode": "required", "confirm": false}))["dialog"].clone();
+        eprintln!(
+            "100,000 users: the default's count in {:.2} s: {}",
+            t.elapsed().as_secs_f64(),
+            shown["intro"]
+        );
+        let list = sb.list();
+        let expected = list
+            .values()
+            .filter(|u| by_default(u) && u["mode"] != "required")
+            .count() as u64;
+        assert!(
+            expected >= 100_000,
+            "{expected} of {}: {:?}",
+            list.len(),
+            list.values().find(|u| !by_default(u))
+        );
+        assert_eq!(changes(&shown), expected, "{shown}");
+    }));
+    if let Err(e) = result {
+        eprintln!("{}", sb.logs());
+        std::panic::resume_unwind(e);
+    }
+}

@@ -181,6 +181,11 @@ impl Sandbox {
     /// bus policy alone: an admin_group other than `twofold-admin` does not receive the
     /// broadcast `UserChanged`, so the console's live updates come through `Subscribe`.
     pub fn start(policy: &str) -> Sandbox {
+        Sandbox::start_with(policy, 0)
+    }
+
+    /// [`Sandbox::start`], the daemon seeing `extra_users` more local accounts.
+    pub fn start_with(policy: &str, extra_users: usize) -> Sandbox {
         for tool in [
             "/usr/lib/cockpit/cockpit-ws",
             "/usr/share/cockpit/shell",
@@ -253,8 +258,42 @@ impl Sandbox {
         );
         wait_for(|| socket.exists(), "the bus socket");
         let bus_address = format!("unix:path={}", socket.display());
+        // With extra users: the daemon alone sees a copy of /etc whose passwd, group and
+        // login.defs hold that many more local accounts (`user0`, `user1`, ...), bind-mounted
+        // over /etc in a mount namespace of its own; the host's files are not touched. (A copy
+        // of the directory, not of the files: useradd elsewhere renames a new /etc/passwd into
+        // place, and that detaches a mount on the old file in every namespace.)
+        let enrolld = build_dir().unwrap().join("twofold-enrolld");
+        let mut daemon_cmd = if extra_users == 0 {
+            Command::new(&enrolld)
+        } else {
+            let etc = d.join("etc");
+            run(Command::new("cp").args(["-a", "/etc"]).arg(&etc));
+            let mut passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
+            let mut group = std::fs::read_to_string(etc.join("group")).unwrap();
+            for i in 0..extra_users {
+                let id = 200_000 + i;
+                passwd.push_str(&format!(
+                    "user{i}:x:{id}:{id}::/nonexistent:/usr/sbin/nologin\n"
+                ));
+                group.push_str(&format!("user{i}:x:{id}:\n"));
+            }
+            write("etc/passwd", &passwd);
+            write("etc/group", &group);
+            write("etc/login.defs", "UID_MIN 1000\nUID_MAX 999999\n");
+            // Old enough for the daemon to trust its parse of them (see enrolld's index).
+            std::thread::sleep(Duration::from_millis(2100));
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(format!(
+                    "mount --bind {} /etc && exec \"$0\" \"$@\"",
+                    etc.display()
+                ))
+                .arg(&enrolld);
+            c
+        };
         let daemon = Proc::spawn(
-            Command::new(build_dir().unwrap().join("twofold-enrolld"))
+            daemon_cmd
                 .arg("--policy")
                 .arg(d.join("policy.toml"))
                 .arg("--state")

@@ -105,7 +105,11 @@ def open_page():
     wait(lambda: qs(FRAME), what="the twofold frame")
     driver.switch_to.frame(q(FRAME))
     wait(lambda: js("return document.body && document.body.dataset.ready"), what="the page")
-    return {"view": js("return document.body.dataset.ready"), "seconds": time.time() - t,
+    seconds = time.time() - t
+    if js("return document.body.dataset.ready") == "admin":
+        wait(lambda: js("return document.getElementById('tf-chart').dataset.ready"), what="the chart")
+    return {"view": js("return document.body.dataset.ready"), "seconds": seconds,
+            "chart_seconds": time.time() - t,
             "admin_visible": visible("#tf-admin"), "tabs_visible": visible("#tf-tabs"),
             "own_visible": visible("#tf-own"), "rows": rows()}
 

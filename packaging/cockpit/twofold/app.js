@@ -22,14 +22,20 @@ window.twofold = window.twofold || {};
         const admin = tf.adminClient();
         const ownReady = own.refresh();
 
-        const adminReady = admin.summary().then(summary => {
+        /* One row asked as the probe: an admin gets it, anyone else PermissionDenied. Then the
+         * table's first page, then the chart (Summary, which reads every user), so the first
+         * rows do not wait for the count of 100,000 users. */
+        const adminReady = admin.findUsers("", [], "", 1).then(() => {
             const root = document.getElementById("tf-admin");
             const chart = document.getElementById("tf-chart");
-            tf.drawChart(chart, summary);
+            const drawSummary = () => admin.summary().then(s => {
+                tf.drawChart(chart, s);
+                chart.dataset.ready = "1";
+            }, error => tf.alert(chart, "danger", _("The distribution could not be read"), tf.errorText(error)));
             let pending = null;
             const refreshSummary = () => {
                 clearTimeout(pending);
-                pending = setTimeout(() => admin.summary().then(s => tf.drawChart(chart, s), () => {}), 200);
+                pending = setTimeout(drawSummary, 200);
             };
             const users = tf.UsersView(admin, root, refreshSummary);
             tf.DefaultModeView(admin, root, fresh => {
@@ -38,7 +44,7 @@ window.twofold = window.twofold || {};
                     users.load(true);
             });
             /* Live: both signals mean "this user changed"; the row is read again (GetUser), so a
-             * signal seen twice changes nothing. */
+             * signal seen twice changes nothing. Listening starts before the first reads. */
             admin.onChange(user => {
                 if (users.has(user))
                     admin.getUser(user).then(users.update, () => {});
@@ -53,7 +59,12 @@ window.twofold = window.twofold || {};
             window.addEventListener("beforeunload", () => admin.unsubscribe().catch(() => {}));
             document.getElementById("tf-tabs").hidden = false;
             selectTab("users");
-            return users.load(true).then(() => "admin");
+            /* The chart after the first rows: Summary reads every user, and the daemon answers
+             * it while the page waits for nothing else. */
+            return users.load(true).then(() => {
+                drawSummary();
+                return "admin";
+            });
         }, error => {
             if (tf.errorName(error) !== "PermissionDenied")
                 tf.alert(document.getElementById("tf-own-alert"), "warning",

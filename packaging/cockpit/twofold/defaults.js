@@ -21,7 +21,7 @@ window.twofold = window.twofold || {};
     };
 
     /* {total, moved, transitions: {"off → pending": n}, current} for a new default `mode`. */
-    tf.countDefaultChange = function (admin, mode) {
+    tf.countDefaultChange = function (admin, mode, onProgress) {
         const result = { total: 0, moved: 0, transitions: {}, current: null, byDefault: 0 };
         const step = after => admin.findUsers("", [], after, BATCH).then(page => {
             for (const u of page.rows) {
@@ -36,6 +36,8 @@ window.twofold = window.twofold || {};
                 const key = cockpit.format("$0 → $1", tf.word(u.status), tf.word(tf.statusFor(mode, u.enrolled)));
                 result.transitions[key] = (result.transitions[key] || 0) + 1;
             }
+            if (onProgress)
+                onProgress(result.total);
             return page.next ? step(page.next) : result;
         });
         return step("");
@@ -65,7 +67,12 @@ window.twofold = window.twofold || {};
             const mode = select.value;
             button.disabled = true;
             root.dataset.counting = "1";
-            tf.countDefaultChange(admin, mode).then(c => {
+            const label = button.textContent;
+            /* 1,000 users a page: with 100,000 users this takes seconds, so it says how far. */
+            const progress = n => { button.textContent = cockpit.format(_("Counting… $0 users read"), String(n)) };
+            progress(0);
+            tf.countDefaultChange(admin, mode, progress).then(c => {
+                button.textContent = label;
                 delete root.dataset.counting;
                 const items = Object.entries(c.transitions).map(([k, n]) =>
                     cockpit.format(cockpit.ngettext("$0: $1 user", "$0: $1 users", n), k, String(n)));
@@ -91,6 +98,7 @@ window.twofold = window.twofold || {};
                 });
             }).catch(error => tf.alert(alertBox, "danger", _("The default was not changed"), tf.errorText(error)))
                     .finally(() => {
+                        button.textContent = label;
                         delete root.dataset.counting;
                         delete root.dataset.busy;
                         button.disabled = false;
