@@ -433,6 +433,35 @@ fn the_console_in_a_browser_admin_and_user() {
         let own = b.cmd(json!({"op": "own"}));
         assert_eq!(own["status"], "enabled", "{own}");
 
+        // New recovery codes, proven with one of the first ones; the old ones stop working.
+        let old: Vec<String> = codes
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        let r = b.cmd(json!({"op": "proof", "action": "regen", "code": old[0]}));
+        let new: Vec<String> = r["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(new.len(), 5, "{r}");
+        assert!(new.iter().all(|c| !old.contains(c)), "{r}");
+        assert_eq!(sb.list()[&user.name]["recovery_codes_left"], 5);
+        let r = b.cmd(json!({"op": "proof", "action": "disable", "code": old[1]}));
+        assert!(r["alert"].as_str().unwrap().contains("InvalidCode"), "{r}");
+        assert_eq!(r["proof_left"], "", "{r}");
+        assert_eq!(sb.list()[&user.name]["enrolled"], true);
+        // Turned off with a new one (optional for this user, so allowed).
+        let r = b.cmd(json!({"op": "proof", "action": "disable", "code": new[0]}));
+        assert_eq!(r["status"], "off", "{r}");
+        let u = &sb.list()[&user.name];
+        assert_eq!(
+            (&u["enrolled"], &u["status"]),
+            (&json!(false), &json!("off")),
+            "{u}"
+        );
+
         // No key in the browser's console or in any log of the sandbox; no script error.
         let log = b.cmd(json!({"op": "console_log"}));
         for k in [&key, &first_key] {

@@ -224,6 +224,28 @@ def confirm_enroll(code):
             "enrolling": js("return document.getElementById('tf-own').dataset.enrolling || ''")}
 
 
+def proof(action, code):
+    """New recovery codes (`regen`) or turning 2FA off (`disable`), proven with `code`."""
+    if visible("#tf-codes-panel"):
+        q("#tf-codes-done").click()
+    js("document.getElementById('tf-own-alert').hidden = true")
+    q("#tf-regen" if action == "regen" else "#tf-disable").click()
+    wait(lambda: visible("#tf-proof-panel"), what="the code prompt")
+    q("#tf-proof").send_keys(code)
+    q("#tf-proof-ok").click()
+    if action == "regen":
+        wait(lambda: visible("#tf-codes-panel") or visible("#tf-own-alert"), what="the new codes")
+    else:
+        wait(lambda: visible("#tf-own-alert"), what="the answer")
+    wait(lambda: js("return document.getElementById('tf-own').dataset.status"), what="the status")
+    time.sleep(0.3)  # the status read again after the change
+    return {"codes": js("return Array.from(document.querySelectorAll('#tf-codes li')).map(l => l.textContent)")
+            if visible("#tf-codes-panel") else [],
+            "alert": q("#tf-own-alert").text if visible("#tf-own-alert") else "",
+            "proof_left": q("#tf-proof").get_attribute("value"),
+            "status": js("return document.getElementById('tf-own').dataset.status")}
+
+
 def own_status():
     wait(lambda: js("return document.getElementById('tf-own').dataset.status"), what="the own status")
     return {"status": js("return document.getElementById('tf-own').dataset.status"),
@@ -306,6 +328,8 @@ def handle(cmd):
         return enroll()
     if op == "confirm_enroll":
         return confirm_enroll(cmd["code"])
+    if op == "proof":
+        return proof(cmd["action"], cmd["code"])
     if op == "own":
         return own_status()
     if op == "dbus":
