@@ -384,6 +384,11 @@ fn the_console_in_a_browser_admin_and_user() {
         // Enrollment from the page: cancelled first (the key leaves the page), then for real.
         let first = b.cmd(json!({"op": "enroll"}));
         let first_key = first["key"].as_str().unwrap().to_owned();
+        // While it is shown, the search finds it (in the frame, not in the shell).
+        assert_eq!(
+            b.cmd(json!({"op": "contains", "text": first_key})),
+            json!({"frame": true, "shell": false})
+        );
         assert!(
             first_key.len() >= 16
                 && first_key

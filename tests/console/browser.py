@@ -264,12 +264,18 @@ def dbus(method, signature, args, superuser):
 
 
 def page_contains(text):
-    """Whether `text` is anywhere in the frame's or the shell's DOM (markup and values)."""
-    inner = js("""const t = arguments[0];
-        return document.documentElement.outerHTML.includes(t) ||
-            Array.from(document.querySelectorAll('input')).some(i => i.value.includes(t))""", text)
+    """Whether `text` is anywhere in the frame's or the shell's DOM (markup and values), URL
+    or web storage."""
+    where = """const t = arguments[0];
+        const storage = s => Array.from({length: s.length}, (_, i) => s.key(i) + '=' + s.getItem(s.key(i))).join('\\n');
+        return document.documentElement.outerHTML.includes(t) || location.href.includes(t) ||
+            Array.from(document.querySelectorAll('input')).some(i => i.value.includes(t)) ||
+            storage(localStorage).includes(t) || storage(sessionStorage).includes(t)"""
+    # Also as the page groups a key for reading ("ABCD EFGH ...").
+    variants = [text, " ".join(text[i:i + 4] for i in range(0, len(text), 4))]
+    inner = any(js(where, v) for v in variants)
     driver.switch_to.default_content()
-    outer = js("return document.documentElement.outerHTML.includes(arguments[0])", text)
+    outer = any(js(where, v) for v in variants)
     driver.switch_to.frame(q(FRAME))
     return {"frame": inner, "shell": outer}
 

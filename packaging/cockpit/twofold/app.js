@@ -17,6 +17,7 @@ window.twofold = window.twofold || {};
 
     function start() {
         document.title = _("Two-factor authentication");
+        cockpit.translate();
         const self = tf.selfClient();
         const own = tf.OwnView(self, document.getElementById("tf-own"));
         const admin = tf.adminClient();
