@@ -138,11 +138,6 @@ fn the_console_in_a_browser_admin_and_user() {
     let sb = Sandbox::start(&policy);
     let admin_key = sb.enroll(&admin.name);
     sb.enroll(&opt.name);
-    // More users than a page: records of names no account has (the daemon lists them too).
-    let many = format!("tfp{tag}x");
-    for i in 0..101 {
-        sb.enroll(&format!("{many}{i:03}"));
-    }
     let scratch = sb.dir().join("browser");
     std::fs::create_dir(&scratch).unwrap();
     let base = format!("http://127.0.0.1:{}", sb.port);
@@ -216,7 +211,13 @@ fn the_console_in_a_browser_admin_and_user() {
         assert!(ranks.windows(2).all(|w| w[0] >= w[1]), "{reversed}");
         b.cmd(json!({"op": "sort", "key": "user"}));
 
-        // Pages: the first 100 of the 101, then the rest through the cursor.
+        // Pages: more users than a page, as records of names no account has (the daemon lists
+        // them too; written after the screenshot, which shows the test's own users): the
+        // first 100 of the 101, then the rest through the cursor.
+        let many = format!("tfp{tag}x");
+        for i in 0..101 {
+            sb.enroll(&format!("{many}{i:03}"));
+        }
         let first = b.cmd(json!({"op": "search", "text": many, "query": format!("{many}|")}));
         assert_eq!(first["rows"].as_array().unwrap().len(), 100);
         let all = b.cmd(json!({"op": "more"}));
@@ -293,7 +294,29 @@ fn the_console_in_a_browser_admin_and_user() {
             "{o}"
         );
 
-        // For a selection: inherit for two users (the plain user's override goes).
+        // Exempt, then allow, from the row's menu: the override follows, the dialog says it.
+        for (action, status, mode) in [
+            ("exempt", "exempt", "disabled"),
+            ("allow", "off", "optional"),
+        ] {
+            let r = b.cmd(json!({"op": "action", "user": req.name, "action": action}));
+            assert!(
+                r["dialog"]["items"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("→ {mode}")),
+                "{r}"
+            );
+            let q = &sb.list()[&req.name];
+            assert_eq!(
+                (&q["status"], &q["override_mode"]),
+                (&json!(status), &json!(mode)),
+                "{q}"
+            );
+            b.cmd(json!({"op": "wait_row", "user": req.name, "status": status}));
+        }
+
+        // For a selection: inherit for two users (the overrides go; the policy decides).
         let r = b.cmd(json!({"op": "bulk", "users": [user.name, req.name], "action": "inherit"}));
         assert_eq!(r["dialog"]["items"].as_array().unwrap().len(), 2, "{r}");
         let l = sb.list();
