@@ -20,13 +20,25 @@ window.twofold = window.twofold || {};
         cockpit.translate();
         const self = tf.selfClient();
         const own = tf.OwnView(self, document.getElementById("tf-own"));
-        const admin = tf.adminClient();
         const ownReady = own.refresh();
 
-        /* One row asked as the probe: an admin gets it, anyone else PermissionDenied. Then the
-         * table's first page, then the chart (Summary, which reads every user), so the first
-         * rows do not wait for the count of 100,000 users. */
-        const adminReady = admin.findUsers("", [], "", 1).then(() => {
+        /* Who answers the admin calls: the logged-in user when the daemon lets them (an admin
+         * by the policy's group or polkit: changes are then recorded under their own name),
+         * otherwise Cockpit's administrative access (superuser "try": root, recorded as root).
+         * One row asked is the probe; PermissionDenied from both means the own page only. */
+        let admin = tf.adminClient(false);
+        const probe = client => client.findUsers("", [], "", 1).then(() => client);
+        const chosen = probe(admin).catch(error => {
+            if (tf.errorName(error) !== "PermissionDenied")
+                return Promise.reject(error);
+            admin.close();
+            admin = tf.adminClient(true);
+            return probe(admin);
+        });
+
+        /* Then the table's first page, then the chart (Summary, which reads every user), so the
+         * first rows do not wait for the count of 100,000 users. */
+        const adminReady = chosen.then(admin => {
             const root = document.getElementById("tf-admin");
             const chart = document.getElementById("tf-chart");
             const drawSummary = () => admin.summary().then(s => {

@@ -1,10 +1,11 @@
 /* twofold console: the D-Bus client of twofold-enrolld (org.twofold.Enroll1).
  *
- * Two clients: `admin` asks with Cockpit's administrative access when the session has it
- * (superuser "try": root through the superuser bridge, otherwise the logged-in user), for the
- * admin methods; `self` never does, so the self methods (which act on the caller's uid) act on
- * the logged-in user and not on root. The daemon decides who may do what; this file only
- * carries the calls. Nothing here logs an argument or an answer (secrets pass through it). */
+ * The admin methods go through `adminClient(superuser)`: without superuser they are the
+ * logged-in user's calls; with superuser "try" they use Cockpit's administrative access when
+ * the session has it (root through the superuser bridge). `selfClient` never does, so the self
+ * methods (which act on the caller's uid) act on the logged-in user and not on root. The daemon
+ * decides who may do what; this file only carries the calls. Nothing here logs an argument or
+ * an answer (secrets pass through it). */
 "use strict";
 
 window.twofold = window.twofold || {};
@@ -69,8 +70,8 @@ window.twofold = window.twofold || {};
     }
 
     /* The admin client: every method an admin calls, answers unwrapped. */
-    tf.adminClient = function () {
-        const { client, call } = makeClient({ bus: "system", superuser: "try" });
+    tf.adminClient = function (superuser) {
+        const { client, call } = makeClient(superuser ? { bus: "system", superuser: "try" } : { bus: "system" });
         const one = method => user => call(method, "s", [user]).then(r => unwrap(r[0]));
         return {
             findUsers: (prefix, statuses, after, limit) =>
