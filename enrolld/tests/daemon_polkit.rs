@@ -210,12 +210,17 @@ fn polkit_frozen_fails_closed_and_polkit_gone_is_todays_behaviour() {
     if !ready() {
         return;
     }
-    let w = World::new_with(&["--call-timeout", "2s"], &[Path::new(BUS_POLICY)]);
+    let w = World::new_with(
+        &["--call-timeout", "2s", "--subscriber-recheck", "1s"],
+        &[Path::new(BUS_POLICY)],
+    );
     let carol = Account::create("c", &[]);
     let dave = Account::create("d", &[]);
     let mut polkit = Polkitd::start(&w.dir, &w.bus, &rules(&carol.name, &dave.name));
     let target = w.alice.name.clone();
     ok(&w.call(Some(&carol), "Require", json!([target])));
+    let carol_listening = Listener::start(&w.client, Some(&carol), &w.bus, "subscribe");
+    assert_eq!(carol_listening.subscribed().as_deref(), Some("ok"));
 
     // Frozen: polkit owns its name and answers nothing.
     polkit.freeze();
@@ -256,6 +261,21 @@ fn polkit_frozen_fails_closed_and_polkit_gone_is_todays_behaviour() {
     assert_eq!(
         w.daemon.log_text().matches("could not be asked").count(),
         2,
+        "{}",
+        w.daemon.log_text()
+    );
+    // carol's subscription is due for its re-check (1 s here): the next change waits for
+    // polkit at most one timeout, then carol is dropped (fail closed) and gets nothing.
+    std::thread::sleep(Duration::from_millis(1200));
+    let t = Instant::now();
+    ok(&w.call(None, "Require", json!([target])));
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    let lines = carol_listening.lines(Duration::from_millis(1000));
+    assert!(!lines.iter().any(|l| l.contains("CHANGED")), "{lines:?}");
+    assert!(
+        w.daemon
+            .log_text()
+            .contains("action=subscribe result=dropped: no longer authorized"),
         "{}",
         w.daemon.log_text()
     );
