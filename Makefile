@@ -13,12 +13,13 @@
 # openssh-server + python3-paramiko (a real sshd on 127.0.0.1 and a keyboard-interactive client),
 # dbus-daemon (a private bus for twofold-enrolld), zbar-tools (decodes the QR code of `twofold enroll`),
 # dbus + systemd (the package's dependencies; systemd-analyze checks the unit), pkg-config (install paths),
-# sudo (the README's sudo stack, through sudoers' pam_service), cockpit-ws + cockpit-bridge +
+# sudo (the README's sudo stack, through sudoers' pam_service), polkitd (a real polkit on the
+# daemon tests' private bus: enrolld/tests/daemon_polkit.rs), cockpit-ws + cockpit-bridge +
 # cockpit-system (the admin console served by a real Cockpit) with chromium, chromium-driver and
 # python3-selenium (the console's browser test drives a headless Chromium through WebDriver).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
-  openssh-server openssh-client python3-paramiko sudo e2fsprogs \
+  openssh-server openssh-client python3-paramiko sudo e2fsprogs polkitd \
   cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
@@ -86,6 +87,15 @@ install-files:
 	chmod 0644 $(DESTDIR)$(UNITDIR)/twofold-verifyd.service
 	$(INSTALL) -m 0644 packaging/pam-configs/twofold $(DESTDIR)$(DATADIR)/pam-configs/twofold
 	$(INSTALL) -m 0644 $(COCKPIT_FILES) $(DESTDIR)$(DATADIR)/cockpit/twofold/
+	@# polkit: the actions, and the rule granting manage-others to twofold-admin. rules.d is
+	@# 0700 polkitd:root as Debian's polkitd makes it (its postinst), so that only polkitd reads
+	@# the rules: created without changing the owner of an existing one, then given to polkitd
+	@# when that user exists.
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(DATADIR)/polkit-1 $(DESTDIR)$(DATADIR)/polkit-1/actions
+	install -d -m 0700 $(DESTDIR)$(DATADIR)/polkit-1/rules.d
+	if [ "$$(id -u)" -eq 0 ] && getent passwd polkitd >/dev/null; then chown polkitd:root $(DESTDIR)$(DATADIR)/polkit-1/rules.d; fi
+	$(INSTALL) -m 0644 packaging/polkit/org.twofold.Enroll1.policy $(DESTDIR)$(DATADIR)/polkit-1/actions/org.twofold.Enroll1.policy
+	$(INSTALL) -m 0644 packaging/polkit/50-twofold.rules $(DESTDIR)$(DATADIR)/polkit-1/rules.d/50-twofold.rules
 	@# The policy is the admin's: never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml ] || \
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
@@ -139,6 +149,8 @@ uninstall:
 	  $(DESTDIR)$(UNITDIR)/twofold-enrolld.service $(DESTDIR)$(UNITDIR)/twofold-verifyd.service \
 	  $(DESTDIR)$(UNITDIR)/twofold-verifyd.socket $(DESTDIR)$(DATADIR)/pam-configs/twofold
 	rm -rf $(DESTDIR)$(DATADIR)/cockpit/twofold
+	rm -f $(DESTDIR)$(DATADIR)/polkit-1/actions/org.twofold.Enroll1.policy \
+	  $(DESTDIR)$(DATADIR)/polkit-1/rules.d/50-twofold.rules
 
 # The Debian package: make install into a staging tree, plus the maintainer scripts.
 DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use zbus::Connection;
-use zbus::{OwnedVariant, Variant};
+use zbus::Variant;
 
 /// polkit's bus name.
 pub const POLKIT_NAME: &str = "org.freedesktop.PolicyKit1";
@@ -70,7 +70,7 @@ pub async fn check(conn: &Connection, sender: &str, action: &str, interactive: b
     };
     match msg
         .body()
-        .deserialize::<(bool, bool, HashMap<String, OwnedVariant>)>()
+        .deserialize::<(bool, bool, HashMap<String, String>)>()
     {
         Ok((true, _, _)) => Verdict::Yes,
         Ok((false, _, _)) => Verdict::No,

@@ -243,8 +243,14 @@ impl Manager {
         }
         let now = Instant::now();
         let (mut fresh, due) = subs.split(now);
-        for (name, uid) in due {
-            if self.still_admin(conn, &name, uid).await {
+        // All at once: a polkit that does not answer delays this call by one timeout, not one
+        // per subscriber, and fails every check (those subscribers are dropped).
+        let checks = due.into_iter().map(|(name, uid)| async move {
+            let ok = self.still_admin(conn, &name, uid).await;
+            (name, uid, ok)
+        });
+        for (name, uid, ok) in futures_util::future::join_all(checks).await {
+            if ok {
                 subs.checked(&name, now);
                 fresh.push(name);
             } else if subs.remove(&name) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use twofold_enrolld::api::ManagerProxy;
 
+pub mod polkit;
 pub mod world;
 
 /// True when running as root; otherwise says why the test does nothing. CI runs as root.
@@ -75,6 +76,11 @@ pub struct Bus {
 
 impl Bus {
     pub fn start(dir: &Dir) -> Bus {
+        Bus::start_with(dir, &[])
+    }
+
+    /// A private bus that also includes the bus policy files `includes` (e.g. polkit's).
+    pub fn start_with(dir: &Dir, includes: &[&Path]) -> Bus {
         let product_conf = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../packaging/dbus/org.twofold.Enroll1.conf")
             .canonicalize()
@@ -85,7 +91,15 @@ impl Bus {
             &std::fs::read_to_string(product_conf.with_file_name("private-bus.conf.in"))
                 .unwrap()
                 .replace("@SOCKET@", &socket.display().to_string())
-                .replace("@INCLUDE@", &product_conf.display().to_string()),
+                .replace("@INCLUDE@", &product_conf.display().to_string())
+                .replace(
+                    "</busconfig>",
+                    &includes
+                        .iter()
+                        .map(|p| format!("  <include>{}</include>\n", p.display()))
+                        .chain(["</busconfig>".to_owned()])
+                        .collect::<String>(),
+                ),
         );
         let child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", conf.display()))
@@ -522,6 +536,38 @@ async fn call_one(
         }
         "GetStatus" => Ok(p.get_status().await?.to_json()),
         "Subscribe" => serde_json::to_value(p.subscribe().await?),
+        // `Require` in a message whose header names another sender (arg 1), as a caller
+        // trying to pass for another connection would send it.
+        "RequireAsSender" => {
+            use futures_util::StreamExt;
+            let conn = p.inner().connection();
+            let fake = arg(1);
+            let msg = zbus::message::Message::method_call("/org/twofold/Enroll1", "Require")
+                .destination("org.twofold.Enroll1")
+                .interface("org.twofold.Enroll1.Manager")
+                .sender(fake.as_str())
+                .build(&(arg(0),))?;
+            let serial = msg.primary_header().serial_num();
+            let mut replies = zbus::MessageStream::from(conn);
+            conn.send(&msg).await?;
+            loop {
+                let Some(Ok(m)) = replies.next().await else {
+                    panic!("no reply");
+                };
+                if m.header().reply_serial() != Some(serial) {
+                    continue;
+                }
+                if m.message_type() == zbus::message::Type::Error {
+                    let name = m
+                        .header()
+                        .error_name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default();
+                    return Ok(json!({"error_name": name}));
+                }
+                break Ok(json!("accepted"));
+            }
+        }
         "Unsubscribe" => serde_json::to_value(p.unsubscribe().await?),
         other => panic!("unknown method {other}"),
     };
@@ -632,6 +678,8 @@ pub struct Listener {
     rx: std::sync::mpsc::Receiver<String>,
     /// What it printed before `READY` (the `SUBSCRIBE` line among it).
     pub start: Vec<String>,
+    /// The `READY` line.
+    ready: String,
 }
 
 impl Listener {
@@ -664,17 +712,22 @@ impl Listener {
             }
         });
         let mut start = Vec::new();
-        loop {
+        let ready = loop {
             let l = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("the listener never got ready");
             // libtest prints `test listener ... ` before the helper's first line.
             if l.contains("READY") {
-                break;
+                break l;
             }
             start.push(l);
+        };
+        Listener {
+            child,
+            rx,
+            start,
+            ready,
         }
-        Listener { child, rx, start }
     }
 
     /// The answer to `Subscribe` (`ok` or the error's name), if it subscribed.
@@ -682,6 +735,11 @@ impl Listener {
         self.start
             .iter()
             .find_map(|l| l.split_once("SUBSCRIBE ").map(|(_, r)| r.to_owned()))
+    }
+
+    /// The unique bus name of the listener's connection (printed with `READY`).
+    pub fn start_name(&self) -> String {
+        self.ready.rsplit(' ').next().unwrap_or_default().to_owned()
     }
 
     /// Waits up to `within` for a line equal to `want`; every line seen until then.
