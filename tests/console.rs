@@ -528,7 +528,15 @@ fn the_console_opens_fast_with_100000_users() {
     let group = Group::create(&format!("tfs{tag}adm"));
     let admin = Account::create(&format!("tfs{tag}admin"), &[&group.0]);
     let policy = format!("mode = \"optional\"\nadmin_group = \"{}\"\n", group.0);
-    let sb = Sandbox::start_with(&policy, 100_000);
+    // The daemon reads the policy through a directory whose name is markup: every rule text
+    // the page shows carries it, and it must stay text.
+    let evil = "<img src=x onerror=window.__tfpwned=1>";
+    let sb = Sandbox::start_with(&policy, 100_000, Some(evil));
+    let clean = |b: &mut Browser, when: &str| {
+        let v = b.cmd(json!({"op": "js", "script":
+            "return [window.__tfpwned === undefined, document.querySelectorAll('img').length]"}));
+        assert_eq!(v["value"], json!([true, 0]), "markup ran {when}");
+    };
     let scratch = sb.dir().join("browser");
     std::fs::create_dir(&scratch).unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -544,6 +552,15 @@ fn the_console_opens_fast_with_100000_users() {
         assert_eq!(page["view"], "admin", "{page}");
         let rows = page["rows"].as_array().unwrap();
         assert_eq!(rows.len(), 100, "one page");
+        assert!(
+            rows[0]["cells"][4].as_str().unwrap().contains(evil),
+            "the rule as text: {}",
+            rows[0]
+        );
+        clean(&mut b, "in the table");
+        let own = b.cmd(json!({"op": "js", "script": "return document.getElementById('tf-own-rule').textContent"}));
+        assert!(own["value"].as_str().unwrap().contains(evil), "{own}");
+        clean(&mut b, "in the own page");
         let total: u64 = b.cmd(json!({"op": "js", "script":
             "return Number(document.getElementById('tf-chart').dataset.total)"}))["value"]
             .as_u64()
@@ -613,6 +630,9 @@ fn the_console_opens_fast_with_100000_users() {
             list.values().find(|u| !by_default(u))
         );
         assert_eq!(changes(&shown), expected, "{shown}");
+        let now = b.cmd(json!({"op": "js", "script": "return document.getElementById('tf-default-now').textContent"}));
+        assert!(now["value"].as_str().unwrap().contains(evil), "{now}");
+        clean(&mut b, "in the default's card");
     }));
     if let Err(e) = result {
         eprintln!("{}", sb.logs());

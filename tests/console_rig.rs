@@ -181,11 +181,13 @@ impl Sandbox {
     /// bus policy alone: an admin_group other than `twofold-admin` does not receive the
     /// broadcast `UserChanged`, so the console's live updates come through `Subscribe`.
     pub fn start(policy: &str) -> Sandbox {
-        Sandbox::start_with(policy, 0)
+        Sandbox::start_with(policy, 0, None)
     }
 
-    /// [`Sandbox::start`], the daemon seeing `extra_users` more local accounts.
-    pub fn start_with(policy: &str, extra_users: usize) -> Sandbox {
+    /// [`Sandbox::start`], the daemon seeing `extra_users` more local accounts, and reading the
+    /// policy through `policy_link`, a symbolic link to the sandbox's directory with that name
+    /// (every rule text the daemon gives then holds it).
+    pub fn start_with(policy: &str, extra_users: usize, policy_link: Option<&str>) -> Sandbox {
         for tool in [
             "/usr/lib/cockpit/cockpit-ws",
             "/usr/share/cockpit/shell",
@@ -292,10 +294,17 @@ impl Sandbox {
                 .arg(&enrolld);
             c
         };
+        let daemon_policy = match policy_link {
+            None => d.join("policy.toml"),
+            Some(name) => {
+                std::os::unix::fs::symlink(&d, d.join(name)).unwrap();
+                d.join(name).join("policy.toml")
+            }
+        };
         let daemon = Proc::spawn(
             daemon_cmd
                 .arg("--policy")
-                .arg(d.join("policy.toml"))
+                .arg(&daemon_policy)
                 .arg("--state")
                 .arg(d.join("state"))
                 .env("DBUS_SYSTEM_BUS_ADDRESS", &bus_address)
