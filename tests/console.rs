@@ -127,6 +127,7 @@ fn the_console_in_a_browser_admin_and_user() {
     let req = Account::create(&format!("tfc{tag}req"), &[]);
     let exm = Account::create(&format!("tfc{tag}exm"), &[]);
     let opt = Account::create(&format!("tfc{tag}opt"), &[]);
+    let sudoer = Account::create(&format!("tfu{tag}sudo"), &[]);
     let prefix = format!("tfc{tag}");
     let policy = format!(
         "mode = \"optional\"\nadmin_group = \"{g}\"\n[enrollment]\nat_login = true\nrecovery_codes = 5\n\
@@ -135,7 +136,13 @@ fn the_console_in_a_browser_admin_and_user() {
         r = req.name,
         e = exm.name
     );
-    let sb = Sandbox::start(&policy);
+    let sb = Sandbox::start_with(
+        &policy,
+        &Options {
+            sudoer: Some(sudoer.name.clone()),
+            ..Options::default()
+        },
+    );
     let admin_key = sb.enroll(&admin.name);
     sb.enroll(&opt.name);
     let scratch = sb.dir().join("browser");
@@ -505,6 +512,31 @@ fn the_console_in_a_browser_admin_and_user() {
             })
             .collect();
         assert!(errors.is_empty(), "{errors:?}");
+        drop(b);
+
+        // A user who is no admin of twofold but may use sudo: the own page only, until they
+        // switch Cockpit to administrative access; then the admin view, its calls made as root
+        // (the superuser bridge), and recorded so.
+        let mut b = Browser::start(&base, &scratch);
+        let login = b.cmd(json!({"op": "login", "user": sudoer.name, "password": sudoer.password}));
+        assert_eq!(login["logged_in"], true, "{login}");
+        let page = b.cmd(json!({"op": "open"}));
+        assert_eq!(page["view"], "own", "{page}");
+        let access = b.cmd(json!({"op": "gain_admin", "password": sudoer.password}));
+        eprintln!("{access}");
+        let page = b.cmd(json!({"op": "open"}));
+        assert_eq!(page["view"], "admin", "{page}");
+        b.cmd(json!({"op": "search", "text": prefix, "query": format!("{prefix}|")}));
+        b.cmd(json!({"op": "action", "user": exm.name, "action": "require"}));
+        let e = &sb.list()[&exm.name];
+        assert_eq!(
+            (&e["override_mode"], &e["override_by"]),
+            (&json!("required"), &json!("root")),
+            "{e}"
+        );
+        // Its own page still acts on itself, not on root.
+        let own = b.cmd(json!({"op": "dbus", "method": "GetStatus", "signature": "", "args": []}));
+        assert!(own["ok"].as_str().unwrap().contains(&sudoer.name), "{own}");
     }));
     eprintln!(
         "console browser test: {:.1} s",
@@ -531,7 +563,14 @@ fn the_console_opens_fast_with_100000_users() {
     // The daemon reads the policy through a directory whose name is markup: every rule text
     // the page shows carries it, and it must stay text.
     let evil = "<img src=x onerror=window.__tfpwned=1>";
-    let sb = Sandbox::start_with(&policy, 100_000, Some(evil));
+    let sb = Sandbox::start_with(
+        &policy,
+        &Options {
+            extra_users: 100_000,
+            policy_link: Some(evil.into()),
+            ..Options::default()
+        },
+    );
     let clean = |b: &mut Browser, when: &str| {
         let v = b.cmd(json!({"op": "js", "script":
             "return [window.__tfpwned === undefined, document.querySelectorAll('img').length]"}));

@@ -112,6 +112,19 @@ impl Drop for Group {
     }
 }
 
+/// What a [`Sandbox`] may add.
+#[derive(Default)]
+pub struct Options {
+    /// The daemon sees that many more local accounts (`user0`, `user1`, ...).
+    pub extra_users: usize,
+    /// The daemon reads the policy through a symbolic link to the sandbox's directory with
+    /// this name (every rule text the daemon gives then holds it).
+    pub policy_link: Option<String>,
+    /// This account may use sudo (everything, with its password) inside cockpit-ws's mount
+    /// namespace: Cockpit's administrative access.
+    pub sudoer: Option<String>,
+}
+
 /// A child process killed (with its process group) on drop.
 pub struct Proc {
     pub child: Child,
@@ -181,13 +194,13 @@ impl Sandbox {
     /// bus policy alone: an admin_group other than `twofold-admin` does not receive the
     /// broadcast `UserChanged`, so the console's live updates come through `Subscribe`.
     pub fn start(policy: &str) -> Sandbox {
-        Sandbox::start_with(policy, 0, None)
+        Sandbox::start_with(policy, &Options::default())
     }
 
-    /// [`Sandbox::start`], the daemon seeing `extra_users` more local accounts, and reading the
-    /// policy through `policy_link`, a symbolic link to the sandbox's directory with that name
-    /// (every rule text the daemon gives then holds it).
-    pub fn start_with(policy: &str, extra_users: usize, policy_link: Option<&str>) -> Sandbox {
+    /// [`Sandbox::start`] with [`Options`].
+    pub fn start_with(policy: &str, options: &Options) -> Sandbox {
+        let extra_users = options.extra_users;
+        let policy_link = options.policy_link.as_deref();
         for tool in [
             "/usr/lib/cockpit/cockpit-ws",
             "/usr/share/cockpit/shell",
@@ -370,8 +383,17 @@ impl Sandbox {
             .local_addr()
             .unwrap()
             .port();
+        let mut ws_cmd = Command::new("unshare");
+        if let Some(who) = &options.sudoer {
+            let dir = d.join("sudoers.d");
+            std::fs::create_dir(&dir).unwrap();
+            let file = dir.join("twofold-console-test");
+            std::fs::write(&file, format!("{who} ALL=(ALL:ALL) ALL\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o440)).unwrap();
+            ws_cmd.env("CONSOLE_SUDOERS_D", &dir);
+        }
         let ws = Proc::spawn(
-            Command::new("unshare")
+            ws_cmd
                 .args(["--mount", "--propagation", "private", "sh"])
                 .arg(workspace().join("packaging/console-ws.sh"))
                 .arg(&run_dir)

@@ -98,6 +98,22 @@ def login(user, password, code=None):
     return {"prompt": prompt, "logged_in": True}
 
 
+def gain_admin(password):
+    """Cockpit's "Limited access" button: administrative access with the login password."""
+    driver.switch_to.default_content()
+    lock = "//button[.//span[contains(@class, 'ct-lock-wrapper')]]"
+    wait(lambda: driver.find_elements(By.XPATH, lock), what="the access button")
+    driver.find_element(By.XPATH, lock).click()
+    wait(lambda: visible(".pf-c-modal-box input[type=password]"), what="the password prompt")
+    q(".pf-c-modal-box input[type=password]").send_keys(password)
+    driver.find_element(By.XPATH, "//div[contains(@class, 'pf-c-modal-box')]//button[normalize-space()='Authenticate']").click()
+    wait(lambda: "Administrative access" in driver.find_element(By.XPATH, lock).text, timeout=60,
+         what="administrative access")
+    for close in driver.find_elements(By.XPATH, "//div[contains(@class, 'pf-c-modal-box')]//button[normalize-space()='Close']"):
+        close.click()
+    return {"access": driver.find_element(By.XPATH, lock).text}
+
+
 def open_page():
     t = time.time()
     driver.switch_to.default_content()
@@ -300,6 +316,8 @@ def handle(cmd):
         return {}
     if op == "login":
         return login(cmd["user"], cmd["password"], cmd.get("code"))
+    if op == "gain_admin":
+        return gain_admin(cmd["password"])
     if op == "open":
         return open_page()
     if op == "rows":
