@@ -67,9 +67,11 @@ window.twofold = window.twofold || {};
                     own.refresh();
             });
             /* The unicast Changed; an older daemon without Subscribe still broadcasts UserChanged
-             * to root and its admin group. */
+             * to root and its admin group. The subscription belongs to the bridge's bus
+             * connection, which every page and tab of this Cockpit session shares: it is not
+             * withdrawn when this page goes (that would stop another tab's updates); the daemon
+             * forgets it when the session ends and its connection leaves the bus. */
             admin.subscribe().catch(() => {});
-            window.addEventListener("beforeunload", () => admin.unsubscribe().catch(() => {}));
             document.getElementById("tf-tabs").hidden = false;
             selectTab("users");
             /* The chart after the first rows: Summary reads every user, and the daemon answers

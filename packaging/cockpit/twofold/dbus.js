@@ -93,7 +93,6 @@ window.twofold = window.twofold || {};
             summary: () => call("Summary", "", []).then(r => r[0]),
             setDefaultMode: mode => call("SetDefaultMode", "s", [mode]),
             subscribe: () => call("Subscribe", "", []),
-            unsubscribe: () => call("Unsubscribe", "", []),
             /* `handler(user, status)` for both the broadcast UserChanged and the unicast
              * Changed; returns what stops listening. */
             onChange: function (handler) {
