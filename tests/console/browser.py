@@ -155,8 +155,8 @@ def search(text, query):
     return {"rows": rows(), "alert": js("return document.getElementById('tf-users-alert').textContent")}
 
 
-def dialog_text(dialog_id):
-    wait(lambda: visible("#" + dialog_id), what="the dialog")
+def dialog_text(dialog_id, timeout=30):
+    wait(lambda: visible("#" + dialog_id), timeout=timeout, what="the dialog")
     return js("""const d = document.getElementById(arguments[0]);
         return {title: d.querySelector('.tf-modal-title').textContent,
                 intro: (d.querySelector('#tf-dialog-intro') || {}).textContent || '',
@@ -194,7 +194,8 @@ def bulk(users, name):
 def default_mode(mode, confirm):
     js("const s = document.getElementById('tf-default-mode'); s.value = arguments[0]; s.dispatchEvent(new Event('change'))", mode)
     q("#tf-default-apply").click()
-    text = dialog_text("tf-default-dialog")
+    # The count reads every user first: 100,000 of them take seconds, more on a busy machine.
+    text = dialog_text("tf-default-dialog", timeout=180)
     finish_dialog("tf-default-dialog", confirm)
     return {"dialog": text}
 
