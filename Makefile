@@ -4,6 +4,7 @@
 #   make install    build, then install (DESTDIR, PREFIX honoured); make uninstall
 #   make deb        a Debian package in target/debian/
 #   make demo       a sandbox (as root): private bus + daemon, sshd on 127.0.0.1, a demo account
+#   make console-demo  the same for the Cockpit admin console: cockpit-ws on 127.0.0.1:9090
 #   make bench      twofold against google-authenticator-libpam, and at scale: bench/results.md
 #   make stress     minutes of abuse (not in CI): bench/stress-results.md, see docs/RELIABILITY.md
 
@@ -12,10 +13,14 @@
 # openssh-server + python3-paramiko (a real sshd on 127.0.0.1 and a keyboard-interactive client),
 # dbus-daemon (a private bus for twofold-enrolld), zbar-tools (decodes the QR code of `twofold enroll`),
 # dbus + systemd (the package's dependencies; systemd-analyze checks the unit), pkg-config (install paths),
-# sudo (the README's sudo stack, through sudoers' pam_service).
+# sudo (the README's sudo stack, through sudoers' pam_service), polkitd (a real polkit on the
+# daemon tests' private bus: enrolld/tests/daemon_polkit.rs), cockpit-ws + cockpit-bridge +
+# cockpit-system (the admin console served by a real Cockpit) with chromium, chromium-driver and
+# python3-selenium (the console's browser test drives a headless Chromium through WebDriver).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
-  openssh-server openssh-client python3-paramiko sudo e2fsprogs
+  openssh-server openssh-client python3-paramiko sudo e2fsprogs polkitd \
+  cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
 
@@ -36,8 +41,10 @@ BIN_DIR ?= target/release
 ASSET_DIR ?= target/assets
 INSTALL_OWNER := $(shell [ "$$(id -u)" -eq 0 ] && echo "-o root -g root")
 INSTALL := install $(INSTALL_OWNER)
+# The Cockpit page (the admin console): plain files, no build step.
+COCKPIT_FILES := $(wildcard packaging/cockpit/twofold/*)
 
-.PHONY: stress bench apt demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files hot-symbols
+.PHONY: stress bench apt demo console-demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files hot-symbols
 
 all: build
 
@@ -58,6 +65,7 @@ install-files:
 	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d \
 	  $(DESTDIR)$(DATADIR)/dbus-1/system.d $(DESTDIR)$(DATADIR)/dbus-1/system-services \
 	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)/pam-configs \
+	  $(DESTDIR)$(DATADIR)/cockpit/twofold \
 	  $(DESTDIR)$(SYSCONFDIR)/twofold $(DESTDIR)$(SYSCONFDIR)/twofold/policy.d
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/twofold
 	$(INSTALL) -m 0755 $(BIN_DIR)/twofold $(DESTDIR)$(BINDIR)/twofold
@@ -78,6 +86,16 @@ install-files:
 	$(INSTALL) -m 0644 packaging/systemd/twofold-verifyd.socket $(DESTDIR)$(UNITDIR)/twofold-verifyd.socket
 	chmod 0644 $(DESTDIR)$(UNITDIR)/twofold-verifyd.service
 	$(INSTALL) -m 0644 packaging/pam-configs/twofold $(DESTDIR)$(DATADIR)/pam-configs/twofold
+	$(INSTALL) -m 0644 $(COCKPIT_FILES) $(DESTDIR)$(DATADIR)/cockpit/twofold/
+	@# polkit: the actions, and the rule granting manage-others to twofold-admin. rules.d is
+	@# 0700 polkitd:root as Debian's polkitd makes it (its postinst), so that only polkitd reads
+	@# the rules: created without changing the owner of an existing one, then given to polkitd
+	@# when that user exists.
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(DATADIR)/polkit-1 $(DESTDIR)$(DATADIR)/polkit-1/actions
+	install -d -m 0700 $(DESTDIR)$(DATADIR)/polkit-1/rules.d
+	if [ "$$(id -u)" -eq 0 ] && getent passwd polkitd >/dev/null; then chown polkitd:root $(DESTDIR)$(DATADIR)/polkit-1/rules.d; fi
+	$(INSTALL) -m 0644 packaging/polkit/org.twofold.Enroll1.policy $(DESTDIR)$(DATADIR)/polkit-1/actions/org.twofold.Enroll1.policy
+	$(INSTALL) -m 0644 packaging/polkit/50-twofold.rules $(DESTDIR)$(DATADIR)/polkit-1/rules.d/50-twofold.rules
 	@# The policy is the admin's: never overwritten.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml ] || \
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
@@ -113,6 +131,12 @@ demo: deps
 	@if [ -z "$(DEMO_BIN_DIR)" ]; then $(MAKE) --no-print-directory build; fi
 	@BIN_DIR=$(or $(DEMO_BIN_DIR),target/release) bash packaging/demo.sh
 
+# The admin console's sandbox (packaging/console-demo.sh): private bus + daemon, cockpit-ws on
+# 127.0.0.1:9090 (CONSOLE_PORT) in a mount namespace, an admin and a user account.
+console-demo: deps
+	@if [ -z "$(DEMO_BIN_DIR)" ]; then $(MAKE) --no-print-directory build; fi
+	@BIN_DIR=$(or $(DEMO_BIN_DIR),target/release) bash packaging/console-demo.sh
+
 # Removes what install-files installed, except the policy and the state (kept, as a package
 # remove keeps them). Disable the PAM profile first if pam-auth-update enabled it.
 uninstall:
@@ -124,6 +148,9 @@ uninstall:
 	  $(DESTDIR)$(DATADIR)/dbus-1/system-services/org.twofold.Enroll1.service \
 	  $(DESTDIR)$(UNITDIR)/twofold-enrolld.service $(DESTDIR)$(UNITDIR)/twofold-verifyd.service \
 	  $(DESTDIR)$(UNITDIR)/twofold-verifyd.socket $(DESTDIR)$(DATADIR)/pam-configs/twofold
+	rm -rf $(DESTDIR)$(DATADIR)/cockpit/twofold
+	rm -f $(DESTDIR)$(DATADIR)/polkit-1/actions/org.twofold.Enroll1.policy \
+	  $(DESTDIR)$(DATADIR)/polkit-1/rules.d/50-twofold.rules
 
 # The Debian package: make install into a staging tree, plus the maintainer scripts.
 DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

@@ -298,6 +298,45 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path, etc: Option<&Path>) -> Vec<Row
             cells: vec![cell, String::new(), String::new(), String::new()],
         });
     };
+    // The console's calls: a first page of FindUsers (everyone; a name prefix; a status that
+    // the first rows have; a status no row has, so every row is read), and Summary. Cold: the
+    // first calls after the start, in this order (the first builds the listing, a later one
+    // finds what an earlier one read); warm: again after the walk below, median of 5.
+    let searches: [(&str, &str, &[&str]); 4] = [
+        ("FindUsers(\"\", [], \"\", 50)", "", &[]),
+        (
+            "FindUsers(\"user12\", [], \"\", 50) (1,111 names start with user12)",
+            "user12",
+            &[],
+        ),
+        (
+            "FindUsers(\"\", [\"enabled\"], \"\", 50) (the first rows match)",
+            "",
+            &["enabled"],
+        ),
+        (
+            "FindUsers(\"\", [\"exempt\"], \"\", 50) (no row matches: the whole range is read)",
+            "",
+            &["exempt"],
+        ),
+    ];
+    let find_ms = |prefix: &str, statuses: &[&str]| {
+        let s = Instant::now();
+        let (page, _) = zbus::block_on(proxy.find_users(prefix, statuses, "", 50)).unwrap();
+        std::hint::black_box(page);
+        s.elapsed().as_secs_f64() * 1e3
+    };
+    let summary_ms = || {
+        let s = Instant::now();
+        let m = zbus::block_on(proxy.summary()).unwrap();
+        std::hint::black_box(m);
+        s.elapsed().as_secs_f64() * 1e3
+    };
+    let cold: Vec<f64> = searches
+        .iter()
+        .map(|(_, prefix, statuses)| find_ms(prefix, statuses))
+        .chain([summary_ms()])
+        .collect();
     // ListUsersPage, 1000 at a time, the whole list: first (nothing known yet), then again.
     for pass in ["first", "again"] {
         reset_peak();
@@ -318,6 +357,32 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path, etc: Option<&Path>) -> Vec<Row
                 "{who}: ListUsersPage walk of {n} users, 1000 per page, {pass} (wall time / peak RSS)"
             ),
             format!("{wall:.2} s / {:.1} MiB", mib(rss_kb(dpid, "VmHWM:"))),
+        );
+    }
+    let warm: Vec<f64> = searches
+        .iter()
+        .map(|(_, prefix, statuses)| {
+            med(&(0..5)
+                .map(|_| find_ms(prefix, statuses))
+                .collect::<Vec<_>>())
+        })
+        .chain([med(&(0..5).map(|_| summary_ms()).collect::<Vec<_>>())])
+        .collect();
+    for (i, what) in searches
+        .iter()
+        .map(|(what, _, _)| *what)
+        .chain(["Summary"])
+        .enumerate()
+    {
+        row(
+            format!(
+                "{who}: {what}, cold (first calls after the start, in this order) / warm (median of 5)"
+            ),
+            format!(
+                "{:.1} ms / {:.1} ms",
+                cold.get(i).copied().unwrap_or(f64::NAN),
+                warm.get(i).copied().unwrap_or(f64::NAN)
+            ),
         );
     }
     // `twofold list` end to end: the CLI process, paging, printing (to a file).

@@ -7,7 +7,7 @@ use zbus::{DeserializeDict, SerializeDict, Type};
 pub const BUS_NAME: &str = "org.twofold.Enroll1";
 /// The one object.
 pub const OBJECT_PATH: &str = "/org/twofold/Enroll1";
-/// The interface with every method and the `UserChanged` signal.
+/// The interface with every method and the `UserChanged` and `Changed` signals.
 pub const INTERFACE: &str = "org.twofold.Enroll1.Manager";
 
 /// Named errors, `org.twofold.Enroll1.Error.*`, each with a message a person can act on.
@@ -17,7 +17,9 @@ pub enum Error {
     /// A D-Bus level failure.
     #[zbus(error)]
     ZBus(zbus::Error),
-    /// The caller may not do this (admin methods: root or the policy's `admin_group`).
+    /// The caller may not do this (admin methods: root, the policy's `admin_group`, or whom
+    /// polkit authorizes for `org.twofold.Enroll1.manage-others`; the self methods that change
+    /// an enrollment: polkit's `org.twofold.Enroll1.manage-own`).
     PermissionDenied(String),
     /// The code does not match.
     InvalidCode(String),
@@ -183,6 +185,17 @@ pub trait Manager {
     /// Admin: the users after the cursor `after` (`""`: from the start), by name, at most
     /// `limit` (1000 when 0 or more), and the cursor of the next page (`""` after the last).
     fn list_users_page(&self, after: &str, limit: u32) -> Result<(Vec<UserInfo>, String), Error>;
+    /// Admin: the users whose canonical name starts with `prefix` (`""`: all) and, when
+    /// `statuses` is not empty, whose status is one of them; by name, after the cursor
+    /// `after`, at most `limit` (1000 when 0 or more); and the cursor of the next page (`""`
+    /// after the last; with a status filter the page it leads to may be empty).
+    fn find_users(
+        &self,
+        prefix: &str,
+        statuses: &[&str],
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<UserInfo>, String), Error>;
     /// Admin: how many users have each status.
     fn summary(&self) -> Result<std::collections::HashMap<String, u32>, Error>;
     /// Admin: the account-wide default mode, written to policy.toml.
@@ -199,7 +212,17 @@ pub trait Manager {
     fn regenerate_recovery_codes(&self, code: &str) -> Result<Vec<String>, Error>;
     /// Self: the caller's own status.
     fn get_status(&self) -> Result<UserInfo, Error>;
-    /// A user's status changed.
+    /// Admin: this connection gets `Changed` for every change, addressed to it alone, until
+    /// `Unsubscribe`, until it leaves the bus, or until it is no longer an admin (checked
+    /// again at most once a minute). `Busy` beyond 4 connections per uid or 64 in all.
+    fn subscribe(&self) -> Result<(), Error>;
+    /// This connection no longer gets `Changed`.
+    fn unsubscribe(&self) -> Result<(), Error>;
+    /// A user's status changed (broadcast; the bus policy lets root and `twofold-admin`
+    /// receive it).
     #[zbus(signal)]
     fn user_changed(&self, user: String, status: String) -> zbus::Result<()>;
+    /// A user's status changed: a unicast signal to each subscribed connection.
+    #[zbus(signal)]
+    fn changed(&self, user: String, status: String) -> zbus::Result<()>;
 }

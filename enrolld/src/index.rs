@@ -23,15 +23,22 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::changes::{Checked, Kind, Snapshot};
-use twofold_policy::record::Override;
-use twofold_policy::store::{Store, UserState};
+use twofold_policy::store::Store;
 use twofold_policy::userfiles::UserFiles;
 use twofold_policy::{UserName, system};
+
+mod facts;
+mod policy_cache;
+mod userdb;
+
+pub use facts::Facts;
+pub use policy_cache::PolicyCache;
+pub use userdb::{Etc, UserDb, uid_range};
 
 /// How recent a file's timestamps may be for its cached contents to be trusted (see the
 /// module's documentation): two whole seconds, as for the compiled policy (timestamps can be
@@ -49,6 +56,9 @@ const PARALLEL_LOOKUPS: usize = 64;
 
 /// From this many rows in a page, its records are refreshed on several threads.
 const PARALLEL_REFRESH: usize = 256;
+
+/// Rows whose records a filtered search reads at once after its first batch.
+const FIND_BATCH: usize = 1024;
 
 /// The identity of a file: when it is unchanged, so are its contents (but see [`RACY_NS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,399 +107,6 @@ fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
-}
-
-/// Where the user database files are (the root of the file system, except in unit tests).
-#[derive(Debug, Clone)]
-pub struct Etc {
-    passwd: PathBuf,
-    group: PathBuf,
-    nsswitch: PathBuf,
-    login_defs: PathBuf,
-}
-
-impl Default for Etc {
-    fn default() -> Etc {
-        Etc::under(Path::new("/etc"))
-    }
-}
-
-impl Etc {
-    /// `passwd`, `group`, `nsswitch.conf` and `login.defs` in `dir`.
-    pub fn under(dir: &Path) -> Etc {
-        Etc {
-            passwd: dir.join("passwd"),
-            group: dir.join("group"),
-            nsswitch: dir.join("nsswitch.conf"),
-            login_defs: dir.join("login.defs"),
-        }
-    }
-
-    /// The files: `passwd`, `group`, `nsswitch.conf`, `login.defs`.
-    pub fn files(&self) -> [&Path; 4] {
-        [&self.passwd, &self.group, &self.nsswitch, &self.login_defs].map(PathBuf::as_path)
-    }
-
-    fn ids(&self) -> [Option<FileId>; 4] {
-        [&self.passwd, &self.group, &self.nsswitch, &self.login_defs]
-            .map(|p| FileId::stat(p).ok().flatten())
-    }
-
-    /// The identities of the files an account lookup depends on (not `login.defs`, which
-    /// only says which accounts a listing shows).
-    fn account_ids(&self) -> [Option<FileId>; 3] {
-        [&self.passwd, &self.group, &self.nsswitch].map(|p| FileId::stat(p).ok().flatten())
-    }
-}
-
-/// A name in [`UserDb`]'s text: start and length.
-#[derive(Debug, Clone, Copy)]
-struct Span(u32, u32);
-
-/// `/etc/passwd` and `/etc/group`, parsed once (see the module's documentation), compact:
-/// every name in one string, the maps as sorted vectors.
-#[derive(Debug, Default)]
-pub struct UserDb {
-    ids: [Option<FileId>; 4],
-    racy: bool,
-    /// Whether `nsswitch.conf` makes the files authoritative for the names they hold.
-    usable: bool,
-    text: String,
-    /// (name, uid, primary gid) of every passwd name (aliases included; the first line of a
-    /// name counts), by name.
-    users: Vec<(Span, u32, u32)>,
-    /// (uid, the first passwd name with it, its gid): what `getpwuid` answers from the files.
-    canonical: Vec<(u32, Span, u32)>,
-    /// (gid, the first group name with it), by gid.
-    group_names: Vec<(u32, Span)>,
-    /// (member, gid) of every group's member list, by member.
-    members: Vec<(Span, u32)>,
-    /// passwd names with a uid in login.defs' `UID_MIN..=UID_MAX`, in file order.
-    local: Vec<Span>,
-}
-
-/// Whether the `db:` line of nsswitch.conf (`text`) asks `files` first, and only `files` and
-/// `systemd` (Debian's default), read as glibc reads the file
-/// ([`twofold_policy::userfiles::nsswitch_sources`]: anything glibc could read otherwise
-/// refuses).
-fn files_first(text: &str, db: &str) -> bool {
-    twofold_policy::userfiles::nsswitch_sources(text, db).is_some_and(|sources| {
-        sources.first() == Some(&"files")
-            && sources.iter().all(|s| matches!(*s, "files" | "systemd"))
-    })
-}
-
-/// UID_MIN and UID_MAX of login.defs (`text`), Debian's defaults 1000 and 60000.
-pub fn uid_range(text: &str) -> (u32, u32) {
-    let get = |key: &str, default: u32| {
-        text.lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(key)).then(|| it.next()).flatten()
-            })
-            .filter_map(|v| v.parse().ok())
-            .next_back()
-            .unwrap_or(default)
-    };
-    (get("UID_MIN", 1000), get("UID_MAX", 60000))
-}
-
-impl UserDb {
-    fn name(&self, s: Span) -> &str {
-        let (start, len) = (s.0 as usize, s.1 as usize);
-        self.text.get(start..start + len).unwrap_or_default()
-    }
-
-    fn add(&mut self, name: &str) -> Span {
-        let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
-        self.text.push_str(name);
-        Span(start, u32::try_from(name.len()).unwrap_or(0))
-    }
-
-    /// Reads the files of `etc`. A file that cannot be read makes the database unusable
-    /// (every lookup goes to NSS), never an error.
-    pub fn load(etc: &Etc) -> UserDb {
-        let read_at = now_ns();
-        let ids = etc.ids();
-        let racy = ids.iter().any(|id| racy(id, read_at));
-        let read = |p: &Path| std::fs::read_to_string(p).ok();
-        let mut db = UserDb {
-            ids,
-            racy,
-            ..UserDb::default()
-        };
-        let (min, max) = uid_range(&read(&etc.login_defs).unwrap_or_default());
-        let (Some(passwd), Some(group)) = (read(&etc.passwd), read(&etc.group)) else {
-            return db;
-        };
-        for line in passwd.lines() {
-            let mut f = line.split(':');
-            let (Some(name), Some(_), Some(uid), Some(gid)) =
-                (f.next(), f.next(), f.next(), f.next())
-            else {
-                continue;
-            };
-            if name.is_empty() || name.starts_with(['+', '-']) {
-                continue;
-            }
-            let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
-                continue;
-            };
-            let span = db.add(name);
-            db.users.push((span, uid, gid));
-            db.canonical.push((uid, span, gid));
-            if (min..=max).contains(&uid) {
-                db.local.push(span);
-            }
-        }
-        for line in group.lines() {
-            let mut f = line.split(':');
-            let (Some(name), Some(_), Some(gid), Some(mem)) =
-                (f.next(), f.next(), f.next(), f.next())
-            else {
-                continue;
-            };
-            if name.is_empty() || name.starts_with(['+', '-']) {
-                continue;
-            }
-            let Ok(gid) = gid.parse::<u32>() else {
-                continue;
-            };
-            let span = db.add(name);
-            db.group_names.push((gid, span));
-            for m in mem.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-                let span = db.add(m);
-                db.members.push((span, gid));
-            }
-        }
-        // Sorted, the first line of each key kept (stable sorts).
-        let text = std::mem::take(&mut db.text);
-        let name = |s: &Span| {
-            text.get(s.0 as usize..(s.0 + s.1) as usize)
-                .unwrap_or_default()
-        };
-        db.users.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
-        db.users.dedup_by(|a, b| name(&a.0) == name(&b.0));
-        db.canonical.sort_by_key(|c| c.0);
-        db.canonical.dedup_by_key(|c| c.0);
-        db.group_names.sort_by_key(|g| g.0);
-        db.group_names.dedup_by_key(|g| g.0);
-        db.members.sort_by(|a, b| name(&a.0).cmp(name(&b.0)));
-        db.text = text;
-        db.text.shrink_to_fit();
-        db.local.shrink_to_fit();
-        db.users.shrink_to_fit();
-        db.canonical.shrink_to_fit();
-        db.group_names.shrink_to_fit();
-        db.members.shrink_to_fit();
-        let nsswitch = read(&etc.nsswitch).unwrap_or_default();
-        db.usable = files_first(&nsswitch, "passwd") && files_first(&nsswitch, "group");
-        db
-    }
-
-    /// Whether the files are still what was read (and not too recent to trust).
-    fn valid(&self, etc: &Etc) -> bool {
-        !self.racy && etc.ids() == self.ids
-    }
-
-    /// Whether what account lookups use is still what was read: [`UserDb::valid`] without
-    /// `login.defs`.
-    fn valid_for_accounts(&self, etc: &Etc) -> bool {
-        !self.racy && self.ids.get(..3) == Some(&etc.account_ids()[..])
-    }
-
-    /// Whether the files answer for the names they hold: `nsswitch.conf` asks `files` first
-    /// for `passwd` and `group`, and nothing but `files` and `systemd`.
-    pub fn usable(&self) -> bool {
-        self.usable
-    }
-
-    /// Local accounts: passwd names with a uid in login.defs' range, in file order.
-    pub fn local(&self) -> impl Iterator<Item = &str> {
-        self.local.iter().map(|s| self.name(*s))
-    }
-
-    fn canonical_of(&self, uid: u32) -> Option<(&str, u32)> {
-        let i = self.canonical.binary_search_by_key(&uid, |c| c.0).ok()?;
-        let &(_, span, gid) = self.canonical.get(i)?;
-        Some((self.name(span), gid))
-    }
-
-    /// The (canonical name, uid, gid) of the account `name` names in the files.
-    pub fn find(&self, name: &str) -> Option<(&str, u32, u32)> {
-        let i = self
-            .users
-            .binary_search_by(|u| self.name(u.0).cmp(name))
-            .ok()?;
-        let &(_, uid, _) = self.users.get(i)?;
-        // The canonical line's gid: that is the account's (getpwuid's) primary group.
-        let (canonical, gid) = self.canonical_of(uid)?;
-        Some((canonical, uid, gid))
-    }
-
-    /// The groups that sessions opened under the other names of `uid` get (every passwd
-    /// line with that uid but the canonical one: its primary group and the member lists
-    /// naming it), for a decision that an alias's session must not escape. Files only:
-    /// NSS cannot list the names of a uid.
-    pub fn alias_groups(&self, uid: u32) -> Vec<String> {
-        let canonical = self.canonical_of(uid).map(|(n, _)| n);
-        let mut out: Vec<String> = self
-            .users
-            .iter()
-            .filter(|u| u.1 == uid && Some(self.name(u.0)) != canonical)
-            .flat_map(|u| self.groups_of(self.name(u.0), u.2))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    /// The account `name` names in the files, with its groups, like [`system::lookup`]
-    /// (the daemon decides by the account's groups: an alias's own are not filled in).
-    pub fn account(&self, name: &str) -> Option<system::Account> {
-        let (canonical, uid, gid) = self.find(name)?;
-        let typed_gid = self
-            .users
-            .binary_search_by(|u| self.name(u.0).cmp(name))
-            .ok()
-            .and_then(|i| self.users.get(i))
-            .map_or(gid, |u| u.2);
-        Some(system::Account {
-            name: canonical.to_owned(),
-            typed: (canonical != name).then(|| system::Typed::new(name, typed_gid)),
-            uid,
-            gid,
-            groups: self.groups_of(canonical, gid),
-        })
-    }
-
-    /// The account of `uid` in the files, with its groups, like [`system::lookup_uid`].
-    pub fn account_of_uid(&self, uid: u32) -> Option<system::Account> {
-        let (canonical, gid) = self.canonical_of(uid)?;
-        Some(system::Account {
-            name: canonical.to_owned(),
-            typed: None,
-            uid,
-            gid,
-            groups: self.groups_of(canonical, gid),
-        })
-    }
-
-    fn group_name(&self, gid: u32) -> Option<&str> {
-        let i = self.group_names.binary_search_by_key(&gid, |g| g.0).ok()?;
-        self.group_names.get(i).map(|g| self.name(g.1))
-    }
-
-    /// The names of the groups of `user` (primary `gid` and every group listing them), sorted,
-    /// like `getgrouplist` + `getgrgid` over the files.
-    pub fn groups_of(&self, user: &str, gid: u32) -> Vec<String> {
-        let start = self.members.partition_point(|m| self.name(m.0) < user);
-        let listed = self
-            .members
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|m| self.name(m.0) == user)
-            .map(|m| m.1);
-        let mut out: Vec<String> = std::iter::once(gid)
-            .chain(listed)
-            .filter_map(|g| self.group_name(g).map(str::to_owned))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
-/// What a listing needs of a record and its counters (never the secret), compact: a listing
-/// of 100,000 users keeps one of these per user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
-    /// Which of the optional fields are present (the `HAS_*` bits).
-    has: u8,
-    enrolled_at: u64,
-    required_since: u64,
-    last_login: u64,
-    recovery_codes_left: u32,
-    /// The admin override and where the last login came from: most users have neither.
-    rare: Option<Box<Rare>>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Rare {
-    admin_override: Option<Override>,
-    last_login_from: Option<String>,
-}
-
-const HAS_ENROLLMENT: u8 = 1;
-const HAS_REQUIRED_SINCE: u8 = 2;
-const HAS_LAST_LOGIN: u8 = 4;
-
-impl Facts {
-    /// The facts of a user's state as read.
-    pub fn of(state: &UserState) -> Facts {
-        let record = state.record.as_ref();
-        let enrollment = record.and_then(|r| r.enrollment.as_ref());
-        let mut f = Facts::default();
-        if let Some(e) = enrollment {
-            f.has |= HAS_ENROLLMENT;
-            f.enrolled_at = e.enrolled_at;
-            f.recovery_codes_left = u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX);
-        }
-        if let Some(t) = record.and_then(|r| r.required_since) {
-            f.has |= HAS_REQUIRED_SINCE;
-            f.required_since = t;
-        }
-        if let Some(t) = state.counters.last_login {
-            f.has |= HAS_LAST_LOGIN;
-            f.last_login = t;
-        }
-        let rare = Rare {
-            admin_override: record.and_then(|r| r.admin_override.clone()),
-            last_login_from: state.counters.last_login_from.clone(),
-        };
-        if rare != Rare::default() {
-            f.rare = Some(Box::new(rare));
-        }
-        f
-    }
-
-    /// Has a confirmed enrollment.
-    pub fn enrolled(&self) -> bool {
-        self.has & HAS_ENROLLMENT != 0
-    }
-
-    /// When it was enrolled.
-    pub fn enrolled_at(&self) -> Option<u64> {
-        self.enrolled().then_some(self.enrolled_at)
-    }
-
-    /// Unused recovery codes (when enrolled).
-    pub fn recovery_codes_left(&self) -> Option<u32> {
-        self.enrolled().then_some(self.recovery_codes_left)
-    }
-
-    /// When the requirement first met the user unenrolled.
-    pub fn required_since(&self) -> Option<u64> {
-        (self.has & HAS_REQUIRED_SINCE != 0).then_some(self.required_since)
-    }
-
-    /// Last successful login with a code.
-    pub fn last_login(&self) -> Option<u64> {
-        (self.has & HAS_LAST_LOGIN != 0).then_some(self.last_login)
-    }
-
-    /// The admin override.
-    pub fn admin_override(&self) -> Option<&Override> {
-        self.rare.as_ref().and_then(|r| r.admin_override.as_ref())
-    }
-
-    /// Where the last login came from.
-    pub fn last_login_from(&self) -> Option<&str> {
-        self.rare
-            .as_ref()
-            .and_then(|r| r.last_login_from.as_deref())
-    }
 }
 
 /// Who a row of the listing is.
@@ -694,16 +311,30 @@ impl Names {
 
     /// How many names sort at or before `after` (the names are sorted).
     fn position_after(&self, after: &str) -> usize {
+        self.partition(|n| n <= after)
+    }
+
+    /// The first index whose name is not `before` (the names are sorted and `before` holds
+    /// for a leading run of them).
+    fn partition(&self, before: impl Fn(&str) -> bool) -> usize {
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.get(mid) <= after {
+            if before(self.get(mid)) {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
         lo
+    }
+
+    /// The range of the names that start with `prefix`: in sorted names they follow each
+    /// other, after every smaller name and before every larger one that lacks the prefix.
+    fn prefix_range(&self, prefix: &str) -> (usize, usize) {
+        let lo = self.partition(|n| n < prefix);
+        let hi = self.partition(|n| n < prefix || n.starts_with(prefix));
+        (lo, hi.max(lo))
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -938,6 +569,34 @@ impl Index {
         limit: usize,
         mut f: impl FnMut(&str, Option<&system::Account>, &Facts),
     ) -> Result<String, IndexError> {
+        self.find(
+            store,
+            policy_users,
+            "",
+            after,
+            limit,
+            |name, account, facts| {
+                f(name, account, facts);
+                true
+            },
+        )
+    }
+
+    /// Like [`Index::page`], over the rows whose name starts with `prefix` (`""`: all) and
+    /// that `take` takes (it returns whether it took the row): the rows of the prefix are a
+    /// range of the sorted names, found by binary search (no row outside it is looked at);
+    /// within it, rows are looked at in order, their records read a batch at a time, until
+    /// `limit` rows were taken. Returns the last name taken when the page is full and rows of
+    /// the range follow it (the next page may then be empty), else `""`.
+    pub fn find<'a>(
+        &self,
+        store: &Store,
+        policy_users: impl Iterator<Item = &'a String> + Clone,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+        mut take: impl FnMut(&str, Option<&system::Account>, &Facts) -> bool,
+    ) -> Result<String, IndexError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let db = Self::refresh_db(&self.etc, inner, false);
@@ -946,40 +605,52 @@ impl Index {
             return Ok(String::new());
         };
         let dir = Dir::of(store);
-        let start = listing.names.position_after(after);
-        let end = start.saturating_add(limit).min(listing.names.len());
-        // The page's records first (on several threads when many), then the rows in order.
-        if let Some(records) = listing.records.get_mut(start..end) {
-            refresh_page(store, &dir, &listing.names, start, records)?;
-        }
-        for i in start..end {
-            let name = listing.names.get(i);
-            let Some(cached) = listing.records.get(i) else {
-                continue;
-            };
-            let files_account;
-            let account = match listing.who.get(i) {
-                None | Some(Who::Nobody) => None,
-                Some(Who::Nss(a)) => Some(&**a),
-                Some(Who::Files(uid, gid)) => {
-                    files_account = system::Account {
-                        name: name.to_owned(),
-                        typed: None,
-                        uid: *uid,
-                        gid: *gid,
-                        groups: db.groups_of(name, *gid),
-                    };
-                    Some(&files_account)
+        let (lo, hi) = listing.names.prefix_range(prefix);
+        let mut i = listing.names.position_after(after).max(lo);
+        let mut taken = 0usize;
+        let mut last = None;
+        // The first batch is what the page needs when every row is taken; a filter that
+        // leaves rows out reads on in larger batches (on several threads when many).
+        let mut batch = limit;
+        while i < hi && taken < limit {
+            let end = i.saturating_add(batch.max(1)).min(hi);
+            if let Some(records) = listing.records.get_mut(i..end) {
+                refresh_page(store, &dir, &listing.names, i, records)?;
+            }
+            while i < end && taken < limit {
+                let name = listing.names.get(i);
+                let files_account;
+                let account = match listing.who.get(i) {
+                    None | Some(Who::Nobody) => None,
+                    Some(Who::Nss(a)) => Some(&**a),
+                    Some(Who::Files(uid, gid)) => {
+                        files_account = system::Account {
+                            name: name.to_owned(),
+                            typed: None,
+                            uid: *uid,
+                            gid: *gid,
+                            groups: db.groups_of(name, *gid),
+                        };
+                        Some(&files_account)
+                    }
+                };
+                let default = Facts::default();
+                let facts = listing
+                    .records
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map_or(&default, |c| &c.facts);
+                if take(name, account, facts) {
+                    taken += 1;
+                    last = Some(i);
                 }
-            };
-            let default = Facts::default();
-            let facts = cached.as_ref().map_or(&default, |c| &c.facts);
-            f(name, account, facts);
+                i += 1;
+            }
+            batch = batch.max(FIND_BATCH);
         }
-        Ok(if end < listing.names.len() && end > start {
-            listing.names.get(end - 1).to_owned()
-        } else {
-            String::new()
+        Ok(match last {
+            Some(l) if taken >= limit && l + 1 < hi => listing.names.get(l).to_owned(),
+            _ => String::new(),
         })
     }
 
@@ -1133,99 +804,6 @@ impl Index {
     }
 }
 
-/// The policy as last loaded, kept while the main file, the drop-in directory and every
-/// drop-in keep their identity (and are not too recent to trust): a call that only reads
-/// the policy does not parse it again.
-#[derive(Debug, Default)]
-pub struct PolicyCache {
-    last: Mutex<Option<LoadedPolicy>>,
-    /// The drop-in directory's file names as last listed, with the directory's identity then
-    /// (adding, removing or renaming an entry changes it).
-    dropins: Mutex<Option<(FileId, Vec<PathBuf>)>>,
-    /// The policy a read-only view may use while nothing changes ([`PolicyCache::load_view`]).
-    quiet: Mutex<Option<(Checked, Arc<twofold_policy::Policy>)>>,
-}
-
-/// A policy and the identities of its files when it was read.
-type LoadedPolicy = (Vec<Option<FileId>>, Arc<twofold_policy::Policy>);
-
-impl PolicyCache {
-    /// The identities the policy at `main` is made of, and whether any is too recent. The
-    /// drop-in directory is listed again only when its own identity changed (or is too recent
-    /// to trust); each drop-in file is `stat`ed every time.
-    fn identity(&self, main: &Path) -> (Vec<Option<FileId>>, bool) {
-        let read_at = now_ns();
-        let mut ids = vec![FileId::stat(main).ok().flatten()];
-        if let Some(dir) = twofold_policy::config::dropin_dir(main) {
-            let dir_id = FileId::stat(&dir).ok().flatten();
-            ids.push(dir_id);
-            if let Some(dir_id) = dir_id {
-                let mut listed = self.dropins.lock().unwrap_or_else(|e| e.into_inner());
-                let known = listed
-                    .as_ref()
-                    .filter(|(id, _)| *id == dir_id && !id.racy(read_at));
-                let files = match known {
-                    Some((_, files)) => Some(files.clone()),
-                    None => {
-                        let files = twofold_policy::config::dropin_files(&dir).ok();
-                        *listed = files.clone().map(|f| (dir_id, f));
-                        files
-                    }
-                };
-                if let Some(files) = files {
-                    ids.extend(files.iter().map(|f| FileId::stat(f).ok().flatten()));
-                }
-            }
-        }
-        let is_racy = ids.iter().any(|id| racy(id, read_at));
-        (ids, is_racy)
-    }
-
-    /// The policy at `main` with its drop-ins ([`twofold_policy::Policy::load_system`]).
-    pub fn load(
-        &self,
-        main: &Path,
-    ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
-        self.load_checked(main).map(|(policy, _)| policy)
-    }
-
-    /// [`PolicyCache::load`] for a read-only view: without checking the files while the snapshot `now`
-    /// reports nothing new about them ([`crate::changes`]).
-    pub fn load_view(
-        &self,
-        main: &Path,
-        now: &Snapshot,
-    ) -> Result<Arc<twofold_policy::Policy>, twofold_policy::PolicyError> {
-        let mut quiet = self.quiet.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((checked, policy)) = &*quiet
-            && now.quiet_since(Kind::Policy, Some(*checked))
-        {
-            return Ok(policy.clone());
-        }
-        let stamp = now.stamp(Kind::Policy);
-        let (policy, kept) = self.load_checked(main)?;
-        *quiet = stamp.filter(|_| kept).map(|s| (s, policy.clone()));
-        Ok(policy)
-    }
-
-    /// The policy, and whether it is the one kept (files not too recent to trust).
-    fn load_checked(
-        &self,
-        main: &Path,
-    ) -> Result<(Arc<twofold_policy::Policy>, bool), twofold_policy::PolicyError> {
-        let (ids, is_racy) = self.identity(main);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((known, policy)) = &*last
-            && *known == ids
-        {
-            return Ok((policy.clone(), true));
-        }
-        let policy = Arc::new(twofold_policy::Policy::load_system(main)?);
-        *last = (!is_racy).then(|| (ids, policy.clone()));
-        Ok((policy, !is_racy))
-    }
-}
-
 /// NSS lookups of `names` (on several threads when there are many): names the files lack,
 /// so NSS is asked directly ([`UserFiles::nss_only`]).
 fn nss_lookup_all<'n>(
@@ -1265,7 +843,27 @@ fn nss_lookup_all<'n>(
 
 #[cfg(test)]
 mod tests {
+    use super::userdb::files_first;
     use super::*;
+
+    #[test]
+    fn a_prefix_is_a_range_of_the_sorted_names() {
+        let mut names = Names::default();
+        let sorted = ["a", "u1", "u12", "u120", "u12z", "u13", "u2", "v"];
+        for n in sorted {
+            names.push(n);
+        }
+        let got = |p: &str| {
+            let (lo, hi) = names.prefix_range(p);
+            (lo..hi).map(|i| names.get(i)).collect::<Vec<_>>()
+        };
+        assert_eq!(got(""), sorted);
+        assert_eq!(got("u12"), ["u12", "u120", "u12z"]);
+        assert_eq!(got("u1"), ["u1", "u12", "u120", "u12z", "u13"]);
+        assert_eq!(got("v"), ["v"]);
+        assert!(got("u3").is_empty() && got("0").is_empty() && got("~").is_empty());
+        assert!(got("u120x").is_empty());
+    }
 
     #[test]
     #[allow(clippy::unwrap_used)] // a panic here is a failed test

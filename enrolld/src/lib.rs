@@ -10,6 +10,8 @@
 //!   the bus and calls [`ops`] off the bus's executor;
 //! - [`worker`]: the threads that run the calls' blocking work, and the calls each caller may
 //!   have running;
+//! - [`polkit`]: asking polkit about a caller (`manage-others`, `manage-own`);
+//! - [`subscribers`]: the connections that get `Changed` for every change;
 //! - [`policy_edit`]: `SetDefaultMode`, editing `policy.toml` without losing a comment;
 //! - [`log`]: one line per admin action and enrollment, to syslog or the journal.
 #![forbid(unsafe_code)]
@@ -20,5 +22,7 @@ pub mod index;
 pub mod log;
 pub mod ops;
 pub mod policy_edit;
+pub mod polkit;
 pub mod service;
+pub mod subscribers;
 pub mod worker;

@@ -289,6 +289,37 @@ fn admin_verbs_status_and_list() {
         last.contains(&format!("{} users:", users.len())) && last.contains("pending ("),
         "{last}"
     );
+    // list --prefix / --status (repeated or a comma list): the rows of FindUsers.
+    let o = w.run(
+        Some(&w.admin),
+        &[
+            "list",
+            "--json",
+            "--prefix",
+            alice,
+            "--status",
+            "pending,exempt",
+            "--status",
+            "off",
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [alice], "{v}");
+    assert_eq!(v["total"], 1);
+    let o = w.run(Some(&w.admin), &["list", "--json", "--status", "exempt"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let users = v["users"].as_array().unwrap();
+    assert!(users.iter().all(|u| u["status"] == "exempt"), "{v}");
+    assert!(users.iter().any(|u| u["user"] == bob), "{v}");
+    let o = w.run(Some(&w.admin), &["list", "--status", "sometimes"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     // Disable with nothing set up: refused, exit 6, before any code is asked.
     let o = w.run(Some(&w.alice), &["disable"]);
     assert_eq!(o.status.code(), Some(6), "{:?}", text(&o));

@@ -54,14 +54,17 @@ const ADMIN_METHODS: &[&str] = &[
     "GetUser",
     "ListUsers",
     "ListUsersPage",
+    "FindUsers",
+    "Subscribe",
     "Summary",
     "SetDefaultMode",
 ];
 
 fn admin_args(method: &str, target: &str) -> Value {
     match method {
-        "ListUsers" | "Summary" => json!([]),
+        "ListUsers" | "Summary" | "Subscribe" => json!([]),
         "ListUsersPage" => json!(["", 10]),
+        "FindUsers" => json!(["", ["pending"], "", 10]),
         "SetDefaultMode" => json!(["optional"]),
         _ => json!([target]),
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use twofold_enrolld::api::ManagerProxy;
 
+pub mod polkit;
 pub mod world;
 
 /// True when running as root; otherwise says why the test does nothing. CI runs as root.
@@ -75,6 +76,11 @@ pub struct Bus {
 
 impl Bus {
     pub fn start(dir: &Dir) -> Bus {
+        Bus::start_with(dir, &[])
+    }
+
+    /// A private bus that also includes the bus policy files `includes` (e.g. polkit's).
+    pub fn start_with(dir: &Dir, includes: &[&Path]) -> Bus {
         let product_conf = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../packaging/dbus/org.twofold.Enroll1.conf")
             .canonicalize()
@@ -85,7 +91,15 @@ impl Bus {
             &std::fs::read_to_string(product_conf.with_file_name("private-bus.conf.in"))
                 .unwrap()
                 .replace("@SOCKET@", &socket.display().to_string())
-                .replace("@INCLUDE@", &product_conf.display().to_string()),
+                .replace("@INCLUDE@", &product_conf.display().to_string())
+                .replace(
+                    "</busconfig>",
+                    &includes
+                        .iter()
+                        .map(|p| format!("  <include>{}</include>\n", p.display()))
+                        .chain(["</busconfig>".to_owned()])
+                        .collect::<String>(),
+                ),
         );
         let child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", conf.display()))
@@ -485,6 +499,26 @@ async fn call_one(
                 "next": next,
             }))
         }
+        "FindUsers" => {
+            let statuses: Vec<&str> = args[1]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let (users, next) = p
+                .find_users(
+                    &arg(0),
+                    &statuses,
+                    &arg(2),
+                    args[3]
+                        .as_u64()
+                        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                )
+                .await?;
+            Ok(json!({
+                "users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
+                "next": next,
+            }))
+        }
         "Summary" => serde_json::to_value(p.summary().await?),
         "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
         "BeginEnrollment" => serde_json::to_value(
@@ -501,6 +535,40 @@ async fn call_one(
             serde_json::to_value(p.regenerate_recovery_codes(&arg(0)).await?)
         }
         "GetStatus" => Ok(p.get_status().await?.to_json()),
+        "Subscribe" => serde_json::to_value(p.subscribe().await?),
+        // `Require` in a message whose header names another sender (arg 1), as a caller
+        // trying to pass for another connection would send it.
+        "RequireAsSender" => {
+            use futures_util::StreamExt;
+            let conn = p.inner().connection();
+            let fake = arg(1);
+            let msg = zbus::message::Message::method_call("/org/twofold/Enroll1", "Require")
+                .destination("org.twofold.Enroll1")
+                .interface("org.twofold.Enroll1.Manager")
+                .sender(fake.as_str())
+                .build(&(arg(0),))?;
+            let serial = msg.primary_header().serial_num();
+            let mut replies = zbus::MessageStream::from(conn);
+            conn.send(&msg).await?;
+            loop {
+                let Some(Ok(m)) = replies.next().await else {
+                    panic!("no reply");
+                };
+                if m.header().reply_serial() != Some(serial) {
+                    continue;
+                }
+                if m.message_type() == zbus::message::Type::Error {
+                    let name = m
+                        .header()
+                        .error_name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default();
+                    return Ok(json!({"error_name": name}));
+                }
+                break Ok(json!("accepted"));
+            }
+        }
+        "Unsubscribe" => serde_json::to_value(p.unsubscribe().await?),
         other => panic!("unknown method {other}"),
     };
     Ok(v.unwrap())
@@ -598,4 +666,171 @@ pub fn fresh_step_within(need: u64) {
     if into + need >= 30 {
         std::thread::sleep(Duration::from_secs(30 - into));
     }
+}
+
+/// A process of another user listening on the bus (this test binary re-executed under
+/// setpriv, running the ignored test `listener`, which calls [`listener_main`]): it prints
+/// `SUBSCRIBE ok|ERROR` when told to subscribe, `READY`, then `CHANGED user status` and
+/// `USERCHANGED user status` for each signal its connection receives. Killed when dropped
+/// (its connection leaves the bus).
+pub struct Listener {
+    child: Child,
+    rx: std::sync::mpsc::Receiver<String>,
+    /// What it printed before `READY` (the `SUBSCRIBE` line among it).
+    pub start: Vec<String>,
+    /// The `READY` line.
+    ready: String,
+}
+
+impl Listener {
+    /// `mode`: `listen` (match rules for both signals only), `subscribe` (then `Subscribe`),
+    /// `subscribe-unsubscribe` (both, then listen), `eavesdrop` (an `eavesdrop=true` match
+    /// rule for every signal of the interface, as a snooper would add).
+    pub fn start(client: &Path, who: Option<&Account>, bus: &Bus, mode: &str) -> Listener {
+        use std::io::BufRead;
+        let mut child = as_user(who, client, bus)
+            .args([
+                "--ignored",
+                "--exact",
+                "listener",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TWOFOLD_LISTENER", mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut start = Vec::new();
+        let ready = loop {
+            let l = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the listener never got ready");
+            // libtest prints `test listener ... ` before the helper's first line.
+            if l.contains("READY") {
+                break l;
+            }
+            start.push(l);
+        };
+        Listener {
+            child,
+            rx,
+            start,
+            ready,
+        }
+    }
+
+    /// The answer to `Subscribe` (`ok` or the error's name), if it subscribed.
+    pub fn subscribed(&self) -> Option<String> {
+        self.start
+            .iter()
+            .find_map(|l| l.split_once("SUBSCRIBE ").map(|(_, r)| r.to_owned()))
+    }
+
+    /// The unique bus name of the listener's connection (printed with `READY`).
+    pub fn start_name(&self) -> String {
+        self.ready.rsplit(' ').next().unwrap_or_default().to_owned()
+    }
+
+    /// Waits up to `within` for a line equal to `want`; every line seen until then.
+    pub fn wait_for(&self, want: &str, within: Duration) -> (bool, Vec<String>) {
+        let end = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l == want;
+                    seen.push(l);
+                    if hit {
+                        return (true, seen);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (false, seen)
+    }
+
+    /// Every line printed within `within`.
+    pub fn lines(&self, within: Duration) -> Vec<String> {
+        self.wait_for("\u{0}never", within).1
+    }
+
+    /// Ends the process (its connection leaves the bus).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The listener (see [`Listener`]): run by the ignored test `listener` of a test file.
+pub fn listener_main() {
+    let Ok(mode) = std::env::var("TWOFOLD_LISTENER") else {
+        return; // run by `cargo test -- --ignored` without a mode: nothing to do
+    };
+    zbus::block_on(async {
+        use futures_util::StreamExt;
+        let conn = zbus::Connection::system().await.unwrap();
+        let p = ManagerProxy::new(&conn).await.unwrap();
+        let changed = p.receive_changed().await.unwrap().map(|s| {
+            let a = s.args().unwrap();
+            format!("CHANGED {} {}", a.user(), a.status())
+        });
+        let user_changed = p.receive_user_changed().await.unwrap().map(|s| {
+            let a = s.args().unwrap();
+            format!("USERCHANGED {} {}", a.user(), a.status())
+        });
+        if mode == "eavesdrop" {
+            let r = conn
+                .call_method(
+                    Some("org.freedesktop.DBus"),
+                    "/org/freedesktop/DBus",
+                    Some("org.freedesktop.DBus"),
+                    "AddMatch",
+                    &("eavesdrop=true,type='signal',interface='org.twofold.Enroll1.Manager'",),
+                )
+                .await;
+            println!("EAVESDROP {}", if r.is_ok() { "ok" } else { "refused" });
+        }
+        if mode.starts_with("subscribe") {
+            let r = p.subscribe().await;
+            println!(
+                "SUBSCRIBE {}",
+                match &r {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => e.short_name().to_owned(),
+                }
+            );
+            if mode == "subscribe-unsubscribe" {
+                p.unsubscribe().await.unwrap();
+            }
+        }
+        println!(
+            "READY {}",
+            conn.unique_name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        );
+        let mut all = futures_util::stream::select(changed, user_changed);
+        while let Some(line) = all.next().await {
+            println!("{line}");
+        }
+    });
 }

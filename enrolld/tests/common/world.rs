@@ -26,6 +26,11 @@ pub const POLICY: &str = "# twofold test policy\nmode = \"optional\"   # the def
 
 impl World {
     pub fn new(extra: &[&str]) -> World {
+        World::new_with(extra, &[])
+    }
+
+    /// A world whose bus also includes the bus policy files `includes` (polkit's).
+    pub fn new_with(extra: &[&str], includes: &[&std::path::Path]) -> World {
         let dir = Dir::new();
         let admins = Group::create("g");
         let admin = Account::create("adm", &[&admins.name]);
@@ -33,7 +38,7 @@ impl World {
         let bob = Account::create("b", &[]);
         let policy = dir.write("policy.toml", &POLICY.replace("ADMINS", &admins.name));
         let state = dir.path().join("state");
-        let bus = Bus::start(&dir);
+        let bus = Bus::start_with(&dir, includes);
         let daemon = Enrolld::start(&bus, &policy, &state, extra);
         let client = dir.install(&std::env::current_exe().unwrap(), "client");
         World {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use futures_util::StreamExt;
 use twofold_enrolld::api::{BUS_NAME, OBJECT_PATH};
 use twofold_enrolld::ops::Daemon;
 use twofold_enrolld::service::Manager;
@@ -34,18 +35,32 @@ fn main() -> ExitCode {
             }
         });
     }
+    let manager = Manager::with_recheck(daemon.clone(), args.subscriber_recheck);
+    let senders = manager.senders();
     let result = zbus::block_on(async {
         let conn = zbus::connection::Builder::system()
+            .method_timeout(args.call_timeout)
             .name(BUS_NAME)
-            .serve_at(OBJECT_PATH, Manager::new(daemon.clone()))
+            .serve_at(OBJECT_PATH, manager)
             .build()
             .await?;
+        // Connections that leave the bus are forgotten: their uid and their subscription.
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
+        let mut gone = dbus.receive_name_owner_changed().await?;
         daemon.log.notice(&format!(
             "serving {BUS_NAME} (policy {}, state {})",
             args.policy.display(),
             args.state.display()
         ));
         // Runs until killed; the connection is served by zbus's executor meanwhile.
+        while let Some(signal) = gone.next().await {
+            if let Ok(a) = signal.args()
+                && a.new_owner().is_none()
+                && a.name().starts_with(':')
+            {
+                senders.left(a.name());
+            }
+        }
         std::future::pending::<()>().await;
         drop(conn);
         Ok::<(), zbus::Error>(())

@@ -12,11 +12,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Exit status: 0 success; 1 the policy is invalid; 2 bad usage or argument; 3 the policy, the
 /// state, the user database or the daemon cannot be reached; 4 unknown user; 5 permission
-/// denied (admin commands are for root and the policy's admin_group); 6 refused: wrong code,
-/// not enrolled, already enrolled, or the policy forbids it. `doctor` (the worst finding
-/// decides): 7 a bypass (a user whom the policy requires logs in without a code); 8 a lockout
-/// (users who need a code cannot log in) and no bypass; 9 a part could not be checked (e.g.
-/// `sshd -T` failed) and nothing worse was found.
+/// denied (admin commands are for root, the policy's admin_group and whom polkit authorizes); 6
+/// refused: wrong code, not enrolled, already enrolled, or the policy forbids it. `doctor` (the
+/// worst finding decides): 7 a bypass (a user whom the policy requires logs in without a code);
+/// 8 a lockout (users who need a code cannot log in) and no bypass; 9 a part could not be
+/// checked (e.g. `sshd -T` failed) and nothing worse was found.
 #[derive(Debug, Parser)]
 #[command(name = "twofold", version, max_term_width = 100)]
 pub struct Cli {
@@ -61,7 +61,14 @@ pub enum Command {
     /// Replace your recovery codes with new ones.
     RecoveryCodes,
     /// Every user's 2FA status, with the distribution (admins).
-    List,
+    List {
+        /// Only the users whose name starts with P.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// Only the users with status S (repeat it, or give a comma list, for several).
+        #[arg(long, value_name = "S", value_delimiter = ',', value_parser = ["pending", "enforced", "enabled", "off", "exempt"])]
+        status: Vec<String>,
+    },
     /// Require 2FA for USER… whatever the policy says (admins).
     Require {
         /// Users.

@@ -169,10 +169,14 @@ fn unknown_method(e: &twofold_enrolld::api::Error) -> bool {
     }
 }
 
-/// `twofold list`: the users page by page (`ListUsersPage`), each printed as it arrives
-/// (a table, or with `--json` one JSON document whose `users` array is streamed), then the
-/// distribution. An older daemon without pages is asked `ListUsers` once.
-pub fn list(json_out: bool) -> Result<(), CliError> {
+/// `twofold list`: the users page by page (`ListUsersPage`, or `FindUsers` with `--prefix` or
+/// `--status`), each printed as it arrives (a table, or with `--json` one JSON document whose
+/// `users` array is streamed), then the distribution of the rows shown. An older daemon
+/// without pages is asked `ListUsers` once (unfiltered only).
+pub fn list(prefix: Option<&str>, statuses: &[String], json_out: bool) -> Result<(), CliError> {
+    let filtered = prefix.is_some() || !statuses.is_empty();
+    let prefix = prefix.unwrap_or_default();
+    let wanted: Vec<&str> = statuses.iter().map(String::as_str).collect();
     let statuses = ["pending", "enforced", "enabled", "off", "exempt"];
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut printer = ListPrinter {
@@ -187,9 +191,14 @@ pub fn list(json_out: bool) -> Result<(), CliError> {
     with_daemon(async |p| {
         let mut after = String::new();
         loop {
-            let (page, next) = match p.list_users_page(&after, LIST_PAGE).await {
+            let answer = if filtered {
+                p.find_users(prefix, &wanted, &after, LIST_PAGE).await
+            } else {
+                p.list_users_page(&after, LIST_PAGE).await
+            };
+            let (page, next) = match answer {
                 Ok(r) => r,
-                Err(e) if after.is_empty() && unknown_method(&e) => {
+                Err(e) if !filtered && after.is_empty() && unknown_method(&e) => {
                     (p.list_users().await?, String::new())
                 }
                 Err(e) => return Err(e),
@@ -207,7 +216,8 @@ pub fn list(json_out: bool) -> Result<(), CliError> {
                 closed = true;
             }
             printer.total += page.len();
-            if next.is_empty() || page.is_empty() {
+            // A cursor that does not move on would never end.
+            if next.is_empty() || page.is_empty() || next <= after {
                 break;
             }
             after = next;

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         Command::Status { user } => client::status(user.as_deref(), json_out),
         Command::Disable => client::disable(json_out),
         Command::RecoveryCodes => client::recovery_codes(json_out),
-        Command::List => client::list(json_out),
+        Command::List { prefix, status } => client::list(prefix.as_deref(), status, json_out),
         Command::Require { users } => client::admin("require", users, json_out),
         Command::Exempt { users } => client::admin("exempt", users, json_out),
         Command::Allow { users } => client::admin("allow", users, json_out),

@@ -1,0 +1,261 @@
+//! `make console-demo` started in the background: its Cockpit answers on the printed port,
+//! the printed admin logs in over HTTP (a wrong password does not) and the console's page is
+//! served to that session; then Ctrl-C (SIGINT to its process group) leaves the machine as it
+//! was found: accounts, group, sandbox directory, processes, the port. Needs root, as CI runs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a panic here is a failed test
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use twofold_system_tests::{root_or_skip, staged_bins, workspace};
+
+/// The user database, read before and after (only the demo's names are compared: other tests
+/// on the host may add and remove their own accounts meanwhile).
+fn snapshot() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"] {
+        out.push((f.to_owned(), std::fs::read_to_string(f).unwrap_or_default()));
+    }
+    out
+}
+
+/// The lines of /etc/passwd, /etc/group, ... that name one of `names` (other tests on the host
+/// may add and remove their own accounts meanwhile: only the demo's are compared).
+fn mentioning(snap: &[(String, String)], names: &[&str]) -> Vec<(String, Vec<String>)> {
+    snap.iter()
+        .map(|(what, text)| {
+            (
+                what.clone(),
+                text.lines()
+                    .filter(|l| names.iter().any(|n| l.contains(n)))
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// A plain HTTP/1.1 GET: the status code, the headers and the body.
+fn get(port: u16, path: &str, headers: &[String]) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head.to_owned(), body.to_owned())
+}
+
+fn basic(user: &str, password: &str) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{password}").into_bytes();
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    format!("Authorization: Basic {out}")
+}
+
+#[test]
+fn make_console_demo_serves_the_console_and_cleans_up() {
+    if !root_or_skip() {
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let admin = format!("tfcd{tag}a");
+    let user = format!("tfcd{tag}u");
+    let group = format!("{admin}s");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let before = snapshot();
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bins = staged_bins(scratch.path()).unwrap();
+    let stderr_path = scratch.path().join("demo.stderr");
+    let mut demo = Command::new("make")
+        .args(["--no-print-directory", "-s", "-C"])
+        .arg(workspace())
+        .arg("console-demo")
+        .arg(format!("DEMO_BIN_DIR={}", bins.display()))
+        .env("CONSOLE_PORT", port.to_string())
+        .env("CONSOLE_ADMIN", &admin)
+        .env("CONSOLE_USER", &user)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pgid = demo.id();
+    let interrupt = || {
+        let _ = Command::new("kill")
+            .args(["-INT", "--", &format!("-{pgid}")])
+            .status();
+    };
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut text = String::new();
+    let start = Instant::now();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        if line.starts_with("Logs:") || start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+    }
+    let stdout_rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // The accounts' uids while they exist (to look for their processes once they are gone).
+    let uids: Vec<String> = [&admin, &user]
+        .iter()
+        .map(|u| {
+            let out = Command::new("id").args(["-u", u]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .collect();
+    let text_copy = text.clone();
+    // Its sandbox, from "Everything lives in DIR;" (another demo may run on the host: only
+    // this one's directory and processes are checked).
+    let sandbox = text
+        .split("Everything lives in ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    let result = std::panic::catch_unwind(|| {
+        let field = |line_start: &str| -> String {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(line_start))
+                .and_then(|l| l.split("password: ").nth(1))
+                .and_then(|s| s.split_whitespace().next())
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no {line_start} password in the demo's output:\n{text}\nstderr:\n{}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    )
+                })
+        };
+        let admin_password = field("Admin:");
+        let user_password = field("User:");
+        assert!(
+            text.contains(&format!("http://127.0.0.1:{port}/twofold")),
+            "{text}"
+        );
+        // A wrong password is refused; the printed ones log in.
+        let (code, _, _) = get(port, "/cockpit/login", &[basic(&admin, "wrong")]);
+        assert_eq!(code, 401);
+        let (code, _, _) = get(port, "/cockpit/login", &[basic(&user, &user_password)]);
+        assert_eq!(code, 200);
+        let (code, head, _) = get(port, "/cockpit/login", &[basic(&admin, &admin_password)]);
+        assert_eq!(code, 200, "{head}");
+        let cookie = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Set-Cookie: "))
+            .and_then(|c| c.split(';').next())
+            .unwrap()
+            .to_owned();
+        // The session's bridge serves the console's page from the sandbox's Cockpit packages.
+        let (code, _, body) = get(
+            port,
+            "/cockpit/@localhost/twofold/index.html",
+            &[format!("Cookie: {cookie}")],
+        );
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body.contains("<title>Two-factor authentication</title>")
+                && body.contains("../base1/cockpit.js"),
+            "{body}"
+        );
+        let (code, _, body) = get(
+            port,
+            "/cockpit/@localhost/twofold/manifest.json",
+            &[format!("Cookie: {cookie}")],
+        );
+        assert_eq!(code, 200);
+        assert!(body.contains("Two-factor authentication"), "{body}");
+    });
+    // Ctrl-C: everything goes.
+    interrupt();
+    let status = demo.wait().unwrap();
+    let rest = stdout_rest.join().unwrap().join("\n");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        rest.contains("Done: the machine is as the demo found it."),
+        "{rest} ({status})"
+    );
+    let after = snapshot();
+    let names = [admin.as_str(), user.as_str(), group.as_str()];
+    assert_eq!(mentioning(&after, &names), mentioning(&before, &names));
+    assert!(
+        sandbox.starts_with("/tmp/twofold-console-demo."),
+        "no sandbox in the demo's output:\n{text_copy}"
+    );
+    assert!(
+        !std::path::Path::new(&sandbox).exists(),
+        "{sandbox} is left"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "cockpit-ws still listens"
+    );
+    for u in &uids {
+        assert!(
+            u.parse::<u32>().is_ok(),
+            "no uid for a demo account: {uids:?}\n{text_copy}"
+        );
+        let procs = Command::new("pgrep").args(["-u", u]).output().unwrap();
+        assert!(
+            procs.stdout.is_empty(),
+            "{u}'s processes left: {}",
+            String::from_utf8_lossy(&procs.stdout)
+        );
+    }
+    let procs = Command::new("pgrep")
+        .args(["-af", &format!("{sandbox}/")])
+        .output()
+        .unwrap();
+    assert!(
+        procs.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&procs.stdout)
+    );
+}
