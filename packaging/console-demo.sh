@@ -112,14 +112,18 @@ PIDS+=($!)
 for _ in $(seq 100); do [ -S "$SANDBOX/run/verify.sock" ] && break; sleep 0.05; done
 chmod 0666 "$SANDBOX/run/verify.sock"
 
-# Cockpit's login: the password, then twofold (a code once enrolled).
+# Cockpit's login: the password, then twofold (a code once enrolled). Only the two demo
+# accounts: the host's own accounts are not under the demo's policy and state, so for them
+# this Cockpit would be a password-only login (found by the attacker review).
 MODULE="$BIN_DIR/libpam_twofold.so"
 ARGS="policy=$SANDBOX/policy.toml state=$SANDBOX/state verify_socket=$SANDBOX/run/verify.sock"
 cat > "$SANDBOX/pam.cockpit" <<EOT
 # twofold console demo (seen only inside the demo's mount namespace)
+auth     requisite pam_succeed_if.so quiet user in $ADMIN:$USER_NAME
 auth     requisite pam_listfile.so item=user sense=deny file=/etc/cockpit/disallowed-users onerr=succeed
 auth     required  pam_unix.so
 auth     required  $MODULE $ARGS
+account  requisite pam_succeed_if.so quiet user in $ADMIN:$USER_NAME
 account  required  pam_unix.so
 account  required  $MODULE $ARGS
 session  required  pam_permit.so

@@ -7,9 +7,14 @@
 //!
 //! The call is asynchronous (no thread waits for it) and bounded by the connection's method
 //! timeout (`twofold-enrolld --call-timeout`). Its answer is a [`Verdict`]: polkit said yes,
-//! said no, is not on the bus at all (a host without polkitd: `ServiceUnknown` or
-//! `NameHasNoOwner`), or failed otherwise (a timeout, an error of polkit, a malformed reply),
-//! which the callers treat as no.
+//! said no, is not on the bus at all, or failed otherwise (a timeout, an error of polkit, a
+//! malformed reply), which the callers treat as no.
+//!
+//! "Not on the bus at all" is never read from the error's name: polkitd itself answers
+//! `NameHasNoOwner` for a subject whose connection has left the bus, so a caller that sends a
+//! self method and leaves at once would pass for "a host without polkitd". After any failed
+//! call the bus daemon is asked instead: polkit is absent only when nobody owns its name and
+//! the bus cannot start it.
 
 use std::collections::HashMap;
 
@@ -65,7 +70,7 @@ pub async fn check(conn: &Connection, sender: &str, action: &str, interactive: b
         .await;
     let msg = match reply {
         Ok(msg) => msg,
-        Err(e) if absent(&e) => return Verdict::Absent,
+        Err(_) if absent(conn).await => return Verdict::Absent,
         Err(e) => return Verdict::Failed(e.to_string()),
     };
     match msg
@@ -78,18 +83,22 @@ pub async fn check(conn: &Connection, sender: &str, action: &str, interactive: b
     }
 }
 
-/// Whether a failed call says that polkit is not on the bus at all.
-fn absent(e: &zbus::Error) -> bool {
-    const NAMES: [&str; 2] = [
-        "org.freedesktop.DBus.Error.ServiceUnknown",
-        "org.freedesktop.DBus.Error.NameHasNoOwner",
-    ];
-    match e {
-        zbus::Error::MethodError(name, _, _) => NAMES.contains(&name.as_str()),
-        zbus::Error::FDO(e) => matches!(
-            **e,
-            zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_)
-        ),
-        _ => false,
+/// Whether polkit is not on the bus at all, as the bus daemon says: nobody owns its name and
+/// it is not activatable. Any doubt (the bus does not answer) is "present", so the caller's
+/// failure refuses.
+async fn absent(conn: &Connection) -> bool {
+    let Ok(bus) = zbus::fdo::DBusProxy::new(conn).await else {
+        return false;
+    };
+    let Ok(name) = zbus::names::BusName::try_from(POLKIT_NAME) else {
+        return false;
+    };
+    match bus.name_has_owner(name).await {
+        Ok(false) => {}
+        Ok(true) | Err(_) => return false,
+    }
+    match bus.list_activatable_names().await {
+        Ok(names) => !names.iter().any(|n| n.as_str() == POLKIT_NAME),
+        Err(_) => false,
     }
 }

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::polkit::{BUS_POLICY, Polkitd, installed};
-use common::world::{World, err, ok};
+use common::world::{World, enroll, err, ok};
 use common::{Account, Listener, root_or_skip};
 use serde_json::json;
 
@@ -298,4 +298,73 @@ fn polkit_frozen_fails_closed_and_polkit_gone_is_todays_behaviour() {
         ok(&w.call(Some(who), "BeginEnrollment", json!([false, ""])));
         ok(&w.call(Some(who), "CancelEnrollment", json!([])));
     }
+}
+
+#[test]
+/// A caller whom the site's rule refuses `manage-own` sends `Disable` without waiting for the
+/// answer and leaves the bus at once: polkit then answers `NameHasNoOwner` about the gone
+/// caller, which must refuse like any polkit failure, not pass for "no polkit on this host".
+fn a_caller_that_leaves_the_bus_does_not_pass_a_manage_own_refusal() {
+    if !ready() {
+        return;
+    }
+    let w = World::new_with(&[], &[Path::new(BUS_POLICY)]);
+    let dave = Account::create("d", &[]);
+    // dave enrolled before the site added its rule (polkit not yet on the bus).
+    let (_key, codes) = enroll(&w, &dave);
+    assert_eq!(
+        ok(&w.call(None, "GetUser", json!([dave.name])))["enrolled"],
+        true
+    );
+    let _polkit = Polkitd::start(&w.dir, &w.bus, &rules("nobody-else", &dave.name));
+
+    // The rule holds for a caller that waits for its answer: Disable refused, nothing checked.
+    let r = w.call(Some(&dave), "Disable", json!([codes[0]]));
+    assert_eq!(err(&r), "PermissionDenied", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("org.twofold.Enroll1.manage-own"),
+        "{r}"
+    );
+    assert_eq!(
+        ok(&w.call(None, "GetUser", json!([dave.name])))["enrolled"],
+        true
+    );
+
+    // The same call, its sender gone from the bus before polkit looks it up.
+    let mut tries = 0;
+    let start = Instant::now();
+    let disabled = loop {
+        tries += 1;
+        let r = w.call(Some(&dave), "SendAndLeave", json!(["Disable", codes[0]]));
+        assert_eq!(r["ok"], "sent", "{r}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut gone = false;
+        while Instant::now() < deadline {
+            if ok(&w.call(None, "GetUser", json!([dave.name])))["enrolled"] == false {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if gone || tries >= 6 {
+            break gone;
+        }
+    };
+    let log = w.daemon.log_text();
+    println!(
+        "tries={tries} elapsed={:?} disabled={disabled}\n--- daemon log (dave) ---\n{}",
+        start.elapsed(),
+        log.lines()
+            .filter(|l| l.contains(&dave.name) || l.contains("manage-own"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !disabled,
+        "dave, refused manage-own by the site's rule, turned his 2FA off by leaving the bus \
+         right after sending Disable; tries={tries}"
+    );
 }

@@ -569,6 +569,27 @@ async fn call_one(
             }
         }
         "Unsubscribe" => serde_json::to_value(p.unsubscribe().await?),
+        // An attack: GetStatus (the daemon then knows this connection's uid), then the
+        // self method arg 0 with the code arg 1 sent without waiting for its answer, and this
+        // process gone at once: polkit is asked about a connection that left the bus.
+        "SendAndLeave" => {
+            p.get_status().await?;
+            let conn = p.inner().connection();
+            let method = arg(0);
+            let builder =
+                zbus::message::Message::method_call("/org/twofold/Enroll1", method.as_str())
+                    .destination("org.twofold.Enroll1")
+                    .interface("org.twofold.Enroll1.Manager")
+                    .with_flags(zbus::message::Flags::NO_REPLY_EXPECTED);
+            let msg = match arg(0).as_str() {
+                "CancelEnrollment" => builder.build(&())?,
+                "BeginEnrollment" => builder.build(&(false, ""))?,
+                _ => builder.build(&(arg(1),))?,
+            };
+            conn.send(&msg).await?;
+            println!("TWOFOLD-RESULT {}", json!({"ok": "sent"}));
+            std::process::exit(0);
+        }
         other => panic!("unknown method {other}"),
     };
     Ok(v.unwrap())
