@@ -719,7 +719,7 @@ impl Listener {
             ])
             .env("TWOFOLD_LISTENER", mode)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -734,9 +734,19 @@ impl Listener {
         });
         let mut start = Vec::new();
         let ready = loop {
-            let l = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the listener never got ready");
+            let l = match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(l) => l,
+                Err(e) => {
+                    use std::io::Read;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let mut err = String::new();
+                    if let Some(mut stderr) = child.stderr.take() {
+                        let _ = stderr.read_to_string(&mut err);
+                    }
+                    panic!("the listener never got ready ({e}): {start:?}\nstderr:\n{err}");
+                }
+            };
             // libtest prints `test listener ... ` before the helper's first line.
             if l.contains("READY") {
                 break l;

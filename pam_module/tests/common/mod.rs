@@ -11,6 +11,8 @@ use twofold_policy::store::Store;
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{UserName, recovery};
 
+pub mod rig;
+
 /// `target/debug/deps/libpam_twofold.so`, built by the same `cargo test` (the crate is also an
 /// rlib, so cargo builds the cdylib beside the test binaries).
 pub fn module_path() -> PathBuf {
