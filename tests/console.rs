@@ -682,6 +682,10 @@ fn the_console_opens_fast_with_100000_users() {
                 vec!["FindUsers", "sassu", "", "0", "", "100"],
             ),
             ("Summary", vec!["Summary"]),
+            (
+                "PreviewDefaultMode",
+                vec!["PreviewDefaultMode", "s", "required"],
+            ),
         ] {
             let t = Instant::now();
             twofold_system_tests::run(
