@@ -140,8 +140,8 @@ pub struct DefaultPreview {
     pub current_rule: String,
     /// Users of the listing.
     pub total: u32,
-    /// Users whose mode the default decides (no override, `[users.X]`, `[groups.X]` or
-    /// `[services.X]` rule applies to them).
+    /// Users whose mode the default decides: no admin override, `[users.X]` or `[groups.X]`
+    /// rule applies to them (the listing resolves without a service, as `ListUsers` does).
     pub by_default: u32,
     /// Users whose status the change would change.
     pub moved: u32,

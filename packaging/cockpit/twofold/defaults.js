@@ -63,7 +63,7 @@ window.twofold = window.twofold || {};
                     intro: cockpit.format(cockpit.ngettext("This changes $0 user (of $1).", "This changes $0 users (of $1).", p.moved),
                                           String(p.moved), String(p.total)),
                     items: tf.transitionItems(p.transitions),
-                    note: cockpit.format(_("Counted by the daemon from the policy, over all $0 users: $1 are decided by the default (now $2, from $3); the others are decided by an override or a [users], [groups] or [services] rule, and keep their mode."),
+                    note: cockpit.format(_("Counted by the daemon from the policy, over all $0 users: $1 are decided by the default (now $2, from $3); the others are decided by an override or a [users] or [groups] rule, and keep their mode."),
                                          String(p.total), String(p.by_default), p.current, p.current_rule),
                     confirmText: _("Set default"),
                 }).then(ok => {
