@@ -35,14 +35,6 @@ fn statuses(rows: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Whether a rule text is decided by the default that `SetDefaultMode` writes (the main file's
-/// top-level mode or the built-in default), as the CLI shows it.
-fn by_default(row: &Value) -> bool {
-    let rule = row["rule"].as_str().unwrap();
-    rule.starts_with("built-in default")
-        || (rule.starts_with("top-level ") && !rule.contains("/policy.d/"))
-}
-
 /// "This changes N users (of T)." → N.
 fn changes(dialog: &Value) -> u64 {
     let intro = dialog["intro"].as_str().unwrap();
@@ -53,28 +45,87 @@ fn changes(dialog: &Value) -> u64 {
         .unwrap_or_else(|| panic!("no count in {intro:?}"))
 }
 
-/// Sets the default to `mode` from the page, after checking that its confirmation counts
-/// exactly the users the daemon says the default decides and `mode` moves (read again when
-/// an account elsewhere on the host came or went between the two readings). Returns the count.
+/// The users whose status differs between two `twofold list` readings (of the same users):
+/// how many, and the dialog's lines for them (`"Off → Pending: 3 users"`, by `from>to`).
+fn transitions(
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+) -> (u64, Vec<String>) {
+    let mut by: BTreeMap<String, (String, String, u64)> = BTreeMap::new();
+    for (user, row) in before {
+        let (from, to) = (
+            row["status"].as_str().unwrap(),
+            after[user]["status"].as_str().unwrap(),
+        );
+        if from != to {
+            by.entry(format!("{from}>{to}"))
+                .or_insert_with(|| (from.to_owned(), to.to_owned(), 0))
+                .2 += 1;
+        }
+    }
+    let word = |s: &str| {
+        let mut c = s.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
+    };
+    let lines = by
+        .values()
+        .map(|(from, to, n)| {
+            format!(
+                "{} → {}: {n} user{}",
+                word(from),
+                word(to),
+                if *n == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    (by.values().map(|(_, _, n)| n).sum(), lines)
+}
+
+/// Sets the default to `mode` from the page: the confirmation, cancelled, changes nothing;
+/// confirmed, its count is exactly the users whose status then changed (`twofold list`
+/// before and after) and its lines are their transitions. Done again (the default set back
+/// first) when an account elsewhere on the host came or went between the readings. Returns
+/// the count.
 fn set_default(b: &mut Browser, sb: &Sandbox, mode: &str) -> u64 {
     for attempt in 0.. {
+        let before = sb.list();
+        let was = sb.cli(&["--json", "policy", "set-default", mode, "--dry-run"]);
+        let was: Value = serde_json::from_slice(&was.stdout).unwrap();
         let shown =
             b.cmd(json!({"op": "default", "mode": mode, "confirm": false}))["dialog"].clone();
-        let expected = sb
-            .list()
-            .values()
-            .filter(|u| by_default(u) && u["mode"] != mode)
-            .count() as u64;
-        if changes(&shown) == expected {
-            let done =
-                b.cmd(json!({"op": "default", "mode": mode, "confirm": true}))["dialog"].clone();
-            assert_eq!(changes(&done), expected, "{done}");
-            return expected;
+        let unchanged = sb.list();
+        let done = b.cmd(json!({"op": "default", "mode": mode, "confirm": true}))["dialog"].clone();
+        let after = sb.list();
+        if before.keys().ne(after.keys()) || before.keys().ne(unchanged.keys()) {
+            assert!(attempt < 3, "the host's accounts keep changing");
+            sb.cli(&["policy", "set-default", was["current"].as_str().unwrap()]);
+            continue;
         }
-        assert!(
-            attempt < 3,
-            "the page counts {shown} where the daemon's users give {expected}"
+        assert_eq!(
+            unchanged, before,
+            "the cancelled confirmation changed a row"
         );
+        let (moved, lines) = transitions(&before, &after);
+        assert_eq!(changes(&shown), moved, "{shown}");
+        assert_eq!(changes(&done), moved, "{done}");
+        assert_eq!(done["items"], json!(lines), "{done}");
+        assert!(
+            done["intro"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("(of {}).", before.len())),
+            "{done}"
+        );
+        assert!(
+            done["note"]
+                .as_str()
+                .unwrap()
+                .starts_with("Counted by the daemon from the policy"),
+            "{done}"
+        );
+        return moved;
     }
     unreachable!()
 }
@@ -354,16 +405,26 @@ fn the_console_in_a_browser_admin_and_user() {
         let l = sb.list();
         assert_eq!(l[&user.name]["status"], "pending");
         assert_eq!(l[&exm.name]["status"], "exempt");
-        assert_eq!(
-            sb.list()
-                .values()
-                .filter(|u| by_default(u) && u["mode"] != "required")
-                .count(),
-            0
-        );
         let back = set_default(&mut b, &sb, "optional");
         assert!(back >= 1);
         assert_eq!(sb.list()[&user.name]["status"], "off");
+        // A policy.d file's own mode outranks the main file's: the daemon refuses to count,
+        // and the page says why and offers no change.
+        let dropins = sb.dir().join("policy.d");
+        std::fs::create_dir_all(&dropins).unwrap();
+        std::fs::write(dropins.join("60-mode.toml"), "mode = \"disabled\"\n").unwrap();
+        let policy_before = std::fs::read(sb.policy()).unwrap();
+        let refused = b.cmd(json!({"op": "default_refused", "mode": "required"}));
+        assert_eq!(refused["dialog"], false, "{refused}");
+        let alert = refused["alert"].as_str().unwrap();
+        assert!(
+            alert.contains("not offered")
+                && alert.contains("Forbidden")
+                && alert.contains("60-mode.toml:1"),
+            "{refused}"
+        );
+        assert_eq!(std::fs::read(sb.policy()).unwrap(), policy_before);
+        std::fs::remove_file(dropins.join("60-mode.toml")).unwrap();
         drop(b);
 
         // The plain user: only their own page; another user's methods refused by the daemon
@@ -621,6 +682,10 @@ fn the_console_opens_fast_with_100000_users() {
                 vec!["FindUsers", "sassu", "", "0", "", "100"],
             ),
             ("Summary", vec!["Summary"]),
+            (
+                "PreviewDefaultMode",
+                vec!["PreviewDefaultMode", "s", "required"],
+            ),
         ] {
             let t = Instant::now();
             twofold_system_tests::run(
@@ -648,27 +713,26 @@ fn the_console_opens_fast_with_100000_users() {
             want
         );
         assert!(took < 10.0, "{took} s");
-        // The default's confirmation counts every user exactly, here too.
+        // The default's confirmation counts every user exactly, here too: its count is the
+        // users whose status the change then made differ.
+        let before = sb.list();
         let t = Instant::now();
-        let shown =
-            b.cmd(json!({"op": "default", "mode": "required", "confirm": false}))["dialog"].clone();
+        let done =
+            b.cmd(json!({"op": "default", "mode": "required", "confirm": true}))["dialog"].clone();
         eprintln!(
-            "100,000 users: the default's count in {:.2} s: {}",
+            "100,000 users: the default's count (PreviewDefaultMode), confirmation and change in {:.2} s: {}",
             t.elapsed().as_secs_f64(),
-            shown["intro"]
+            done["intro"]
         );
-        let list = sb.list();
-        let expected = list
-            .values()
-            .filter(|u| by_default(u) && u["mode"] != "required")
-            .count() as u64;
+        let after = sb.list();
         assert!(
-            expected >= 100_000,
-            "{expected} of {}: {:?}",
-            list.len(),
-            list.values().find(|u| !by_default(u))
+            before.keys().eq(after.keys()),
+            "an account came or went during the change"
         );
-        assert_eq!(changes(&shown), expected, "{shown}");
+        let (moved, lines) = transitions(&before, &after);
+        assert!(moved >= 100_000, "{moved} of {}", before.len());
+        assert_eq!(changes(&done), moved, "{done}");
+        assert_eq!(done["items"], json!(lines), "{done}");
         let now = b.cmd(json!({"op": "js", "script": "return document.getElementById('tf-default-now').textContent"}));
         assert!(now["value"].as_str().unwrap().contains(evil), "{now}");
         clean(&mut b, "in the default's card");

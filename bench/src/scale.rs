@@ -335,12 +335,20 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path, etc: Option<&Path>) -> Vec<Row
         std::hint::black_box(m);
         s.elapsed().as_secs_f64() * 1e3
     };
+    // The console's count before a new default: every user resolved twice, nothing written.
+    let preview_ms = || {
+        let s = Instant::now();
+        let p = zbus::block_on(proxy.preview_default_mode("required")).unwrap();
+        std::hint::black_box(p);
+        s.elapsed().as_secs_f64() * 1e3
+    };
     // In this order (a `chain([summary_ms()])` would call Summary before the searches).
     let mut cold: Vec<f64> = searches
         .iter()
         .map(|(_, prefix, statuses)| find_ms(prefix, statuses))
         .collect();
     cold.push(summary_ms());
+    cold.push(preview_ms());
     // ListUsersPage, 1000 at a time, the whole list: first (nothing known yet), then again.
     for pass in ["first", "again"] {
         reset_peak();
@@ -372,10 +380,11 @@ fn daemon_bench(a: &Args, t: &Path, state: &Path, etc: Option<&Path>) -> Vec<Row
         })
         .collect();
     warm.push(med(&(0..5).map(|_| summary_ms()).collect::<Vec<_>>()));
+    warm.push(med(&(0..5).map(|_| preview_ms()).collect::<Vec<_>>()));
     for (i, what) in searches
         .iter()
         .map(|(what, _, _)| *what)
-        .chain(["Summary"])
+        .chain(["Summary", "PreviewDefaultMode(\"required\")"])
         .enumerate()
     {
         row(

@@ -127,6 +127,45 @@ impl UserInfo {
     }
 }
 
+/// What `PreviewDefaultMode` answers (`a{sv}` on the bus): what setting the account-wide
+/// default to a mode would do, counted by the daemon over every user of the listing (the
+/// users `Summary` counts) from the policy model. Nothing is changed by asking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct DefaultPreview {
+    /// The effective default mode now: `required`, `optional` or `disabled`.
+    pub current: String,
+    /// Where that default comes from, as a user's `rule` shows it: `top-level mode
+    /// (/etc/twofold/policy.toml:1)`, or `built-in default (no policy file sets mode)`.
+    pub current_rule: String,
+    /// Users of the listing.
+    pub total: u32,
+    /// Users whose mode the default decides: no admin override, `[users.X]` or `[groups.X]`
+    /// rule applies to them (the listing resolves without a service, as `ListUsers` does).
+    pub by_default: u32,
+    /// Users whose status the change would change.
+    pub moved: u32,
+    /// How many users go from one status to another, keyed `"<from>><to>"` (e.g.
+    /// `"off>pending"`); only the transitions that happen.
+    pub transitions: std::collections::HashMap<String, u32>,
+}
+
+impl DefaultPreview {
+    /// Plain JSON (the `--json` output of the CLI), transitions sorted by key.
+    pub fn to_json(&self) -> serde_json::Value {
+        let transitions: std::collections::BTreeMap<&String, &u32> =
+            self.transitions.iter().collect();
+        serde_json::json!({
+            "current": self.current,
+            "current_rule": self.current_rule,
+            "total": self.total,
+            "by_default": self.by_default,
+            "moved": self.moved,
+            "transitions": transitions,
+        })
+    }
+}
+
 /// What `BeginEnrollment` returns to the enrolling user, and only to them. The secret and the
 /// URI (which holds it) are wiped from memory when this is dropped, and never printed by
 /// `Debug`.
@@ -200,6 +239,10 @@ pub trait Manager {
     fn summary(&self) -> Result<std::collections::HashMap<String, u32>, Error>;
     /// Admin: the account-wide default mode, written to policy.toml.
     fn set_default_mode(&self, mode: &str) -> Result<(), Error>;
+    /// Admin: what `SetDefaultMode(mode)` would change, counted over every user; changes
+    /// nothing. `Forbidden` (as `SetDefaultMode` would answer) when a `policy.d` file's own
+    /// `mode` overrides the main file's.
+    fn preview_default_mode(&self, mode: &str) -> Result<DefaultPreview, Error>;
     /// Self: a fresh secret, pending until confirmed.
     fn begin_enrollment(&self, replace: bool, proof: &str) -> Result<NewEnrollment, Error>;
     /// Self: confirm with a code; returns the recovery codes, once.

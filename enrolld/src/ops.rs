@@ -23,6 +23,7 @@ use crate::log::Log;
 mod admin;
 mod enroll;
 mod own_status;
+mod preview;
 
 /// The most rows `ListUsersPage` returns at once (and what a limit of 0 asks for).
 pub const PAGE_MAX: u32 = 1000;

@@ -47,6 +47,26 @@ pub fn with_default_mode(text: &str, mode: Mode) -> Result<String, String> {
     Ok(doc.to_string())
 }
 
+/// Why setting the default to `mode` in `main` would not take effect under `policy`: a
+/// drop-in's own `mode` (the last one that sets it) overrides the main file's and differs from
+/// `mode`. `None` when the main file's `mode` decides, or the drop-in says `mode` already.
+/// Checked by [`set_default_mode`] on the policy as the edit would load, and by
+/// `PreviewDefaultMode` on the policy as it is (the same answer: the edit changes the main
+/// file only).
+pub fn overridden(main: &Path, policy: &Policy, mode: Mode) -> Option<EditError> {
+    if policy.mode.value == mode {
+        return None;
+    }
+    match &policy.mode.source {
+        Some(s) if s.file != main => Some(EditError::Overridden(format!(
+            "{}:{}",
+            s.file.display(),
+            s.line
+        ))),
+        _ => None,
+    }
+}
+
 /// Sets the account-wide default `mode` in `main` (the system policy file).
 pub fn set_default_mode(main: &Path, mode: Mode) -> Result<(), EditError> {
     let io = |err| EditError::Io {
@@ -66,13 +86,8 @@ pub fn set_default_mode(main: &Path, mode: Mode) -> Result<(), EditError> {
     // Validate the new main file with the drop-ins on top, as it will be loaded.
     let policy = Policy::load_with(main, &new_text, config::dropin_dir(main).as_deref())
         .map_err(EditError::Invalid)?;
-    if policy.mode.value != mode {
-        let by = policy
-            .mode
-            .source
-            .map(|s| format!("{}:{}", s.file.display(), s.line))
-            .unwrap_or_else(|| "a drop-in".into());
-        return Err(EditError::Overridden(by));
+    if let Some(e) = overridden(main, &policy, mode) {
+        return Err(e);
     }
     if new_text == text {
         return Ok(());

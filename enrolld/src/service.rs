@@ -29,7 +29,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
 use zeroize::Zeroizing;
 
-use crate::api::{Error, NewEnrollment, UserInfo};
+use crate::api::{DefaultPreview, Error, NewEnrollment, UserInfo};
 use crate::ops::{Caller, Daemon, PolkitAdmin};
 use crate::polkit::{self, MANAGE_OTHERS, MANAGE_OWN, Verdict};
 use crate::subscribers::{self, Refused, Subscribers};
@@ -523,6 +523,23 @@ impl Manager {
         let mode = mode.to_owned();
         self.as_caller(conn, &hdr, None, move |d, c| d.set_default_mode(c, &mode))
             .await
+    }
+
+    /// Admin: what `SetDefaultMode(mode)` would change, counted over every user from the
+    /// policy (each user resolved now and with the new default); changes nothing. Refused
+    /// like `SetDefaultMode`: a bad mode, a caller who is no admin (polkit asked as for every
+    /// admin method), a `policy.d` file whose own `mode` overrides the main file's.
+    async fn preview_default_mode(
+        &self,
+        mode: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<DefaultPreview, Error> {
+        let mode = mode.to_owned();
+        self.as_caller(conn, &hdr, None, move |d, c| {
+            d.preview_default_mode(c, &mode)
+        })
+        .await
     }
 
     /// Self: a fresh secret and its otpauth URI, pending until confirmed.

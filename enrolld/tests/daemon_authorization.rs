@@ -58,6 +58,7 @@ const ADMIN_METHODS: &[&str] = &[
     "Subscribe",
     "Summary",
     "SetDefaultMode",
+    "PreviewDefaultMode",
 ];
 
 fn admin_args(method: &str, target: &str) -> Value {
@@ -65,7 +66,7 @@ fn admin_args(method: &str, target: &str) -> Value {
         "ListUsers" | "Summary" | "Subscribe" => json!([]),
         "ListUsersPage" => json!(["", 10]),
         "FindUsers" => json!(["", ["pending"], "", 10]),
-        "SetDefaultMode" => json!(["optional"]),
+        "SetDefaultMode" | "PreviewDefaultMode" => json!(["optional"]),
         _ => json!([target]),
     }
 }
@@ -129,8 +130,10 @@ fn authorization_matrix() {
     assert_eq!(err(&r), "UnknownUser", "{r}");
     let r = w.call(None, "Require", json!(["../etc"]));
     assert_eq!(err(&r), "InvalidArgument", "{r}");
-    let r = w.call(None, "SetDefaultMode", json!(["sometimes"]));
-    assert_eq!(err(&r), "InvalidArgument", "{r}");
+    for method in ["SetDefaultMode", "PreviewDefaultMode"] {
+        let r = w.call(None, method, json!(["sometimes"]));
+        assert_eq!(err(&r), "InvalidArgument", "{method}: {r}");
+    }
 
     // Self methods act on the caller, whoever calls: each caller enrolls, regenerates its
     // recovery codes and disables, and no one else's record changes.

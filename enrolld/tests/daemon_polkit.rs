@@ -116,6 +116,7 @@ fn polkit_makes_admins_and_refuses_others() {
         ("ListUsersPage", json!(["", 10])),
         ("FindUsers", json!(["", ["pending"], "", 10])),
         ("Summary", json!([])),
+        ("PreviewDefaultMode", json!(["required"])),
         ("Exempt", json!([w.bob.name])),
     ] {
         let r = w.call(Some(&carol), method, args);

@@ -194,10 +194,22 @@ def bulk(users, name):
 def default_mode(mode, confirm):
     js("const s = document.getElementById('tf-default-mode'); s.value = arguments[0]; s.dispatchEvent(new Event('change'))", mode)
     q("#tf-default-apply").click()
-    # The count reads every user first: 100,000 of them take seconds, more on a busy machine.
-    text = dialog_text("tf-default-dialog", timeout=180)
+    # The daemon counts every user first (PreviewDefaultMode): about a second at 100,000 users,
+    # more on a busy machine.
+    text = dialog_text("tf-default-dialog", timeout=60)
     finish_dialog("tf-default-dialog", confirm)
     return {"dialog": text}
+
+
+def default_refused(mode):
+    """The default's button when the daemon does not count: the alert, and whether a dialog came."""
+    js("const s = document.getElementById('tf-default-mode'); s.value = arguments[0]; s.dispatchEvent(new Event('change'))", mode)
+    q("#tf-default-apply").click()
+    alert = "return document.getElementById('tf-default-alert').textContent"
+    wait(lambda: js(alert) and not js("return document.getElementById('tf-admin').dataset.counting"),
+         timeout=60, what="the refusal")
+    return {"alert": js(alert), "dialog": bool(qs("#tf-default-dialog")),
+            "now": js("return document.getElementById('tf-default-now').textContent")}
 
 
 def chart():
@@ -343,6 +355,8 @@ def handle(cmd):
         return bulk(cmd["users"], cmd["action"])
     if op == "default":
         return default_mode(cmd["mode"], cmd.get("confirm", True))
+    if op == "default_refused":
+        return default_refused(cmd["mode"])
     if op == "chart":
         return {"chart": chart()}
     if op == "wait_row":

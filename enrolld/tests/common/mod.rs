@@ -521,6 +521,7 @@ async fn call_one(
         }
         "Summary" => serde_json::to_value(p.summary().await?),
         "SetDefaultMode" => serde_json::to_value(p.set_default_mode(&arg(0)).await?),
+        "PreviewDefaultMode" => Ok(p.preview_default_mode(&arg(0)).await?.to_json()),
         "BeginEnrollment" => serde_json::to_value(
             p.begin_enrollment(
                 args[0].as_bool().unwrap_or(false),

@@ -51,7 +51,7 @@ window.twofold = window.twofold || {};
                 pending = setTimeout(drawSummary, 200);
             };
             const users = tf.UsersView(admin, root, refreshSummary);
-            tf.DefaultModeView(admin, root, fresh => {
+            const defaults = tf.DefaultModeView(admin, root, fresh => {
                 refreshSummary();
                 if (fresh)
                     users.load(true);
@@ -75,9 +75,10 @@ window.twofold = window.twofold || {};
             document.getElementById("tf-tabs").hidden = false;
             selectTab("users");
             /* The chart after the first rows: Summary reads every user, and the daemon answers
-             * it while the page waits for nothing else. */
+             * it while the page waits for nothing else; then the default in force (its preview
+             * reads every user too). */
             return users.load(true).then(() => {
-                drawSummary();
+                drawSummary().then(defaults.showCurrent);
                 return "admin";
             });
         }, error => {

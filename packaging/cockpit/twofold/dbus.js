@@ -92,6 +92,12 @@ window.twofold = window.twofold || {};
             reset: one("Reset"),
             summary: () => call("Summary", "", []).then(r => r[0]),
             setDefaultMode: mode => call("SetDefaultMode", "s", [mode]),
+            /* {current, current_rule, total, by_default, moved, transitions: {"off>pending": n}} */
+            previewDefaultMode: mode => call("PreviewDefaultMode", "s", [mode]).then(r => {
+                const p = unwrap(r[0]);
+                p.transitions = p.transitions || {};
+                return p;
+            }),
             subscribe: () => call("Subscribe", "", []),
             /* `handler(user, status)` for both the broadcast UserChanged and the unicast
              * Changed; returns what stops listening. */

@@ -1,94 +1,75 @@
-/* twofold console: the account-wide default mode (SetDefaultMode). Before asking, the page
- * counts exactly whom the change moves: every user is read (FindUsers pages of 1000, by name)
- * and counted when their deciding rule is the top-level `mode` of the main policy file or the
- * built-in default, and their mode differs from the new one. Users decided by an override, a
- * [users]/[groups]/[services] rule, or a policy.d file's own `mode` (which outranks the main
- * file) keep their mode. */
+/* twofold console: the account-wide default mode (SetDefaultMode). Before asking, the page asks
+ * the daemon what the change would do (PreviewDefaultMode): the daemon resolves every user
+ * against the policy as it is and with the new default, and answers how many users change
+ * status (of how many), how (e.g. off → pending), and the default in force. The page counts
+ * nothing itself. When the daemon cannot answer (or refuses: a policy.d file's own `mode`
+ * outranks the main file's), the error is shown and the change is not offered. */
 "use strict";
 
 window.twofold = window.twofold || {};
 
 (function (tf) {
     const _ = cockpit.gettext;
-    const BATCH = 1000;
 
-    /* Whether a rule text (UserInfo.rule) is the default that SetDefaultMode writes. */
-    tf.decidedByDefault = function (rule) {
-        rule = String(rule || "");
-        if (rule.startsWith("built-in default"))
-            return true;
-        return rule.startsWith("top-level ") && !rule.includes("/policy.d/");
+    /* The preview's transitions ({"off>pending": 3}) as dialog lines, in a stable order. */
+    tf.transitionItems = function (transitions) {
+        return Object.keys(transitions || {}).sort()
+                .map(key => {
+                    const [from, to] = key.split(">");
+                    const n = Number(transitions[key]);
+                    return cockpit.format(cockpit.ngettext("$0 → $1: $2 user", "$0 → $1: $2 users", n),
+                                          tf.word(from), tf.word(to), String(n));
+                });
     };
 
-    /* {total, moved, transitions: {"off → pending": n}, current} for a new default `mode`. */
-    tf.countDefaultChange = function (admin, mode, onProgress) {
-        const result = { total: 0, moved: 0, transitions: {}, current: null, byDefault: 0 };
-        const step = after => admin.findUsers("", [], after, BATCH).then(page => {
-            for (const u of page.rows) {
-                result.total += 1;
-                if (!tf.decidedByDefault(u.rule))
-                    continue;
-                result.byDefault += 1;
-                result.current = u.mode;
-                if (u.mode === mode)
-                    continue;
-                result.moved += 1;
-                const key = cockpit.format("$0 → $1", tf.word(u.status), tf.word(tf.statusFor(mode, u.enrolled)));
-                result.transitions[key] = (result.transitions[key] || 0) + 1;
-            }
-            if (onProgress)
-                onProgress(result.total);
-            return page.next ? step(page.next) : result;
-        });
-        return step("");
-    };
-
+    /* The card: returns {showCurrent}, which the page calls once the first rows and the chart
+     * are asked for (the preview, like Summary, reads every user). */
     tf.DefaultModeView = function (admin, root, onChanged) {
         const select = root.querySelector("#tf-default-mode");
         const button = root.querySelector("#tf-default-apply");
         const alertBox = root.querySelector("#tf-default-alert");
         const now = root.querySelector("#tf-default-now");
 
-        /* The current default, as the first users it decides show it (the daemon has no call
-         * that reads the policy's mode itself). */
-        function showCurrent() {
-            return admin.findUsers("", [], "", 100).then(page => {
-                const u = page.rows.find(r => tf.decidedByDefault(r.rule));
-                if (u) {
-                    select.value = u.mode;
-                    now.textContent = cockpit.format(_("Now: $0 ($1)."), u.mode, u.rule);
-                } else {
-                    now.textContent = "";
-                }
-            }, () => {});
+        function showNow(p) {
+            now.textContent = cockpit.format(_("Now: $0 ($1)."), p.current, p.current_rule);
         }
-        showCurrent();
+
+        /* The default in force, from the daemon (a preview of the mode selected, which moves
+         * nobody's record: only its `current` is used here). */
+        function showCurrent() {
+            return admin.previewDefaultMode(select.value).then(p => {
+                select.value = p.current;
+                showNow(p);
+            }, error => {
+                now.textContent = cockpit.format(_("The default in force could not be read: $0"), tf.errorText(error));
+            });
+        }
+
         button.addEventListener("click", () => {
             const mode = select.value;
+            const label = button.textContent;
+            let stage = "count";
             button.disabled = true;
             root.dataset.counting = "1";
-            const label = button.textContent;
-            /* 1,000 users a page: with 100,000 users this takes seconds, so it says how far. */
-            const progress = n => { button.textContent = cockpit.format(_("Counting… $0 users read"), String(n)) };
-            progress(0);
-            tf.countDefaultChange(admin, mode, progress).then(c => {
+            button.textContent = _("Counting…");
+            tf.alert(alertBox, null);
+            admin.previewDefaultMode(mode).then(p => {
                 button.textContent = label;
                 delete root.dataset.counting;
-                const items = Object.entries(c.transitions).map(([k, n]) =>
-                    cockpit.format(cockpit.ngettext("$0: $1 user", "$0: $1 users", n), k, String(n)));
+                showNow(p);
                 return tf.confirm({
                     id: "tf-default-dialog",
                     title: cockpit.format(_("Set the account-wide default to $0?"), mode),
-                    intro: cockpit.format(cockpit.ngettext("This changes $0 user (of $1).", "This changes $0 users (of $1).", c.moved),
-                                          String(c.moved), String(c.total)),
-                    items,
-                    note: cockpit.format(_("Counted just now over all $0 users from their deciding rule: $1 are decided by the default (top-level mode of the main policy file, or the built-in default)$2; the others are decided by an override, a [users], [groups] or [services] rule or a policy.d file, and keep their mode."),
-                                         String(c.total), String(c.byDefault),
-                                         c.current ? cockpit.format(_(", now $0"), c.current) : ""),
+                    intro: cockpit.format(cockpit.ngettext("This changes $0 user (of $1).", "This changes $0 users (of $1).", p.moved),
+                                          String(p.moved), String(p.total)),
+                    items: tf.transitionItems(p.transitions),
+                    note: cockpit.format(_("Counted by the daemon from the policy, over all $0 users: $1 are decided by the default (now $2, from $3); the others are decided by an override or a [users] or [groups] rule, and keep their mode."),
+                                         String(p.total), String(p.by_default), p.current, p.current_rule),
                     confirmText: _("Set default"),
                 }).then(ok => {
                     if (!ok)
                         return;
+                    stage = "set";
                     root.dataset.busy = "1";
                     return admin.setDefaultMode(mode).then(() => {
                         tf.alert(alertBox, "success", cockpit.format(_("The default is now $0."), mode));
@@ -96,7 +77,11 @@ window.twofold = window.twofold || {};
                         return showCurrent();
                     });
                 });
-            }).catch(error => tf.alert(alertBox, "danger", _("The default was not changed"), tf.errorText(error)))
+            }).catch(error => tf.alert(alertBox, "danger",
+                                       stage === "count"
+                                           ? _("The change is not offered: the daemon did not count the users it moves")
+                                           : _("The default was not changed"),
+                                       tf.errorText(error)))
                     .finally(() => {
                         button.textContent = label;
                         delete root.dataset.counting;
@@ -104,5 +89,6 @@ window.twofold = window.twofold || {};
                         button.disabled = false;
                     });
         });
+        return { showCurrent };
     };
 })(window.twofold);

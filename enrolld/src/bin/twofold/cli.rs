@@ -165,8 +165,15 @@ pub enum PolicyCommand {
         file: Option<PathBuf>,
     },
     /// Set the account-wide default mode in policy.toml, keeping its comments (admins).
+    ///
+    /// With --dry-run, nothing is written: the daemon counts, over every user, how many the
+    /// change would move and from which status to which (PreviewDefaultMode), and that is
+    /// printed (with --json as an object).
     SetDefault {
         /// The new default.
         mode: DefaultMode,
+        /// Only say how many users the change would move, and how; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }

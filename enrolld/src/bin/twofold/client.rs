@@ -390,16 +390,57 @@ pub fn admin(verb: &str, users: &[String], json_out: bool) -> Result<(), CliErro
     }
 }
 
+fn mode_word(mode: DefaultMode) -> &'static str {
+    match mode {
+        DefaultMode::Required => "required",
+        DefaultMode::Optional => "optional",
+        DefaultMode::Disabled => "disabled",
+    }
+}
+
+/// `twofold policy set-default MODE --dry-run`: what the daemon counts the change would do
+/// (`PreviewDefaultMode`); nothing is changed.
+pub fn preview_default(mode: DefaultMode, json_out: bool) -> Result<(), CliError> {
+    let m = mode_word(mode);
+    let p = with_daemon(async |p| p.preview_default_mode(m).await)?;
+    if json_out {
+        let mut v = p.to_json();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("mode".into(), json!(m));
+        }
+        println!("{v:#}");
+        return Ok(());
+    }
+    let mut transitions: Vec<(&String, &u32)> = p.transitions.iter().collect();
+    transitions.sort();
+    let users = |n: u32| if n == 1 { "user" } else { "users" };
+    println!(
+        "Setting the account-wide default to {m} would change {} {} (of {}).",
+        p.moved,
+        users(p.moved),
+        p.total
+    );
+    println!(
+        "  now {}, from {}; the default decides {} {}, the others keep their mode",
+        p.current,
+        p.current_rule,
+        p.by_default,
+        users(p.by_default)
+    );
+    for (key, n) in transitions {
+        let (from, to) = key.split_once('>').unwrap_or((key.as_str(), "?"));
+        println!("  {from} → {to}: {n} {}", users(*n));
+    }
+    println!("Nothing was changed (--dry-run).");
+    Ok(())
+}
+
 /// `twofold policy set-default MODE`.
 ///
 /// After `required`, what `twofold doctor` finds goes to stderr: the paths on which the new
 /// requirement would be skipped. It never fails the command.
 pub fn set_default(mode: DefaultMode, g: &crate::cli::Global) -> Result<(), CliError> {
-    let m = match mode {
-        DefaultMode::Required => "required",
-        DefaultMode::Optional => "optional",
-        DefaultMode::Disabled => "disabled",
-    };
+    let m = mode_word(mode);
     with_daemon(async |p| p.set_default_mode(m).await)?;
     println!("The account-wide default is now {m}.");
     if let DefaultMode::Required = mode {

@@ -35,9 +35,14 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check { file }) => {
             policy_check(&cli.global, file.as_deref())
         }
-        Command::Policy(PolicyCommand::SetDefault { mode }) => {
-            client::set_default(*mode, &cli.global)
-        }
+        Command::Policy(PolicyCommand::SetDefault {
+            mode,
+            dry_run: true,
+        }) => client::preview_default(*mode, json_out),
+        Command::Policy(PolicyCommand::SetDefault {
+            mode,
+            dry_run: false,
+        }) => client::set_default(*mode, &cli.global),
         Command::Explain { user, service } => explain(&cli.global, user, service.as_deref()),
         Command::Enroll { replace } => client::enroll(*replace),
         Command::Status { user } => client::status(user.as_deref(), json_out),
