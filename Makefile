@@ -108,6 +108,10 @@ bench: build
 	gcc -O2 -Wall -Wextra -o target/dl_bench bench/dl_bench.c -lpam
 	$(CARGO) build --release -p twofold-bench
 	target/release/twofold-bench --target target/release --pam-bench target/pam_bench --dl-bench target/dl_bench --out bench/results.md
+	@# The admin console at 100,000 users, in a real browser (bench/console-results.md).
+	@$(MAKE) --no-print-directory apt PACKAGES="$(APT_PACKAGES)"
+	TWOFOLD_CONSOLE_BENCH_OUT=$(abspath bench/console-results.md) bench/with-devlog.sh \
+	  $(CARGO) test --release -p twofold-system-tests --test console -- --exact the_console_opens_fast_with_100000_users --nocapture
 
 # The functions a login runs, for the linker to place together (pam_module/build.rs): after
 # changes to the login path or a new toolchain (root: accounts, a PAM service file).
