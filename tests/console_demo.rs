@@ -9,22 +9,11 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use twofold_system_tests::{root_or_skip, staged_bins, workspace};
-
-/// The user database, read before and after (only the demo's names are compared: other tests
-/// on the host may add and remove their own accounts meanwhile).
-fn snapshot() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for f in ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"] {
-        out.push((f.to_owned(), std::fs::read_to_string(f).unwrap_or_default()));
-    }
-    out
-}
+use twofold_system_tests::{Demo, free_port, root_or_skip, user_db_snapshot};
 
 /// The lines of /etc/passwd, /etc/group, ... that name one of `names` (other tests on the host
 /// may add and remove their own accounts meanwhile: only the demo's are compared).
@@ -135,51 +124,17 @@ fn make_console_demo_serves_the_console_and_cleans_up() {
     let admin = format!("tfcd{tag}a");
     let user = format!("tfcd{tag}u");
     let group = format!("{admin}s");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let before = snapshot();
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        scratch.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let bins = staged_bins(scratch.path()).unwrap();
-    let stderr_path = scratch.path().join("demo.stderr");
-    let mut demo = Command::new("make")
-        .args(["--no-print-directory", "-s", "-C"])
-        .arg(workspace())
-        .arg("console-demo")
-        .arg(format!("DEMO_BIN_DIR={}", bins.display()))
-        .env("CONSOLE_PORT", port.to_string())
-        .env("CONSOLE_ADMIN", &admin)
-        .env("CONSOLE_USER", &user)
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let pgid = demo.id();
-    let interrupt = || {
-        let _ = Command::new("kill")
-            .args(["-INT", "--", &format!("-{pgid}")])
-            .status();
-    };
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let mut text = String::new();
-    let start = Instant::now();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        text.push_str(&line);
-        text.push('\n');
-        if line.starts_with("Logs:") || start.elapsed() > Duration::from_secs(120) {
-            break;
-        }
-    }
-    let stdout_rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let port = free_port();
+    let before = user_db_snapshot();
+    let mut demo = Demo::start(
+        "console-demo",
+        &[
+            ("CONSOLE_PORT", port.to_string()),
+            ("CONSOLE_ADMIN", admin.clone()),
+            ("CONSOLE_USER", user.clone()),
+        ],
+    );
+    let text = demo.text.clone();
     // The accounts' uids while they exist (to look for their processes once they are gone).
     let uids: Vec<String> = [&admin, &user]
         .iter()
@@ -198,7 +153,7 @@ fn make_console_demo_serves_the_console_and_cleans_up() {
         .unwrap_or_default()
         .to_owned();
     let other = OtherAccount::create();
-    let result = std::panic::catch_unwind(|| {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let field = |line_start: &str| -> String {
             text.lines()
                 .find(|l| l.trim_start().starts_with(line_start))
@@ -208,7 +163,7 @@ fn make_console_demo_serves_the_console_and_cleans_up() {
                 .unwrap_or_else(|| {
                     panic!(
                         "no {line_start} password in the demo's output:\n{text}\nstderr:\n{}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                        demo.stderr()
                     )
                 })
         };
@@ -254,11 +209,9 @@ fn make_console_demo_serves_the_console_and_cleans_up() {
         );
         assert_eq!(code, 200);
         assert!(body.contains("Two-factor authentication"), "{body}");
-    });
+    }));
     // Ctrl-C: everything goes.
-    interrupt();
-    let status = demo.wait().unwrap();
-    let rest = stdout_rest.join().unwrap().join("\n");
+    let (status, rest) = demo.stop();
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -266,7 +219,7 @@ fn make_console_demo_serves_the_console_and_cleans_up() {
         rest.contains("Done: the machine is as the demo found it."),
         "{rest} ({status})"
     );
-    let after = snapshot();
+    let after = user_db_snapshot();
     let names = [admin.as_str(), user.as_str(), group.as_str()];
     assert_eq!(mentioning(&after, &names), mentioning(&before, &names));
     assert!(

@@ -19,7 +19,7 @@ use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::store::Store;
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{UserName, recovery};
-use twofold_system_tests::{build_dir, module_so, run, staged_bins, workspace};
+use twofold_system_tests::{build_dir, install_files, module_so, run, workspace};
 
 /// A random password (hex of 8 bytes from the kernel).
 fn password() -> String {
@@ -227,18 +227,7 @@ impl Sandbox {
         std::fs::set_permissions(d.join("state"), std::fs::Permissions::from_mode(0o700)).unwrap();
 
         // The console as make install-files lays it out.
-        let assets = d.join("assets");
-        run(Command::new(build_dir().unwrap().join("twofold"))
-            .arg("generate-assets")
-            .arg(&assets));
-        let root = d.join("root");
-        run(Command::new("make")
-            .args(["--no-print-directory", "-s", "-C"])
-            .arg(workspace())
-            .arg("install-files")
-            .arg(format!("DESTDIR={}", root.display()))
-            .arg(format!("BIN_DIR={}", staged_bins(&d).unwrap().display()))
-            .arg(format!("ASSET_DIR={}", assets.display())));
+        let root = install_files(&d);
         let share = d.join("cockpit");
         run(Command::new("cp")
             .arg("-a")

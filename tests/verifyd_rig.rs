@@ -13,7 +13,7 @@ use twofold_policy::record::{Enrollment, Record};
 use twofold_policy::store::Store;
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{UserName, recovery};
-use twofold_system_tests::{build_dir, run, run_with_input, staged_bins, workspace};
+use twofold_system_tests::{install_files, run, run_with_input, workspace};
 
 /// A real account, removed on drop.
 pub struct User(pub String);
@@ -108,18 +108,7 @@ impl Rig {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let assets = d.join("assets");
-        run(Command::new(build_dir().unwrap().join("twofold"))
-            .arg("generate-assets")
-            .arg(&assets));
-        let root = d.join("root");
-        run(Command::new("make")
-            .args(["--no-print-directory", "-s", "-C"])
-            .arg(workspace())
-            .arg("install-files")
-            .arg(format!("DESTDIR={}", root.display()))
-            .arg(format!("BIN_DIR={}", staged_bins(d).unwrap().display()))
-            .arg(format!("ASSET_DIR={}", assets.display())));
+        let root = install_files(d);
         let module = std::fs::read_dir(root.join("lib"))
             .unwrap()
             .map(|e| e.unwrap().path().join("security/pam_twofold.so"))

@@ -105,3 +105,143 @@ pub fn run_with_input(argv: &[&str], input: &str) -> (bool, String) {
         ),
     )
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released: the caller binds it again soon after).
+#[allow(clippy::panic)] // a test's helper: a panic is a failed test
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// /etc/passwd, /etc/group, /etc/shadow and /etc/gshadow as they are now.
+pub fn user_db_snapshot() -> Vec<(String, String)> {
+    ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"]
+        .iter()
+        .map(|f| {
+            (
+                (*f).to_owned(),
+                std::fs::read_to_string(f).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// A `make` demo target (`demo`, `console-demo`) running in the background in a process group
+/// of its own, on the debug build's binaries, with its instructions read up to the line about
+/// its logs.
+pub struct Demo {
+    child: std::process::Child,
+    /// What it printed up to and including the `Logs:` line.
+    pub text: String,
+    stderr_path: PathBuf,
+    rest: Option<std::thread::JoinHandle<Vec<String>>>,
+    _scratch: tempfile::TempDir,
+}
+
+#[allow(clippy::panic)] // a test's helper: a panic is a failed test
+impl Demo {
+    /// Starts `make TARGET` with `env` (its port and account names).
+    pub fn start(target: &str, env: &[(&str, String)]) -> Demo {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        std::fs::set_permissions(
+            scratch.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+        let bins = staged_bins(scratch.path()).unwrap_or_else(|e| panic!("binaries: {e}"));
+        let stderr_path = scratch.path().join("demo.stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap_or_else(|e| panic!("{e}"));
+        let mut child = Command::new("make")
+            .args(["--no-print-directory", "-s", "-C"])
+            .arg(workspace())
+            .arg(target)
+            .arg(format!("DEMO_BIN_DIR={}", bins.display()))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("make {target}: {e}"));
+        let Some(stdout) = child.stdout.take() else {
+            panic!("make {target}: no stdout");
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let mut text = String::new();
+        let start = Instant::now();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            text.push_str(&line);
+            text.push('\n');
+            if line.starts_with("Logs:") || start.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+        }
+        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        Demo {
+            child,
+            text,
+            stderr_path,
+            rest: Some(rest),
+            _scratch: scratch,
+        }
+    }
+
+    /// Ctrl-C: SIGINT to the demo's process group.
+    pub fn interrupt(&self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", "--", &format!("-{}", self.child.id())])
+            .status();
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Ctrl-C, then its exit status and what it printed after the instructions.
+    pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        self.interrupt();
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("waiting for the demo: {e}"));
+        let rest = self
+            .rest
+            .take()
+            .and_then(|r| r.join().ok())
+            .unwrap_or_default()
+            .join("\n");
+        (status, rest)
+    }
+}
+
+/// `make install-files` of the debug build into `dir/root` (its assets generated into
+/// `dir/assets`, its binaries staged in `dir/bin`): the tree a package would lay out. Returns
+/// the root.
+#[allow(clippy::panic)] // a test's helper: a panic is a failed test
+pub fn install_files(dir: &std::path::Path) -> PathBuf {
+    use std::process::Command;
+    let Some(build) = build_dir() else {
+        panic!("no build directory");
+    };
+    let assets = dir.join("assets");
+    run(Command::new(build.join("twofold"))
+        .arg("generate-assets")
+        .arg(&assets));
+    let bins = staged_bins(dir).unwrap_or_else(|e| panic!("binaries: {e}"));
+    let root = dir.join("root");
+    run(Command::new("make")
+        .args(["--no-print-directory", "-s", "-C"])
+        .arg(workspace())
+        .arg("install-files")
+        .arg(format!("DESTDIR={}", root.display()))
+        .arg(format!("BIN_DIR={}", bins.display()))
+        .arg(format!("ASSET_DIR={}", assets.display())));
+    root
+}

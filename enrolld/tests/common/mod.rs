@@ -187,21 +187,7 @@ impl Enrolld {
     }
 
     fn serving(&self) -> bool {
-        let bus = self.bus.clone();
-        zbus::block_on(async move {
-            let Ok(conn) = zbus::connection::Builder::address(bus.as_str())
-                .build()
-                .await
-            else {
-                return false;
-            };
-            let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
-                return false;
-            };
-            dbus.name_has_owner("org.twofold.Enroll1".try_into().unwrap())
-                .await
-                .unwrap_or(false)
-        })
+        name_has_owner(&self.bus, "org.twofold.Enroll1")
     }
 
     /// Stops the daemon (SIGTERM) and starts it again with the same arguments.
@@ -865,4 +851,24 @@ pub fn listener_main() {
             println!("{line}");
         }
     });
+}
+
+/// Whether `name` has an owner on the bus at `bus` (false when the bus does not answer).
+pub fn name_has_owner(bus: &str, name: &'static str) -> bool {
+    let bus = bus.to_owned();
+    zbus::block_on(async move {
+        let Ok(conn) = zbus::connection::Builder::address(bus.as_str())
+            .build()
+            .await
+        else {
+            return false;
+        };
+        let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
+            return false;
+        };
+        let Ok(name) = zbus::names::BusName::try_from(name) else {
+            return false;
+        };
+        dbus.name_has_owner(name).await.unwrap_or(false)
+    })
 }

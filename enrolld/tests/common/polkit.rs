@@ -99,21 +99,7 @@ impl Polkitd {
 
     /// Whether polkit's name has an owner on the bus.
     pub fn on_bus(&self) -> bool {
-        let bus = self.bus.clone();
-        zbus::block_on(async move {
-            let Ok(conn) = zbus::connection::Builder::address(bus.as_str())
-                .build()
-                .await
-            else {
-                return false;
-            };
-            let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
-                return false;
-            };
-            dbus.name_has_owner("org.freedesktop.PolicyKit1".try_into().unwrap())
-                .await
-                .unwrap_or(false)
-        })
+        super::name_has_owner(&self.bus, "org.freedesktop.PolicyKit1")
     }
 
     fn signal(&self, sig: &str) {
