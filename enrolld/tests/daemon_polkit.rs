@@ -35,6 +35,18 @@ fn listener() {
     common::listener_main();
 }
 
+/// A call refused because polkit refused `manage-own`, and saying so.
+fn refused_manage_own(r: &serde_json::Value) {
+    assert_eq!(err(r), "PermissionDenied", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("org.twofold.Enroll1.manage-own"),
+        "{r}"
+    );
+}
+
 fn ready() -> bool {
     if !root_or_skip() {
         return false;
@@ -183,15 +195,7 @@ fn polkit_makes_admins_and_refuses_others() {
         ("Disable", json!(["123456"])),
         ("RegenerateRecoveryCodes", json!(["123456"])),
     ] {
-        let r = w.call(Some(&dave), method, args);
-        assert_eq!(err(&r), "PermissionDenied", "{method}: {r}");
-        assert!(
-            r["message"]
-                .as_str()
-                .unwrap()
-                .contains("org.twofold.Enroll1.manage-own"),
-            "{r}"
-        );
+        refused_manage_own(&w.call(Some(&dave), method, args));
     }
     assert_eq!(
         ok(&w.call(Some(&dave), "GetStatus", json!([])))["user"],
@@ -320,15 +324,7 @@ fn a_caller_that_leaves_the_bus_does_not_pass_a_manage_own_refusal() {
     let _polkit = Polkitd::start(&w.dir, &w.bus, &rules("nobody-else", &dave.name));
 
     // The rule holds for a caller that waits for its answer: Disable refused, nothing checked.
-    let r = w.call(Some(&dave), "Disable", json!([codes[0]]));
-    assert_eq!(err(&r), "PermissionDenied", "{r}");
-    assert!(
-        r["message"]
-            .as_str()
-            .unwrap()
-            .contains("org.twofold.Enroll1.manage-own"),
-        "{r}"
-    );
+    refused_manage_own(&w.call(Some(&dave), "Disable", json!([codes[0]])));
     assert_eq!(
         ok(&w.call(None, "GetUser", json!([dave.name])))["enrolled"],
         true
