@@ -408,10 +408,10 @@ fn a_setuid_program_started_by_another_user_asks_the_service() {
     // the password mallory knows.
     let setuid = rig.dir().join("su-pamtester");
     let which = run(Command::new("sh").args(["-c", "command -v pamtester"]));
-    std::fs::copy(String::from_utf8(which.stdout).unwrap().trim(), &setuid).unwrap();
-    std::fs::set_permissions(
+    twofold_system_tests::install_copy(
+        std::path::Path::new(String::from_utf8(which.stdout).unwrap().trim()),
         &setuid,
-        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        "4755",
     )
     .unwrap();
     let su = |answer: &str| {

@@ -269,8 +269,18 @@ fn on_error_allow_does_not_apply_in_a_setuid_program_started_by_a_user() {
         .args(["-c", "command -v pamtester"])
         .output()
         .unwrap();
-    std::fs::copy(String::from_utf8(which.stdout).unwrap().trim(), &setuid).unwrap();
-    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    // install(1), not a copy by this process: a process another test thread forks while the
+    // copy is open for writing would keep it open, and executing it would fail (ETXTBSY).
+    let st = Command::new("install")
+        .args([
+            "-m",
+            "4755",
+            String::from_utf8(which.stdout).unwrap().trim(),
+        ])
+        .arg(&setuid)
+        .status()
+        .unwrap();
+    assert!(st.success());
     let setuid = setuid.display().to_string();
     // Started by root, on_error=allow applies: the module steps aside.
     let (ok, out) = pamtester(&setuid, "exec", &svc.name, &caller.name, "", None);

@@ -55,9 +55,33 @@ pub fn staged_bins(dir: &std::path::Path) -> std::io::Result<PathBuf> {
     ] {
         let to = out.join(name);
         let _ = std::fs::remove_file(&to);
-        std::fs::copy(&from, &to)?;
+        install_copy(&from, &to, "0755")?;
     }
     Ok(out)
+}
+
+/// Copies an executable with install(1): this process never holds the copy open for writing,
+/// so a process another test thread forks meanwhile cannot inherit that descriptor and make
+/// executing the copy fail with ETXTBSY ("Text file busy").
+pub fn install_copy(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    mode: &str,
+) -> std::io::Result<()> {
+    let st = std::process::Command::new("install")
+        .args(["-m", mode])
+        .arg(from)
+        .arg(to)
+        .status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "install {} {}: {st}",
+            from.display(),
+            to.display()
+        )))
+    }
 }
 
 /// Runs `cmd` and returns its output; a failure panics with what it printed (the tests that

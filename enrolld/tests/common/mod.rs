@@ -58,11 +58,19 @@ impl Dir {
         p
     }
 
-    /// A copy of `from`, executable by everyone.
+    /// A copy of `from`, executable by everyone, made by install(1): this process never holds
+    /// the copy open for writing, so a process another test thread forks meanwhile cannot
+    /// inherit that descriptor and make executing the copy fail with ETXTBSY (setpriv's "Text
+    /// file busy", which [`output`] cannot see as an error of its own).
     pub fn install(&self, from: &Path, name: &str) -> PathBuf {
         let p = self.path().join(name);
-        std::fs::copy(from, &p).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let st = Command::new("install")
+            .args(["-m", "0755"])
+            .arg(from)
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success(), "install {} {}", from.display(), p.display());
         p
     }
 }
