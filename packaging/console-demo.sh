@@ -48,8 +48,12 @@ PIDS=()
 MADE=()
 cleanup() {
     trap - INT TERM EXIT
-    echo
-    echo "Stopping the console demo and removing everything it made..."
+    # Whatever happens to the terminal meanwhile (closed, a reader gone: SIGPIPE, a write
+    # error), the removal runs to its end: no exit on errors, no death by SIGPIPE, messages
+    # that may fail.
+    trap '' PIPE
+    set +e
+    { echo; echo "Stopping the console demo and removing everything it made..."; } 2>/dev/null
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     # The Cockpit sessions of the demo accounts (their bridges) go too.
@@ -60,7 +64,7 @@ cleanup() {
     done
     groupdel "$GROUP" 2>/dev/null || true
     rm -rf "$SANDBOX"
-    echo "Done: the machine is as the demo found it."
+    echo "Done: the machine is as the demo found it." 2>/dev/null
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM

@@ -12,6 +12,13 @@
 # Arguments: BUS_DIR PAM_FILE COCKPIT_SHARE_DIR PORT [WS_USER]
 set -eu
 [ $# -eq 4 ] || [ $# -eq 5 ] || { echo "usage: console-ws.sh BUS_DIR PAM_FILE COCKPIT_SHARE_DIR PORT [WS_USER]" >&2; exit 2; }
+# Run by hand in the host's own mount namespace, the mounts below would cover the host's
+# /run/dbus, /etc/pam.d/cockpit and /usr/share/cockpit: refused.
+# (`unshare -m sh console-ws.sh` gives this shell a namespace its parent does not share.)
+if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink "/proc/$PPID/ns/mnt")" ]; then
+    echo "console-ws.sh: not in a private mount namespace; run it as: unshare -m --propagation private sh console-ws.sh ..." >&2
+    exit 2
+fi
 mount --bind "$1" /run/dbus
 mount --bind "$2" /etc/pam.d/cockpit
 mount --bind "$3" /usr/share/cockpit

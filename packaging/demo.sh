@@ -36,8 +36,12 @@ PIDS=()
 MADE_RUN_SSHD=
 cleanup() {
     trap - INT TERM EXIT
-    echo
-    echo "Stopping the twofold demo and removing everything it made..."
+    # Whatever happens to the terminal meanwhile (closed, a reader gone: SIGPIPE, a write
+    # error), the removal runs to its end: no exit on errors, no death by SIGPIPE, messages
+    # that may fail.
+    trap '' PIPE
+    set +e
+    { echo; echo "Stopping the twofold demo and removing everything it made..."; } 2>/dev/null
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     # sshd's per-connection processes (started from the sandbox's sshd) and the account's
@@ -50,7 +54,7 @@ cleanup() {
     rm -f "/etc/pam.d/$SERVICE"
     rm -rf "$SANDBOX"
     if [ -n "$MADE_RUN_SSHD" ]; then rmdir /run/sshd 2>/dev/null || true; fi
-    echo "Done: the machine is as the demo found it."
+    echo "Done: the machine is as the demo found it." 2>/dev/null
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM

@@ -215,14 +215,18 @@ impl Manager {
     }
 
     /// Emits `UserChanged` for a changed user, then `Changed` to each subscriber, and passes
-    /// the view on.
+    /// the view on. The change is made already: a signal that cannot be sent is logged, never
+    /// turned into the call's answer (an enrollment's recovery codes, shown once, would be
+    /// lost with it).
     async fn announce(
         &self,
         conn: &Connection,
         emitter: &SignalEmitter<'_>,
         info: UserInfo,
     ) -> Result<UserInfo, Error> {
-        Self::user_changed(emitter, &info.user, &info.status).await?;
+        if let Err(e) = Self::user_changed(emitter, &info.user, &info.status).await {
+            self.daemon.log.error(&format!("UserChanged: {e}"));
+        }
         self.deliver(conn, emitter, &info.user, &info.status).await;
         Ok(info)
     }

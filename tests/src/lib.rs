@@ -161,6 +161,7 @@ pub struct Demo {
     pub text: String,
     stderr_path: PathBuf,
     rest: Option<std::thread::JoinHandle<Vec<String>>>,
+    stopped: bool,
     _scratch: tempfile::TempDir,
 }
 
@@ -212,6 +213,7 @@ impl Demo {
             text,
             stderr_path,
             rest: Some(rest),
+            stopped: false,
             _scratch: scratch,
         }
     }
@@ -230,6 +232,7 @@ impl Demo {
 
     /// Ctrl-C, then its exit status and what it printed after the instructions.
     pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        self.stopped = true;
         self.interrupt();
         let status = self
             .child
@@ -242,6 +245,20 @@ impl Demo {
             .unwrap_or_default()
             .join("\n");
         (status, rest)
+    }
+}
+
+/// A test that fails before [`Demo::stop`] still stops the demo (Ctrl-C, and its cleanup runs),
+/// so no account, process or sandbox outlives it.
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.interrupt();
+            let _ = self.child.wait();
+            if let Some(rest) = self.rest.take() {
+                let _ = rest.join();
+            }
+        }
     }
 }
 

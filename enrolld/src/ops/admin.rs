@@ -260,18 +260,29 @@ fn clamp_limit(limit: u32) -> usize {
 
 /// The statuses of a search, each one of the five (`InvalidArgument` otherwise).
 fn parse_statuses(statuses: &[String]) -> Result<Vec<Status>, Error> {
-    statuses
-        .iter()
-        .map(|word| {
-            Status::ALL
-                .iter()
-                .copied()
-                .find(|s| s.as_str() == word)
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "status {word:?}: expected pending, enforced, enabled, off or exempt"
-                    ))
-                })
-        })
-        .collect()
+    // Each status at most once: a row is then compared with five words at most, however long
+    // the list a caller sends (a million repeats made one call hold the index for minutes).
+    if statuses.len() > Status::ALL.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} statuses: at most the {} there are (pending, enforced, enabled, off, exempt), each once",
+            statuses.len(),
+            Status::ALL.len()
+        )));
+    }
+    let mut out: Vec<Status> = Vec::with_capacity(statuses.len());
+    for word in statuses {
+        let status = Status::ALL
+            .iter()
+            .copied()
+            .find(|s| s.as_str() == word)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "status {word:?}: expected pending, enforced, enabled, off or exempt"
+                ))
+            })?;
+        if !out.contains(&status) {
+            out.push(status);
+        }
+    }
+    Ok(out)
 }
