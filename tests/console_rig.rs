@@ -433,6 +433,8 @@ impl Sandbox {
     }
 
     /// `twofold list --json`: user → row.
+    /// Without the `deadline` of a pending user the requirement has not met yet: that one is
+    /// "now + grace", and moves with the clock between two listings.
     pub fn list(&self) -> std::collections::BTreeMap<String, Value> {
         let out = self.cli(&["list", "--json"]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -440,7 +442,15 @@ impl Sandbox {
             .as_array()
             .unwrap()
             .iter()
-            .map(|u| (u["user"].as_str().unwrap().to_owned(), u.clone()))
+            .map(|u| {
+                let mut u = u.clone();
+                if u["required_since"].is_null()
+                    && let Some(row) = u.as_object_mut()
+                {
+                    row.remove("deadline");
+                }
+                (u["user"].as_str().unwrap().to_owned(), u)
+            })
             .collect()
     }
 
