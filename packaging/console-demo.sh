@@ -16,6 +16,7 @@ ADMIN=${CONSOLE_ADMIN:-tfdemo-admin}
 USER_NAME=${CONSOLE_USER:-tfdemo-user}
 GROUP=${ADMIN}s
 REPO=$(pwd)
+. "$REPO/packaging/demo-lib.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "make console-demo needs root: it creates accounts and runs cockpit-ws in a mount namespace." >&2
@@ -86,8 +87,6 @@ install -d -m 0700 "$SANDBOX/state"
 # A private system bus with the product's bus policy (the console's live updates reach the
 # demo's admin group through Subscribe and the unicast Changed).
 install -d -m 0755 "$SANDBOX/run"
-sed -e "s|@SOCKET@|$SANDBOX/run/system_bus_socket|" -e "s|@INCLUDE@|$REPO/packaging/dbus/org.twofold.Enroll1.conf|" \
-    "$REPO/packaging/dbus/private-bus.conf.in" > "$SANDBOX/bus.conf"
 
 groupadd "$GROUP"
 MADE+=("$ADMIN")
@@ -99,12 +98,7 @@ USER_PASSWORD=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 echo "$ADMIN:$ADMIN_PASSWORD" | chpasswd
 echo "$USER_NAME:$USER_PASSWORD" | chpasswd
 
-dbus-daemon --config-file="$SANDBOX/bus.conf" --nofork --nopidfile --nosyslog 2>"$SANDBOX/bus.log" &
-PIDS+=($!)
-for _ in $(seq 100); do [ -S "$SANDBOX/run/system_bus_socket" ] && break; sleep 0.05; done
-export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$SANDBOX/run/system_bus_socket"
-JOURNAL_STREAM=0:0 "$BIN_DIR/twofold-enrolld" --policy "$SANDBOX/policy.toml" --state "$SANDBOX/state" 2>"$SANDBOX/enrolld.log" &
-PIDS+=($!)
+start_bus_and_daemon "$SANDBOX/run/system_bus_socket"
 
 # The verification service, socket-activated as the package's unit would be, and named in the
 # module's arguments as on a packaged host (for callers that are not root).
@@ -171,12 +165,4 @@ Change something from the command line and watch the page follow (as root, anoth
 Logs: $SANDBOX/cockpit-ws.log, $SANDBOX/enrolld.log, $SANDBOX/verifyd.log; the module logs to syslog (authpriv).
 EOT
 
-while true; do
-    for p in "${PIDS[@]}"; do
-        if ! kill -0 "$p" 2>/dev/null; then
-            echo "a demo process ($p) stopped; see the logs in $SANDBOX" >&2
-            exit 1
-        fi
-    done
-    sleep 1
-done
+wait_until_interrupted

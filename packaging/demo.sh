@@ -13,6 +13,7 @@ PORT=${DEMO_PORT:-2222}
 USER_NAME=${DEMO_USER:-twofold-demo}
 SERVICE=twofold-demo-sshd
 REPO=$(pwd)
+. "$REPO/packaging/demo-lib.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "make demo needs root: it creates an account and a PAM service for the sandbox." >&2
@@ -75,14 +76,7 @@ chmod 0644 "$SANDBOX/policy.toml"
 install -d -m 0700 "$SANDBOX/state"
 
 # A private system bus that loads the product's own bus policy.
-sed -e "s|@SOCKET@|$SANDBOX/bus|" -e "s|@INCLUDE@|$REPO/packaging/dbus/org.twofold.Enroll1.conf|" \
-    "$REPO/packaging/dbus/private-bus.conf.in" > "$SANDBOX/bus.conf"
-dbus-daemon --config-file="$SANDBOX/bus.conf" --nofork --nopidfile --nosyslog 2>"$SANDBOX/bus.log" &
-PIDS+=($!)
-for _ in $(seq 100); do [ -S "$SANDBOX/bus" ] && break; sleep 0.05; done
-export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$SANDBOX/bus"
-"$BIN_DIR/twofold-enrolld" --policy "$SANDBOX/policy.toml" --state "$SANDBOX/state" 2>"$SANDBOX/enrolld.log" &
-PIDS+=($!)
+start_bus_and_daemon "$SANDBOX/bus"
 
 # The demo account.
 PASSWORD=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -151,13 +145,4 @@ Try the admin commands against the sandbox (as root, another terminal):
 Logs: $SANDBOX/sshd.log, $SANDBOX/enrolld.log; the module logs to syslog (authpriv).
 EOF
 
-# Until Ctrl-C; a component that dies ends the demo too.
-while true; do
-    for p in "${PIDS[@]}"; do
-        if ! kill -0 "$p" 2>/dev/null; then
-            echo "a demo process ($p) stopped; see the logs in $SANDBOX" >&2
-            exit 1
-        fi
-    done
-    sleep 1
-done
+wait_until_interrupted

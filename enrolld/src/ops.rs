@@ -324,12 +324,7 @@ impl Daemon {
         facts: &Facts,
         now: u64,
     ) -> UserInfo {
-        let no_groups = Vec::new();
-        let subject = Subject {
-            user: name,
-            groups: account.map_or(&no_groups, |a| &a.groups),
-            service: None,
-        };
+        let subject = listing_subject(name, account);
         let record_facts = RecordFacts {
             enrolled: facts.enrolled(),
             admin_override: facts.admin_override(),
@@ -433,6 +428,25 @@ impl Daemon {
 fn canonical_name(a: &system::Account) -> Result<UserName, Error> {
     UserName::parse(&a.name)
         .map_err(|e| Error::InvalidArgument(format!("canonical name of uid {}: {e}", a.uid)))
+}
+
+/// The subject a listing resolves for a row: the name, its account's groups (none without an
+/// account), no service.
+fn listing_subject<'a>(name: &'a str, account: Option<&'a system::Account>) -> Subject<'a> {
+    Subject {
+        user: name,
+        groups: account.map_or(&[], |a| a.groups.as_slice()),
+        service: None,
+    }
+}
+
+/// An account-wide mode given as a word (`InvalidArgument` for another word).
+fn parse_mode(word: &str) -> Result<twofold_policy::Mode, Error> {
+    word.parse().map_err(|_| {
+        Error::InvalidArgument(format!(
+            "mode {word:?}: expected required, optional or disabled"
+        ))
+    })
 }
 
 fn index_error(e: IndexError) -> Error {

@@ -87,18 +87,22 @@ pub async fn check(conn: &Connection, sender: &str, action: &str, interactive: b
 /// it is not activatable. Any doubt (the bus does not answer) is "present", so the caller's
 /// failure refuses.
 async fn absent(conn: &Connection) -> bool {
+    if has_owner(conn, POLKIT_NAME).await != Some(false) {
+        return false;
+    }
     let Ok(bus) = zbus::fdo::DBusProxy::new(conn).await else {
         return false;
     };
-    let Ok(name) = zbus::names::BusName::try_from(POLKIT_NAME) else {
-        return false;
-    };
-    match bus.name_has_owner(name).await {
-        Ok(false) => {}
-        Ok(true) | Err(_) => return false,
-    }
     match bus.list_activatable_names().await {
         Ok(names) => !names.iter().any(|n| n.as_str() == POLKIT_NAME),
         Err(_) => false,
     }
+}
+
+/// Whether `name` (a well-known or unique bus name) has an owner on `conn`'s bus, as the bus
+/// daemon says; `None` when it cannot tell.
+pub async fn has_owner(conn: &Connection, name: &str) -> Option<bool> {
+    let bus = zbus::fdo::DBusProxy::new(conn).await.ok()?;
+    let name = zbus::names::BusName::try_from(name).ok()?;
+    bus.name_has_owner(name).await.ok()
 }

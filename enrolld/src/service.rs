@@ -315,15 +315,13 @@ impl Manager {
 
     /// The sender's Unix uid, as the bus reports it (kept per unique bus name).
     async fn uid(&self, conn: &Connection, hdr: &Header<'_>) -> Result<u32, Error> {
-        let sender = hdr
-            .sender()
-            .ok_or_else(|| Error::PermissionDenied("the call has no sender".into()))?;
+        let sender = sender_of(hdr)?;
         let known = self
             .senders
             .uids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(sender.as_str())
+            .get(&sender)
             .copied();
         let uid = match known {
             Some(uid) => uid,
@@ -347,7 +345,7 @@ impl Manager {
                 if uids.len() >= UID_CACHE_MAX {
                     uids.clear();
                 }
-                uids.insert(sender.as_str().to_owned(), uid);
+                uids.insert(sender, uid);
                 uid
             }
         };
@@ -669,14 +667,7 @@ impl Manager {
         })?;
         // A connection that left while it was being authorized is not kept (its
         // NameOwnerChanged may have come before it was added).
-        let present = match (
-            zbus::fdo::DBusProxy::new(conn).await,
-            BusName::try_from(sender.as_str()),
-        ) {
-            (Ok(dbus), Ok(name)) => dbus.name_has_owner(name).await.unwrap_or(false),
-            _ => false,
-        };
-        if !present {
+        if polkit::has_owner(conn, &sender).await != Some(true) {
             subs.remove(&sender);
             return Ok(());
         }

@@ -8,7 +8,7 @@ use twofold_policy::logfmt::value;
 use twofold_policy::record::Override;
 use twofold_policy::{Mode, Policy, Status, UserName, throttle, time};
 
-use super::{CURSOR_MAX, Caller, Daemon, PAGE_MAX, index_error};
+use super::{CURSOR_MAX, Caller, Daemon, PAGE_MAX, index_error, parse_mode};
 use crate::api::{Error, UserInfo};
 
 impl Daemon {
@@ -228,11 +228,7 @@ impl Daemon {
 
     /// Admin: the account-wide default mode, written to the main policy file.
     pub fn set_default_mode(&self, caller: &Caller, mode: &str) -> Result<(), Error> {
-        let mode: Mode = mode.parse().map_err(|_| {
-            Error::InvalidArgument(format!(
-                "mode {mode:?}: expected required, optional or disabled"
-            ))
-        })?;
+        let mode = parse_mode(mode)?;
         let policy = self.policy()?;
         self.require_admin(caller, &policy, "set-default")?;
         crate::policy_edit::set_default_mode(&self.policy_path, mode).map_err(|e| match e {

@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use twofold_policy::resolve::{Rule, Subject, effective_mode};
+use twofold_policy::resolve::{Rule, effective_mode};
 use twofold_policy::{Mode, Policy, Status};
 
-use super::{Caller, Daemon, index_error};
+use super::{Caller, Daemon, index_error, listing_subject, parse_mode};
 use crate::api::{DefaultPreview, Error};
 
 /// The counts of a preview as they are made.
@@ -62,11 +62,7 @@ impl Daemon {
         caller: &Caller,
         mode: &str,
     ) -> Result<DefaultPreview, Error> {
-        let mode: Mode = mode.parse().map_err(|_| {
-            Error::InvalidArgument(format!(
-                "mode {mode:?}: expected required, optional or disabled"
-            ))
-        })?;
+        let mode = parse_mode(mode)?;
         let policy = self.policy()?;
         self.require_admin(caller, &policy, "preview-default")?;
         if let Some(e) = crate::policy_edit::overridden(&self.policy_path, &policy, mode) {
@@ -75,7 +71,6 @@ impl Daemon {
         let changed = with_default(&policy, mode);
         let store = self.store()?;
         let mut tally = Tally::default();
-        let no_groups = Vec::new();
         self.index
             .page(
                 &store,
@@ -83,11 +78,7 @@ impl Daemon {
                 "",
                 usize::MAX,
                 |name, account, facts| {
-                    let subject = Subject {
-                        user: name,
-                        groups: account.map_or(&no_groups, |a| &a.groups),
-                        service: None,
-                    };
+                    let subject = listing_subject(name, account);
                     let ov = facts.admin_override();
                     let (now_mode, rule) = effective_mode(&policy, &subject, ov);
                     let (after_mode, _) = effective_mode(&changed, &subject, ov);

@@ -66,8 +66,8 @@ window.twofold = window.twofold || {};
                 if (me && me.user === user)
                     own.refresh();
             });
-            /* The unicast Changed; an older daemon without Subscribe still broadcasts UserChanged
-             * to root and its admin group. The subscription belongs to the bridge's bus
+            /* The unicast Changed (UserChanged is broadcast to root and twofold-admin only).
+             * The subscription belongs to the bridge's bus
              * connection, which every page and tab of this Cockpit session shares: it is not
              * withdrawn when this page goes (that would stop another tab's updates); the daemon
              * forgets it when the session ends and its connection leaves the bus. */

@@ -48,41 +48,15 @@ window.twofold = window.twofold || {};
         return { client, call };
     }
 
-    /* FindUsers on a daemon that predates it: ListUsersPage pages from just before the prefix
-     * (names are sorted, so the scan ends at the first name past it), filtered here. */
-    function findByPages(call, prefix, statuses, after, limit) {
-        const rows = [];
-        const wanted = new Set(statuses);
-        const step = cursor => call("ListUsersPage", "su", [cursor, 1000]).then(r => {
-            const page = r[0].map(unwrap);
-            for (const u of page) {
-                if (u.user > prefix && !u.user.startsWith(prefix))
-                    return { rows, next: "" };
-                if (!u.user.startsWith(prefix) || (wanted.size && !wanted.has(u.status)))
-                    continue;
-                rows.push(u);
-                if (rows.length >= limit)
-                    return { rows, next: u.user };
-            }
-            return r[1] ? step(r[1]) : { rows, next: "" };
-        });
-        return step(after || prefix.slice(0, -1));
-    }
-
     /* The admin client: every method an admin calls, answers unwrapped. */
     tf.adminClient = function (superuser) {
         const { client, call } = makeClient(superuser ? { bus: "system", superuser: "try" } : { bus: "system" });
         const one = method => user => call(method, "s", [user]).then(r => unwrap(r[0]));
         return {
+            /* The console ships with the daemon it talks to: no fallback for a daemon
+             * without FindUsers. */
             findUsers: (prefix, statuses, after, limit) =>
                 call("FindUsers", "sassu", [prefix, statuses, after, limit])
-                        .then(r => ({ rows: r[0].map(unwrap), next: r[1] }), error => {
-                            if (error && error.name === "org.freedesktop.DBus.Error.UnknownMethod")
-                                return findByPages(call, prefix, statuses, after, limit);
-                            return Promise.reject(error);
-                        }),
-            listUsersPage: (after, limit) =>
-                call("ListUsersPage", "su", [after, limit])
                         .then(r => ({ rows: r[0].map(unwrap), next: r[1] })),
             getUser: one("GetUser"),
             require: one("Require"),
