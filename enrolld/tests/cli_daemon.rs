@@ -320,6 +320,22 @@ fn admin_verbs_status_and_list() {
     assert!(users.iter().any(|u| u["user"] == bob), "{v}");
     let o = w.run(Some(&w.admin), &["list", "--status", "sometimes"]);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    // Odd input: a prefix that is a path names nobody; one longer than any name, and a mode
+    // that is no mode (also with --dry-run), are refused with exit 2.
+    let o = w.run(Some(&w.admin), &["list", "--json", "--prefix", "../x"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["users"].as_array().map(Vec::len), Some(0), "{v}");
+    let long = "x".repeat(1100);
+    let o = w.run(Some(&w.admin), &["list", "--prefix", &long]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    for mode in ["../x", "Required", ""] {
+        let o = w.run(
+            Some(&w.admin),
+            &["policy", "set-default", mode, "--dry-run"],
+        );
+        assert_eq!(o.status.code(), Some(2), "{mode:?}: {:?}", text(&o));
+    }
     // Disable with nothing set up: refused, exit 6, before any code is asked.
     let o = w.run(Some(&w.alice), &["disable"]);
     assert_eq!(o.status.code(), Some(6), "{:?}", text(&o));
