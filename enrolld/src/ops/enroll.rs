@@ -189,7 +189,9 @@ impl Daemon {
             // enroll, disable, enroll cannot restart it (an admin reset grants a new one).
             // The code just used cannot log in again: its own step, which may be the next one
             // when the phone's clock runs ahead.
-            counters.last_step = Some(step);
+            // A new enrollment numbers its authenticators from 1 again: no step of the old one
+            // applies.
+            counters.last_steps = std::collections::BTreeMap::from([(1, step)]);
             Ok(())
         })?;
         self.log.notice(&format!(
