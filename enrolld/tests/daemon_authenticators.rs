@@ -49,7 +49,14 @@ fn add_list_rename_and_remove_authenticators() {
     assert_eq!(err(&r), "NoPendingEnrollment", "{r}");
     // Names: taken, a number, control characters, too long, blank.
     let long = "x".repeat(65);
-    for name in ["default", "12", "a\u{1b}[31m", long.as_str(), " ", " padded"] {
+    for name in [
+        "default",
+        "12",
+        "a\u{1b}[31m",
+        long.as_str(),
+        " ",
+        " padded",
+    ] {
         let r = w.call(alice, "AddAuthenticator", json!([name, "123456"]));
         assert_eq!(err(&r), "InvalidArgument", "name {name:?}: {r}");
     }
@@ -69,7 +76,11 @@ fn add_list_rename_and_remove_authenticators() {
     let r = w.call(alice, "ConfirmEnrollment", json!([oathtool(&phone, 1)]));
     assert_eq!(err(&r), "InvalidCode", "{r}");
     let none = ok(&w.call(alice, "ConfirmEnrollment", json!([oathtool(&tablet, 0)]))).clone();
-    assert_eq!(none, json!([]), "an added authenticator hands out no recovery codes");
+    assert_eq!(
+        none,
+        json!([]),
+        "an added authenticator hands out no recovery codes"
+    );
     let st = ok(&w.call(alice, "GetStatus", json!([]))).clone();
     assert_eq!(st["authenticators"], 2, "{st}");
     assert_eq!(st["recovery_codes_left"], codes.len(), "{st}");
@@ -98,7 +109,11 @@ fn add_list_rename_and_remove_authenticators() {
     // Bob has alice's session? No: every method acts on the caller; bob has no enrollment.
     let r = w.call(Some(&w.bob), "ListAuthenticators", json!([]));
     assert_eq!(err(&r), "NotEnrolled", "{r}");
-    let r = w.call(Some(&w.bob), "RemoveAuthenticator", json!(["tablet", "123456"]));
+    let r = w.call(
+        Some(&w.bob),
+        "RemoveAuthenticator",
+        json!(["tablet", "123456"]),
+    );
     assert_eq!(err(&r), "NotEnrolled", "{r}");
 
     // Rename, by number and by name; a taken name is refused.
@@ -127,8 +142,18 @@ fn add_list_rename_and_remove_authenticators() {
         "RemoveAuthenticator",
         json!(["ipad", codes[0].as_str()]),
     );
-    assert_eq!(err(&r), "Forbidden", "the last one went while required: {r}");
-    assert!(r["message"].as_str().unwrap().contains("only authenticator"), "{r}");
+    assert_eq!(
+        err(&r),
+        "Forbidden",
+        "the last one went while required: {r}"
+    );
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("only authenticator"),
+        "{r}"
+    );
     // No longer required: the last one goes, as Disable would.
     ok(&w.call(Some(&w.admin), "ClearOverride", json!([w.alice.name])));
     let st = ok(&w.call(
@@ -139,7 +164,14 @@ fn add_list_rename_and_remove_authenticators() {
     .clone();
     assert_eq!(st["status"], "off", "{st}");
     assert_eq!(st["enrolled"], false);
-    assert!(w.store().read_record(&u).unwrap().unwrap().enrollment.is_none());
+    assert!(
+        w.store()
+            .read_record(&u)
+            .unwrap()
+            .unwrap()
+            .enrollment
+            .is_none()
+    );
 }
 
 /// An authenticator begun with a proof is added only to the enrollment the proof was for.
@@ -165,7 +197,13 @@ fn an_addition_needs_the_enrollment_it_proved() {
     let (phone2, _) = enroll(&w, &w.alice);
     let r = w.call(alice, "ConfirmEnrollment", json!([oathtool(&tablet, 1)]));
     assert!(r.get("error").is_some(), "added to another enrollment: {r}");
-    let e = w.store().read_record(&u).unwrap().unwrap().enrollment.unwrap();
+    let e = w
+        .store()
+        .read_record(&u)
+        .unwrap()
+        .unwrap()
+        .enrollment
+        .unwrap();
     assert_eq!(e.authenticators.len(), 1);
     assert_eq!(
         e.authenticators[0].secret().unwrap().to_base32().as_str(),

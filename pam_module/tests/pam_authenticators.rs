@@ -121,11 +121,7 @@ fn a_version_1_record_logs_in_and_migrates_without_loss() {
     let path = rig.store().path().join("sys.toml");
     std::fs::write(&path, &record).unwrap();
     std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
-    std::fs::set_permissions(
-        &path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     wait_for_fresh_step_within(20);
     // Version-1 counters: the current step was used already.
     let step = twofold_policy::time::now() / 30;
@@ -137,10 +133,16 @@ fn a_version_1_record_logs_in_and_migrates_without_loss() {
     )
     .unwrap();
     let (ok, _) = rig.login("sys", &format!("{}\n", oathtool_b32(key, 0)));
-    assert!(!ok, "the code of the step version 1 recorded as used was accepted");
+    assert!(
+        !ok,
+        "the code of the step version 1 recorded as used was accepted"
+    );
     let (ok, out) = rig.login("sys", &format!("{}\n", oathtool_b32(key, 1)));
     assert!(ok, "{out}");
-    let c = rig.store().read_counters(&UserName::parse("sys").unwrap()).unwrap();
+    let c = rig
+        .store()
+        .read_counters(&UserName::parse("sys").unwrap())
+        .unwrap();
     assert_eq!(c.last_steps.get(&1), Some(&(step + 1)));
     assert_eq!(c.version, 2);
     // A login changes no record: still the version-1 text.
@@ -152,14 +154,26 @@ fn a_version_1_record_logs_in_and_migrates_without_loss() {
     let lock = store.lock(&u).unwrap();
     let mut r = lock.read().unwrap().record.unwrap();
     let e = r.enrollment.as_mut().unwrap();
-    e.add("tablet", &Secret::generate().unwrap(), Params::default(), 0, 9);
+    e.add(
+        "tablet",
+        &Secret::generate().unwrap(),
+        Params::default(),
+        0,
+        9,
+    );
     lock.write_record(&r).unwrap();
     drop(lock);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with("version = 2\n"), "{text}");
-    assert!(text.contains(key) && text.contains(&codes.hashes[0]), "{text}");
+    assert!(
+        text.contains(key) && text.contains(&codes.hashes[0]),
+        "{text}"
+    );
     assert!(text.contains("name = \"default\"") && text.contains("name = \"tablet\""));
-    assert!(text.contains("enrolled_at = \"2026-01-02T03:04:05Z\""), "{text}");
+    assert!(
+        text.contains("enrolled_at = \"2026-01-02T03:04:05Z\""),
+        "{text}"
+    );
     // The old phone still logs in, its replay protection kept; the recovery code works once.
     let (ok, _) = rig.login("sys", &format!("{}\n", oathtool_b32(key, 1)));
     assert!(!ok, "replayed after the migration");

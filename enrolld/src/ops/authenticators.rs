@@ -16,9 +16,7 @@ impl Daemon {
         let (name, _) = caller.myself()?;
         let store = self.store()?;
         let record = store.read_record(&name).map_err(state_error)?;
-        let e = record
-            .and_then(|r| r.enrollment)
-            .ok_or_else(not_enrolled)?;
+        let e = record.and_then(|r| r.enrollment).ok_or_else(not_enrolled)?;
         Ok(e.authenticators
             .iter()
             .map(|a| AuthenticatorInfo {
@@ -73,7 +71,8 @@ impl Daemon {
         fits(&before, new_name)?;
         if proof.trim().is_empty() {
             return Err(Error::InvalidCode(
-                "adding an authenticator needs a current code of one you have, or a recovery code".into(),
+                "adding an authenticator needs a current code of one you have, or a recovery code"
+                    .into(),
             ));
         }
         self.prove(caller, &policy, &name, &proof, "add-authenticator")?;
@@ -182,13 +181,20 @@ impl Daemon {
         let target = e.find(which).ok_or_else(|| unknown(which))?;
         let (id, target_name) = (target.id, target.name.clone());
         if e.authenticators.len() == 1 {
-            self.refuse_if_required(caller, &policy, &name, account, &state, "remove-authenticator")
-                .map_err(|err| match err {
-                    Error::Forbidden(why) => Error::Forbidden(format!(
-                        "{target_name:?} is your only authenticator and {why}; add another one first"
-                    )),
-                    other => other,
-                })?;
+            self.refuse_if_required(
+                caller,
+                &policy,
+                &name,
+                account,
+                &state,
+                "remove-authenticator",
+            )
+            .map_err(|err| match err {
+                Error::Forbidden(why) => Error::Forbidden(format!(
+                    "{target_name:?} is your only authenticator and {why}; add another one first"
+                )),
+                other => other,
+            })?;
         }
         let before = e.fingerprint();
         self.prove(caller, &policy, &name, &proof, "remove-authenticator")?;

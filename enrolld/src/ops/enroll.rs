@@ -187,7 +187,9 @@ impl Daemon {
             (p.secret, p.params, step, p.replaces, p.adds)
         };
         if let Some(added) = adds {
-            let info = self.add_confirmed(&policy, &name, account, &secret, params, step, replaces, &added)?;
+            let info = self.add_confirmed(
+                &policy, &name, account, &secret, params, step, replaces, &added,
+            )?;
             self.log.notice(&format!(
                 "caller={} action=add-authenticator user={} name={} result=ok authenticators={}",
                 caller.label(),

@@ -31,7 +31,12 @@ fn list(json_out: bool) -> Result<(), CliError> {
         println!("{:#}", json!({ "authenticators": all }));
         return Ok(());
     }
-    let w = list.iter().map(|a| a.name.chars().count()).max().unwrap_or(4).max(4);
+    let w = list
+        .iter()
+        .map(|a| a.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     println!("{:>3}  {:<w$}  {:<10}  CODES", "ID", "NAME", "ADDED");
     for a in &list {
         println!(
@@ -97,7 +102,10 @@ fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
                 target.name, status.rule
             )));
         }
-        eprintln!("{:?} is your only authenticator: removing it turns 2FA off.", target.name);
+        eprintln!(
+            "{:?} is your only authenticator: removing it turns 2FA off.",
+            target.name
+        );
     }
     let proof = ask_proof()?;
     let info = with_daemon(async |p| p.remove_authenticator(which, &proof).await)?;
@@ -108,7 +116,11 @@ fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
             "Removed {:?}: {} authenticator{} left.",
             target.name,
             info.authenticators.unwrap_or(0),
-            if info.authenticators == Some(1) { "" } else { "s" }
+            if info.authenticators == Some(1) {
+                ""
+            } else {
+                "s"
+            }
         );
     } else {
         println!("Removed {:?}: 2FA is now off for you.", target.name);

@@ -71,7 +71,12 @@ pub fn sentence(info: &UserInfo, myself: bool) -> String {
         .unwrap_or_default();
     let left = info
         .recovery_codes_left
-        .map(|n| format!("{auths} {n} recovery code{} left.", if n == 1 { "" } else { "s" }))
+        .map(|n| {
+            format!(
+                "{auths} {n} recovery code{} left.",
+                if n == 1 { "" } else { "s" }
+            )
+        })
         .unwrap_or(auths);
     match info.status.as_str() {
         "pending" => {
@@ -338,7 +343,8 @@ impl ListPrinter {
                     self.paint.status(&u.status, 8),
                     ov,
                     date(u.enrolled_at),
-                    u.authenticators.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    u.authenticators
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     last
                 ));
             }
