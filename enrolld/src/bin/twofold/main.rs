@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             dry_run: false,
         }) => client::set_default(*mode, &cli.global),
         Command::Explain { user, service } => explain(&cli.global, user, service.as_deref()),
-        Command::Enroll { replace } => client::enroll(*replace),
+        Command::Enroll { replace, qr } => client::enroll(*replace, *qr),
         Command::Status { user } => client::status(user.as_deref(), json_out),
         Command::Disable => client::disable(json_out),
         Command::RecoveryCodes => client::recovery_codes(json_out),
