@@ -10,7 +10,7 @@ use crate::error::CliError;
 pub fn run(cmd: &AuthenticatorCommand, json_out: bool) -> Result<(), CliError> {
     match cmd {
         AuthenticatorCommand::List => list(json_out),
-        AuthenticatorCommand::Add { name } => add(name, json_out),
+        AuthenticatorCommand::Add { name, qr } => add(name, *qr, json_out),
         AuthenticatorCommand::Rename { which, name } => {
             let info = with_daemon(async |p| p.rename_authenticator(which, name).await)?;
             if json_out {
@@ -57,7 +57,7 @@ fn list(json_out: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn add(name: &str, json_out: bool) -> Result<(), CliError> {
+fn add(name: &str, qr: crate::cli::QrChoice, json_out: bool) -> Result<(), CliError> {
     let status = with_daemon(async |p| p.get_status().await)?;
     if !status.enrolled {
         return Err(CliError::Refused(
@@ -69,7 +69,7 @@ fn add(name: &str, json_out: bool) -> Result<(), CliError> {
     drop(proof);
     println!("Adding the authenticator {name:?} for {}.", new.label);
     println!();
-    present(&new);
+    present(&new, qr);
     let _ = confirm("no authenticator was added")?;
     let info = with_daemon(async |p| p.get_status().await)?;
     if json_out {
