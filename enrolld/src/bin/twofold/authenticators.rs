@@ -85,9 +85,9 @@ fn add(name: &str, qr: crate::cli::QrChoice, json_out: bool) -> Result<(), CliEr
 
 fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
     let list = with_daemon(async |p| p.list_authenticators().await)?;
-    let target = match which.parse::<u32>() {
-        Ok(id) => list.iter().find(|a| a.id == id),
-        Err(_) => list.iter().find(|a| a.name == which),
+    let target = match twofold_policy::record::as_number(which) {
+        Some(id) => list.iter().find(|a| a.id == id),
+        None => list.iter().find(|a| a.name == which),
     };
     let Some(target) = target else {
         return Err(CliError::Usage(format!(
@@ -108,7 +108,10 @@ fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
         );
     }
     let proof = ask_proof()?;
-    let info = with_daemon(async |p| p.remove_authenticator(which, &proof).await)?;
+    // By the number of the one shown, not by the words typed: a rename while the proof is
+    // asked for (no proof needed for that) cannot make this remove another one.
+    let id = target.id.to_string();
+    let info = with_daemon(async |p| p.remove_authenticator(&id, &proof).await)?;
     if json_out {
         println!("{:#}", info.to_json());
     } else if info.enrolled {
