@@ -570,10 +570,10 @@ fn the_console_in_a_browser_admin_and_user() {
             json!({"frame": false, "shell": false})
         );
         assert_eq!(sb.list()[&user.name]["authenticators"], 2);
-        let r = b.cmd(json!({"op": "rename_auth", "id": "2", "name": "tablet"}));
+        let r = b.cmd(json!({"op": "rename_auth", "id": "2", "name": "tablet", "code": new[2]}));
         assert_eq!(r["auths"][1], json!(["2", "tablet", 0]), "{r}");
         // The first one goes, proven with a recovery code; the tablet stays.
-        let r = b.cmd(json!({"op": "remove_auth", "id": "1", "code": new[2]}));
+        let r = b.cmd(json!({"op": "remove_auth", "id": "1", "code": new[3]}));
         assert_eq!(r["auths"], json!([["2", "tablet", 0]]), "{r}");
         assert_eq!(sb.list()[&user.name]["authenticators"], 1);
 

@@ -299,8 +299,10 @@ pub trait Manager {
     /// `ConfirmEnrollment` (which then returns no recovery codes: the enrollment's stay).
     /// `proof`: a current code of an enrolled authenticator or a recovery code.
     fn add_authenticator(&self, name: &str, proof: &str) -> Result<NewEnrollment, Error>;
-    /// Self: renames an authenticator (`which`: its number or its name).
-    fn rename_authenticator(&self, which: &str, name: &str) -> Result<UserInfo, Error>;
+    /// Self: renames an authenticator (`which`: its number or its name); `proof` as for
+    /// `RemoveAuthenticator` (names are how the user tells them apart).
+    fn rename_authenticator(&self, which: &str, name: &str, proof: &str)
+    -> Result<UserInfo, Error>;
     /// Self: removes an authenticator (`which`: its number or its name); `proof` as for
     /// `Disable`. The last one goes only as `Disable` would (refused while required).
     fn remove_authenticator(&self, which: &str, proof: &str) -> Result<UserInfo, Error>;

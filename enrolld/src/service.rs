@@ -663,19 +663,22 @@ impl Manager {
         .await
     }
 
-    /// Self: renames an authenticator (`which`: its number or its name).
+    /// Self: renames an authenticator (`which`: its number or its name); `proof` as for
+    /// `RemoveAuthenticator`.
     async fn rename_authenticator(
         &self,
         which: &str,
         name: &str,
+        proof: &str,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<UserInfo, Error> {
+        let proof = Zeroizing::new(proof.to_owned());
         let (which, name) = (which.to_owned(), name.to_owned());
         let info = self
             .as_caller(conn, &hdr, Some("rename-authenticator"), move |d, c| {
-                d.rename_authenticator(c, &which, &name)
+                d.rename_authenticator(c, &which, &name, &proof)
             })
             .await?;
         self.announce(conn, &emitter, info).await

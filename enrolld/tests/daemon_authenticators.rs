@@ -117,12 +117,38 @@ fn add_list_rename_and_remove_authenticators() {
     assert_eq!(err(&r), "NotEnrolled", "{r}");
 
     // Rename, by number and by name; a taken name is refused.
-    ok(&w.call(alice, "RenameAuthenticator", json!(["2", "ipad"])));
-    let r = w.call(alice, "RenameAuthenticator", json!(["ipad", "default"]));
+    // Rename, by number and by name, each with a proof: without one, malware running as alice
+    // could swap the names of her lost phone and the one in hand, and she would remove the
+    // wrong one.
+    let r = w.call(alice, "RenameAuthenticator", json!(["2", "ipad", ""]));
+    assert_eq!(err(&r), "InvalidCode", "renamed without a proof: {r}");
+    let r = w.call(alice, "RenameAuthenticator", json!(["2", "ipad", "000000"]));
+    assert_eq!(err(&r), "InvalidCode", "{r}");
+    // Names that look like another or read backwards are refused before any code is spent.
+    for name in ["default\u{200b}", "\u{202e}enohp", "a\u{2028}b"] {
+        let r = w.call(alice, "RenameAuthenticator", json!(["2", name, codes[2]]));
+        assert_eq!(err(&r), "InvalidArgument", "name {name:?}: {r}");
+    }
+    ok(&w.call(alice, "RenameAuthenticator", json!(["2", "ipad", codes[2]])));
+    let r = w.call(
+        alice,
+        "RenameAuthenticator",
+        json!(["ipad", "default", codes[3]]),
+    );
     assert_eq!(err(&r), "InvalidArgument", "{r}");
-    let r = w.call(alice, "RenameAuthenticator", json!(["tablet", "x"]));
+    let r = w.call(
+        alice,
+        "RenameAuthenticator",
+        json!(["tablet", "x", codes[3]]),
+    );
     assert_eq!(err(&r), "InvalidArgument", "{r}");
-    ok(&w.call(alice, "RenameAuthenticator", json!(["default", "phone"])));
+    ok(&w.call(
+        alice,
+        "RenameAuthenticator",
+        json!(["default", "phone", codes[3]]),
+    ));
+    let st = ok(&w.call(alice, "GetStatus", json!([]))).clone();
+    assert_eq!(st["recovery_codes_left"], codes.len() - 2, "{st}");
 
     // Required by an admin: the lost phone goes with the tablet's code; the last one stays.
     ok(&w.call(Some(&w.admin), "Require", json!([w.alice.name])));

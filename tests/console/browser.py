@@ -426,7 +426,7 @@ def handle(cmd):
     if op == "auths":
         return {"auths": auths()}
     if op == "rename_auth":
-        return auth_op("rename", cmd["id"], cmd["name"], None)
+        return auth_op("rename", cmd["id"], cmd["name"], cmd["code"])
     if op == "remove_auth":
         return auth_op("remove", cmd["id"], None, cmd["code"])
     if op == "dbus":

@@ -2,7 +2,7 @@
 //! enrollment), rename, remove. The target is always the caller ([`Caller`]), never an argument.
 
 use twofold_policy::logfmt::value;
-use twofold_policy::record::{MAX_AUTHENTICATORS, check_name};
+use twofold_policy::record::{MAX_AUTHENTICATORS, check_new_name};
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{Mode, Policy, UserName, system};
 use zeroize::Zeroizing;
@@ -60,7 +60,7 @@ impl Daemon {
                 info.rule
             )));
         }
-        check_name(new_name).map_err(Error::InvalidArgument)?;
+        check_new_name(new_name).map_err(Error::InvalidArgument)?;
         let current = || -> Result<Option<twofold_policy::record::Enrollment>, Error> {
             Ok(store
                 .read_record(&name)
@@ -126,31 +126,53 @@ impl Daemon {
         })
     }
 
-    /// Self: renames an authenticator. No proof: a name changes nothing a login checks.
+    /// Self: renames an authenticator, with a proof as for `RemoveAuthenticator`: names are how
+    /// the user tells the authenticators apart, so a name given by malware running as the user
+    /// (swapping a lost phone's name with the one in hand) would make the user remove the
+    /// wrong one. `which` is resolved to a number before the proof is checked: a change of
+    /// names meanwhile does not redirect the rename.
     pub fn rename_authenticator(
         &self,
         caller: &Caller,
         which: &str,
         new_name: &str,
+        proof: &str,
     ) -> Result<UserInfo, Error> {
+        let proof = Zeroizing::new(proof.to_owned());
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
-        check_name(new_name).map_err(Error::InvalidArgument)?;
-        let mut old = String::new();
-        let info = self.change(&policy, &name, account, |record, _, _| {
-            let e = record.enrollment.as_mut().ok_or_else(not_enrolled)?;
-            let id = e.find(which).map(|a| a.id).ok_or_else(|| unknown(which))?;
+        check_new_name(new_name).map_err(Error::InvalidArgument)?;
+        let store = self.store()?;
+        let record = store.read_record(&name).map_err(state_error)?;
+        let e = record
+            .as_ref()
+            .and_then(|r| r.enrollment.as_ref())
+            .ok_or_else(not_enrolled)?;
+        let target = e.find(which).ok_or_else(|| unknown(which))?;
+        let (id, old) = (target.id, target.name.clone());
+        if old == new_name {
+            // Nothing to change: no write, no signal, no proof spent.
+            return self.info_of(&policy, &store, &name, Some(account));
+        }
+        let taken = |e: &twofold_policy::record::Enrollment| {
             if e.by_name(new_name).is_some_and(|a| a.id != id) {
                 return Err(Error::InvalidArgument(format!(
                     "another authenticator is named {new_name:?}"
                 )));
             }
+            Ok(())
+        };
+        taken(e)?;
+        self.prove(caller, &policy, &name, &proof, "rename-authenticator")?;
+        let info = self.change(&policy, &name, account, |record, _, _| {
+            let e = record.enrollment.as_mut().ok_or_else(not_enrolled)?;
+            taken(e)?;
             let a = e
                 .authenticators
                 .iter_mut()
                 .find(|a| a.id == id)
                 .ok_or_else(|| unknown(which))?;
-            old = std::mem::replace(&mut a.name, new_name.to_owned());
+            a.name = new_name.to_owned();
             Ok(())
         })?;
         self.log.notice(&format!(

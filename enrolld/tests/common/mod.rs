@@ -538,7 +538,10 @@ async fn call_one(
                 .collect(),
         )),
         "AddAuthenticator" => serde_json::to_value(p.add_authenticator(&arg(0), &arg(1)).await?),
-        "RenameAuthenticator" => Ok(p.rename_authenticator(&arg(0), &arg(1)).await?.to_json()),
+        "RenameAuthenticator" => Ok(p
+            .rename_authenticator(&arg(0), &arg(1), &arg(2))
+            .await?
+            .to_json()),
         "RemoveAuthenticator" => Ok(p.remove_authenticator(&arg(0), &arg(1)).await?.to_json()),
         "Subscribe" => serde_json::to_value(p.subscribe().await?),
         // `Require` in a message whose header names another sender (arg 1), as a caller

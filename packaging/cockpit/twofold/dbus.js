@@ -101,8 +101,8 @@ window.twofold = window.twofold || {};
             listAuthenticators: () => call("ListAuthenticators", "", []).then(r => r[0].map(unwrap)),
             /* Like beginEnrollment's answer; ConfirmEnrollment then adds it (no recovery codes). */
             addAuthenticator: (name, proof) => call("AddAuthenticator", "ss", [name, proof]),
-            renameAuthenticator: (which, name) =>
-                call("RenameAuthenticator", "ss", [which, name]).then(r => unwrap(r[0])),
+            renameAuthenticator: (which, name, proof) =>
+                call("RenameAuthenticator", "sss", [which, name, proof]).then(r => unwrap(r[0])),
             removeAuthenticator: (which, proof) =>
                 call("RemoveAuthenticator", "ss", [which, proof]).then(r => unwrap(r[0])),
             close: () => client.close(),

@@ -103,7 +103,7 @@ window.twofold = window.twofold || {};
                     tf.el("td", { className: "tf-actions" }, [
                         tf.el("button", {
                             className: "pf-c-button pf-m-link tf-auth-rename",
-                            onclick: () => askProof("rename:" + a.id, cockpit.format(_("A new name for $0:"), a.name), { name: a.name, code: false }),
+                            onclick: () => askProof("rename:" + a.id, cockpit.format(_("A new name for $0, and a code from any of your apps (or a recovery code):"), a.name), { name: a.name }),
                         }, _("Rename…")),
                         tf.el("button", {
                             className: "pf-c-button pf-m-link tf-auth-remove",
@@ -153,9 +153,8 @@ window.twofold = window.twofold || {};
             show(null);
         });
 
-        /* Regenerate, disable, add and remove ask for a current code or a recovery code first;
-         * add and rename ask for a name (`want.name`: the name to start from); rename asks no
-         * code (`want.code` false). */
+        /* Regenerate, disable, add, rename and remove ask for a current code or a recovery code
+         * first; add and rename ask for a name too (`want.name`: the name to start from). */
         function askProof(action, title, want) {
             want = want || {};
             proofAction = action;
@@ -191,7 +190,7 @@ window.twofold = window.twofold || {};
                     root.dataset.adding = name;
                 });
             } else if (verb === "rename") {
-                done = self.renameAuthenticator(id, name).then(() => show(null));
+                done = self.renameAuthenticator(id, name, code).then(() => show(null));
             } else {
                 done = self.removeAuthenticator(id, code).then(i => {
                     show(null);

@@ -205,6 +205,29 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a name cannot be given to an authenticator now (adding or renaming one): what
+/// [`check_name`] refuses, and characters that show nothing or reorder the text around them
+/// (zero-width, bidirectional controls, line and paragraph separators): two names that look
+/// the same, or one that reads backwards, would let a name mislead the user about which
+/// authenticator a command acts on. Records already holding such a name still load.
+pub fn check_new_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    let invisible = |c: char| {
+        matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E0FFF}')
+    };
+    if name.chars().any(invisible) {
+        return Err(
+            "an authenticator's name cannot hold invisible or text-direction characters".into(),
+        );
+    }
+    Ok(())
+}
+
 /// `which` as an authenticator's number: ASCII digits only, exactly what [`check_name`] keeps
 /// out of names. (`str::parse` alone also reads `+1`, which is a valid name: the one named
 /// `+1` would be unreachable by name, and a command about it would act on number 1.)

@@ -12,11 +12,19 @@ pub fn run(cmd: &AuthenticatorCommand, json_out: bool) -> Result<(), CliError> {
         AuthenticatorCommand::List => list(json_out),
         AuthenticatorCommand::Add { name, qr } => add(name, *qr, json_out),
         AuthenticatorCommand::Rename { which, name } => {
-            let info = with_daemon(async |p| p.rename_authenticator(which, name).await)?;
+            let list = with_daemon(async |p| p.list_authenticators().await)?;
+            let target = pick(&list, which)?;
+            let proof = ask_proof()?;
+            // By the number of the one shown (see `remove`).
+            let id = target.id.to_string();
+            let info = with_daemon(async |p| p.rename_authenticator(&id, name, &proof).await)?;
             if json_out {
                 println!("{:#}", info.to_json());
             } else {
-                println!("Renamed {which:?} to {name:?}.");
+                println!(
+                    "Renamed {:?} (number {}) to {name:?}.",
+                    target.name, target.id
+                );
             }
             Ok(())
         }
@@ -83,17 +91,25 @@ fn add(name: &str, qr: crate::cli::QrChoice, json_out: bool) -> Result<(), CliEr
     Ok(())
 }
 
-fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
-    let list = with_daemon(async |p| p.list_authenticators().await)?;
+/// The authenticator of `list` that `which` names: its number, or else its name.
+fn pick<'a>(
+    list: &'a [twofold_enrolld::api::AuthenticatorInfo],
+    which: &str,
+) -> Result<&'a twofold_enrolld::api::AuthenticatorInfo, CliError> {
     let target = match twofold_policy::record::as_number(which) {
         Some(id) => list.iter().find(|a| a.id == id),
         None => list.iter().find(|a| a.name == which),
     };
-    let Some(target) = target else {
-        return Err(CliError::Usage(format!(
+    target.ok_or_else(|| {
+        CliError::Usage(format!(
             "no authenticator {which:?} (see `twofold authenticator list`)"
-        )));
-    };
+        ))
+    })
+}
+
+fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
+    let list = with_daemon(async |p| p.list_authenticators().await)?;
+    let target = pick(&list, which)?;
     if list.len() == 1 {
         let status = with_daemon(async |p| p.get_status().await)?;
         if status.mode == "required" {
@@ -109,7 +125,7 @@ fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
     }
     let proof = ask_proof()?;
     // By the number of the one shown, not by the words typed: a rename while the proof is
-    // asked for (no proof needed for that) cannot make this remove another one.
+    // asked for cannot make this remove another one.
     let id = target.id.to_string();
     let info = with_daemon(async |p| p.remove_authenticator(&id, &proof).await)?;
     if json_out {

@@ -224,6 +224,9 @@ pub enum AuthenticatorCommand {
         qr: QrChoice,
     },
     /// Rename an authenticator (WHICH: its number or its name).
+    ///
+    /// Asks a current code of any of your authenticators, or a recovery code: names are how
+    /// you tell them apart when you remove one.
     Rename {
         /// Its number or its current name.
         which: String,
