@@ -117,10 +117,7 @@ pub fn ga_base32_decode(text: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 /// as its `get_cfg_value` finds it.
 fn ga_option<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     for line in text.split(['\r', '\n']) {
-        let Some(rest) = line
-            .strip_prefix("\" ")
-            .and_then(|r| r.strip_prefix(key))
-        else {
+        let Some(rest) = line.strip_prefix("\" ").and_then(|r| r.strip_prefix(key)) else {
             continue;
         };
         if rest.is_empty() || rest.starts_with([' ', '\t']) {
@@ -210,8 +207,7 @@ pub fn parse_google_authenticator(bytes: &[u8]) -> Result<Token, String> {
             Some(w @ 1..=100) => w,
             _ => {
                 return Err(
-                    "invalid WINDOW_SIZE (google-authenticator refuses every code with it)"
-                        .into(),
+                    "invalid WINDOW_SIZE (google-authenticator refuses every code with it)".into(),
                 );
             }
         },
@@ -374,8 +370,7 @@ pub fn read_google_authenticator(home: &Path, uid: u32) -> Result<Zeroizing<Vec<
     let path = format!("{}/{GA_FILE}", home.display());
     let refuse = |why: String| ReadRefusal::Refused(format!("{path}: {why}"));
     let dir = open_home(home)?;
-    let before = match nix::sys::stat::fstatat(dir.as_fd(), GA_FILE, AtFlags::AT_SYMLINK_NOFOLLOW)
-    {
+    let before = match nix::sys::stat::fstatat(dir.as_fd(), GA_FILE, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(nix::errno::Errno::ENOENT) => return Err(ReadRefusal::Missing),
         Err(e) => return Err(refuse(e.desc().into())),
@@ -499,10 +494,7 @@ fn oath_type(t: &str) -> Result<(u8, u64), String> {
                 "/7" => 7,
                 "/8" => 8,
                 _ => {
-                    return Err(format!(
-                        "unknown token type {:?}",
-                        crate::logfmt::value(t)
-                    ));
+                    return Err(format!("unknown token type {:?}", crate::logfmt::value(t)));
                 }
             };
             Ok((digits, step))
@@ -545,7 +537,9 @@ fn oath_time(t: &str) -> Option<u64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<u64> {
         let s = t.get(r)?;
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -556,7 +550,11 @@ fn oath_time(t: &str) -> Option<u64> {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm), for years from 1970.
-    let (y, mo) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let (y, mo) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * mo + 2) / 5 + d - 1;
@@ -678,9 +676,9 @@ fn oath_fields<'a>(
     }
     let last_code = fields.next();
     let at = match fields.next() {
-        Some(t) => Some(oath_time(t).ok_or(
-            "the TIME field is not liboath's time (YYYY-MM-DDTHH:MM:SSL)",
-        )?),
+        Some(t) => Some(
+            oath_time(t).ok_or("the TIME field is not liboath's time (YYYY-MM-DDTHH:MM:SSL)")?,
+        ),
         None => None,
     };
     let params = Params {
@@ -775,7 +773,11 @@ mod tests {
         assert_eq!(t.last_step, Some(56_666_668));
         assert_eq!(t.scratch.len(), 2);
         assert_eq!(t.scratch[1].as_str(), "87654321");
-        assert!(t.notes.iter().any(|n| n.contains("RATE_LIMIT (3 logins in 30 s)")));
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("RATE_LIMIT (3 logins in 30 s)"))
+        );
         assert!(!format!("{t:?}").contains("12345678"));
         Ok(())
     }
@@ -839,10 +841,31 @@ mod tests {
         assert_eq!((b.params.digits, b.params.period), (8, 60));
         assert!(b.notes.iter().any(|n| n.contains("PIN")));
         assert!(!b.notes.iter().any(|n| n.contains("secretpin")));
-        assert_eq!(lines[2].token.as_ref().err().map(String::as_str), Some(HOTP_REFUSED));
-        assert!(lines[3].token.as_ref().err().is_some_and(|e| e.contains("not hex")));
-        assert!(lines[4].token.as_ref().err().is_some_and(|e| e.contains("unknown token type")));
-        assert!(lines[5].token.as_ref().err().is_some_and(|e| e.contains("line 3")));
+        assert_eq!(
+            lines[2].token.as_ref().err().map(String::as_str),
+            Some(HOTP_REFUSED)
+        );
+        assert!(
+            lines[3]
+                .token
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.contains("not hex"))
+        );
+        assert!(
+            lines[4]
+                .token
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.contains("unknown token type"))
+        );
+        assert!(
+            lines[5]
+                .token
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.contains("line 3"))
+        );
         Ok(())
     }
 }

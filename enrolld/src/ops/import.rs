@@ -201,9 +201,7 @@ impl Daemon {
             notes,
         };
         let enrolled = || {
-            format!(
-                "already enrolled in twofold; remove or reset first (`twofold reset {user}`)"
-            )
+            format!("already enrolled in twofold; remove or reset first (`twofold reset {user}`)")
         };
         if dry_run {
             let store = self.store()?;

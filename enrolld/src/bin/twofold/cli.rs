@@ -102,6 +102,14 @@ pub enum Command {
     /// Check and summarize the policy, or set its default mode.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Enroll users with the secrets they use with google-authenticator or pam_oath (admins).
+    ///
+    /// Users keep their authenticator app: the same secret, digits and step. A user already
+    /// enrolled in twofold is skipped. The old files are never changed. Prints one line per
+    /// user: imported (with what changed), or skipped and why. Exits 6 when a user or a line
+    /// was skipped.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Show a user's effective mode, status, and the rule that decided it.
     Explain {
         /// A user of this machine.
@@ -140,6 +148,45 @@ pub enum Command {
     GenerateAssets {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+/// `twofold import …`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import each USER's ~/.google_authenticator (libpam-google-authenticator).
+    ///
+    /// The daemon reads the file itself: the home directory from the user database, the file
+    /// only if it is a regular file owned by the user, readable by no one else (0600 or 0400)
+    /// and at most 64 KiB. Scratch codes become one-time recovery codes; TIME_SKEW is kept;
+    /// WINDOW_SIZE gives way to the policy's window; RATE_LIMIT to twofold's throttling; a
+    /// counter-based (HOTP) file is skipped.
+    #[command(name = "google-authenticator")]
+    GoogleAuthenticator {
+        /// Users whose file to import.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        users: Vec<String>,
+        /// Every user of `twofold list` (login.defs' UID_MIN to UID_MAX, and users with a
+        /// twofold record) who has a ~/.google_authenticator; root and system accounts only
+        /// by name.
+        #[arg(long)]
+        all: bool,
+        /// Only say what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Import the time-based lines of pam_oath's users file (e.g. /etc/users.oath).
+    ///
+    /// FILE is read by this command with your own permissions; each line's user gets its
+    /// secret, digits and step (HOTP/T30, HOTP/T60, /6 /7 /8). The last code used (LASTOTP,
+    /// TIME) stays refused. Counter-based lines (HOTP, HOTP/E) are skipped; a PIN is reported
+    /// and not imported. A bad line is reported as FILE:LINE: message.
+    Oath {
+        /// The users file.
+        file: PathBuf,
+        /// Only say what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

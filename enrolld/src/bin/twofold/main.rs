@@ -25,7 +25,7 @@ use twofold_policy::resolve::{RecordFacts, Resolution, Rule};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::{Status, UserName, system, time};
 
-use cli::{Cli, Command, PolicyCommand};
+use cli::{Cli, Command, ImportCommand, PolicyCommand};
 use error::CliError;
 
 fn main() -> ExitCode {
@@ -54,6 +54,14 @@ fn main() -> ExitCode {
         Command::Allow { users } => client::admin("allow", users, json_out),
         Command::Inherit { users } => client::admin("inherit", users, json_out),
         Command::Reset { users } => client::admin("reset", users, json_out),
+        Command::Import(ImportCommand::GoogleAuthenticator {
+            users,
+            all,
+            dry_run,
+        }) => client::import_google_authenticator(users, *all, *dry_run, json_out),
+        Command::Import(ImportCommand::Oath { file, dry_run }) => {
+            client::import_oath(file, *dry_run, json_out)
+        }
         Command::Doctor {
             pam_dir,
             sshd_config,
