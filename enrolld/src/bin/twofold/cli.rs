@@ -125,7 +125,9 @@ pub enum Command {
     /// (`sshd -T`, also per Match block) and Cockpit's certificate and Kerberos logins
     /// (cockpit.conf, the keytab), and lists each bypass (a user whom the policy requires
     /// logs in without a code) and lockout (users who need a code cannot log in), with a fix.
-    /// Exits 7 on a bypass, 8 on a lockout, 9 when a part could not be checked, else 0.
+    /// Also warns about what a migration left behind: pam_google_authenticator.so or
+    /// pam_oath.so still in a stack, and (as root) users with a ~/.google_authenticator and
+    /// no twofold enrollment. Exits 7 on a bypass, 8 on a lockout, 9 when a part could not be checked, else 0.
     Doctor {
         /// The PAM configuration directory.
         #[arg(long, default_value = "/etc/pam.d", value_name = "DIR")]
@@ -142,6 +144,10 @@ pub enum Command {
         /// The system's Kerberos keytab, which Cockpit uses when it has none of its own.
         #[arg(long, default_value = "/etc/krb5.keytab", value_name = "FILE")]
         krb5_keytab: PathBuf,
+        /// The user list whose home directories are looked at (as root) for a
+        /// ~/.google_authenticator of a user not enrolled in twofold.
+        #[arg(long, default_value = "/etc/passwd", value_name = "FILE")]
+        passwd: PathBuf,
     },
     /// Write man pages and shell completions into DIR (used by `make build`).
     #[command(hide = true)]

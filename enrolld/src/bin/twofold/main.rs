@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             sshd,
             cockpit_conf,
             krb5_keytab,
+            passwd,
         } => doctor(
             &cli.global,
             doctor::Options {
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
                 krb5_keytab: krb5_keytab.clone(),
                 policy: cli.global.policy.clone(),
                 state: cli.global.state.clone(),
+                passwd: passwd.clone(),
             },
         ),
         Command::GenerateAssets { dir } => generate_assets(dir),
