@@ -22,7 +22,7 @@ use crate::log::Log;
 
 mod admin;
 mod enroll;
-pub mod import;
+mod import;
 mod own_status;
 mod preview;
 

@@ -504,7 +504,7 @@ fn oath_type(t: &str) -> Result<(u8, u64), String> {
 
 /// Hex as liboath's `oath_hex2bin` reads it (pairs of hex digits, either case).
 fn hex_decode(text: &str) -> Option<Zeroizing<Vec<u8>>> {
-    if text.is_empty() || text.len() % 2 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
         return None;
     }
     let val = |b: u8| match b {

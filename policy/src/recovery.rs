@@ -234,7 +234,7 @@ mod tests {
         // A scratch hash relabelled as a generated one matches nothing a person can type
         // as a 12-character code: the kinds are compared too.
         let relabelled = hashes[2].replacen("sha256d8$", "sha256$", 1);
-        assert_eq!(find(&[relabelled.clone()], "12345678"), None);
+        assert_eq!(find(&[relabelled], "12345678"), None);
         let other = hashes[0].replacen("sha256$", "sha256d8$", 1);
         assert_eq!(find(&[other], g.codes[0].as_str()), None);
         Ok(())

@@ -1,6 +1,6 @@
 //! The admin imports: a user's `~/.google_authenticator`, read by the daemon itself, and a
 //! token the caller read from a `users.oath` (`twofold import`). Each first checks that the
-//! caller is an admin ([`Daemon::require_admin`], as `Reset` does), then enrolls the user with
+//! caller is an admin (`require_admin`, as `Reset` does), then enrolls the user with
 //! the same secret and parameters: a user already enrolled in twofold is skipped. The log
 //! says who imported whom and the outcome, never a secret or a code.
 
