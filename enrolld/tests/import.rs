@@ -238,6 +238,19 @@ fn google_authenticator_files_of_the_real_tool_then_real_logins() {
     wide.google_authenticator(&[
         "-t", "-D", "-f", "-C", "-q", "-Q", "NONE", "-u", "-w", "17", "-e", "2",
     ]);
+    // A clock offset the old module had learned (it writes TIME_SKEW after three codes in a
+    // row from a phone whose clock is off): 4 steps ahead.
+    let skewed = HomeUser::create(&w, "gk");
+    skewed.google_authenticator(&[
+        "-t", "-d", "-f", "-C", "-q", "-Q", "NONE", "-u", "-w", "3", "-e", "1",
+    ]);
+    {
+        let f = skewed.ga_file();
+        let text = std::fs::read_to_string(&f).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&f, text.replacen('\n', "\n\" TIME_SKEW 4\n", 1)).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
     let hotp = HomeUser::create(&w, "gh");
     hotp.google_authenticator(&[
         "-c", "-f", "-C", "-q", "-Q", "NONE", "-u", "-w", "3", "-e", "1",
@@ -290,6 +303,7 @@ fn google_authenticator_files_of_the_real_tool_then_real_logins() {
             "google-authenticator",
             &alice.name,
             &wide.name,
+            &skewed.name,
         ],
     );
     assert_eq!(code, 0, "{out}{errtext}");
@@ -337,6 +351,15 @@ fn google_authenticator_files_of_the_real_tool_then_real_logins() {
     assert!(okd, "the app's code after the import was refused: {text}");
     let (okd, text) = login(&pam, &alice.name, &code_now);
     assert!(!okd, "the same code was accepted twice: {text}");
+    // The skewed phone's code (4 steps ahead) works; a code of the server's own time does not.
+    assert_eq!(rows[2]["skew"], 4, "{rows}");
+    let (okd, text) = login(&pam, &skewed.name, &oathtool(&skewed.secret(), true, 0, 30));
+    assert!(
+        !okd,
+        "a code outside the skewed window was accepted: {text}"
+    );
+    let (okd, text) = login(&pam, &skewed.name, &oathtool(&skewed.secret(), true, 4, 30));
+    assert!(okd, "the skewed phone's code was refused: {text}");
     // The wide window of the other file (±8, codes reused freely) reached 8 steps ahead of
     // the import: those codes may have been used, and stay refused until then.
     let (okd, text) = login(&pam, &wide.name, &oathtool(&wide.secret(), true, 0, 30));
@@ -371,7 +394,7 @@ fn oath_users_file_then_real_logins() {
     let users = w.dir.write(
         "users.oath",
         &format!(
-            "# pam_oath users\nHOTP/T30 {c} - {hex_c} 0 {used} {stamp}\nHOTP/T30/6\t{d}\t4711\t{hex_d}\nHOTP {e} - {hex_d}\nHOTP/T45 {e} - {hex_d}\nHOTP/T30 {e} - 12zz\n",
+            "# pam_oath users\nHOTP/T30 {c} - {hex_c} 0 {used} {stamp}\nHOTP/T30/8\t{d}\t4711\t{hex_d}\nHOTP {e} - {hex_d}\nHOTP/T45 {e} - {hex_d}\nHOTP/T30 {e} - 12zz\n",
             c = carol.name,
             d = dave.name,
             e = erin.name
@@ -419,15 +442,33 @@ fn oath_users_file_then_real_logins() {
 
     let (code, out, errtext) = twofold(&w, &["import", "oath", users.to_str().unwrap()]);
     assert_eq!(code, 6, "{out}{errtext}");
-    assert!(out.contains(&format!("{}: imported", carol.name)), "{out}");
-    assert!(out.contains(&format!("{}: imported", dave.name)), "{out}");
+    let import_step = twofold_policy::time::now() / 30;
+    assert!(
+        out.contains(&format!("{}: imported (6 digits", carol.name)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}: imported (8 digits", dave.name)),
+        "{out}"
+    );
     // The last code of the line stays refused; the next one works.
     let (okd, text) = login(&pam, &carol.name, &used);
     assert!(!okd, "LASTOTP accepted again: {text}");
-    wait_past(used_step);
+    wait_past(used_step.max(import_step + 1));
     let next = oathtool(hex_c, false, 0, 30);
     let (okd, text) = login(&pam, &carol.name, &next);
     assert!(okd, "the next code was refused: {text}");
+    // An 8-digit authenticator logs in with 8 digits, once.
+    let eight = Command::new("oathtool")
+        .args(["--totp", "--digits=8", hex_d])
+        .output()
+        .unwrap();
+    let eight = String::from_utf8_lossy(&eight.stdout).trim().to_owned();
+    assert_eq!(eight.len(), 8);
+    let (okd, text) = login(&pam, &dave.name, &eight);
+    assert!(okd, "the 8-digit code was refused: {text}");
+    let (okd, text) = login(&pam, &dave.name, &eight);
+    assert!(!okd, "the 8-digit code was accepted twice: {text}");
 }
 
 #[test]

@@ -704,8 +704,9 @@ fn oath_fields<'a>(
         params,
         skew: 0,
         last_step,
-        // pam_oath's default window; a login without LASTOTP never happened through it.
-        ahead: 5,
+        // liboath writes LASTOTP at every accepted code: a line without it was never used, so
+        // nothing ahead of the current step needs refusing beyond twofold's own window.
+        ahead: 0,
         window: None,
         scratch: Vec::new(),
         notes,

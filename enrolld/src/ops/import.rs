@@ -31,25 +31,27 @@ fn skipped(user: &str, reason: impl Into<String>) -> ImportReport {
     }
 }
 
-/// The one place an import writes the store's model: the new enrollment of `token` (its
-/// scratch codes' `hashes` as recovery codes) and the last step taken as used.
+/// The one place an import writes the store's model: a new enrollment whose one
+/// authenticator (number 1, named after its source) is `token` with its clock offset, the
+/// scratch codes' `hashes` as recovery codes, and `last_step` as that authenticator's last
+/// accepted step.
 fn enroll_imported(
     record: &mut Record,
     counters: &mut Counters,
     token: &Token,
-    _name: &str,
+    name: &str,
     hashes: Vec<String>,
     last_step: u64,
     now: u64,
 ) -> Result<(), Error> {
-    if token.skew != 0 {
-        // v1 records hold no clock offset.
-        return Err(Error::Forbidden(
-            "a clock offset (TIME_SKEW) cannot be stored by this version".into(),
-        ));
+    let enrollment =
+        Enrollment::new_named(name, &token.secret, token.params, token.skew, now, hashes);
+    let ids: Vec<u32> = enrollment.authenticators.iter().map(|a| a.id).collect();
+    record.enrollment = Some(enrollment);
+    counters.last_steps.clear();
+    for id in ids {
+        counters.last_steps.insert(id, last_step);
     }
-    record.enrollment = Some(Enrollment::new(&token.secret, token.params, now, hashes));
-    counters.last_step = Some(last_step);
     Ok(())
 }
 

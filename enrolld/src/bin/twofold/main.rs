@@ -1,6 +1,7 @@
 //! `twofold`: the command line of twofold.
 #![forbid(unsafe_code)]
 
+mod authenticators;
 mod cli;
 mod client;
 mod doctor;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Status { user } => client::status(user.as_deref(), json_out),
         Command::Disable => client::disable(json_out),
         Command::RecoveryCodes => client::recovery_codes(json_out),
+        Command::Authenticator(c) => authenticators::run(c, json_out),
         Command::List { prefix, status } => client::list(prefix.as_deref(), status, json_out),
         Command::Require { users } => client::admin("require", users, json_out),
         Command::Exempt { users } => client::admin("exempt", users, json_out),
@@ -349,6 +351,11 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
         }
     };
     let facts = RecordFacts::of(record.as_ref());
+    let authenticators: Vec<&str> = record
+        .as_ref()
+        .and_then(|r| r.enrollment.as_ref())
+        .map(|e| e.authenticators.iter().map(|a| a.name.as_str()).collect())
+        .unwrap_or_default();
     let now = time::now();
     // An alias's session has its own line's groups too: the stricter outcome stands.
     let res = twofold_policy::login::resolve_login(&policy, &account, service, &facts, now);
@@ -364,6 +371,7 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
             "mode": res.mode.as_str(),
             "status": res.status.as_str(),
             "enrolled": facts.enrolled,
+            "authenticators": facts.enrolled.then_some(&authenticators),
             "deadline": res.deadline.filter(|_| !res.starts_grace).map(time::rfc3339),
             "grace_starts_at_next_login": res.starts_grace,
             "rule": rule_json(&res.rule),
@@ -399,6 +407,18 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
         println!("mode      {}", res.mode);
         println!("status    {}: {sentence}", res.status);
         println!("rule      {}", res.rule);
+        if facts.enrolled {
+            println!(
+                "enrolled  {} authenticator{}: {}",
+                authenticators.len(),
+                if authenticators.len() == 1 { "" } else { "s" },
+                authenticators
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     if let Some(n) = note {
         eprintln!("note: {n}");
