@@ -379,16 +379,22 @@ pub trait Manager {
     /// Admin: enrolls `user` with the secret, parameters and scratch codes of their
     /// `~/.google_authenticator`, which the daemon reads itself (the home directory from the
     /// user database; the file checked before it is read); with `dry_run`, only says what it
-    /// would do.
-    fn import_google_authenticator(&self, user: &str, dry_run: bool)
-    -> Result<ImportReport, Error>;
-    /// Admin: enrolls `user` with a token the caller read (a `users.oath` line); with
-    /// `dry_run`, only says what it would do.
+    /// would do; with `add`, a user already enrolled gets it as one more authenticator (else
+    /// such a user is skipped).
+    fn import_google_authenticator(
+        &self,
+        user: &str,
+        dry_run: bool,
+        add: bool,
+    ) -> Result<ImportReport, Error>;
+    /// Admin: enrolls `user` with a token the caller read (a `users.oath` line); `dry_run` and
+    /// `add` as for `ImportGoogleAuthenticator`.
     fn import_token(
         &self,
         user: &str,
         token: &ImportToken,
         dry_run: bool,
+        add: bool,
     ) -> Result<ImportReport, Error>;
     /// Admin, or the user themself: one user.
     fn get_user(&self, user: &str) -> Result<UserInfo, Error>;

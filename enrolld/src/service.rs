@@ -454,6 +454,7 @@ impl Manager {
         &self,
         user: &str,
         dry_run: bool,
+        add: bool,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
@@ -461,7 +462,7 @@ impl Manager {
         let user = user.to_owned();
         let (report, info) = self
             .as_caller(conn, &hdr, None, move |d, c| {
-                d.import_google_authenticator(c, &user, dry_run)
+                d.import_google_authenticator(c, &user, dry_run, add)
             })
             .await?;
         if let Some(info) = info {
@@ -476,6 +477,7 @@ impl Manager {
         user: &str,
         token: ImportToken,
         dry_run: bool,
+        add: bool,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
@@ -483,7 +485,7 @@ impl Manager {
         let user = user.to_owned();
         let (report, info) = self
             .as_caller(conn, &hdr, None, move |d, c| {
-                d.import_token(c, &user, &token, dry_run)
+                d.import_token(c, &user, &token, dry_run, add)
             })
             .await?;
         if let Some(info) = info {

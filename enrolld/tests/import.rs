@@ -333,6 +333,31 @@ fn google_authenticator_files_of_the_real_tool_then_real_logins() {
     assert!(out.contains("skipped: already enrolled"), "{out}");
     assert_eq!(state_bytes(&w), before);
 
+    // --add: one more authenticator for a user already enrolled (a pam_oath token here).
+    let hex_extra = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c";
+    let extra = w.dir.write(
+        "extra.oath",
+        &format!("HOTP/T30 {} - {hex_extra}\n", alice.name),
+    );
+    let (code, out, errtext) = twofold(&w, &["import", "oath", extra.to_str().unwrap()]);
+    assert_eq!(code, 6, "{out}{errtext}");
+    assert!(
+        out.contains("or add it beside the others with --add"),
+        "{out}"
+    );
+    let (code, out, errtext) = twofold(&w, &["import", "oath", extra.to_str().unwrap(), "--add"]);
+    assert_eq!(code, 0, "{out}{errtext}");
+    assert!(
+        out.contains("added beside the existing authenticators as number 2"),
+        "{out}"
+    );
+    let (code, out, _) = twofold(&w, &["import", "oath", extra.to_str().unwrap(), "--add"]);
+    assert_eq!(code, 6, "{out}");
+    assert!(
+        out.contains("already has an authenticator named \"oath\""),
+        "{out}"
+    );
+
     // A scratch code of the real file works once, and only once.
     let scratch = alice.scratch();
     let (okd, text) = login(&pam, &alice.name, &scratch[0]);
@@ -351,6 +376,9 @@ fn google_authenticator_files_of_the_real_tool_then_real_logins() {
     assert!(okd, "the app's code after the import was refused: {text}");
     let (okd, text) = login(&pam, &alice.name, &code_now);
     assert!(!okd, "the same code was accepted twice: {text}");
+    // The added authenticator logs in too.
+    let (okd, text) = login(&pam, &alice.name, &oathtool(hex_extra, false, 0, 30));
+    assert!(okd, "the added authenticator's code was refused: {text}");
     // The skewed phone's code (4 steps ahead) works; a code of the server's own time does not.
     assert_eq!(rows[2]["skew"], 4, "{rows}");
     let (okd, text) = login(&pam, &skewed.name, &oathtool(&skewed.secret(), true, 0, 30));

@@ -4,9 +4,10 @@
 //! the same secret and parameters: a user already enrolled in twofold is skipped. The log
 //! says who imported whom and the outcome, never a secret or a code.
 
+use subtle::ConstantTimeEq;
 use twofold_policy::import::{self, ReadRefusal, Token};
 use twofold_policy::logfmt::value;
-use twofold_policy::record::{Counters, Enrollment, Record};
+use twofold_policy::record::{Counters, Enrollment, MAX_AUTHENTICATORS, Record};
 use twofold_policy::totp::{Algorithm, Params, Secret};
 use twofold_policy::{Policy, UserName, recovery, system, time};
 
@@ -31,10 +32,12 @@ fn skipped(user: &str, reason: impl Into<String>) -> ImportReport {
     }
 }
 
-/// The one place an import writes the store's model: a new enrollment whose one
+/// The one place an import writes the store's model. With no enrollment: a new one whose one
 /// authenticator (number 1, named after its source) is `token` with its clock offset, the
-/// scratch codes' `hashes` as recovery codes, and `last_step` as that authenticator's last
-/// accepted step.
+/// scratch codes' `hashes` as its recovery codes. With one and `add`: `token` as one more
+/// authenticator, its scratch codes added to the recovery codes. Either way `last_step` is
+/// the new authenticator's last accepted step. Returns the new authenticator's number.
+#[allow(clippy::too_many_arguments)]
 fn enroll_imported(
     record: &mut Record,
     counters: &mut Counters,
@@ -43,16 +46,52 @@ fn enroll_imported(
     hashes: Vec<String>,
     last_step: u64,
     now: u64,
-) -> Result<(), Error> {
-    let enrollment =
-        Enrollment::new_named(name, &token.secret, token.params, token.skew, now, hashes);
-    let ids: Vec<u32> = enrollment.authenticators.iter().map(|a| a.id).collect();
-    record.enrollment = Some(enrollment);
-    counters.last_steps.clear();
-    for id in ids {
-        counters.last_steps.insert(id, last_step);
-    }
-    Ok(())
+    add: bool,
+) -> Result<u32, Error> {
+    let id = match record.enrollment.as_mut() {
+        None => {
+            let enrollment =
+                Enrollment::new_named(name, &token.secret, token.params, token.skew, now, hashes);
+            counters.last_steps.clear();
+            let id = enrollment.authenticators.first().map_or(1, |a| a.id);
+            record.enrollment = Some(enrollment);
+            id
+        }
+        Some(_) if !add => {
+            return Err(Error::AlreadyEnrolled(format!(
+                "already enrolled in twofold; remove or reset first (`twofold reset {}`), or add it beside the others with --add",
+                record.user
+            )));
+        }
+        Some(e) => {
+            if e.authenticators.len() >= MAX_AUTHENTICATORS {
+                return Err(Error::Forbidden(format!(
+                    "already has {MAX_AUTHENTICATORS} authenticators, the most there can be"
+                )));
+            }
+            if e.by_name(name).is_some() {
+                return Err(Error::Forbidden(format!(
+                    "already has an authenticator named {name:?}"
+                )));
+            }
+            let mut same = false;
+            for a in &e.authenticators {
+                if let Ok(s) = a.secret() {
+                    same |= bool::from(s.as_bytes().ct_eq(token.secret.as_bytes()));
+                }
+            }
+            if same {
+                return Err(Error::Forbidden(
+                    "already has an authenticator with this secret".into(),
+                ));
+            }
+            let id = e.add(name, &token.secret, token.params, token.skew, now);
+            e.recovery_codes.extend(hashes);
+            id
+        }
+    };
+    counters.last_steps.insert(id, last_step);
+    Ok(id)
 }
 
 impl Daemon {
@@ -62,6 +101,7 @@ impl Daemon {
         caller: &Caller,
         user: &str,
         dry_run: bool,
+        add: bool,
     ) -> Result<Imported, Error> {
         let policy = self.policy()?;
         self.require_admin(caller, &policy, "import")?;
@@ -100,6 +140,7 @@ impl Daemon {
             &token,
             GOOGLE_AUTHENTICATOR,
             dry_run,
+            add,
         )?;
         Ok((report(r).0, info))
     }
@@ -111,6 +152,7 @@ impl Daemon {
         user: &str,
         token: &ImportToken,
         dry_run: bool,
+        add: bool,
     ) -> Result<Imported, Error> {
         let policy = self.policy()?;
         self.require_admin(caller, &policy, "import")?;
@@ -127,7 +169,7 @@ impl Daemon {
             ));
         }
         let token = token_of(token)?;
-        let (r, info) = self.import(&policy, &name, &account, &token, source, dry_run)?;
+        let (r, info) = self.import(&policy, &name, &account, &token, source, dry_run, add)?;
         Ok((self.log_import(caller, source, r), info))
     }
 
@@ -144,7 +186,9 @@ impl Daemon {
         r
     }
 
-    /// Enrolls `name` with `token` (or, with `dry_run`, says what it would do).
+    /// Enrolls `name` with `token`, or with `add` adds it beside an enrollment (or, with
+    /// `dry_run`, says what it would do).
+    #[allow(clippy::too_many_arguments)]
     fn import(
         &self,
         policy: &Policy,
@@ -153,6 +197,7 @@ impl Daemon {
         token: &Token,
         source: &str,
         dry_run: bool,
+        add: bool,
     ) -> Result<Imported, Error> {
         let user = name.as_str();
         let window = policy.totp.window;
@@ -202,35 +247,57 @@ impl Daemon {
             skew: (token.skew != 0).then_some(token.skew),
             notes,
         };
-        let enrolled = || {
-            format!("already enrolled in twofold; remove or reset first (`twofold reset {user}`)")
-        };
         if dry_run {
+            // What the write would do, done on a copy of the record as it is now.
             let store = self.store()?;
-            let facts = self.index.facts(&store, name).map_err(super::index_error)?;
-            if facts.enrolled() {
-                return Ok((skipped(user, enrolled()), None));
-            }
-            // What the write would refuse, refused here too.
-            let mut probe = Record::new(user);
-            let mut counters = Counters::default();
-            if let Err(e) =
-                enroll_imported(&mut probe, &mut counters, token, source, Vec::new(), 0, now)
-            {
-                return Ok((skipped(user, error_text(&e)), None));
-            }
-            return Ok((report, None));
+            let state = store.read(name).map_err(super::state_error)?;
+            let mut probe = state.record.unwrap_or_else(|| Record::new(user));
+            let mut counters = state.counters;
+            let adding = probe.enrollment.is_some();
+            return match enroll_imported(
+                &mut probe,
+                &mut counters,
+                token,
+                source,
+                hashes,
+                last_step,
+                now,
+                add,
+            ) {
+                Ok(id) => {
+                    let mut report = report;
+                    if adding {
+                        report.notes.insert(0, added_note(id));
+                    }
+                    Ok((report, None))
+                }
+                Err(e) => Ok((skipped(user, error_text(&e)), None)),
+            };
         }
+        let mut added = None;
         let result = self.change(policy, name, account, |record, counters, at| {
-            if record.enrollment.is_some() {
-                return Err(Error::AlreadyEnrolled(enrolled()));
-            }
-            // A replacement the user began is for an enrollment this one is not.
-            enroll_imported(record, counters, token, source, hashes, last_step, at)
+            let adding = record.enrollment.is_some();
+            let id = enroll_imported(
+                record,
+                counters,
+                token,
+                source,
+                hashes.clone(),
+                last_step,
+                at,
+                add,
+            )?;
+            added = adding.then_some(id);
+            Ok(())
         });
         match result {
             Ok(info) => {
-                self.drop_pending(account.uid);
+                let mut report = report;
+                match added {
+                    Some(id) => report.notes.insert(0, added_note(id)),
+                    // A new enrollment: one the user had begun is for another secret.
+                    None => self.drop_pending(account.uid),
+                }
                 Ok((report, Some(info)))
             }
             Err(e @ (Error::AlreadyEnrolled(_) | Error::Forbidden(_))) => {
@@ -239,6 +306,12 @@ impl Daemon {
             Err(e) => Err(e),
         }
     }
+}
+
+fn added_note(id: u32) -> String {
+    format!(
+        "added beside the existing authenticators as number {id}; its scratch codes join the recovery codes"
+    )
 }
 
 fn error_text(e: &Error) -> String {

@@ -477,7 +477,11 @@ async fn call_one(
         "Reset" => Ok(p.reset(&arg(0)).await?.to_json()),
         "GetUser" => Ok(p.get_user(&arg(0)).await?.to_json()),
         "ImportGoogleAuthenticator" => Ok(p
-            .import_google_authenticator(&arg(0), args[1].as_bool().unwrap_or(true))
+            .import_google_authenticator(
+                &arg(0),
+                args[1].as_bool().unwrap_or(true),
+                args[2].as_bool().unwrap_or(false),
+            )
             .await?
             .to_json()),
         "ImportToken" => {
@@ -487,11 +491,14 @@ async fn call_one(
             token.digits = u8::try_from(t["digits"].as_u64().unwrap_or(6)).unwrap_or(6);
             token.period = t["period"].as_u64().unwrap_or(30);
             token.last_step = t["last_step"].as_u64();
-            Ok(
-                p.import_token(&arg(0), &token, args[2].as_bool().unwrap_or(true))
-                    .await?
-                    .to_json(),
+            Ok(p.import_token(
+                &arg(0),
+                &token,
+                args[2].as_bool().unwrap_or(true),
+                args[3].as_bool().unwrap_or(false),
             )
+            .await?
+            .to_json())
         }
         "ListUsers" => Ok(Value::Array(
             p.list_users().await?.iter().map(|u| u.to_json()).collect(),

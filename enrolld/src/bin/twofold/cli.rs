@@ -183,6 +183,11 @@ pub enum ImportCommand {
         /// Only say what would be imported; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// A user already enrolled in twofold gets it as one more authenticator (named
+        /// google-authenticator), its scratch codes added to the recovery codes; without
+        /// --add such a user is skipped.
+        #[arg(long)]
+        add: bool,
     },
     /// Import the time-based lines of pam_oath's users file (e.g. /etc/users.oath).
     ///
@@ -196,6 +201,10 @@ pub enum ImportCommand {
         /// Only say what would be imported; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// A user already enrolled in twofold gets it as one more authenticator (named oath);
+        /// without --add such a user is skipped.
+        #[arg(long)]
+        add: bool,
     },
 }
 

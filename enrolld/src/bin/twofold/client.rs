@@ -458,6 +458,7 @@ pub fn import_google_authenticator(
     users: &[String],
     all: bool,
     dry_run: bool,
+    add: bool,
     json_out: bool,
 ) -> Result<(), CliError> {
     let results = with_daemon(async |p| {
@@ -473,7 +474,7 @@ pub fn import_google_authenticator(
         };
         let mut out = Vec::with_capacity(names.len());
         for user in names {
-            let r = p.import_google_authenticator(&user, dry_run).await;
+            let r = p.import_google_authenticator(&user, dry_run, add).await;
             out.push((user, r));
         }
         Ok(out)
@@ -505,7 +506,12 @@ pub fn import_google_authenticator(
 }
 
 /// `twofold import oath FILE [--dry-run]`: FILE read here, with the caller's permissions.
-pub fn import_oath(file: &std::path::Path, dry_run: bool, json_out: bool) -> Result<(), CliError> {
+pub fn import_oath(
+    file: &std::path::Path,
+    dry_run: bool,
+    add: bool,
+    json_out: bool,
+) -> Result<(), CliError> {
     use std::io::Read as _;
     let shown = file.display().to_string();
     let f = std::fs::File::open(file).map_err(|e| CliError::System(format!("{shown}: {e}")))?;
@@ -562,7 +568,7 @@ pub fn import_oath(file: &std::path::Path, dry_run: bool, json_out: bool) -> Res
     let results = with_daemon(async |p| {
         let mut out = Vec::with_capacity(tokens.len());
         for (line, user, wire, notes) in &tokens {
-            let r = p.import_token(user, wire, dry_run).await;
+            let r = p.import_token(user, wire, dry_run, add).await;
             out.push((*line, user.clone(), notes.clone(), r));
         }
         Ok(out)

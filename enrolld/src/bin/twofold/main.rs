@@ -60,9 +60,10 @@ fn main() -> ExitCode {
             users,
             all,
             dry_run,
-        }) => client::import_google_authenticator(users, *all, *dry_run, json_out),
-        Command::Import(ImportCommand::Oath { file, dry_run }) => {
-            client::import_oath(file, *dry_run, json_out)
+            add,
+        }) => client::import_google_authenticator(users, *all, *dry_run, *add, json_out),
+        Command::Import(ImportCommand::Oath { file, dry_run, add }) => {
+            client::import_oath(file, *dry_run, *add, json_out)
         }
         Command::Doctor {
             pam_dir,
