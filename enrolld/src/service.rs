@@ -472,6 +472,7 @@ impl Manager {
     }
 
     /// Admin: imports a token the caller read (a `users.oath` line) for `user`.
+    #[allow(clippy::too_many_arguments)]
     async fn import_token(
         &self,
         user: &str,

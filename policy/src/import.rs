@@ -661,9 +661,9 @@ fn oath_fields<'a>(
             raw.len() * 8
         ));
     }
-    if raw.len() > 64 {
+    if raw.len() > 32 {
         return Err(format!(
-            "the secret has {} bytes: liboath reads at most 32",
+            "the secret has {} bytes: liboath reads at most 32 (it refuses this line too)",
             raw.len()
         ));
     }
