@@ -283,6 +283,22 @@ fn google_authenticator_files_of_the_real_tool_then_real_logins() {
     );
     assert_eq!(state_bytes(&w), before, "--dry-run changed the store");
 
+    // --all: the listing's users, those without a file counted on one line.
+    let (_, out, errtext) = twofold(
+        &w,
+        &["import", "google-authenticator", "--all", "--dry-run"],
+    );
+    assert!(
+        out.contains(&format!("{}: would import (6 digits", alice.name)),
+        "{out}{errtext}"
+    );
+    assert!(
+        out.contains("of the listing have no ~/.google_authenticator")
+            || out.contains("of the listing has no"),
+        "{out}"
+    );
+    assert_eq!(state_bytes(&w), before, "--dry-run changed the store");
+
     // Through the daemon directly, as an admin would with any client.
     let r = ok(&w.call(None, "ImportGoogleAuthenticator", json!([hotp.name, false]))).clone();
     assert_eq!(r["outcome"], "skipped", "{r}");

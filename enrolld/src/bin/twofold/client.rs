@@ -432,9 +432,11 @@ fn print_imports(
     Ok(())
 }
 
+/// Whether `r` says the user has no file (or no home): `--all` counts these, one line for all.
 fn is_missing_file(r: &ImportReport) -> bool {
     r.reason.as_deref().is_some_and(|why| {
-        why.starts_with("no /") && why.ends_with(twofold_policy::import::GA_FILE)
+        (why.starts_with("no /") && why.ends_with(twofold_policy::import::GA_FILE))
+            || (why.starts_with("home directory ") && why.ends_with(" is missing"))
     })
 }
 
@@ -497,7 +499,7 @@ pub fn import_google_authenticator(
     }
     if all && !json_out {
         println!(
-            "{without} other user{} of the listing {} no ~/.google_authenticator.",
+            "{without} other user{} of the listing {} no ~/.google_authenticator (or no home).",
             if without == 1 { "" } else { "s" },
             if without == 1 { "has" } else { "have" }
         );
