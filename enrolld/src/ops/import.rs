@@ -85,7 +85,13 @@ fn enroll_imported(
                     "already has an authenticator with this secret".into(),
                 ));
             }
-            let id = e.add(name, &token.secret, token.params, token.skew, now);
+            let id = e
+                .add(name, &token.secret, token.params, token.skew, now)
+                .ok_or_else(|| {
+                    Error::Forbidden(
+                        "no authenticator number is left in this enrollment: reset it first".into(),
+                    )
+                })?;
             e.recovery_codes.extend(hashes);
             id
         }
