@@ -18,11 +18,13 @@
 # sudo (the README's sudo stack, through sudoers' pam_service), polkitd (a real polkit on the
 # daemon tests' private bus: enrolld/tests/daemon_polkit.rs), cockpit-ws + cockpit-bridge +
 # cockpit-system (the admin console served by a real Cockpit) with chromium, chromium-driver and
-# python3-selenium (the console's browser test drives a headless Chromium through WebDriver).
+# python3-selenium (the console's browser test drives a headless Chromium through WebDriver),
+# libpam-google-authenticator (its google-authenticator tool writes the files `twofold import` reads).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
   openssh-server openssh-client python3-paramiko expect sudo e2fsprogs polkitd \
-  cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium
+  cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium \
+  libpam-google-authenticator
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
 

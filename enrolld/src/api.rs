@@ -238,6 +238,127 @@ impl std::fmt::Debug for NewEnrollment {
     }
 }
 
+/// What `ImportGoogleAuthenticator` and `ImportToken` answer for one user (`a{sv}` on the
+/// bus). Never holds a secret or a code.
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct ImportReport {
+    /// The user (canonical name).
+    pub user: String,
+    /// `imported`, `would import` (`dry_run`) or `skipped`.
+    pub outcome: String,
+    /// Why it was skipped.
+    pub reason: Option<String>,
+    /// Digits of the codes.
+    pub digits: Option<u8>,
+    /// Step in seconds.
+    pub period: Option<u64>,
+    /// Recovery codes made from the scratch codes.
+    pub recovery_codes: Option<u32>,
+    /// The clock offset kept, in steps.
+    pub skew: Option<i64>,
+    /// What the import changed or left out, one sentence each.
+    pub notes: Vec<String>,
+}
+
+impl ImportReport {
+    /// Whether the user was (or, with `dry_run`, would be) imported.
+    pub fn imported(&self) -> bool {
+        self.outcome != "skipped"
+    }
+
+    /// One line: `alice: imported (6 digits, 30 s, 5 recovery codes; window ±8 reduced to ±1)`.
+    pub fn to_line(&self) -> String {
+        if !self.imported() {
+            return format!(
+                "{}: skipped: {}",
+                self.user,
+                self.reason.as_deref().unwrap_or("no reason given")
+            );
+        }
+        let mut what = Vec::new();
+        if let Some(d) = self.digits {
+            what.push(format!("{d} digits"));
+        }
+        if let Some(p) = self.period {
+            what.push(format!("{p} s"));
+        }
+        if let Some(n) = self.recovery_codes {
+            what.push(format!(
+                "{n} recovery code{}",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        let mut line = format!("{}: {} ({}", self.user, self.outcome, what.join(", "));
+        if !self.notes.is_empty() {
+            line.push_str("; ");
+            line.push_str(&self.notes.join("; "));
+        }
+        line.push(')');
+        line
+    }
+
+    /// Plain JSON (the `--json` output of the CLI).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "user": self.user,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "digits": self.digits,
+            "period": self.period,
+            "recovery_codes": self.recovery_codes,
+            "skew": self.skew,
+            "notes": self.notes,
+        })
+    }
+}
+
+/// A token another tool's file held, read by the caller (`ImportToken`, `a{sv}` on the bus):
+/// the CLI reads a `users.oath` with its own permissions and sends one of these per user. The
+/// secret is wiped from memory when this is dropped and never printed by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct ImportToken {
+    /// The secret, base32 (at least 128 bits).
+    pub secret: String,
+    /// Digits of the codes (6 to 8).
+    pub digits: u8,
+    /// Step in seconds.
+    pub period: u64,
+    /// `SHA1` (the default), `SHA256` or `SHA512`.
+    pub algorithm: Option<String>,
+    /// The clock offset to keep, in steps.
+    pub skew: Option<i64>,
+    /// The last step the old module accepted, when known.
+    pub last_step: Option<u64>,
+    /// Steps ahead of the current one the old module accepted (its window's upper side).
+    pub ahead: Option<u64>,
+    /// The authenticator's name (`oath` when absent).
+    pub name: Option<String>,
+}
+
+impl Drop for ImportToken {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.secret.zeroize();
+    }
+}
+
+impl std::fmt::Debug for ImportToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportToken")
+            .field("secret", &"<redacted>")
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("algorithm", &self.algorithm)
+            .field("skew", &self.skew)
+            .field("last_step", &self.last_step)
+            .field("ahead", &self.ahead)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 /// The client side of the interface (used by the `twofold` command).
 #[zbus::proxy(
     interface = "org.twofold.Enroll1.Manager",
@@ -255,6 +376,26 @@ pub trait Manager {
     fn clear_override(&self, user: &str) -> Result<UserInfo, Error>;
     /// Admin: delete `user`'s secret and recovery codes; they enroll again.
     fn reset(&self, user: &str) -> Result<UserInfo, Error>;
+    /// Admin: enrolls `user` with the secret, parameters and scratch codes of their
+    /// `~/.google_authenticator`, which the daemon reads itself (the home directory from the
+    /// user database; the file checked before it is read); with `dry_run`, only says what it
+    /// would do; with `add`, a user already enrolled gets it as one more authenticator (else
+    /// such a user is skipped).
+    fn import_google_authenticator(
+        &self,
+        user: &str,
+        dry_run: bool,
+        add: bool,
+    ) -> Result<ImportReport, Error>;
+    /// Admin: enrolls `user` with a token the caller read (a `users.oath` line); `dry_run` and
+    /// `add` as for `ImportGoogleAuthenticator`.
+    fn import_token(
+        &self,
+        user: &str,
+        token: &ImportToken,
+        dry_run: bool,
+        add: bool,
+    ) -> Result<ImportReport, Error>;
     /// Admin, or the user themself: one user.
     fn get_user(&self, user: &str) -> Result<UserInfo, Error>;
     /// Admin: every local account and every user with a record or a policy entry.

@@ -23,6 +23,7 @@ use crate::log::Log;
 mod admin;
 mod authenticators;
 mod enroll;
+mod import;
 mod own_status;
 mod preview;
 

@@ -29,7 +29,9 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
 use zeroize::Zeroizing;
 
-use crate::api::{AuthenticatorInfo, DefaultPreview, Error, NewEnrollment, UserInfo};
+use crate::api::{
+    AuthenticatorInfo, DefaultPreview, Error, ImportReport, ImportToken, NewEnrollment, UserInfo,
+};
 use crate::ops::{Caller, Daemon, PolkitAdmin};
 use crate::polkit::{self, MANAGE_OTHERS, MANAGE_OWN, Verdict};
 use crate::subscribers::{self, Refused, Subscribers};
@@ -444,6 +446,53 @@ impl Manager {
             .as_caller(conn, &hdr, None, move |d, c| d.reset(c, &user))
             .await?;
         self.announce(conn, &emitter, info).await
+    }
+
+    /// Admin: imports `user`'s `~/.google_authenticator` (read by the daemon: the home from
+    /// the user database, the file checked before it is read).
+    async fn import_google_authenticator(
+        &self,
+        user: &str,
+        dry_run: bool,
+        add: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<ImportReport, Error> {
+        let user = user.to_owned();
+        let (report, info) = self
+            .as_caller(conn, &hdr, None, move |d, c| {
+                d.import_google_authenticator(c, &user, dry_run, add)
+            })
+            .await?;
+        if let Some(info) = info {
+            self.announce(conn, &emitter, info).await?;
+        }
+        Ok(report)
+    }
+
+    /// Admin: imports a token the caller read (a `users.oath` line) for `user`.
+    #[allow(clippy::too_many_arguments)]
+    async fn import_token(
+        &self,
+        user: &str,
+        token: ImportToken,
+        dry_run: bool,
+        add: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<ImportReport, Error> {
+        let user = user.to_owned();
+        let (report, info) = self
+            .as_caller(conn, &hdr, None, move |d, c| {
+                d.import_token(c, &user, &token, dry_run, add)
+            })
+            .await?;
+        if let Some(info) = info {
+            self.announce(conn, &emitter, info).await?;
+        }
+        Ok(report)
     }
 
     /// Admin, or the user themself: one user.

@@ -59,6 +59,8 @@ const ADMIN_METHODS: &[&str] = &[
     "Summary",
     "SetDefaultMode",
     "PreviewDefaultMode",
+    "ImportGoogleAuthenticator",
+    "ImportToken",
 ];
 
 fn admin_args(method: &str, target: &str) -> Value {
@@ -67,6 +69,13 @@ fn admin_args(method: &str, target: &str) -> Value {
         "ListUsersPage" => json!(["", 10]),
         "FindUsers" => json!(["", ["pending"], "", 10]),
         "SetDefaultMode" | "PreviewDefaultMode" => json!(["optional"]),
+        // Not dry runs: a refused call must change nothing, an allowed one may.
+        "ImportGoogleAuthenticator" => json!([target, false]),
+        "ImportToken" => json!([
+            target,
+            {"secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "digits": 6, "period": 30},
+            true
+        ]),
         _ => json!([target]),
     }
 }

@@ -130,6 +130,16 @@ fn polkit_makes_admins_and_refuses_others() {
         ("Summary", json!([])),
         ("PreviewDefaultMode", json!(["required"])),
         ("Exempt", json!([w.bob.name])),
+        // The imports too: a polkit admin who is not root imports through the daemon.
+        ("ImportGoogleAuthenticator", json!([target, true])),
+        (
+            "ImportToken",
+            json!([
+                w.bob.name,
+                {"secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "digits": 6, "period": 30},
+                true
+            ]),
+        ),
     ] {
         let r = w.call(Some(&carol), method, args);
         assert!(r.get("ok").is_some(), "{method} as carol: {r}");
@@ -158,6 +168,12 @@ fn polkit_makes_admins_and_refuses_others() {
             "{r}"
         );
         let r = w.call(Some(who), "Subscribe", json!([]));
+        assert_eq!(err(&r), "PermissionDenied", "{r}");
+        let r = w.call(
+            Some(who),
+            "ImportGoogleAuthenticator",
+            json!([target, false]),
+        );
         assert_eq!(err(&r), "PermissionDenied", "{r}");
     }
     // A sender that writes carol's connection into the header is still bob to the daemon:

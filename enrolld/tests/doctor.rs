@@ -84,6 +84,8 @@ impl Host {
         let policy = dir.write("policy.toml", policy);
         let cockpit = dir.path().join("cockpit");
         std::fs::create_dir(&cockpit).unwrap();
+        // The users whose homes are looked at for a ~/.google_authenticator: none here.
+        dir.write("passwd", "");
         Host {
             dir,
             pam,
@@ -110,6 +112,8 @@ impl Host {
             .arg(&self.cockpit_conf)
             .arg("--krb5-keytab")
             .arg(self.dir.path().join("krb5.keytab"))
+            .arg("--passwd")
+            .arg(self.dir.path().join("passwd"))
             .args(extra)
             .output()
             .unwrap();
@@ -756,4 +760,66 @@ fn cockpit_is_checked_like_the_other_services() {
             _ => {}
         }
     }
+}
+
+/// What a migration leaves behind: pam_google_authenticator.so beside pam_twofold.so (two
+/// prompts), pam_oath.so alone in a service, and a user with a ~/.google_authenticator and no
+/// twofold enrollment; warnings, not failures.
+#[test]
+fn migration_leftovers_are_named() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root (the homes are looked at as root)");
+        return;
+    }
+    let host = Host::new(
+        &[
+            (
+                "sshd",
+                "@include common-auth\nauth required pam_google_authenticator.so nullok\nauth required pam_twofold.so\n@include common-account\n",
+            ),
+            (
+                "vpn",
+                "auth required pam_unix.so\nauth required pam_oath.so usersfile=/etc/users.oath\n",
+            ),
+        ],
+        "UsePAM yes\nKbdInteractiveAuthentication yes\n",
+        REQUIRED,
+    );
+    let home = host.dir.path().join("home-ghost");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join(".google_authenticator"), "SECRET\n").unwrap();
+    let plain = host.dir.path().join("home-plain");
+    std::fs::create_dir(&plain).unwrap();
+    host.dir.write(
+        "passwd",
+        &format!(
+            "ghost:x:4001:4001::{}:/bin/sh\nplain:x:4002:4002::{}:/bin/sh\n",
+            home.display(),
+            plain.display()
+        ),
+    );
+    let (_, v) = host.json();
+    let warnings = findings(&v, "warning");
+    assert!(
+        warnings.iter().any(|f| f["service"] == "sshd"
+            && text(f).contains("pam_google_authenticator.so runs beside pam_twofold.so")
+            && text(f).contains("twofold import google-authenticator --all")),
+        "{v:#}"
+    );
+    assert!(
+        warnings.iter().any(|f| f["service"] == "vpn"
+            && text(f).contains("pam_oath.so decides the code of vpn")
+            && text(f).contains("twofold import oath")),
+        "{v:#}"
+    );
+    assert!(
+        warnings.iter().any(|f| text(f)
+            .contains("1 user with a ~/.google_authenticator and no twofold enrollment: ghost")),
+        "{v:#}"
+    );
+    assert!(!v.to_string().contains("plain"), "{v:#}");
+    assert!(
+        !v.to_string().contains("SECRET"),
+        "the file is never read: {v:#}"
+    );
 }

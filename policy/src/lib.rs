@@ -12,6 +12,7 @@
 //! - [`resolve`]: who must do what, and which rule decided it;
 //! - [`store`]: the per-user state records under `/var/lib/twofold/`;
 //! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
+//! - [`import`]: the files of google-authenticator and pam_oath, read for `twofold import`;
 //! - [`login`]: the one code check every caller goes through (throttle, replay, the time of the
 //!   answer, under the user's lock);
 //! - [`throttle`]: growing delays after wrong codes, per (user, source address) and per user;
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod config;
 pub mod duration;
 pub mod encoding;
+pub mod import;
 pub mod logfmt;
 pub mod login;
 pub mod mode;

@@ -476,6 +476,30 @@ async fn call_one(
         "ClearOverride" => Ok(p.clear_override(&arg(0)).await?.to_json()),
         "Reset" => Ok(p.reset(&arg(0)).await?.to_json()),
         "GetUser" => Ok(p.get_user(&arg(0)).await?.to_json()),
+        "ImportGoogleAuthenticator" => Ok(p
+            .import_google_authenticator(
+                &arg(0),
+                args[1].as_bool().unwrap_or(true),
+                args[2].as_bool().unwrap_or(false),
+            )
+            .await?
+            .to_json()),
+        "ImportToken" => {
+            let t = &args[1];
+            let mut token = twofold_enrolld::api::ImportToken::default();
+            token.secret = t["secret"].as_str().unwrap_or_default().to_owned();
+            token.digits = u8::try_from(t["digits"].as_u64().unwrap_or(6)).unwrap_or(6);
+            token.period = t["period"].as_u64().unwrap_or(30);
+            token.last_step = t["last_step"].as_u64();
+            Ok(p.import_token(
+                &arg(0),
+                &token,
+                args[2].as_bool().unwrap_or(true),
+                args[3].as_bool().unwrap_or(false),
+            )
+            .await?
+            .to_json())
+        }
         "ListUsers" => Ok(Value::Array(
             p.list_users().await?.iter().map(|u| u.to_json()).collect(),
         )),

@@ -122,7 +122,7 @@ fn is_zero(n: &u64) -> bool {
 impl Counters {
     /// Parses counters in the shape twofold writes them ([`Counters::to_toml`], or the `toml`
     /// serializer's, whose table keys are bare where they can be), without the TOML parser, as
-    /// [`Record::parse_canonical`] does records: `None` for any other text, which the caller
+    /// [`super::Record::parse_canonical`] does records: `None` for any other text, which the caller
     /// then parses with the `toml` crate. `tests/counters_text.rs` checks it against that crate
     /// over generated and damaged counters.
     pub fn parse_canonical(text: &str) -> Option<Counters> {

@@ -114,6 +114,14 @@ pub enum Command {
     /// Check and summarize the policy, or set its default mode.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Enroll users with the secrets they use with google-authenticator or pam_oath (admins).
+    ///
+    /// Users keep their authenticator app: the same secret, digits and step. A user already
+    /// enrolled in twofold is skipped. The old files are never changed. Prints one line per
+    /// user: imported (with what changed), or skipped and why. Exits 6 when a user or a line
+    /// was skipped.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Show a user's effective mode, status, and the rule that decided it.
     Explain {
         /// A user of this machine.
@@ -129,7 +137,9 @@ pub enum Command {
     /// (`sshd -T`, also per Match block) and Cockpit's certificate and Kerberos logins
     /// (cockpit.conf, the keytab), and lists each bypass (a user whom the policy requires
     /// logs in without a code) and lockout (users who need a code cannot log in), with a fix.
-    /// Exits 7 on a bypass, 8 on a lockout, 9 when a part could not be checked, else 0.
+    /// Also warns about what a migration left behind: pam_google_authenticator.so or
+    /// pam_oath.so still in a stack, and (as root) users with a ~/.google_authenticator and
+    /// no twofold enrollment. Exits 7 on a bypass, 8 on a lockout, 9 when a part could not be checked, else 0.
     Doctor {
         /// The PAM configuration directory.
         #[arg(long, default_value = "/etc/pam.d", value_name = "DIR")]
@@ -146,12 +156,64 @@ pub enum Command {
         /// The system's Kerberos keytab, which Cockpit uses when it has none of its own.
         #[arg(long, default_value = "/etc/krb5.keytab", value_name = "FILE")]
         krb5_keytab: PathBuf,
+        /// The user list whose home directories are looked at (as root) for a
+        /// ~/.google_authenticator of a user not enrolled in twofold.
+        #[arg(long, default_value = "/etc/passwd", value_name = "FILE")]
+        passwd: PathBuf,
     },
     /// Write man pages and shell completions into DIR (used by `make build`).
     #[command(hide = true)]
     GenerateAssets {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+/// `twofold import …`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import each USER's ~/.google_authenticator (libpam-google-authenticator).
+    ///
+    /// The daemon reads the file itself: the home directory from the user database, the file
+    /// only if it is a regular file owned by the user, readable by no one else (0600 or 0400)
+    /// and at most 64 KiB. Scratch codes become one-time recovery codes; TIME_SKEW is kept;
+    /// WINDOW_SIZE gives way to the policy's window; RATE_LIMIT to twofold's throttling; a
+    /// counter-based (HOTP) file is skipped.
+    #[command(name = "google-authenticator")]
+    GoogleAuthenticator {
+        /// Users whose file to import.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        users: Vec<String>,
+        /// Every user of `twofold list` (login.defs' UID_MIN to UID_MAX, and users with a
+        /// twofold record) who has a ~/.google_authenticator; root and system accounts only
+        /// by name.
+        #[arg(long)]
+        all: bool,
+        /// Only say what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A user already enrolled in twofold gets it as one more authenticator (named
+        /// google-authenticator), its scratch codes added to the recovery codes; without
+        /// --add such a user is skipped.
+        #[arg(long)]
+        add: bool,
+    },
+    /// Import the time-based lines of pam_oath's users file (e.g. /etc/users.oath).
+    ///
+    /// FILE is read by this command with your own permissions; each line's user gets its
+    /// secret, digits and step (HOTP/T30, HOTP/T60, /6 /7 /8). The last code used (LASTOTP,
+    /// TIME) stays refused. Counter-based lines (HOTP, HOTP/E) are skipped; a PIN is reported
+    /// and not imported. A bad line is reported as FILE:LINE: message.
+    Oath {
+        /// The users file.
+        file: PathBuf,
+        /// Only say what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A user already enrolled in twofold gets it as one more authenticator (named oath);
+        /// without --add such a user is skipped.
+        #[arg(long)]
+        add: bool,
     },
 }
 

@@ -26,7 +26,7 @@ use twofold_policy::resolve::{RecordFacts, Resolution, Rule};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::{Status, UserName, system, time};
 
-use cli::{Cli, Command, PolicyCommand};
+use cli::{Cli, Command, ImportCommand, PolicyCommand};
 use error::CliError;
 
 fn main() -> ExitCode {
@@ -56,12 +56,22 @@ fn main() -> ExitCode {
         Command::Allow { users } => client::admin("allow", users, json_out),
         Command::Inherit { users } => client::admin("inherit", users, json_out),
         Command::Reset { users } => client::admin("reset", users, json_out),
+        Command::Import(ImportCommand::GoogleAuthenticator {
+            users,
+            all,
+            dry_run,
+            add,
+        }) => client::import_google_authenticator(users, *all, *dry_run, *add, json_out),
+        Command::Import(ImportCommand::Oath { file, dry_run, add }) => {
+            client::import_oath(file, *dry_run, *add, json_out)
+        }
         Command::Doctor {
             pam_dir,
             sshd_config,
             sshd,
             cockpit_conf,
             krb5_keytab,
+            passwd,
         } => doctor(
             &cli.global,
             doctor::Options {
@@ -72,6 +82,7 @@ fn main() -> ExitCode {
                 krb5_keytab: krb5_keytab.clone(),
                 policy: cli.global.policy.clone(),
                 state: cli.global.state.clone(),
+                passwd: passwd.clone(),
             },
         ),
         Command::GenerateAssets { dir } => generate_assets(dir),

@@ -6,10 +6,13 @@
 //! for sshd's effective configuration, once for the base and once per representative
 //! connection when the configuration has `Match` blocks. For Cockpit it also reads
 //! `cockpit.conf` (and looks for a Kerberos keytab): certificate and Kerberos logins run only
-//! the `account` stack. Nothing is changed.
+//! the `account` stack. It also names what a migration from google-authenticator or pam_oath
+//! leaves behind (the old module in a stack, users with a `~/.google_authenticator` and no
+//! twofold enrollment). Nothing is changed.
 
 mod analysis;
 mod cockpit;
+mod migration;
 mod pam;
 mod policy;
 mod report;
@@ -44,6 +47,9 @@ pub struct Options {
     pub policy: PathBuf,
     /// The state directory (admin overrides).
     pub state: PathBuf,
+    /// The user list whose homes are looked at for a `~/.google_authenticator` left behind
+    /// (`/etc/passwd`).
+    pub passwd: PathBuf,
 }
 
 impl Options {
@@ -57,6 +63,7 @@ impl Options {
             krb5_keytab: PathBuf::from(DEFAULT_KRB5_KEYTAB),
             policy: policy.to_owned(),
             state: state.to_owned(),
+            passwd: PathBuf::from(DEFAULT_PASSWD),
         }
     }
 }
@@ -67,6 +74,8 @@ pub const DEFAULT_PAM_DIR: &str = "/etc/pam.d";
 pub const DEFAULT_SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
 /// Default Cockpit configuration.
 pub const DEFAULT_COCKPIT_CONF: &str = "/etc/cockpit/cockpit.conf";
+/// Default user list for the leftover ~/.google_authenticator check.
+pub const DEFAULT_PASSWD: &str = "/etc/passwd";
 /// Default system Kerberos keytab.
 pub const DEFAULT_KRB5_KEYTAB: &str = "/etc/krb5.keytab";
 
@@ -110,7 +119,9 @@ pub fn check(opts: &Options) -> Report {
         check_services(pam, &req, &mut report);
         check_sshd(pam, &req, opts, &mut report);
         check_cockpit(pam, &req, opts, &mut report);
+        migration::check_old_modules(pam, &mut report);
     }
+    migration::check_leftover_files(&opts.passwd, &opts.state, &mut report);
     report.findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
