@@ -545,6 +545,9 @@ pub fn serve(
         &policy,
         &account,
         service,
+        // The same trusted value as the throttle's: a non-root caller's claim counts for
+        // nothing, so it cannot put itself in a network that needs no code.
+        rhost,
         &RecordFacts::of(record.as_ref()),
         now,
     );

@@ -139,6 +139,7 @@ fn same_decisions(s: &Setup) {
                     user: u,
                     groups: gs,
                     service: svc,
+                    from: None,
                 };
                 let a = resolve(&full, &subject, &RecordFacts::of(None), 1000);
                 let b = resolve(&small, &subject, &RecordFacts::of(None), 1000);
@@ -252,7 +253,7 @@ fn the_cache_is_used_and_any_change_of_the_files_invalidates_it() {
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Disabled
     );
-    assert!(cache_text(&s).starts_with("twofold-policy-cache\t3\t"));
+    assert!(cache_text(&s).starts_with("twofold-policy-cache\t4\t"));
     // A symlinked cache is not followed.
     std::fs::remove_file(&path).unwrap();
     let decoy = s.store.path().join("decoy");
