@@ -277,7 +277,7 @@ fn a_caller_that_is_not_root_cannot_claim_a_network_that_needs_no_code() {
     // Alice's own process claims to be on 10.0.0.1 (and on 2001:db8::1, and mapped): her
     // claim counts for nothing, the code is asked.
     for rhost in ["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1"] {
-        let out = run(&mut python_as(&alice, script, &rig.socket).arg(q(rhost)));
+        let out = run(python_as(&alice, script, &rig.socket).arg(q(rhost)));
         let answer = String::from_utf8(out.stdout).unwrap();
         assert!(
             answer.contains("answer=ask") && answer.contains("rule=default"),
