@@ -544,6 +544,39 @@ fn the_console_in_a_browser_admin_and_user() {
         assert_eq!(new.len(), 5, "{r}");
         assert!(new.iter().all(|c| !old.contains(c)), "{r}");
         assert_eq!(sb.list()[&user.name]["recovery_codes_left"], 5);
+
+        // A second authenticator, from the page: named with markup (which stays text), proven
+        // with a recovery code, confirmed with a code of its own key read from the page.
+        let r = b.cmd(json!({"op": "auths"}));
+        assert_eq!(r["auths"], json!([["1", "default", 0]]), "{r}");
+        let r = b.cmd(json!({"op": "add_auth", "name": "<b>tablet</b>", "code": "000000"}));
+        assert!(r["alert"].as_str().unwrap().contains("InvalidCode"), "{r}");
+        let added = b.cmd(json!({"op": "add_auth", "name": "<b>tablet</b>", "code": new[1]}));
+        let key2 = added["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{added}"))
+            .to_owned();
+        assert_ne!(key2, key);
+        let done = b.cmd(json!({"op": "confirm_add", "code": oathtool(&key2)}));
+        assert_eq!(
+            done["auths"],
+            json!([["1", "default", 0], ["2", "<b>tablet</b>", 0]]),
+            "{done}"
+        );
+        assert_eq!(done["codes_shown"], false, "{done}");
+        assert_eq!(done["enrolling"], "", "{done}");
+        assert_eq!(
+            b.cmd(json!({"op": "contains", "text": key2})),
+            json!({"frame": false, "shell": false})
+        );
+        assert_eq!(sb.list()[&user.name]["authenticators"], 2);
+        let r = b.cmd(json!({"op": "rename_auth", "id": "2", "name": "tablet"}));
+        assert_eq!(r["auths"][1], json!(["2", "tablet", 0]), "{r}");
+        // The first one goes, proven with a recovery code; the tablet stays.
+        let r = b.cmd(json!({"op": "remove_auth", "id": "1", "code": new[2]}));
+        assert_eq!(r["auths"], json!([["2", "tablet", 0]]), "{r}");
+        assert_eq!(sb.list()[&user.name]["authenticators"], 1);
+
         let r = b.cmd(json!({"op": "proof", "action": "disable", "code": old[1]}));
         assert!(r["alert"].as_str().unwrap().contains("InvalidCode"), "{r}");
         assert_eq!(r["proof_left"], "", "{r}");
@@ -560,7 +593,7 @@ fn the_console_in_a_browser_admin_and_user() {
 
         // No key in the browser's console or in any log of the sandbox; no script error.
         let log = b.cmd(json!({"op": "console_log"}));
-        for k in [&key, &first_key] {
+        for k in [&key, &first_key, &key2] {
             assert!(!log.to_string().contains(k.as_str()), "{log}");
             assert!(!sb.logs().contains(k.as_str()));
         }

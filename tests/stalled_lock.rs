@@ -209,7 +209,7 @@ fn a_held_lock_stalls_only_its_own_account_and_every_slot_comes_back() {
         .read_counters(&UserName::parse(&alice.0).unwrap())
         .unwrap();
     assert!(
-        c.failures.is_empty() && c.user_failures == 0 && c.last_step.is_none(),
+        c.failures.is_empty() && c.user_failures == 0 && c.last_steps.is_empty(),
         "{c:?}"
     );
     // Every slot came back: the service is down to its one thread while the lock is still

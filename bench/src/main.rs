@@ -290,7 +290,10 @@ pub fn seed_counters(store: &Store, user: &str, now: u64) {
     let name = twofold_policy::UserName::parse(user).unwrap();
     let lock = store.lock(&name).unwrap();
     let counters = Counters {
-        last_step: Some(totp::step_of(now, Params::default()) - DAY / 30),
+        last_steps: std::collections::BTreeMap::from([(
+            1,
+            totp::step_of(now, Params::default()) - DAY / 30,
+        )]),
         last_login: Some(now - DAY),
         last_login_from: Some("local".into()),
         ..Counters::default()

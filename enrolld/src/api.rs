@@ -101,6 +101,8 @@ pub struct UserInfo {
     pub last_login_from: Option<String>,
     /// Unused recovery codes.
     pub recovery_codes_left: Option<u32>,
+    /// How many authenticators are enrolled (when enrolled).
+    pub authenticators: Option<u32>,
     /// The `[networks."CIDR"]` rules under which a login would get another mode than `mode`
     /// (which is that of a login from no network), as (network, mode) pairs; absent when none.
     pub networks: Option<Vec<(String, String)>>,
@@ -126,6 +128,7 @@ impl UserInfo {
             "last_login": self.last_login,
             "last_login_from": self.last_login_from,
             "recovery_codes_left": self.recovery_codes_left,
+            "authenticators": self.authenticators,
             "networks": self
                 .networks
                 .iter()
@@ -171,6 +174,41 @@ impl DefaultPreview {
             "by_default": self.by_default,
             "moved": self.moved,
             "transitions": transitions,
+        })
+    }
+}
+
+/// One of the caller's authenticators (`a{sv}` on the bus). Never holds the secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct AuthenticatorInfo {
+    /// Its number: stable while the enrollment lasts, never reused.
+    pub id: u32,
+    /// The name the user gave it.
+    pub name: String,
+    /// What it is: `totp`.
+    pub kind: String,
+    /// When it was added (Unix seconds).
+    pub added_at: u64,
+    /// Code length.
+    pub digits: u32,
+    /// Step length in seconds.
+    pub period: u64,
+    /// HMAC algorithm: `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+}
+
+impl AuthenticatorInfo {
+    /// Plain JSON (the `--json` output of the CLI).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "added_at": self.added_at,
+            "digits": self.digits,
+            "period": self.period,
+            "algorithm": self.algorithm,
         })
     }
 }
@@ -264,6 +302,17 @@ pub trait Manager {
     fn regenerate_recovery_codes(&self, code: &str) -> Result<Vec<String>, Error>;
     /// Self: the caller's own status.
     fn get_status(&self) -> Result<UserInfo, Error>;
+    /// Self: the caller's authenticators (never a secret).
+    fn list_authenticators(&self) -> Result<Vec<AuthenticatorInfo>, Error>;
+    /// Self: a fresh secret for another authenticator named `name`, pending until
+    /// `ConfirmEnrollment` (which then returns no recovery codes: the enrollment's stay).
+    /// `proof`: a current code of an enrolled authenticator or a recovery code.
+    fn add_authenticator(&self, name: &str, proof: &str) -> Result<NewEnrollment, Error>;
+    /// Self: renames an authenticator (`which`: its number or its name).
+    fn rename_authenticator(&self, which: &str, name: &str) -> Result<UserInfo, Error>;
+    /// Self: removes an authenticator (`which`: its number or its name); `proof` as for
+    /// `Disable`. The last one goes only as `Disable` would (refused while required).
+    fn remove_authenticator(&self, which: &str, proof: &str) -> Result<UserInfo, Error>;
     /// Admin: this connection gets `Changed` for every change, addressed to it alone, until
     /// `Unsubscribe`, until it leaves the bus, or until it is no longer an admin (checked
     /// again at most once a minute). `Busy` beyond 4 connections per uid or 64 in all.

@@ -21,6 +21,7 @@ use crate::index::{Facts, Index, IndexError, PolicyCache};
 use crate::log::Log;
 
 mod admin;
+mod authenticators;
 mod enroll;
 mod own_status;
 mod preview;
@@ -115,6 +116,8 @@ struct Pending {
     /// beginning, by its [`Enrollment::fingerprint`]: the confirmation may replace that one
     /// enrollment and no other (not one made after an admin's reset, say).
     replaces: Option<[u8; 32]>,
+    /// For an authenticator added to the enrollment `replaces` names: its name.
+    adds: Option<String>,
 }
 
 /// The daemon's state: where the policy and the store are, and pending enrollments.
@@ -354,6 +357,7 @@ impl Daemon {
             last_login: facts.last_login(),
             last_login_from: facts.last_login_from().map(str::to_owned),
             recovery_codes_left: facts.recovery_codes_left(),
+            authenticators: facts.authenticators(),
             networks: (!networks.is_empty()).then_some(networks),
         }
     }

@@ -29,7 +29,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
 use zeroize::Zeroizing;
 
-use crate::api::{DefaultPreview, Error, NewEnrollment, UserInfo};
+use crate::api::{AuthenticatorInfo, DefaultPreview, Error, NewEnrollment, UserInfo};
 use crate::ops::{Caller, Daemon, PolkitAdmin};
 use crate::polkit::{self, MANAGE_OTHERS, MANAGE_OWN, Verdict};
 use crate::subscribers::{self, Refused, Subscribers};
@@ -634,6 +634,70 @@ impl Manager {
             return Ok(info);
         }
         self.off_executor(uid, move |d| d.own_status(uid)).await
+    }
+
+    /// Self: the caller's authenticators (never a secret).
+    async fn list_authenticators(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Vec<AuthenticatorInfo>, Error> {
+        self.as_caller(conn, &hdr, None, |d, c| d.list_authenticators(c))
+            .await
+    }
+
+    /// Self: a fresh secret for another authenticator, pending until `ConfirmEnrollment`;
+    /// `proof` is a current code of an enrolled authenticator or a recovery code.
+    async fn add_authenticator(
+        &self,
+        name: &str,
+        proof: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<NewEnrollment, Error> {
+        let proof = Zeroizing::new(proof.to_owned());
+        let name = name.to_owned();
+        self.as_caller(conn, &hdr, Some("add-authenticator"), move |d, c| {
+            d.add_authenticator(c, &name, &proof)
+        })
+        .await
+    }
+
+    /// Self: renames an authenticator (`which`: its number or its name).
+    async fn rename_authenticator(
+        &self,
+        which: &str,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<UserInfo, Error> {
+        let (which, name) = (which.to_owned(), name.to_owned());
+        let info = self
+            .as_caller(conn, &hdr, Some("rename-authenticator"), move |d, c| {
+                d.rename_authenticator(c, &which, &name)
+            })
+            .await?;
+        self.announce(conn, &emitter, info).await
+    }
+
+    /// Self: removes an authenticator; the last one only as `Disable` would.
+    async fn remove_authenticator(
+        &self,
+        which: &str,
+        proof: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<UserInfo, Error> {
+        let proof = Zeroizing::new(proof.to_owned());
+        let which = which.to_owned();
+        let info = self
+            .as_caller(conn, &hdr, Some("remove-authenticator"), move |d, c| {
+                d.remove_authenticator(c, &which, &proof)
+            })
+            .await?;
+        self.announce(conn, &emitter, info).await
     }
 
     /// Admin: from now on, this connection gets `Changed` for every change, addressed to it

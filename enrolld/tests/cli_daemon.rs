@@ -166,6 +166,9 @@ fn enroll_on_a_terminal_then_status_says_enrolled() {
             .unwrap()
             .enrollment
             .unwrap()
+            .authenticators
+            .first()
+            .unwrap()
             .secret()
             .unwrap()
             .to_base32()

@@ -56,6 +56,9 @@ fn enrollment_over_dbus_end_to_end() {
         rec.enrollment
             .as_ref()
             .unwrap()
+            .authenticators
+            .first()
+            .unwrap()
             .secret()
             .unwrap()
             .to_base32()

@@ -307,6 +307,9 @@ fn replacing_or_disabling_needs_the_current_factor() {
     assert_eq!(
         rec.enrollment
             .unwrap()
+            .authenticators
+            .first()
+            .unwrap()
             .secret()
             .unwrap()
             .to_base32()
@@ -326,7 +329,15 @@ fn secret_of(w: &World, who: &Account) -> Option<String> {
         .unwrap()
         .record
         .and_then(|r| r.enrollment)
-        .map(|e| e.secret().unwrap().to_base32().to_string())
+        .map(|e| {
+            e.authenticators
+                .first()
+                .unwrap()
+                .secret()
+                .unwrap()
+                .to_base32()
+                .to_string()
+        })
 }
 
 /// Found by an attacker's review: malware running as alice, with one stolen recovery code (or

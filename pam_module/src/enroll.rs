@@ -107,7 +107,7 @@ pub fn enroll_at_login(
         lock.write_record(&record)
             .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
         let mut counters = state.counters;
-        counters.last_step = Some(step);
+        counters.last_steps = std::collections::BTreeMap::from([(1, step)]);
         counters.last_login = Some(now);
         // The enrollment is safe; a lost counters write only costs replay protection of this
         // one code, which the login itself just used.

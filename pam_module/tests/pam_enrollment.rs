@@ -52,7 +52,7 @@ fn enrollment_inside_the_login() {
     assert_eq!(codes.len(), 3, "{out}");
     let state = rig.store().read(&u).unwrap();
     let enrollment = state.record.unwrap().enrollment.unwrap();
-    let secret = enrollment.secret().unwrap();
+    let secret = enrollment.authenticators.first().unwrap().secret().unwrap();
     assert_eq!(enrollment.recovery_codes.len(), 3);
     // The secret stored is the one shown in the login.
     let key = prompt

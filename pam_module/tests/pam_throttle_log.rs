@@ -208,6 +208,9 @@ fn every_decision_is_logged_without_codes_or_secrets() {
         .unwrap()
         .enrollment
         .unwrap()
+        .authenticators
+        .first()
+        .unwrap()
         .secret()
         .unwrap()
         .to_base32();

@@ -261,7 +261,14 @@ fn password_and_code_over_ssh_and_enrollment_inside_the_login() {
         .unwrap();
     let enrollment = state.record.unwrap().enrollment.unwrap();
     assert_eq!(
-        enrollment.secret().unwrap().to_base32().as_str(),
+        enrollment
+            .authenticators
+            .first()
+            .unwrap()
+            .secret()
+            .unwrap()
+            .to_base32()
+            .as_str(),
         key,
         "the stored secret is the one shown"
     );

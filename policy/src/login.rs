@@ -267,15 +267,17 @@ impl Store {
             // Counters that no longer parse (a crash or power loss during a write in place)
             // have lost the last accepted step: every code that could have been accepted up to
             // their last write, the time their file was last modified, stays refused.
-            let params = state
+            let written = self.counters_modified(user).unwrap_or(a.at);
+            let authenticators = state
                 .record
                 .as_ref()
                 .and_then(|r| r.enrollment.as_ref())
-                .map(|e| e.params);
-            if let Some(params) = params {
-                let written = self.counters_modified(user).unwrap_or(a.at);
-                let floor = crate::totp::step_of(written, params).saturating_add(a.window);
-                let last = state.counters.last_step.get_or_insert(floor);
+                .map(|e| e.authenticators.as_slice())
+                .unwrap_or_default();
+            for auth in authenticators {
+                let now_step = crate::totp::step_of(written, auth.params);
+                let floor = crate::totp::skewed_step(now_step, auth.skew).saturating_add(a.window);
+                let last = state.counters.last_steps.entry(auth.id).or_insert(floor);
                 *last = (*last).max(floor);
             }
         }
@@ -290,7 +292,7 @@ impl Store {
             .record
             .as_ref()
             .and_then(|r| r.enrollment.as_ref())
-            .is_some_and(|e| shaped(a.input, e.params.digits));
+            .is_some_and(|e| shaped(a.input, e.digit_set()));
         if !shaped && state.enrolled() {
             return Ok(Checked {
                 outcome: Outcome::NotACode,
@@ -323,8 +325,11 @@ impl Store {
     }
 }
 
-/// Whether `input` has the shape of a code of `digits` digits or of a recovery code.
-fn shaped(input: &str, digits: u8) -> bool {
-    crate::totp::normalize_code(input, digits).is_some()
+/// Whether `input` has the shape of a code of one of the lengths in `digits` or of a recovery
+/// code.
+fn shaped(input: &str, digits: crate::record::DigitSet) -> bool {
+    digits
+        .iter()
+        .any(|d| crate::totp::normalize_code(input, d).is_some())
         || crate::recovery::normalize(input).is_some()
 }

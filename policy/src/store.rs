@@ -27,7 +27,7 @@ use nix::sys::stat::{Mode as FileMode, fchmod};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 use zeroize::Zeroizing;
 
-use crate::record::{Counters, Record, VERSION};
+use crate::record::{COUNTERS_VERSION, Counters, Record, VERSION};
 use crate::username::{NameError, UserName};
 
 /// Where the state lives.
@@ -762,29 +762,13 @@ impl Store {
                 why: format!("holds the record of {:?}, not {user:?}", record.user),
             });
         }
-        if let Some(e) = &record.enrollment {
-            if let Err(err) = e.secret() {
-                return Err(StoreError::Corrupt {
-                    path: self.file_path(&name),
-                    why: err.to_string(),
-                });
-            }
-            if !(6..=8).contains(&e.params.digits) || !(1..=3600).contains(&e.params.period) {
-                return Err(StoreError::Corrupt {
-                    path: self.file_path(&name),
-                    why: "invalid digits or period".into(),
-                });
-            }
-            if !e
-                .recovery_codes
-                .iter()
-                .all(|h| crate::recovery::hash_is_well_formed(h))
-            {
-                return Err(StoreError::Corrupt {
-                    path: self.file_path(&name),
-                    why: "malformed recovery-code hash".into(),
-                });
-            }
+        if let Some(e) = &record.enrollment
+            && let Err(why) = e.validate()
+        {
+            return Err(StoreError::Corrupt {
+                path: self.file_path(&name),
+                why,
+            });
         }
         self.with_held(&name, |h| h.record = Some(record.clone()));
         Ok(record)
@@ -822,8 +806,8 @@ impl Store {
         user: &UserName,
         source: &str,
         at: u64,
-    ) -> Result<(Option<u8>, crate::throttle::Gate)> {
-        let digits_of = |r: &Record| r.enrollment.as_ref().map(|e| e.params.digits);
+    ) -> Result<(Option<crate::record::DigitSet>, crate::throttle::Gate)> {
+        let digits_of = |r: &Record| r.enrollment.as_ref().map(|e| e.digit_set());
         let name = format!("{user}.{RECORD}");
         let digits = match self
             .with_held(&name, |h| h.record.as_ref().map(digits_of))
@@ -1055,23 +1039,39 @@ impl Locked<'_> {
             path: self.store.file_path(&format!("{}.{RECORD}", self.user)),
             why: e.to_string(),
         };
-        let secret = enrollment.secret().map_err(corrupt)?;
-        let verdict = crate::totp::verify(
-            &secret,
-            enrollment.params,
-            input,
-            now,
-            window,
-            state.counters.last_step,
-        )
-        .map_err(corrupt)?;
+        // Every authenticator is checked, whichever matches: the time taken tells nothing
+        // about which one (if any) the code belongs to. The first fresh match counts.
+        let mut fresh: Option<(u32, u64)> = None;
+        let mut replayed = false;
+        for a in &enrollment.authenticators {
+            let secret = a.secret().map_err(corrupt)?;
+            let verdict = crate::totp::verify_skewed(
+                &secret,
+                a.params,
+                input,
+                now,
+                window,
+                a.skew,
+                state.counters.last_steps.get(&a.id).copied(),
+            )
+            .map_err(corrupt)?;
+            match verdict {
+                crate::totp::Verdict::Accepted { step } => fresh = fresh.or(Some((a.id, step))),
+                crate::totp::Verdict::Replayed => replayed = true,
+                crate::totp::Verdict::Invalid => {}
+            }
+        }
+        let verdict = match (fresh, replayed) {
+            (Some(found), _) => Some(found),
+            (None, true) => return Ok(Proof::Replayed),
+            (None, false) => None,
+        };
         match verdict {
-            crate::totp::Verdict::Accepted { step } => {
-                state.counters.last_step = Some(step);
+            Some((id, step)) => {
+                state.counters.last_steps.insert(id, step);
                 Ok(Proof::Code)
             }
-            crate::totp::Verdict::Replayed => Ok(Proof::Replayed),
-            crate::totp::Verdict::Invalid => {
+            None => {
                 let Some(i) = crate::recovery::find(&enrollment.recovery_codes, input) else {
                     return Ok(Proof::Invalid);
                 };
@@ -1097,7 +1097,7 @@ impl Locked<'_> {
         let name = format!("{}.{COUNTERS}", self.user);
         let path = self.store.file_path(&name);
         let mut counters = counters.clone();
-        counters.version = VERSION;
+        counters.version = COUNTERS_VERSION;
         let text = counters.to_toml();
         let mut bytes = text.into_bytes();
         // The file held open since before the prompt, found current under this lock by

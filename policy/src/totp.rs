@@ -253,11 +253,25 @@ pub fn verify(
     window: u64,
     last_step: Option<u64>,
 ) -> Result<Verdict, TotpError> {
+    verify_skewed(secret, params, input, now, window, 0, last_step)
+}
+
+/// [`verify`] for a device whose clock is `skew` steps off: the window is centred on the
+/// current step plus `skew`.
+pub fn verify_skewed(
+    secret: &Secret,
+    params: Params,
+    input: &str,
+    now: u64,
+    window: u64,
+    skew: i64,
+    last_step: Option<u64>,
+) -> Result<Verdict, TotpError> {
     let totp = engine(secret, params)?;
     let Some(code) = normalize_code(input, params.digits) else {
         return Ok(Verdict::Invalid);
     };
-    let current = step_of(now, params);
+    let current = skewed_step(step_of(now, params), skew);
     let mut fresh: Option<u64> = None;
     let mut replayed = false;
     for step in current.saturating_sub(window)..=current.saturating_add(window) {
@@ -280,6 +294,15 @@ pub fn verify(
         (None, true) => Verdict::Replayed,
         (None, false) => Verdict::Invalid,
     })
+}
+
+/// `step` moved by `skew` steps, kept within `u64`.
+pub fn skewed_step(step: u64, skew: i64) -> u64 {
+    if skew >= 0 {
+        step.saturating_add(skew.unsigned_abs())
+    } else {
+        step.saturating_sub(skew.unsigned_abs())
+    }
 }
 
 /// Percent-encodes for an otpauth label or query value (RFC 3986 unreserved kept).

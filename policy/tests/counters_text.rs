@@ -70,7 +70,9 @@ fn generate(r: &mut Rng) -> Counters {
     }
     Counters {
         version: (r.next() % 3) as u32,
-        last_step: (r.below(2) == 1).then(|| r.next() >> r.below(64)),
+        last_steps: (0..r.below(3))
+            .map(|_| (r.below(5) as u32 * 1000, r.next() >> r.below(64)))
+            .collect(),
         last_login: (r.below(2) == 1).then(|| r.time()),
         last_login_from: (r.below(2) == 1).then(|| text(r)),
         failures,
@@ -100,8 +102,8 @@ fn written_counters_parse_back_to_the_same_value() {
 /// Counters as a returning user's login leaves them.
 fn usual() -> Counters {
     Counters {
-        version: 1,
-        last_step: Some(59_847_466),
+        version: 2,
+        last_steps: BTreeMap::from([(1, 59_847_466)]),
         last_login: Some(1_795_000_000),
         last_login_from: Some("192.0.2.7".into()),
         failures: BTreeMap::new(),
@@ -122,9 +124,9 @@ fn the_usual_counters_read_as_before() {
     let c = usual();
     assert_eq!(
         c.to_toml(),
-        "version = 1\nlast_step = 59847466\nlast_login = \"2026-11-18T11:06:40Z\"\n\
-         last_login_from = \"192.0.2.7\"\n\n[known_sources.\"192.0.2.7\"]\n\
-         last = \"2026-11-18T11:06:40Z\"\n"
+        "version = 2\nlast_login = \"2026-11-18T11:06:40Z\"\n\
+         last_login_from = \"192.0.2.7\"\n\n[last_steps]\n1 = 59847466\n\n\
+         [known_sources.\"192.0.2.7\"]\nlast = \"2026-11-18T11:06:40Z\"\n"
     );
 }
 
@@ -172,8 +174,10 @@ fn every_character_and_injection_shape_reads_back() {
 fn the_largest_counters_fit_the_store() {
     let key = |i: usize| format!("{i:04}{}", "😀".repeat(124));
     let c = Counters {
-        version: 1,
-        last_step: Some(u64::MAX),
+        version: 2,
+        last_steps: (1..=twofold_policy::record::MAX_AUTHENTICATORS as u32 * 4)
+            .map(|id| (id, u64::MAX))
+            .collect(),
         last_login: Some(253_402_300_799),
         last_login_from: Some("😀".repeat(128)),
         failures: (0..twofold_policy::throttle::MAX_SOURCES)
@@ -212,8 +216,10 @@ fn plain(r: &mut Rng) -> Counters {
         "h-1_x",
     ];
     Counters {
-        version: 1,
-        last_step: (r.below(4) != 0).then(|| r.below(1 << 40)),
+        version: 2,
+        last_steps: (1..=r.below(3) as u32)
+            .map(|id| (id, r.below(1 << 40)))
+            .collect(),
         last_login: (r.below(4) != 0).then(|| r.time()),
         last_login_from: (r.below(4) != 0).then(|| r.pick(SOURCES).to_owned()),
         failures: (0..r.below(3))
@@ -263,6 +269,10 @@ const INSERTS: &[&str] = &[
     "count = 1\n",
     "last = \"1970-01-01T00:00:00Z\"\n",
     "last_step = 5\n",
+    "[last_steps]\n",
+    "1 = 5\n",
+    "01 = 5\n",
+    "x = 5\n",
     "version = 1\n",
     "user_failures = 3\n",
     "a.b",
@@ -357,4 +367,25 @@ fn the_fast_reader_declines_what_toml_refuses() {
         );
         assert_eq!(Counters::parse_canonical(text), None, "{text:?}");
     }
+}
+
+/// Version 1's one `last_step` is authenticator 1's, in both readers; version 2 has none.
+#[test]
+fn version_1_counters_migrate() {
+    for text in [
+        "version = 1\nlast_step = 5\n",
+        "last_step = 5\n",
+        "version = 1\nlast_step = 5\nlast_login = \"2026-11-18T11:06:40Z\"\n",
+    ] {
+        let fast = Counters::parse_canonical(text).unwrap();
+        let slow: Counters = toml::from_str(text).unwrap();
+        assert_eq!(fast, slow, "{text}");
+        assert_eq!(fast.last_steps, BTreeMap::from([(1, 5)]), "{text}");
+    }
+    let v2 = "version = 2\nlast_step = 5\n";
+    assert!(Counters::parse_canonical(v2).is_none());
+    assert!(toml::from_str::<Counters>(v2).is_err());
+    let bad_key = "version = 2\n\n[last_steps]\nx = 5\n";
+    assert!(Counters::parse_canonical(bad_key).is_none());
+    assert!(toml::from_str::<Counters>(bad_key).is_err());
 }

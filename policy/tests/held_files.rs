@@ -87,7 +87,9 @@ fn last_step(dir: &Path) -> Option<u64> {
         .unwrap()
         .read_counters(&alice())
         .unwrap()
-        .last_step
+        .last_steps
+        .get(&1)
+        .copied()
 }
 
 /// A first login (a step ago), which leaves counters behind: the next login holds that file.
@@ -268,7 +270,7 @@ fn counters_replaced_or_removed_after_the_locked_read_still_get_the_step() {
         {
             let lock = login.lock(&alice()).unwrap();
             let mut state = lock.read().unwrap();
-            state.counters.last_step = Some(step);
+            state.counters.last_steps.insert(1, step);
             let path = dir.join("alice.counters");
             if remove {
                 std::fs::remove_file(&path).unwrap();
@@ -351,7 +353,7 @@ fn a_second_lock_that_did_not_read_writes_by_name() {
     {
         let lock = login.lock(&alice()).unwrap();
         lock.write_counters(&Counters {
-            last_step: Some(77),
+            last_steps: std::collections::BTreeMap::from([(1, 77)]),
             ..Counters::default()
         })
         .unwrap();

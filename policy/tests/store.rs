@@ -133,7 +133,7 @@ fn helper_writer() {
         // Acknowledged: the durable write returned.
         println!("ack {seq}");
         let mut counters = lock.read().unwrap().counters;
-        counters.last_step = Some(seq);
+        counters.last_steps.insert(1, seq);
         counters.last_login_from = Some("x".repeat((seq % 200) as usize));
         lock.write_counters(&counters).unwrap();
     }
@@ -180,7 +180,7 @@ fn sigkill_during_writes_never_corrupts() {
             record.required_since
         );
         let e = record.enrollment.unwrap();
-        assert!(e.secret().is_ok());
+        assert!(e.authenticators.iter().all(|a| a.secret().is_ok()));
         assert!(!e.recovery_codes.is_empty());
     }
     assert!(acked > 0, "the writer never got a write through");
@@ -206,7 +206,7 @@ fn files_are_private_and_round_trip() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let text = std::fs::read_to_string(dir.join("carol.toml")).unwrap();
     assert!(
-        text.contains("version = 1")
+        text.contains("version = 2")
             && text.contains("user = \"carol\"")
             && text.contains("enrolled_at = \"1970-01-01T00:00:01Z\""),
         "{text}"

@@ -275,6 +275,54 @@ def proof(action, code):
             "status": js("return document.getElementById('tf-own').dataset.status")}
 
 
+def auths():
+    return js("return Array.from(document.querySelectorAll('#tf-auths tbody tr')).map(r => [r.dataset.id, r.querySelector('.tf-auth-name').textContent, r.querySelector('.tf-auth-name').children.length])")
+
+
+def ask(button, name, code):
+    """Clicks `button`, fills the prompt's name (when given) and code (when given), continues."""
+    if visible("#tf-codes-panel"):
+        q("#tf-codes-done").click()
+    js("document.getElementById('tf-own-alert').hidden = true")
+    button.click()
+    wait(lambda: visible("#tf-proof-panel"), what="the prompt")
+    if name is not None:
+        q("#tf-proof-name").clear()
+        q("#tf-proof-name").send_keys(name)
+    if code is not None:
+        q("#tf-proof").send_keys(code)
+    q("#tf-proof-ok").click()
+
+
+def add_auth(name, code):
+    wait(lambda: visible("#tf-add"), what="the add button")
+    ask(q("#tf-add"), name, code)
+    wait(lambda: (visible("#tf-enroll-panel") and q("#tf-key").text.strip()) or visible("#tf-own-alert"),
+         what="the new key")
+    if not visible("#tf-enroll-panel"):
+        return {"alert": q("#tf-own-alert").text}
+    return {"key": q("#tf-key").text.replace(" ", ""),
+            "adding": js("return document.getElementById('tf-own').dataset.adding || ''")}
+
+
+def confirm_add(code):
+    q("#tf-code").send_keys(code)
+    q("#tf-confirm").click()
+    wait(lambda: visible("#tf-own-alert"), what="the answer")
+    wait(lambda: len(auths()) > 0, what="the authenticators")
+    time.sleep(0.5)  # the list read again after the change
+    return {"alert": q("#tf-own-alert").text, "auths": auths(),
+            "codes_shown": visible("#tf-codes-panel"),
+            "enrolling": js("return document.getElementById('tf-own').dataset.enrolling || ''")}
+
+
+def auth_op(op, id_, name, code):
+    row = "#tf-auths tbody tr[data-id='%s'] " % id_
+    ask(q(row + (".tf-auth-rename" if op == "rename" else ".tf-auth-remove")), name, code)
+    time.sleep(1)  # the answer, then the list read again
+    return {"alert": q("#tf-own-alert").text if visible("#tf-own-alert") else "", "auths": auths()}
+
+
 def own_status():
     wait(lambda: js("return document.getElementById('tf-own').dataset.status"), what="the own status")
     return {"status": js("return document.getElementById('tf-own').dataset.status"),
@@ -371,6 +419,16 @@ def handle(cmd):
         return proof(cmd["action"], cmd["code"])
     if op == "own":
         return own_status()
+    if op == "add_auth":
+        return add_auth(cmd["name"], cmd["code"])
+    if op == "confirm_add":
+        return confirm_add(cmd["code"])
+    if op == "auths":
+        return {"auths": auths()}
+    if op == "rename_auth":
+        return auth_op("rename", cmd["id"], cmd["name"], None)
+    if op == "remove_auth":
+        return auth_op("remove", cmd["id"], None, cmd["code"])
     if op == "dbus":
         return dbus(cmd["method"], cmd["signature"], cmd["args"], cmd.get("superuser", False))
     if op == "contains":

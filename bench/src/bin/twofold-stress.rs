@@ -329,10 +329,11 @@ fn daemon_kills(t: &Path, enrolld: &Path, writes: usize, rng: &mut Rng, out: &mu
     if acked_enrollment {
         match store.read(&UserName::parse("root").unwrap()) {
             Ok(st) => {
-                let got = st
-                    .record
-                    .and_then(|r| r.enrollment)
-                    .map(|e| e.secret().unwrap().to_base32().to_string());
+                let got = st.record.and_then(|r| r.enrollment).and_then(|e| {
+                    e.authenticators
+                        .first()
+                        .map(|a| a.secret().unwrap().to_base32().to_string())
+                });
                 // A later, unacknowledged enrollment may have landed too; only a loss is a problem.
                 if got.is_none() {
                     problems.push("root: acknowledged enrollment lost".into());
@@ -522,7 +523,9 @@ fn fuzz(seconds: u64, rng: &mut Rng, out: &mut String) {
             std::panic::catch_unwind(|| toml::from_str::<twofold_policy::record::Record>(&text));
         match r {
             Ok(Ok(rec)) => {
-                let _ = rec.enrollment.map(|e| e.secret());
+                let _ = rec
+                    .enrollment
+                    .map(|e| e.authenticators.iter().all(|a| a.secret().is_ok()));
             }
             Ok(Err(_)) => errors += 1,
             Err(_) => panic!("record parser panicked on {text:?}"),

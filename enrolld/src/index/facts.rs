@@ -13,6 +13,7 @@ pub struct Facts {
     required_since: u64,
     last_login: u64,
     recovery_codes_left: u32,
+    authenticators: u8,
     /// The admin override and where the last login came from: most users have neither.
     rare: Option<Box<Rare>>,
 }
@@ -37,6 +38,7 @@ impl Facts {
             f.has |= HAS_ENROLLMENT;
             f.enrolled_at = e.enrolled_at;
             f.recovery_codes_left = u32::try_from(e.recovery_codes.len()).unwrap_or(u32::MAX);
+            f.authenticators = u8::try_from(e.authenticators.len()).unwrap_or(u8::MAX);
         }
         if let Some(t) = record.and_then(|r| r.required_since) {
             f.has |= HAS_REQUIRED_SINCE;
@@ -69,6 +71,11 @@ impl Facts {
     /// Unused recovery codes (when enrolled).
     pub fn recovery_codes_left(&self) -> Option<u32> {
         self.enrolled().then_some(self.recovery_codes_left)
+    }
+
+    /// How many authenticators (when enrolled).
+    pub fn authenticators(&self) -> Option<u32> {
+        self.enrolled().then_some(u32::from(self.authenticators))
     }
 
     /// When the requirement first met the user unenrolled.

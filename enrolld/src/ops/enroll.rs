@@ -75,6 +75,26 @@ impl Daemon {
         } else {
             None
         };
+        let new = self.pend(caller, &policy, name, replaces, None)?;
+        self.log.notice(&format!(
+            "caller={} action=begin-enrollment user={} result=ok replace={replace}",
+            caller.label(),
+            value(&caller.account.name)
+        ));
+        Ok(new)
+    }
+
+    /// A fresh secret for `name` (the caller), pending until confirmed: a new enrollment
+    /// (replacing the one `replaces` names, if any), or with `adds`, another authenticator of
+    /// the enrollment `replaces` names.
+    pub(super) fn pend(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
+        name: UserName,
+        replaces: Option<[u8; 32]>,
+        adds: Option<String>,
+    ) -> Result<NewEnrollment, Error> {
         let secret = Secret::generate().map_err(|e| failed("randomness", e))?;
         let params = policy.totp.params;
         let issuer = policy.issuer();
@@ -98,14 +118,9 @@ impl Daemon {
                 expires: std::time::Instant::now() + self.enroll_timeout,
                 attempts: 0,
                 replaces,
+                adds,
             },
         );
-        drop(pending);
-        self.log.notice(&format!(
-            "caller={} action=begin-enrollment user={} result=ok replace={replace}",
-            caller.label(),
-            value(&caller.account.name)
-        ));
         Ok(new)
     }
 
@@ -119,7 +134,7 @@ impl Daemon {
         let code = Zeroizing::new(code.to_owned());
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
-        let (secret, params, step, replaces) = {
+        let (secret, params, step, replaces, adds) = {
             let mut pending = self
                 .pending
                 .lock()
@@ -169,8 +184,21 @@ impl Daemon {
                 }));
             };
             let p = pending.remove(&caller.account.uid).ok_or_else(none)?;
-            (p.secret, p.params, step, p.replaces)
+            (p.secret, p.params, step, p.replaces, p.adds)
         };
+        if let Some(added) = adds {
+            let info = self.add_confirmed(
+                &policy, &name, account, &secret, params, step, replaces, &added,
+            )?;
+            self.log.notice(&format!(
+                "caller={} action=add-authenticator user={} name={} result=ok authenticators={}",
+                caller.label(),
+                value(&info.user),
+                value(&added),
+                info.authenticators.unwrap_or(0)
+            ));
+            return Ok((info, Vec::new()));
+        }
         let codes = recovery::generate(policy.enrollment.recovery_codes)
             .map_err(|e| failed("randomness", e))?;
         let hashes = codes.hashes.clone();
@@ -189,7 +217,9 @@ impl Daemon {
             // enroll, disable, enroll cannot restart it (an admin reset grants a new one).
             // The code just used cannot log in again: its own step, which may be the next one
             // when the phone's clock runs ahead.
-            counters.last_step = Some(step);
+            // A new enrollment numbers its authenticators from 1 again: no step of the old one
+            // applies.
+            counters.last_steps = std::collections::BTreeMap::from([(1, step)]);
             Ok(())
         })?;
         self.log.notice(&format!(
@@ -222,7 +252,7 @@ impl Daemon {
     /// Checks a current code or a recovery code of `name` through the one check of the
     /// `policy` crate, like a login from this machine ([`LOCAL_SOURCE`]): throttled per source
     /// and per user, replay-safe, failures recorded, the code consumed.
-    fn prove(
+    pub(super) fn prove(
         &self,
         caller: &Caller,
         policy: &Policy,
@@ -281,28 +311,7 @@ impl Daemon {
         if !state.enrolled() {
             return Err(not_enrolled());
         }
-        // Sessions opened under another name of this uid (an alias) have that name's groups
-        // as well: required by either view, the user may not switch 2FA off.
-        let facts = RecordFacts::of(state.record.as_ref());
-        let now = time::now();
-        let with_aliases = system::union(
-            &account.groups,
-            &self.index.user_db().alias_groups(account.uid),
-        );
-        if let Some(res) = required_anywhere(&policy, name.as_str(), &account.groups, &facts, now)
-            .or_else(|| required_anywhere(&policy, name.as_str(), &with_aliases, &facts, now))
-        {
-            self.log.notice(&format!(
-                "caller={} action=disable result=refused: required ({})",
-                caller.label(),
-                res.rule
-            ));
-            return Err(Error::Forbidden(format!(
-                "2FA is required for {} ({}): only an administrator can exempt you",
-                name.as_str(),
-                res.rule
-            )));
-        }
+        self.refuse_if_required(caller, &policy, &name, account, &state, "disable")?;
         self.prove(caller, &policy, &name, code, "disable")?;
         self.drop_pending(account.uid);
         let info = self.change(&policy, &name, account, |record, _, _| {
@@ -319,6 +328,41 @@ impl Daemon {
             info.status
         ));
         Ok(info)
+    }
+
+    /// Refuses (`Forbidden`) when some rule requires `name` for some service, under the
+    /// account's groups or those of another name of its uid (an alias: sessions opened under
+    /// it have that name's groups as well).
+    pub(super) fn refuse_if_required(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
+        name: &UserName,
+        account: &system::Account,
+        state: &twofold_policy::store::UserState,
+        action: &str,
+    ) -> Result<(), Error> {
+        let facts = RecordFacts::of(state.record.as_ref());
+        let now = time::now();
+        let with_aliases = system::union(
+            &account.groups,
+            &self.index.user_db().alias_groups(account.uid),
+        );
+        if let Some(res) = required_anywhere(policy, name.as_str(), &account.groups, &facts, now)
+            .or_else(|| required_anywhere(policy, name.as_str(), &with_aliases, &facts, now))
+        {
+            self.log.notice(&format!(
+                "caller={} action={action} result=refused: required ({})",
+                caller.label(),
+                res.rule
+            ));
+            return Err(Error::Forbidden(format!(
+                "2FA is required for {} ({}): only an administrator can exempt you",
+                name.as_str(),
+                res.rule
+            )));
+        }
+        Ok(())
     }
 
     /// Self: replaces the caller's recovery codes; returns the new ones, once.

@@ -530,6 +530,16 @@ async fn call_one(
             serde_json::to_value(p.regenerate_recovery_codes(&arg(0)).await?)
         }
         "GetStatus" => Ok(p.get_status().await?.to_json()),
+        "ListAuthenticators" => Ok(Value::Array(
+            p.list_authenticators()
+                .await?
+                .iter()
+                .map(|a| a.to_json())
+                .collect(),
+        )),
+        "AddAuthenticator" => serde_json::to_value(p.add_authenticator(&arg(0), &arg(1)).await?),
+        "RenameAuthenticator" => Ok(p.rename_authenticator(&arg(0), &arg(1)).await?.to_json()),
+        "RemoveAuthenticator" => Ok(p.remove_authenticator(&arg(0), &arg(1)).await?.to_json()),
         "Subscribe" => serde_json::to_value(p.subscribe().await?),
         // `Require` in a message whose header names another sender (arg 1), as a caller
         // trying to pass for another connection would send it.

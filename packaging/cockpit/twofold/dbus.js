@@ -98,6 +98,13 @@ window.twofold = window.twofold || {};
             disable: code => call("Disable", "s", [code]).then(r => unwrap(r[0])),
             regenerateRecoveryCodes: code =>
                 call("RegenerateRecoveryCodes", "s", [code]).then(r => r[0]),
+            listAuthenticators: () => call("ListAuthenticators", "", []).then(r => r[0].map(unwrap)),
+            /* Like beginEnrollment's answer; ConfirmEnrollment then adds it (no recovery codes). */
+            addAuthenticator: (name, proof) => call("AddAuthenticator", "ss", [name, proof]),
+            renameAuthenticator: (which, name) =>
+                call("RenameAuthenticator", "ss", [which, name]).then(r => unwrap(r[0])),
+            removeAuthenticator: (which, proof) =>
+                call("RemoveAuthenticator", "ss", [which, proof]).then(r => unwrap(r[0])),
             close: () => client.close(),
         };
     };

@@ -17,6 +17,7 @@ window.twofold = window.twofold || {};
         { key: "override_mode", label: _("Override") },
         { key: "rule", label: _("Deciding rule") },
         { key: "enrolled_at", label: _("Enrolled since") },
+        { key: "authenticators", label: _("Authenticators") },
         { key: "last_login", label: _("Last login") },
         { key: "recovery_codes_left", label: _("Recovery codes") },
     ];
@@ -138,6 +139,7 @@ window.twofold = window.twofold || {};
                 tf.el("td", { className: "tf-override" }, overrideCell(u)),
                 tf.el("td", { className: "tf-rule" }, u.rule || ""),
                 tf.el("td", {}, u.enrolled ? tf.formatTime(u.enrolled_at) : "—"),
+                tf.el("td", { className: "tf-num tf-auths" }, u.enrolled && u.authenticators !== undefined ? String(u.authenticators) : "—"),
                 tf.el("td", {}, last),
                 tf.el("td", { className: "tf-num" }, u.enrolled && u.recovery_codes_left !== undefined ? String(u.recovery_codes_left) : "—"),
                 tf.el("td", { className: "tf-actions" }, menuButton),
@@ -148,7 +150,7 @@ window.twofold = window.twofold || {};
             const rows = state.rows.slice().sort(compare);
             tbody.replaceChildren(...rows.map(rowFor));
             if (rows.length === 0)
-                tbody.appendChild(tf.el("tr", { className: "tf-empty" }, tf.el("td", { colspan: "9" },
+                tbody.appendChild(tf.el("tr", { className: "tf-empty" }, tf.el("td", { colspan: "10" },
                     state.prefix || state.statuses.size ? _("No user matches.") : _("No users."))));
             for (const th of root.querySelectorAll("#tf-users th[data-sort]")) {
                 const on = th.dataset.sort === state.sort.key;

@@ -60,6 +60,9 @@ pub enum Command {
     Disable,
     /// Replace your recovery codes with new ones.
     RecoveryCodes,
+    /// Your authenticators: list, add another phone or token, rename, remove.
+    #[command(subcommand)]
+    Authenticator(AuthenticatorCommand),
     /// Every user's 2FA status, with the distribution (admins).
     List {
         /// Only the users whose name starts with P.
@@ -180,5 +183,35 @@ pub enum PolicyCommand {
         /// Only say how many users the change would move, and how; change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `twofold authenticator …`: any of your authenticators is accepted at login.
+#[derive(Debug, Subcommand)]
+pub enum AuthenticatorCommand {
+    /// Your authenticators, with their numbers and names.
+    List,
+    /// Add another authenticator (a second phone, a tablet, a hardware token) named NAME.
+    ///
+    /// Asks a current code of an authenticator you have (or a recovery code), then shows a QR
+    /// code and key for the new one and asks a code from it. Recovery codes stay as they are.
+    Add {
+        /// Its name, e.g. "tablet".
+        name: String,
+    },
+    /// Rename an authenticator (WHICH: its number or its name).
+    Rename {
+        /// Its number or its current name.
+        which: String,
+        /// The new name.
+        name: String,
+    },
+    /// Remove an authenticator (WHICH: its number or its name), e.g. a lost phone.
+    ///
+    /// Asks a current code of any of your authenticators, or a recovery code. The last one is
+    /// removed only as `twofold disable` would: refused while 2FA is required for you.
+    Remove {
+        /// Its number or its name.
+        which: String,
     },
 }

@@ -11,7 +11,7 @@ use crate::cli::DefaultMode;
 use crate::error::CliError;
 
 /// Runs `f` against the daemon's proxy on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
-fn with_daemon<T>(
+pub(crate) fn with_daemon<T>(
     f: impl AsyncFnOnce(&ManagerProxy<'static>) -> Result<T, twofold_enrolld::api::Error>,
 ) -> Result<T, CliError> {
     zbus::block_on(async {
@@ -49,7 +49,7 @@ impl Paint {
     }
 }
 
-fn date(t: Option<u64>) -> String {
+pub(crate) fn date(t: Option<u64>) -> String {
     t.map(|t| time::human(t).chars().take(10).collect())
         .unwrap_or_else(|| "-".into())
 }
@@ -65,10 +65,19 @@ pub fn sentence(info: &UserInfo, myself: bool) -> String {
         .enrolled_at
         .map(|t| format!(" since {}", time::human(t)))
         .unwrap_or_default();
+    let auths = info
+        .authenticators
+        .map(|n| format!(" {n} authenticator{}.", if n == 1 { "" } else { "s" }))
+        .unwrap_or_default();
     let left = info
         .recovery_codes_left
-        .map(|n| format!(" {n} recovery code{} left.", if n == 1 { "" } else { "s" }))
-        .unwrap_or_default();
+        .map(|n| {
+            format!(
+                "{auths} {n} recovery code{} left.",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or(auths);
     match info.status.as_str() {
         "pending" => {
             let deadline = info.deadline.map(time::human).unwrap_or_default();
@@ -297,8 +306,8 @@ const NETWORK_MARK: char = '~';
 impl ListPrinter {
     fn header(&self, w_user: usize, w_ov: usize) -> String {
         format!(
-            "{:<w_user$}  {:<8}  {:<w_ov$}  {:<10}  LAST LOGIN\n",
-            "USER", "STATUS", "OVERRIDE", "ENROLLED"
+            "{:<w_user$}  {:<8}  {:<w_ov$}  {:<10}  {:<4}  LAST LOGIN\n",
+            "USER", "STATUS", "OVERRIDE", "ENROLLED", "AUTH"
         )
     }
 
@@ -347,11 +356,13 @@ impl ListPrinter {
                     ' '
                 };
                 text.push_str(&format!(
-                    "{:<w_user$}  {}{mark} {:<w_ov$}  {:<10}  {}\n",
+                    "{:<w_user$}  {}{mark} {:<w_ov$}  {:<10}  {:<4}  {}\n",
                     u.user,
                     self.paint.status(&u.status, 8),
                     ov,
                     date(u.enrolled_at),
+                    u.authenticators
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     last
                 ));
             }
@@ -564,9 +575,21 @@ pub fn enroll(replace: bool) -> Result<(), CliError> {
     };
     let new = with_daemon(async |p| p.begin_enrollment(replace, &proof).await)?;
     drop(proof);
-    let secret = Zeroizing::new(new.secret.clone());
     println!("Setting up two-factor authentication for {}.", new.label);
     println!();
+    present(&new);
+    let codes = confirm("nothing was set up")?;
+    println!(
+        "Two-factor authentication is now set up: every login will ask for a code from the app."
+    );
+    print_recovery_codes(&codes);
+    Ok(())
+}
+
+/// Shows a pending secret: the QR code (when the terminal is wide enough), the key, the
+/// account, how long it waits.
+pub(crate) fn present(new: &twofold_enrolld::api::NewEnrollment) {
+    let secret = Zeroizing::new(new.secret.clone());
     match (qr_text(&new.uri), terminal_width()) {
         (Some((qr, need)), Some(cols)) if cols < need => {
             println!(
@@ -591,22 +614,19 @@ pub fn enroll(replace: bool) -> Result<(), CliError> {
     );
     println!();
     let _ = std::io::stdout().flush();
+}
+
+/// Asks codes from the app until the daemon confirms the pending secret (or the attempts run
+/// out); what the confirmation returns (recovery codes for a new enrollment, none for an added
+/// authenticator). No code given cancels it, with `nothing` as the message.
+pub(crate) fn confirm(nothing: &str) -> Result<Zeroizing<Vec<String>>, CliError> {
     loop {
         let Some(code) = read_secret_line("Code from the app: ")? else {
             let _ = with_daemon(async |p| p.cancel_enrollment().await);
-            return Err(CliError::Refused(
-                "no code given: nothing was set up".into(),
-            ));
+            return Err(CliError::Refused(format!("no code given: {nothing}")));
         };
         match with_daemon(async |p| p.confirm_enrollment(&code).await) {
-            Ok(codes) => {
-                let codes = Zeroizing::new(codes);
-                println!(
-                    "Two-factor authentication is now set up: every login will ask for a code from the app."
-                );
-                print_recovery_codes(&codes);
-                return Ok(());
-            }
+            Ok(codes) => return Ok(Zeroizing::new(codes)),
             Err(CliError::Refused(m)) if m.contains("attempts left") => {
                 eprintln!("{m}");
             }
@@ -616,7 +636,7 @@ pub fn enroll(replace: bool) -> Result<(), CliError> {
 }
 
 /// Asks the current code (or a recovery code) that proves the caller holds the second factor.
-fn ask_proof() -> Result<Zeroizing<String>, CliError> {
+pub(crate) fn ask_proof() -> Result<Zeroizing<String>, CliError> {
     read_secret_line("Current code from the app (or a recovery code): ")?
         .ok_or_else(|| CliError::Refused("no code given: nothing changed".into()))
 }

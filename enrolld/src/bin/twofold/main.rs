@@ -1,6 +1,7 @@
 //! `twofold`: the command line of twofold.
 #![forbid(unsafe_code)]
 
+mod authenticators;
 mod cli;
 mod client;
 mod doctor;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Status { user } => client::status(user.as_deref(), json_out),
         Command::Disable => client::disable(json_out),
         Command::RecoveryCodes => client::recovery_codes(json_out),
+        Command::Authenticator(c) => authenticators::run(c, json_out),
         Command::List { prefix, status } => client::list(prefix.as_deref(), status, json_out),
         Command::Require { users } => client::admin("require", users, json_out),
         Command::Exempt { users } => client::admin("exempt", users, json_out),
@@ -401,6 +403,11 @@ fn explain(
         }
     };
     let facts = RecordFacts::of(record.as_ref());
+    let authenticators: Vec<&str> = record
+        .as_ref()
+        .and_then(|r| r.enrollment.as_ref())
+        .map(|e| e.authenticators.iter().map(|a| a.name.as_str()).collect())
+        .unwrap_or_default();
     let now = time::now();
     // An alias's session has its own line's groups too: the stricter outcome stands.
     let res = twofold_policy::login::resolve_login(
@@ -443,6 +450,7 @@ fn explain(
             "mode": res.mode.as_str(),
             "status": res.status.as_str(),
             "enrolled": facts.enrolled,
+            "authenticators": facts.enrolled.then_some(&authenticators),
             "deadline": res.deadline.filter(|_| !res.starts_grace).map(time::rfc3339),
             "grace_starts_at_next_login": res.starts_grace,
             "rule": rule_json(&res.rule),
@@ -491,6 +499,18 @@ fn explain(
         println!("rule      {}", res.rule);
         for (n, m) in &differences {
             println!("network   from {n}: {m} (twofold explain {user} --from ADDRESS)");
+        }
+        if facts.enrolled {
+            println!(
+                "enrolled  {} authenticator{}: {}",
+                authenticators.len(),
+                if authenticators.len() == 1 { "" } else { "s" },
+                authenticators
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     if let Some(n) = from_note {
