@@ -11,7 +11,9 @@
 # System packages the test suite uses: oathtool (independent TOTP codes), the PAM wrappers and
 # pamtester (real libpam in tests), libpam0g-dev (links pam_twofold.so), passwd (useradd in tests),
 # openssh-server + python3-paramiko (a real sshd on 127.0.0.1 and a keyboard-interactive client),
-# dbus-daemon (a private bus for twofold-enrolld), zbar-tools (decodes the QR code of `twofold enroll`),
+# dbus-daemon (a private bus for twofold-enrolld), zbar-tools (decodes the QR codes of `twofold enroll`
+# and of the SSH enrollment prompt, rendered as dark and light terminals show them), expect (drives
+# OpenSSH's own ssh client at a terminal through an enrollment inside the login),
 # dbus + systemd (the package's dependencies; systemd-analyze checks the unit), pkg-config (install paths),
 # sudo (the README's sudo stack, through sudoers' pam_service), polkitd (a real polkit on the
 # daemon tests' private bus: enrolld/tests/daemon_polkit.rs), cockpit-ws + cockpit-bridge +
@@ -19,7 +21,7 @@
 # python3-selenium (the console's browser test drives a headless Chromium through WebDriver).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
-  openssh-server openssh-client python3-paramiko sudo e2fsprogs polkitd \
+  openssh-server openssh-client python3-paramiko expect sudo e2fsprogs polkitd \
   cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo

@@ -79,6 +79,18 @@ impl World {
 
     /// `twofold enroll` as `who` under a terminal `cols` wide, answering `answers`.
     fn enroll_on_a_terminal(&self, who: &Account, cols: u16, answers: &[&str]) -> Value {
+        self.enroll_on_a_terminal_with(who, cols, &[], &[], answers)
+    }
+
+    /// The same with more arguments to `twofold enroll` and more environment variables.
+    fn enroll_on_a_terminal_with(
+        &self,
+        who: &Account,
+        cols: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+        answers: &[&str],
+    ) -> Value {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pty_enroll.py");
         let out = std::process::Command::new("/usr/bin/python3")
             .arg(script)
@@ -93,10 +105,12 @@ impl World {
             ])
             .arg(&self.twofold)
             .arg("enroll")
+            .args(args)
             .env_clear()
             .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus.address)
             .env("TERM", "xterm")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -123,18 +137,26 @@ fn enroll_on_a_terminal_then_status_says_enrolled() {
     }
     let w = World::new();
     fresh_step_within(8);
-    let r = w.enroll_on_a_terminal(&w.alice, 100, &["000000", "OATH"]);
+    // The code typed is the one of the secret the QR code holds, as a phone would read it.
+    let r = w.enroll_on_a_terminal(&w.alice, 100, &["000000", "OATH_QR"]);
     let screen = r["screen"].as_str().unwrap();
     assert_eq!(r["exit"], 0, "{screen}");
     let key = r["key"].as_str().unwrap();
-    // The QR code on the screen decodes to the otpauth URI of the key shown beside it.
-    let uri = r["qr_uri"]
+    // The QR code on the screen decodes to the otpauth URI of the key shown beside it, on a
+    // dark and on a light terminal alike (black on white, by colour escapes).
+    let uri = r["qr"]["dark"]
         .as_str()
-        .unwrap_or_else(|| panic!("the QR code did not decode: {screen}"));
+        .unwrap_or_else(|| panic!("the QR code did not decode on a dark terminal: {screen}"));
+    assert_eq!(r["qr"]["light"], uri, "on a light terminal: {screen}");
     assert!(
         uri.starts_with("otpauth://totp/Test%20Host:") && uri.contains(&format!("secret={key}&")),
         "{uri}"
     );
+    assert!(
+        screen.contains(&format!("Or open this URI:          {uri}\n")),
+        "{screen}"
+    );
+    assert!(screen.contains("\x1b[30;47m"), "{screen}");
     assert!(
         screen.contains(&format!(
             "Account:                   Test Host:{}",
@@ -197,7 +219,10 @@ fn narrow_terminal_gets_the_uri() {
         "{screen}"
     );
     assert!(screen.contains("otpauth://totp/"), "{screen}");
-    assert!(r["qr_uri"].is_null(), "no QR code drawn: {screen}");
+    assert!(
+        r["qr"]["dark"].is_null() && r["qr"]["light"].is_null(),
+        "no QR code drawn: {screen}"
+    );
     // No code given: nothing was set up, exit 6.
     assert_eq!(r["exit"], 6, "{screen}");
     let state = w
@@ -348,6 +373,92 @@ fn admin_verbs_status_and_list() {
     assert!(o.status.success(), "{:?}", text(&o));
     let policy = std::fs::read_to_string(w.dir.path().join("policy.toml")).unwrap();
     assert!(policy.starts_with("mode = \"disabled\"\n"), "{policy}");
+}
+
+/// What `zbarimg` reads from `text` rendered as a `theme` ("dark" or "light") terminal shows it
+/// (tests/term_qr.py at the workspace's top); `None` when nothing decodes.
+fn decode_as(theme: &str, text: &str) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("screen.txt");
+    std::fs::write(&file, text).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/term_qr.py");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(theme)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    (!got.is_empty()).then_some(got)
+}
+
+#[test]
+fn enroll_draws_the_qr_code_for_the_terminal_asked() {
+    if !root_or_skip() {
+        return;
+    }
+    let w = World::new();
+    let uri_of = |screen: &str| -> String {
+        let line = screen
+            .lines()
+            .find_map(|l| l.strip_prefix("Or open this URI:          "))
+            .unwrap_or_else(|| panic!("no URI: {screen}"));
+        assert!(line.starts_with("otpauth://totp/"), "{line}");
+        line.to_owned()
+    };
+    // --qr dark: for a dark terminal, no escapes; inverted on a light one, where nothing reads
+    // it (the drawing of earlier versions, whatever the terminal: the test can fail).
+    let r = w.enroll_on_a_terminal_with(&w.bob, 100, &["--qr", "dark"], &[], &["EOF"]);
+    let screen = r["screen"].as_str().unwrap();
+    assert_eq!(r["exit"], 6, "{screen}");
+    assert!(!screen.contains('\x1b'), "{screen}");
+    assert_eq!(r["qr"]["dark"], uri_of(screen), "{screen}");
+    assert!(r["qr"]["light"].is_null(), "read inverted: {screen}");
+    // --qr light: the other way round.
+    let r = w.enroll_on_a_terminal_with(&w.bob, 100, &["--qr", "light"], &[], &["EOF"]);
+    let screen = r["screen"].as_str().unwrap();
+    assert!(!screen.contains('\x1b'), "{screen}");
+    assert_eq!(r["qr"]["light"], uri_of(screen), "{screen}");
+    assert!(r["qr"]["dark"].is_null(), "read inverted: {screen}");
+    // --qr none: no code, the key and the URI.
+    let r = w.enroll_on_a_terminal_with(&w.bob, 100, &["--qr", "none"], &[], &["EOF"]);
+    let screen = r["screen"].as_str().unwrap();
+    assert!(!screen.contains(['█', '▀', '▄', '\x1b']), "{screen}");
+    assert!(r["key"].as_str().is_some_and(|k| k.len() >= 16), "{screen}");
+    let uri = uri_of(screen);
+    assert!(
+        uri.contains(&format!("secret={}&", r["key"].as_str().unwrap())),
+        "{screen}"
+    );
+    // NO_COLOR: no escapes, so drawn for a dark terminal, with a word on --qr light.
+    let r = w.enroll_on_a_terminal_with(&w.bob, 100, &[], &[("NO_COLOR", "1")], &["EOF"]);
+    let screen = r["screen"].as_str().unwrap();
+    assert!(!screen.contains('\x1b'), "{screen}");
+    assert_eq!(r["qr"]["dark"], uri_of(screen), "{screen}");
+    assert!(screen.contains("--qr light"), "{screen}");
+    // Not a terminal (a pipe): as before, drawn for a dark terminal without escapes; --qr color
+    // puts black on white into the pipe all the same.
+    let o = w.run(Some(&w.bob), &["enroll"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}{err}");
+    assert!(!out.contains('\x1b') && out.contains('▀'), "{out}");
+    assert_eq!(decode_as("dark", &out), Some(uri_of(&out)), "{out}");
+    assert_eq!(decode_as("light", &out), None, "{out}");
+    let o = w.run(Some(&w.bob), &["enroll", "--qr", "color"]);
+    let (out, _) = text(&o);
+    assert_eq!(decode_as("dark", &out), Some(uri_of(&out)), "{out}");
+    assert_eq!(decode_as("light", &out), Some(uri_of(&out)), "{out}");
+    // None of it set anything up.
+    let state = w
+        .store()
+        .read(&UserName::parse(&w.bob.name).unwrap())
+        .unwrap();
+    assert!(state.record.is_none());
 }
 
 #[test]

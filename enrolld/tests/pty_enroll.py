@@ -2,8 +2,12 @@
 
 Usage: pty_enroll.py COLUMNS ANSWERS_JSON -- COMMAND...
 Each time the screen shows "Code from the app: ", the next answer is typed; the answer "OATH"
-means oathtool's code for the key shown on the screen. The QR code drawn on the screen is turned
-back into an image and decoded with zbarimg. Prints a JSON object: screen, key, qr_uri, exit.
+means oathtool's code for the key printed on the screen, "OATH_QR" oathtool's code for the
+secret of the URI that the QR code on the screen decodes to (as a dark terminal shows it, else
+as a light one), "EOF" ends the input. The screen, escapes included, is rendered as a dark and as
+a light terminal shows it and decoded with zbarimg (tests/term_qr.py at the workspace's top).
+Prints a JSON object: screen, key, qr (dark and light: the decoded text, null when nothing
+decodes), exit.
 """
 
 import fcntl
@@ -15,50 +19,22 @@ import select
 import struct
 import subprocess
 import sys
-import tempfile
 import termios
 import time
-import zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
+import term_qr  # noqa: E402
 
 
-def png(path, rows, scale=6):
-    """Writes a grayscale PNG of rows (lists of booleans, True = dark)."""
-    h, w = len(rows) * scale, len(rows[0]) * scale
-    raw = b""
-    for r in rows:
-        line = b"\x00" + b"".join((b"\x00" if dark else b"\xff") * scale for dark in r)
-        raw += line * scale
-
-    def chunk(kind, data):
-        c = struct.pack(">I", len(data)) + kind + data
-        return c + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n")
-        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)))
-        f.write(chunk(b"IDAT", zlib.compress(raw)))
-        f.write(chunk(b"IEND", b""))
+def decode_qr(screen, theme):
+    """The text the QR code on `screen` decodes to on a `theme` terminal, or None."""
+    return term_qr.decode(screen, theme) or None
 
 
-def decode_qr(screen):
-    """The half-block QR code on the screen (light modules drawn) → the text it encodes."""
-    lines = [l for l in screen.split("\n") if l and set(l) <= set("█▀▄ ") and ("█" in l)]
-    if not lines:
-        return None
-    width = max(len(l) for l in lines)
-    rows = []
-    for l in lines:
-        l = l.ljust(width)
-        upper = [c in "█▀" for c in l]
-        lower = [c in "█▄" for c in l]
-        rows.append([not x for x in upper])  # drawn = light; dark = not drawn
-        rows.append([not x for x in lower])
-    with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as f:
-        path = f.name
-    png(path, rows)
-    out = subprocess.run(["zbarimg", "--nodbus", "--raw", "-q", path], capture_output=True, text=True)
-    os.unlink(path)
-    return out.stdout.strip() or None
+def oath(secret):
+    return subprocess.run(
+        ["oathtool", "--totp", "--base32", secret], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def main():
@@ -85,15 +61,17 @@ def main():
             break
         screen += data
         text = screen.decode("utf-8", "replace").replace("\r", "")
-        m = re.search(r"enter the key by hand:\s+([A-Z2-7 ]+)\n", text)
+        m = re.search(r"enter the key by hand:\s+([A-Z2-7 ]+)\n", text, re.IGNORECASE)
         if m:
             key = m.group(1).replace(" ", "")
         while text.count("Code from the app: ") > asked:
             answer = answers[asked] if asked < len(answers) else ""
             if answer == "OATH":
-                answer = subprocess.run(
-                    ["oathtool", "--totp", "--base32", key], capture_output=True, text=True, check=True
-                ).stdout.strip()
+                answer = oath(key)
+            elif answer == "OATH_QR":
+                uri = decode_qr(text, "dark") or decode_qr(text, "light") or ""
+                m = re.search(r"[?&]secret=([A-Z2-7]+)", uri)
+                answer = oath(m.group(1)) if m else "no-qr-code"
             asked += 1
             os.write(fd, (answer + "\n").encode() if answer != "EOF" else b"\x04")
     _, status = os.waitpid(pid, 0)
@@ -101,7 +79,7 @@ def main():
     print(json.dumps({
         "screen": text,
         "key": key,
-        "qr_uri": decode_qr(text),
+        "qr": {"dark": decode_qr(text, "dark"), "light": decode_qr(text, "light")},
         "exit": os.waitstatus_to_exitcode(status),
     }))
 

@@ -1,7 +1,9 @@
 //! Enrollment inside the login: a required user without an enrollment, within the grace period,
 //! sets it up here. The guidance (QR code in text blocks, the key in groups of four, the otpauth
 //! URI) is part of the code prompt itself, because sshd's keyboard-interactive shows info text
-//! only together with the next prompt. The enrollment is stored (fsynced) only once a code from
+//! only together with the next prompt. The QR code is drawn for the kind of terminal
+//! `[enrollment] qr` names, without colour escapes (an OpenSSH client prints a prompt's ESC as
+//! the text `\033`), or left out; the key and the URI are always there. The enrollment is stored (fsynced) only once a code from
 //! the new secret verifies; the recovery codes are then shown once, in a last prompt.
 
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_ON};
@@ -27,20 +29,6 @@ pub enum EnrollError {
     Unavailable(String),
 }
 
-/// The QR code of `uri` as text: two modules per character cell, light modules drawn as blocks
-/// so that it scans on the dark background of most terminals, with the quiet zone.
-fn qr_text(uri: &str) -> Option<Zeroizing<String>> {
-    let code =
-        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::L).ok()?;
-    Some(Zeroizing::new(
-        code.render::<qrcode::render::unicode::Dense1x2>()
-            .dark_color(qrcode::render::unicode::Dense1x2::Light)
-            .light_color(qrcode::render::unicode::Dense1x2::Dark)
-            .quiet_zone(true)
-            .build(),
-    ))
-}
-
 /// Runs the enrollment conversation; returns a note for the log on success.
 pub fn enroll_at_login(
     conv: &Conv<'_>,
@@ -54,18 +42,34 @@ pub fn enroll_at_login(
     let issuer = policy.issuer();
     let uri = totp::otpauth_uri(&secret, params, &issuer, user.as_str());
     let key = secret.to_base32_grouped();
-    let qr = qr_text(&uri).unwrap_or_else(|| Zeroizing::new(String::new()));
+    let qr = policy
+        .enrollment
+        .qr
+        .drawing()
+        .and_then(|d| twofold_policy::qr::draw(&uri, d));
     let until = deadline
         .map(|d| format!(" (required before {})", time::human(d)))
         .unwrap_or_default();
+    // Without a QR code (`qr = "none"`, or a URI too long for one) the key comes first.
+    let show = Zeroizing::new(match &qr {
+        Some(qr) => format!(
+            "Scan this QR code with an authenticator app (Aegis, FreeOTP, Google Authenticator, ...):\n\
+             {}\n\
+             or enter the key by hand:  ",
+            qr.text.as_str()
+        ),
+        None => String::from(
+            "Add the account in an authenticator app (Aegis, FreeOTP, Google Authenticator, ...)\n\
+             by entering the key by hand:  ",
+        ),
+    });
+    drop(qr);
     let guidance = Zeroizing::new(format!(
         "Two-factor authentication is required for this account and not set up yet{until}.\n\
-         Scan this QR code with an authenticator app (Aegis, FreeOTP, Google Authenticator, ...):\n\
-         {qr}\n\
-         or enter the key by hand:  {key}\n\
+         {show}{key}\n\
          (account {user}, issuer {issuer}, {alg}, {digits} digits, {period} s)\n\
          or open this URI:  {uri}\n\n",
-        qr = qr.as_str(),
+        show = show.as_str(),
         key = key.as_str(),
         uri = uri.as_str(),
         alg = params.algorithm,

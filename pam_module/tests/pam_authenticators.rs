@@ -33,12 +33,12 @@ fn every_authenticator_logs_in_and_each_code_once() {
         let lock = store.lock(&u).unwrap();
         let mut r = lock.read().unwrap().record.unwrap();
         let e = r.enrollment.as_mut().unwrap();
-        assert_eq!(e.add("tablet", &tablet, Params::default(), 0, 2), 2);
+        assert_eq!(e.add("tablet", &tablet, Params::default(), 0, 2), Some(2));
         let eight = Params {
             digits: 8,
             ..Params::default()
         };
-        assert_eq!(e.add("token", &token, eight, 2, 3), 3);
+        assert_eq!(e.add("token", &token, eight, 2, 3), Some(3));
         lock.write_record(&r).unwrap();
     }
     wait_for_fresh_step_within(20);
@@ -160,7 +160,8 @@ fn a_version_1_record_logs_in_and_migrates_without_loss() {
         Params::default(),
         0,
         9,
-    );
+    )
+    .unwrap();
     lock.write_record(&r).unwrap();
     drop(lock);
     let text = std::fs::read_to_string(&path).unwrap();

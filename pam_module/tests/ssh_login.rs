@@ -1,7 +1,8 @@
 //! A real `sshd` on 127.0.0.1, started through a symlink so that its PAM service (sshd takes it
 //! from argv[0]) is the test's own file in /etc/pam.d, removed afterwards; a scripted
-//! keyboard-interactive client (paramiko, `tests/ssh_client.py`); real accounts with passwords;
-//! codes from `oathtool`. Needs root, as CI runs.
+//! keyboard-interactive client (paramiko, `tests/ssh_client.py`), and OpenSSH's own client at a
+//! terminal under `expect` (`tests/ssh_expect.exp`) for what it prints of the enrollment prompt;
+//! real accounts with passwords; codes from `oathtool`. Needs root, as CI runs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -384,6 +385,157 @@ fn public_key_logins_cannot_skip_the_code() {
         )),
         "{log}"
     );
+}
+
+/// What `zbarimg` reads from `text` rendered as a `theme` ("dark" or "light") terminal shows it
+/// (tests/term_qr.py at the workspace's top); `None` when nothing decodes.
+fn decode_as(theme: &str, file: &Path) -> Option<String> {
+    let out = Command::new(PYTHON)
+        .arg(term_qr())
+        .arg(theme)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    (!got.is_empty()).then_some(got)
+}
+
+fn term_qr() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/term_qr.py")
+}
+
+#[test]
+fn the_qr_code_in_an_openssh_prompt_reads_on_the_terminal_the_policy_draws_for() {
+    if !root_or_skip() {
+        return;
+    }
+    // (qr, the client's locale, the user); the last: an OpenSSH client in a locale that is not
+    // UTF-8 escapes the block glyphs, and the key and the URI still do.
+    let users = [
+        ("dark", "C.UTF-8", TestUser::create("qd")),
+        ("light", "C.UTF-8", TestUser::create("ql")),
+        ("none", "C.UTF-8", TestUser::create("qn")),
+        ("dark", "C", TestUser::create("qc")),
+    ];
+    let policy = |qr: &str| {
+        let mut p = format!("mode = \"optional\"\n[enrollment]\nqr = \"{qr}\"\n");
+        for (_, _, u) in &users {
+            p.push_str(&format!("[users.{}]\nmode = \"required\"\n", u.name));
+        }
+        p
+    };
+    let sandbox = Sandbox::new(&policy("dark"));
+    let m = module_path();
+    let args = sandbox.module_args();
+    let sshd = Sshd::start(
+        &sandbox,
+        "qr",
+        &format!(
+            "@include common-auth\nauth required {m} {args}\n\
+             @include common-account\naccount required {m} {args}\n\
+             session required pam_permit.so\npassword required pam_deny.so\n",
+            m = m.display()
+        ),
+        "AuthenticationMethods keyboard-interactive",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ssh_expect.exp");
+    for (qr, lang, user) in &users {
+        std::fs::write(sandbox.dir().join("policy.toml"), policy(qr)).unwrap();
+        let prompt_file = sandbox.dir().join(format!("prompt-{}.txt", user.name));
+        let utf8 = *lang == "C.UTF-8";
+        // The code typed comes from the QR code as the terminal it is drawn for shows it
+        // (from the URI's text without one).
+        let answer = if *qr == "none" || !utf8 { "text" } else { qr };
+        wait_for_fresh_step_within(8);
+        let out = Command::new("expect")
+            .arg(&script)
+            .arg(sshd.port.to_string())
+            .arg(&user.name)
+            .arg(&user.password)
+            .arg(answer)
+            .arg(&prompt_file)
+            .arg(term_qr())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("LANG", lang)
+            .env("TERM", "xterm")
+            .env("HOME", sandbox.dir())
+            .output()
+            .expect("expect must be installed (make test installs it)");
+        let shown = format!(
+            "{}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            sshd.log_text()
+        );
+        assert!(out.status.success(), "qr = {qr}: {shown}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("logged-in"),
+            "{shown}"
+        );
+        // The prompt as OpenSSH printed it: the key and the URI beside the code (or alone).
+        let prompt = std::fs::read_to_string(&prompt_file).unwrap();
+        let uri = prompt
+            .lines()
+            .find_map(|l| l.trim_end_matches('\r').strip_prefix("or open this URI:  "))
+            .unwrap_or_else(|| panic!("no URI: {prompt}"))
+            .to_owned();
+        let key: String = prompt
+            .lines()
+            .find_map(|l| l.split_once("the key by hand:  "))
+            .unwrap_or_else(|| panic!("no key: {prompt}"))
+            .1
+            .trim_end_matches('\r')
+            .replace(' ', "");
+        assert!(uri.contains(&format!("secret={key}&")), "{prompt}");
+        let (dark, light) = (
+            decode_as("dark", &prompt_file),
+            decode_as("light", &prompt_file),
+        );
+        match *qr {
+            _ if !utf8 => {
+                // Each glyph's bytes as octal escapes (\342\226\200 is ▀): no code to scan.
+                assert!(
+                    !prompt.contains(['█', '▀', '▄']) && prompt.contains("\\342\\226\\200"),
+                    "{prompt}"
+                );
+                assert_eq!((dark, light), (None, None), "{prompt}");
+            }
+            "dark" => {
+                assert_eq!(dark.as_deref(), Some(uri.as_str()), "{prompt}");
+                assert_eq!(light, None, "read inverted: {prompt}");
+            }
+            "light" => {
+                assert_eq!(light.as_deref(), Some(uri.as_str()), "{prompt}");
+                assert_eq!(dark, None, "read inverted: {prompt}");
+            }
+            _ => {
+                assert!(!prompt.contains(['█', '▀', '▄']), "{prompt}");
+                assert_eq!((dark, light), (None, None), "{prompt}");
+            }
+        }
+        assert!(!prompt.contains('\x1b'), "{prompt}");
+        // The secret stored is the one the QR code (or the text) gave, confirmed by its code.
+        let state = sandbox
+            .store()
+            .read(&UserName::parse(&user.name).unwrap())
+            .unwrap();
+        let stored = state.record.unwrap().enrollment.unwrap();
+        assert_eq!(
+            stored.authenticators[0]
+                .secret()
+                .unwrap()
+                .to_base32()
+                .as_str(),
+            key,
+            "{qr}"
+        );
+    }
 }
 
 #[test]

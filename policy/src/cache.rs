@@ -76,7 +76,7 @@ use crate::totp::{Algorithm, Params};
 
 /// The file name in the state directory (a user name never starts with a dot).
 pub const CACHE_NAME: &str = ".policy-cache";
-const MAGIC: &str = "twofold-policy-cache\t4";
+const MAGIC: &str = "twofold-policy-cache\t5";
 /// A file is settled when its mtime and ctime, in whole seconds, are at most the build time
 /// minus this (one second for the coarse clock's lag, one for the granularity).
 const SETTLE_SECS: i64 = 2;
@@ -224,10 +224,11 @@ fn serialize(policy: &Policy, fp: &str, built: i64) -> Option<String> {
     };
     let _ = writeln!(
         out,
-        "N\t{}\t{}\t{}\t{issuer}",
+        "N\t{}\t{}\t{}\t{}\t{issuer}",
         u8::from(e.at_login),
         e.grace_period.secs(),
-        e.recovery_codes
+        e.recovery_codes,
+        e.qr
     );
     // Where enrollment at login is allowed from: absent, or the entries (never an empty list;
     // an entry has no tab or newline, and reads back as itself).
@@ -390,11 +391,12 @@ fn deserialize_lazy(
                     source: parse_src(a, b, c, &policy.files)?,
                 }
             }
-            ["N", at, grace, n, has, issuer] => {
+            ["N", at, grace, n, qr, has, issuer] => {
                 once(2)?;
                 policy.enrollment.at_login = *at == "1";
                 policy.enrollment.grace_period = PolicyDuration(grace.parse().ok()?);
                 policy.enrollment.recovery_codes = n.parse().ok()?;
+                policy.enrollment.qr = qr.parse().ok()?;
                 policy.enrollment.issuer = (*has == "1").then(|| (*issuer).to_owned());
             }
             ["L", "0"] => {
@@ -587,7 +589,7 @@ mod tests {
     fn sample() -> Policy {
         Policy::parse_one(
             Path::new("/etc/twofold/policy.toml"),
-            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:DB8::/32\", \"192.168.1.7\", \"Jump.example.org\"]\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n[networks.\"10.0.0.0/8\"]\nmode = \"disabled\"\n[networks.\"2001:db8::/32\"]\nmode = \"optional\"\n[networks.\"10.1.2.3\"]\nmode = \"required\"\n",
+            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\nqr = \"light\"\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:DB8::/32\", \"192.168.1.7\", \"Jump.example.org\"]\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n[networks.\"10.0.0.0/8\"]\nmode = \"disabled\"\n[networks.\"2001:db8::/32\"]\nmode = \"optional\"\n[networks.\"10.1.2.3\"]\nmode = \"required\"\n",
         )
         .unwrap()
     }
@@ -641,6 +643,14 @@ mod tests {
         let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
         assert_eq!(got.enrollment, q.enrollment);
         assert!(got.enrollment.at_login_allowed_from("198.51.100.1"));
+        // The QR drawing of the login prompt, every value (the sample has "light").
+        assert_eq!(p.enrollment.qr, crate::qr::LoginQr::Light);
+        for qr in [crate::qr::LoginQr::Dark, crate::qr::LoginQr::None] {
+            q.enrollment.qr = qr;
+            let text = serialize(&q, "fp", BUILT).unwrap();
+            let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
+            assert_eq!(got.enrollment.qr, qr);
+        }
     }
 
     #[test]

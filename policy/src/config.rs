@@ -151,6 +151,8 @@ pub struct Enrollment {
     /// Where a login may come from to enroll inside the login (`at_login_from`); `None`: from
     /// anywhere. Never an empty list.
     pub at_login_from: Option<Vec<Origin>>,
+    /// How the QR code is drawn in the enrollment prompt inside a login (`qr`).
+    pub qr: crate::qr::LoginQr,
 }
 
 impl Enrollment {
@@ -212,6 +214,7 @@ impl Default for Policy {
                 issuer: None,
                 recovery_codes: 10,
                 at_login_from: None,
+                qr: crate::qr::LoginQr::Dark,
             },
             totp: TotpPolicy {
                 params: crate::totp::Params::default(),
@@ -253,6 +256,7 @@ struct RawEnrollment {
     issuer: Option<Spanned<String>>,
     recovery_codes: Option<Spanned<i64>>,
     at_login_from: Option<Spanned<Vec<Spanned<String>>>>,
+    qr: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -520,6 +524,12 @@ impl Policy {
                     origins.push(origin);
                 }
                 self.enrollment.at_login_from = Some(origins);
+            }
+            if let Some(v) = e.qr {
+                self.enrollment.qr = v
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: crate::qr::LoginQrParseError| err(v.span(), e.to_string()))?;
             }
         }
         if let Some(t) = raw.totp {

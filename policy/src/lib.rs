@@ -8,6 +8,7 @@
 //!   `/etc/twofold/policy.d/*.toml`, with errors that name file, line and column;
 //! - [`cache`]: a compiled copy of a big policy, so that a login reads only its own rules;
 //! - [`net`]: login sources (`local`, addresses, networks, host names) for `at_login_from`;
+//! - [`qr`]: the QR code of an otpauth URI drawn as text, for dark, light or any terminal;
 //! - [`resolve`]: who must do what, and which rule decided it;
 //! - [`store`]: the per-user state records under `/var/lib/twofold/`;
 //! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
@@ -30,6 +31,7 @@ pub mod logfmt;
 pub mod login;
 pub mod mode;
 pub mod net;
+pub mod qr;
 pub mod record;
 pub mod recovery;
 pub mod resolve;

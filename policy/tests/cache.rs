@@ -264,7 +264,7 @@ fn the_cache_is_used_and_any_change_of_the_files_invalidates_it() {
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Disabled
     );
-    assert!(cache_text(&s).starts_with("twofold-policy-cache\t4\t"));
+    assert!(cache_text(&s).starts_with("twofold-policy-cache\t5\t"));
     // A symlinked cache is not followed.
     std::fs::remove_file(&path).unwrap();
     let decoy = s.store.path().join("decoy");

@@ -228,3 +228,26 @@ fn at_login_from_restricts_enrollment_at_login_by_source() {
     assert!(p.enrollment.at_login_allowed_from(""));
     assert!(!p.enrollment.at_login_allowed_from("192.0.2.1"));
 }
+
+#[test]
+fn the_login_qr_drawing_defaults_to_dark_and_a_dropin_changes_it() {
+    use twofold_policy::qr::LoginQr;
+    let tmp = tempfile::tempdir().unwrap();
+    let main = tmp.path().join("policy.toml");
+    let d = tmp.path().join("policy.d");
+    std::fs::create_dir(&d).unwrap();
+    write(&main, "mode = \"required\"\n");
+    assert_eq!(
+        Policy::load_system(&main).unwrap().enrollment.qr,
+        LoginQr::Dark
+    );
+    write(&main, "mode = \"required\"\n[enrollment]\nqr = \"light\"\n");
+    assert_eq!(
+        Policy::load_system(&main).unwrap().enrollment.qr,
+        LoginQr::Light
+    );
+    write(&d.join("50-qr.toml"), "[enrollment]\nqr = \"none\"\n");
+    let p = Policy::load_system(&main).unwrap();
+    assert_eq!(p.enrollment.qr, LoginQr::None);
+    assert_eq!(p.enrollment.qr.drawing(), None);
+}

@@ -78,13 +78,15 @@ fn generate(r: &mut Rng) -> Record {
                 p,
                 skew,
                 r.below(253_402_300_800),
-            );
+            )
+            .unwrap();
         }
         if r.below(3) == 0 {
             // Removed ones leave gaps in the numbers.
             e.authenticators.remove(0);
             if e.authenticators.is_empty() {
-                e.add("phone", &Secret::generate().unwrap(), first, 0, 7);
+                e.add("phone", &Secret::generate().unwrap(), first, 0, 7)
+                    .unwrap();
             }
         }
         rec.enrollment = Some(e);

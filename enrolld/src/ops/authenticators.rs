@@ -114,7 +114,12 @@ impl Daemon {
                 ));
             }
             fits(e, new_name)?;
-            let id = e.add(new_name, secret, params, 0, now);
+            let id = e.add(new_name, secret, params, 0, now).ok_or_else(|| {
+                Error::Forbidden(
+                    "no authenticator number is left in this enrollment: replace it to start again"
+                        .into(),
+                )
+            })?;
             // The code just used cannot log in again.
             counters.last_steps.insert(id, step);
             Ok(())

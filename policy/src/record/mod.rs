@@ -205,6 +205,16 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `which` as an authenticator's number: ASCII digits only, exactly what [`check_name`] keeps
+/// out of names. (`str::parse` alone also reads `+1`, which is a valid name: the one named
+/// `+1` would be unreachable by name, and a command about it would act on number 1.)
+pub fn as_number(which: &str) -> Option<u32> {
+    if which.is_empty() || !which.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    which.parse().ok()
+}
+
 impl Enrollment {
     /// A new enrollment of `secret`: one authenticator, number 1, named [`DEFAULT_NAME`].
     pub fn new(
@@ -242,11 +252,20 @@ impl Enrollment {
         }
     }
 
-    /// Adds an authenticator; its number. The caller checks the name ([`check_name`],
+    /// Adds an authenticator; its number, or `None` (nothing added) when no number is left
+    /// (`next_id` at `u32::MAX`: one more would break the rule that every number stays below
+    /// it, and the record would no longer load). The caller checks the name ([`check_name`],
     /// [`Enrollment::by_name`]) and the count ([`MAX_AUTHENTICATORS`]).
-    pub fn add(&mut self, name: &str, secret: &Secret, params: Params, skew: i64, at: u64) -> u32 {
+    pub fn add(
+        &mut self,
+        name: &str,
+        secret: &Secret,
+        params: Params,
+        skew: i64,
+        at: u64,
+    ) -> Option<u32> {
         let id = self.next_id.max(1);
-        self.next_id = id.saturating_add(1);
+        self.next_id = id.checked_add(1)?;
         self.authenticators.push(Authenticator {
             id,
             name: name.to_owned(),
@@ -256,7 +275,7 @@ impl Enrollment {
             skew,
             added_at: at,
         });
-        id
+        Some(id)
     }
 
     /// The authenticator named `name` (exactly), if any.
@@ -264,11 +283,12 @@ impl Enrollment {
         self.authenticators.iter().find(|a| a.name == name)
     }
 
-    /// The authenticator a user means by `which`: its number, or else its name.
+    /// The authenticator a user means by `which`: its number ([`as_number`]), or else its
+    /// name.
     pub fn find(&self, which: &str) -> Option<&Authenticator> {
-        match which.parse::<u32>() {
-            Ok(id) => self.authenticators.iter().find(|a| a.id == id),
-            Err(_) => self.by_name(which),
+        match as_number(which) {
+            Some(id) => self.authenticators.iter().find(|a| a.id == id),
+            None => self.by_name(which),
         }
     }
 

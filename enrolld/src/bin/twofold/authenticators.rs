@@ -10,7 +10,7 @@ use crate::error::CliError;
 pub fn run(cmd: &AuthenticatorCommand, json_out: bool) -> Result<(), CliError> {
     match cmd {
         AuthenticatorCommand::List => list(json_out),
-        AuthenticatorCommand::Add { name } => add(name, json_out),
+        AuthenticatorCommand::Add { name, qr } => add(name, *qr, json_out),
         AuthenticatorCommand::Rename { which, name } => {
             let info = with_daemon(async |p| p.rename_authenticator(which, name).await)?;
             if json_out {
@@ -57,7 +57,7 @@ fn list(json_out: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-fn add(name: &str, json_out: bool) -> Result<(), CliError> {
+fn add(name: &str, qr: crate::cli::QrChoice, json_out: bool) -> Result<(), CliError> {
     let status = with_daemon(async |p| p.get_status().await)?;
     if !status.enrolled {
         return Err(CliError::Refused(
@@ -69,7 +69,7 @@ fn add(name: &str, json_out: bool) -> Result<(), CliError> {
     drop(proof);
     println!("Adding the authenticator {name:?} for {}.", new.label);
     println!();
-    present(&new);
+    present(&new, qr);
     let _ = confirm("no authenticator was added")?;
     let info = with_daemon(async |p| p.get_status().await)?;
     if json_out {
@@ -85,9 +85,9 @@ fn add(name: &str, json_out: bool) -> Result<(), CliError> {
 
 fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
     let list = with_daemon(async |p| p.list_authenticators().await)?;
-    let target = match which.parse::<u32>() {
-        Ok(id) => list.iter().find(|a| a.id == id),
-        Err(_) => list.iter().find(|a| a.name == which),
+    let target = match twofold_policy::record::as_number(which) {
+        Some(id) => list.iter().find(|a| a.id == id),
+        None => list.iter().find(|a| a.name == which),
     };
     let Some(target) = target else {
         return Err(CliError::Usage(format!(
@@ -108,7 +108,10 @@ fn remove(which: &str, json_out: bool) -> Result<(), CliError> {
         );
     }
     let proof = ask_proof()?;
-    let info = with_daemon(async |p| p.remove_authenticator(which, &proof).await)?;
+    // By the number of the one shown, not by the words typed: a rename while the proof is
+    // asked for (no proof needed for that) cannot make this remove another one.
+    let id = target.id.to_string();
+    let info = with_daemon(async |p| p.remove_authenticator(&id, &proof).await)?;
     if json_out {
         println!("{:#}", info.to_json());
     } else if info.enrolled {

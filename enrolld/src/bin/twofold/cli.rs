@@ -46,10 +46,19 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set up 2FA for yourself: QR code, key, a code from the app, recovery codes.
+    ///
+    /// The QR code is drawn in text blocks when the terminal is wide enough (otherwise it says
+    /// so); the key and the otpauth URI are always printed beside it.
     Enroll {
         /// Replace an existing enrollment (a new phone).
         #[arg(long)]
         replace: bool,
+        /// How to draw the QR code.
+        ///
+        /// A code drawn for the other kind of terminal than the one it is read on shows
+        /// inverted, and most phones do not read it; black on white reads on both.
+        #[arg(long, value_enum, default_value = "auto", value_name = "HOW")]
+        qr: QrChoice,
     },
     /// Your 2FA status, or USER's (admins).
     Status {
@@ -151,6 +160,23 @@ pub enum Command {
     },
 }
 
+/// How `twofold enroll` draws the QR code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QrChoice {
+    /// Black on white (as color) when the output is a terminal, TERM is not dumb and NO_COLOR
+    /// is not set; otherwise as dark.
+    Auto,
+    /// Black on white, set by colour escapes: reads on dark and light terminals alike (also
+    /// into a pipe, e.g. for less -R).
+    Color,
+    /// For light text on a dark background, without escapes.
+    Dark,
+    /// For dark text on a light background (e.g. macOS Terminal's default), without escapes.
+    Light,
+    /// No QR code: the key and the otpauth URI only.
+    None,
+}
+
 /// The account-wide default.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DefaultMode {
@@ -198,6 +224,9 @@ pub enum AuthenticatorCommand {
     Add {
         /// Its name, e.g. "tablet".
         name: String,
+        /// How to draw the QR code (as for `twofold enroll`).
+        #[arg(long, value_enum, default_value = "auto", value_name = "HOW")]
+        qr: QrChoice,
     },
     /// Rename an authenticator (WHICH: its number or its name).
     Rename {

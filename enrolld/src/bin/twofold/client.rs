@@ -4,10 +4,11 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use serde_json::json;
 use twofold_enrolld::api::{ManagerProxy, UserInfo};
+use twofold_policy::qr::Drawing;
 use twofold_policy::time;
 use zeroize::Zeroizing;
 
-use crate::cli::DefaultMode;
+use crate::cli::{DefaultMode, QrChoice};
 use crate::error::CliError;
 
 /// Runs `f` against the daemon's proxy on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` honoured).
@@ -520,19 +521,25 @@ fn read_line() -> Result<Option<Zeroizing<String>>, CliError> {
     Ok(Some(trimmed))
 }
 
-/// The QR code of `uri` for a terminal: light modules as blocks (dark backgrounds), with the
-/// quiet zone. Returns the text and its width in columns.
-fn qr_text(uri: &str) -> Option<(String, usize)> {
-    let code =
-        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::L).ok()?;
-    let width = code.width() + 8;
-    let text = code
-        .render::<qrcode::render::unicode::Dense1x2>()
-        .dark_color(qrcode::render::unicode::Dense1x2::Light)
-        .light_color(qrcode::render::unicode::Dense1x2::Dark)
-        .quiet_zone(true)
-        .build();
-    Some((text, width))
+/// The drawing `choice` asks for (`auto` resolved: black on white on a terminal that takes
+/// colours, otherwise for a dark terminal, as before colours), or `None` for no QR code.
+fn qr_drawing(choice: QrChoice) -> Option<Drawing> {
+    match choice {
+        QrChoice::Auto => {
+            let colours = std::io::stdout().is_terminal()
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+                && std::env::var_os("NO_COLOR").is_none();
+            Some(if colours {
+                Drawing::BlackOnWhite
+            } else {
+                Drawing::ForDark
+            })
+        }
+        QrChoice::Color => Some(Drawing::BlackOnWhite),
+        QrChoice::Dark => Some(Drawing::ForDark),
+        QrChoice::Light => Some(Drawing::ForLight),
+        QrChoice::None => None,
+    }
 }
 
 fn terminal_width() -> Option<usize> {
@@ -563,7 +570,7 @@ fn print_recovery_codes(codes: &[String]) {
 }
 
 /// `twofold enroll`.
-pub fn enroll(replace: bool) -> Result<(), CliError> {
+pub fn enroll(replace: bool, qr: QrChoice) -> Result<(), CliError> {
     // Replacing needs the current factor: a code from the old app, or a recovery code.
     let proof = if replace && with_daemon(async |p| p.get_status().await)?.enrolled {
         read_secret_line(
@@ -577,7 +584,7 @@ pub fn enroll(replace: bool) -> Result<(), CliError> {
     drop(proof);
     println!("Setting up two-factor authentication for {}.", new.label);
     println!();
-    present(&new);
+    present(&new, qr);
     let codes = confirm("nothing was set up")?;
     println!(
         "Two-factor authentication is now set up: every login will ask for a code from the app."
@@ -586,28 +593,44 @@ pub fn enroll(replace: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Shows a pending secret: the QR code (when the terminal is wide enough), the key, the
-/// account, how long it waits.
-pub(crate) fn present(new: &twofold_enrolld::api::NewEnrollment) {
+/// Shows a pending secret: the QR code drawn as `qr` asks (when the terminal is wide enough),
+/// the key, the URI, the account, how long it waits.
+pub(crate) fn present(new: &twofold_enrolld::api::NewEnrollment, qr: QrChoice) {
     let secret = Zeroizing::new(new.secret.clone());
-    match (qr_text(&new.uri), terminal_width()) {
-        (Some((qr, need)), Some(cols)) if cols < need => {
+    let drawing = qr_drawing(qr);
+    let code = drawing.and_then(|d| twofold_policy::qr::draw(&new.uri, d));
+    let apps = "an authenticator app (Aegis, FreeOTP, Google Authenticator, ...)";
+    let shown = match (code, terminal_width()) {
+        (Some(code), Some(cols)) if cols < code.columns => {
             println!(
-                "Your terminal is {cols} columns wide and the QR code needs {need}: widen it and run `twofold enroll` again to scan, or add the account by hand with the key below, or open this URI on the phone:"
+                "Your terminal is {cols} columns wide and the QR code needs {}: widen it and run `twofold enroll` again to scan, or add the account in {apps} by hand:",
+                code.columns
             );
-            println!("    {}", new.uri);
-            let _ = qr;
+            false
         }
-        (Some((qr, _)), _) => {
-            println!(
-                "Scan this QR code with an authenticator app (Aegis, FreeOTP, Google Authenticator, ...):"
-            );
-            println!("{qr}");
+        (Some(code), _) => {
+            println!("Scan this QR code with {apps}:");
+            println!("{}", code.text.as_str());
+            if qr == QrChoice::Auto && drawing == Some(Drawing::ForDark) {
+                println!(
+                    "(Drawn for a dark terminal. On a light one, run `twofold enroll --qr light`.)"
+                );
+            }
+            true
         }
-        (None, _) => println!("Open this URI on the phone:  {}", new.uri),
-    }
-    println!("Or enter the key by hand:  {}", group4(&secret));
-    println!("Account:                   {}", new.label);
+        (None, _) => {
+            println!("Add the account in {apps}:");
+            false
+        }
+    };
+    let key_label = if shown {
+        "Or enter the key by hand:"
+    } else {
+        "Enter the key by hand:"
+    };
+    println!("{key_label:<26} {}", group4(&secret));
+    println!("{:<26} {}", "Or open this URI:", new.uri);
+    println!("{:<26} {}", "Account:", new.label);
     println!(
         "(This setup waits {} for the code.)",
         humantime::format_duration(std::time::Duration::from_secs(new.expires_in))

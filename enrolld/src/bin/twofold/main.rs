@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             service,
             from,
         } => explain(&cli.global, user, service.as_deref(), from.as_deref()),
-        Command::Enroll { replace } => client::enroll(*replace),
+        Command::Enroll { replace, qr } => client::enroll(*replace, *qr),
         Command::Status { user } => client::status(user.as_deref(), json_out),
         Command::Disable => client::disable(json_out),
         Command::RecoveryCodes => client::recovery_codes(json_out),
@@ -209,6 +209,7 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
                 "issuer": policy.enrollment.issuer,
                 "recovery_codes": policy.enrollment.recovery_codes,
                 "at_login_from": at_login_from,
+                "qr": policy.enrollment.qr.as_str(),
             },
             "totp": {
                 "algorithm": policy.totp.params.algorithm.as_str(),
@@ -242,7 +243,7 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
     ));
     let e = &policy.enrollment;
     o.push_str(&format!(
-        "  enrollment     {}, grace period {}, {}{}\n",
+        "  enrollment     {}, grace period {}, {}{}{}\n",
         match (&e.at_login_from, e.at_login) {
             (_, false) => "not at login".to_owned(),
             (None, true) => "at login allowed".to_owned(),
@@ -259,7 +260,12 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
         e.issuer
             .as_ref()
             .map(|i| format!(", issuer {i:?}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        match e.qr {
+            twofold_policy::qr::LoginQr::Dark => "",
+            twofold_policy::qr::LoginQr::Light => ", QR code at login for light terminals",
+            twofold_policy::qr::LoginQr::None => ", no QR code at login",
+        }
     ));
     let t = &policy.totp;
     o.push_str(&format!(
