@@ -251,3 +251,67 @@ fn a_peer_sending_a_byte_at_a_time_is_cut_off_at_the_deadline() {
     assert!(held < 20, "held for {held} s\n{}", rig.log());
     assert!(rig.log().contains("refused"), "{}", rig.log());
 }
+
+#[test]
+fn a_caller_that_is_not_root_cannot_claim_a_network_that_needs_no_code() {
+    if !root_or_skip() {
+        return;
+    }
+    // Everyone needs a code, except from 10.0.0.0/8 and 2001:db8::/32.
+    let rig = Rig::new(
+        "mode = \"required\"\n[enrollment]\nat_login = false\n\
+         [networks.\"10.0.0.0/8\"]\nmode = \"disabled\"\n\
+         [networks.\"2001:db8::/32\"]\nmode = \"disabled\"\n",
+    );
+    let svc = rig.service("net");
+    let _verifyd = rig.start();
+    let alice = User::create("n");
+    rig.enroll(&alice.0);
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode())\nprint(s.recv(4096).decode())";
+    let q = |rhost: &str| {
+        format!(
+            "twofold-verify 1\nop=query\nuser={}\nservice=x\nrhost={rhost}\n\n",
+            alice.0
+        )
+    };
+    // Alice's own process claims to be on 10.0.0.1 (and on 2001:db8::1, and mapped): her
+    // claim counts for nothing, the code is asked.
+    for rhost in ["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1"] {
+        let out = run(python_as(&alice, script, &rig.socket).arg(q(rhost)));
+        let answer = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            answer.contains("answer=ask") && answer.contains("rule=default"),
+            "{rhost}: {answer}"
+        );
+    }
+    // Root's word about the same host is believed: the network decides.
+    let out = run(Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&rig.socket)
+        .arg(q("10.0.0.1")));
+    let answer = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        answer.contains("answer=ignore") && answer.contains("rule=network"),
+        "{answer}"
+    );
+    // Through the real libpam: alice's own PAM application sets PAM_RHOST to 10.0.0.1; the
+    // module, not root, hands it to the service, which does not believe it.
+    let (ok, out) = twofold_system_tests::run_with_input(
+        &[
+            "runuser",
+            "-u",
+            alice.0.as_str(),
+            "--",
+            "timeout",
+            "120",
+            "pamtester",
+            "-I",
+            "rhost=10.0.0.1",
+            svc.name.as_str(),
+            alice.0.as_str(),
+            "authenticate",
+        ],
+        "",
+    );
+    assert!(!ok && out.contains("Verification code"), "{out}");
+}

@@ -575,6 +575,7 @@ fn phases(a: &Args, t: &Path, pop: &Population) -> Phases {
                 user: user.as_str(),
                 groups: &account.groups,
                 service: Some("sshd"),
+                from: None,
             };
             let res = resolve(&policy, &subject, &RecordFacts::of(record.as_ref()), now);
             std::hint::black_box(&res);

@@ -60,6 +60,7 @@ pub fn run(a: &Args, t: &Path) -> String {
             user: &user,
             groups: &groups,
             service: Some("sshd"),
+            from: None,
         };
         let s = Instant::now();
         let r = resolve(&policy, &subject, &RecordFacts::of(None), 0);
@@ -118,6 +119,7 @@ pub fn run(a: &Args, t: &Path) -> String {
             user: name.as_str(),
             groups: &groups,
             service: Some("sshd"),
+            from: None,
         };
         let out = resolve(&p, &subject, &RecordFacts::of(r.as_ref()), 0);
         per_login.push(s.elapsed().as_secs_f64() * 1e6);
@@ -141,6 +143,7 @@ pub fn run(a: &Args, t: &Path) -> String {
             user: &name,
             groups: &groups,
             service: Some("sshd"),
+            from: None,
         };
         let out = resolve(&p, &subject, &RecordFacts::of(r.as_ref()), 0);
         cached.push(s.elapsed().as_secs_f64() * 1e6);

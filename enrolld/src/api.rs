@@ -103,6 +103,9 @@ pub struct UserInfo {
     pub recovery_codes_left: Option<u32>,
     /// How many authenticators are enrolled (when enrolled).
     pub authenticators: Option<u32>,
+    /// The `[networks."CIDR"]` rules under which a login would get another mode than `mode`
+    /// (which is that of a login from no network), as (network, mode) pairs; absent when none.
+    pub networks: Option<Vec<(String, String)>>,
 }
 
 impl UserInfo {
@@ -126,6 +129,12 @@ impl UserInfo {
             "last_login_from": self.last_login_from,
             "recovery_codes_left": self.recovery_codes_left,
             "authenticators": self.authenticators,
+            "networks": self
+                .networks
+                .iter()
+                .flatten()
+                .map(|(n, m)| serde_json::json!({ "network": n, "mode": m }))
+                .collect::<Vec<_>>(),
         })
     }
 }

@@ -11,7 +11,7 @@ use crate::changes::{Changes, Checked, Kind, Snapshot};
 use twofold_policy::StoreError;
 use twofold_policy::logfmt::value;
 use twofold_policy::record::Record;
-use twofold_policy::resolve::{RecordFacts, Subject, resolve};
+use twofold_policy::resolve::{RecordFacts, Subject, network_differences, resolve};
 use twofold_policy::store::Store;
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{Policy, UserName, system, time};
@@ -336,6 +336,11 @@ impl Daemon {
         };
         let res = resolve(policy, &subject, &record_facts, now);
         let ov = facts.admin_override();
+        // A view has no origin: the network rules that would change the mode are listed.
+        let networks: Vec<(String, String)> = network_differences(policy, &subject, ov)
+            .into_iter()
+            .map(|(net, mode)| (net.to_string(), mode.to_string()))
+            .collect();
         UserInfo {
             user: name.to_owned(),
             uid: account.map(|a| a.uid),
@@ -354,6 +359,7 @@ impl Daemon {
             last_login_from: facts.last_login_from().map(str::to_owned),
             recovery_codes_left: facts.recovery_codes_left(),
             authenticators: facts.authenticators(),
+            networks: (!networks.is_empty()).then_some(networks),
         }
     }
 
@@ -409,6 +415,7 @@ impl Daemon {
             user: user.as_str(),
             groups: &account.groups,
             service: None,
+            from: None,
         };
         let res = resolve(policy, &subject, &RecordFacts::of(Some(&record)), now);
         if res.starts_grace {
@@ -442,6 +449,7 @@ fn listing_subject<'a>(name: &'a str, account: Option<&'a system::Account>) -> S
         user: name,
         groups: account.map_or(&[], |a| a.groups.as_slice()),
         service: None,
+        from: None,
     }
 }
 

@@ -404,6 +404,23 @@ fn a_service_without_twofold_counts_only_when_someone_is_required() {
             && text(b[0]).contains("[groups.wheel] is required"),
         "{v:#}"
     );
+    // Required only for logins from a network: someone must give a code there too.
+    let host = Host::new(
+        &files,
+        &sshd_config,
+        "mode = \"optional\"\n[networks.\"192.0.2.0/24\"]\nmode = \"required\"\n",
+    );
+    let (code, v) = host.json();
+    assert_eq!(code, 7, "{v:#}");
+    let b = findings(&v, "bypass");
+    assert!(
+        b.len() == 1
+            && b[0]["what"]
+                .as_str()
+                .unwrap()
+                .contains("[networks.\"192.0.2.0/24\"] is required"),
+        "{v:#}"
+    );
     // The policy requires no one: not a finding, and doctor says so.
     let host = Host::new(&files, &sshd_config, NOBODY);
     let (code, v) = host.json();

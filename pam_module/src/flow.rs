@@ -468,6 +468,9 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
         &policy,
         &account,
         ctx.service.as_deref(),
+        // The application's PAM_RHOST: this module runs in it (as root, since the store is
+        // writable), so the value is the application's word, as for the throttle.
+        &ctx.rhost,
         &RecordFacts::of(record.as_ref()),
         now,
     );

@@ -64,9 +64,15 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile none\n\
                  UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
                  PermitRootLogin no\nStrictModes no\nAuthorizedKeysFile {dir}/keys/%u\n\
-                 UseDNS no\nLogLevel VERBOSE\n{config}\n",
+                 {use_dns}LogLevel VERBOSE\n{config}\n",
                 key = host_key.display(),
                 dir = dir.display(),
+                // sshd takes a keyword's first value: `config` may set UseDNS itself.
+                use_dns = if config.contains("UseDNS") {
+                    ""
+                } else {
+                    "UseDNS no\n"
+                },
             ),
         )
         .unwrap();
@@ -530,4 +536,58 @@ fn the_qr_code_in_an_openssh_prompt_reads_on_the_terminal_the_policy_draws_for()
             "{qr}"
         );
     }
+}
+
+#[test]
+fn network_rules_see_an_address_but_never_the_name_use_dns_gives() {
+    if !root_or_skip() {
+        return;
+    }
+    // Required, except from the loopback network sshd listens on here.
+    let alice = TestUser::create("n");
+    let sandbox = Sandbox::new(
+        "mode = \"required\"\n[enrollment]\nat_login = false\n\
+         [networks.\"127.0.0.0/8\"]\nmode = \"disabled\"\n",
+    );
+    let (secret, _) = sandbox.enroll(&alice.name, 1);
+    let m = module_path();
+    let args = sandbox.module_args();
+    let pam = format!(
+        "@include common-auth\nauth required {m} {args}\n\
+         @include common-account\naccount required {m} {args}\n\
+         session required pam_permit.so\npassword required pam_deny.so\n",
+        m = m.display()
+    );
+    let method = "AuthenticationMethods keyboard-interactive";
+    // UseDNS no: PAM_RHOST is 127.0.0.1, in the network: the password alone.
+    let sshd = Sshd::start(&sandbox, "netaddr", &pam, &format!("UseDNS no\n{method}"));
+    let r = sshd.client(
+        &alice.name,
+        json!({"password": alice.password, "command": "id -un"}),
+    );
+    assert_eq!(r["ok"], true, "{r}\n{}", sshd.log_text());
+    assert!(
+        !prompts(&r).iter().any(|p| p.contains("Verification code")),
+        "{r}"
+    );
+    drop(sshd);
+    // UseDNS yes: sshd hands over the name 127.0.0.1 resolves to (localhost), which is in no
+    // network: the code is asked, and without it no login.
+    let sshd = Sshd::start(&sandbox, "netname", &pam, &format!("UseDNS yes\n{method}"));
+    let r = sshd.client(&alice.name, json!({"password": alice.password}));
+    assert_eq!(r["ok"], false, "{r}\n{}", sshd.log_text());
+    assert!(
+        prompts(&r).iter().any(|p| p.contains("Verification code")),
+        "{r}"
+    );
+    wait_for_fresh_step_within(12);
+    let r = sshd.client(
+        &alice.name,
+        json!({"password": alice.password, "code": oathtool(&secret, 0), "command": "id -un"}),
+    );
+    assert_eq!(r["ok"], true, "{r}\n{}", sshd.log_text());
+    assert!(
+        prompts(&r).iter().any(|p| p.contains("Verification code")),
+        "{r}"
+    );
 }

@@ -6,7 +6,8 @@
 //! source file, of the drop-in directory and of the main file's directory: device, inode, size,
 //! modification and change times to the nanosecond, mode and owner. A login then reads only the
 //! lines it needs (its user, its groups, its service), found by binary search in the sorted rule
-//! lines; everything else of the policy is in a few header lines. A missing, stale, damaged or
+//! lines, and every `[networks."CIDR"]` rule (which one applies depends on the login's address);
+//! everything else of the policy is in a few header lines. A missing, stale, damaged or
 //! oversized copy means a full load, which may write a new copy.
 //!
 //! # Why a stale copy is impossible: the racy-file rule
@@ -75,7 +76,7 @@ use crate::totp::{Algorithm, Params};
 
 /// The file name in the state directory (a user name never starts with a dot).
 pub const CACHE_NAME: &str = ".policy-cache";
-const MAGIC: &str = "twofold-policy-cache\t4";
+const MAGIC: &str = "twofold-policy-cache\t5";
 /// A file is settled when its mtime and ctime, in whole seconds, are at most the build time
 /// minus this (one second for the coarse clock's lag, one for the granularity).
 const SETTLE_SECS: i64 = 2;
@@ -256,10 +257,20 @@ fn serialize(policy: &Policy, fp: &str, built: i64) -> Option<String> {
         t.window
     );
     let mut rules = 0usize;
-    // In byte order of the lines: kinds g < s < u, then names (a tab sorts before any name
+    // Network rules (kind n), in the text order of their networks.
+    let mut networks: Vec<(String, &RuleEntry)> = policy
+        .networks
+        .iter()
+        .map(|(n, r)| (n.to_string(), r))
+        .collect();
+    networks.sort_by(|a, b| a.0.cmp(&b.0));
+    let networks: BTreeMap<String, RuleEntry> =
+        networks.into_iter().map(|(n, r)| (n, r.clone())).collect();
+    // In byte order of the lines: kinds g < n < s < u, then names (a tab sorts before any name
     // character, so line order is name order).
     for (kind, map) in [
         ("g", &policy.groups),
+        ("n", &networks),
         ("s", &policy.services),
         ("u", &policy.users),
     ] {
@@ -471,6 +482,24 @@ fn deserialize_lazy(
     {
         services.insert(s.to_owned(), r);
     }
+    // Every network rule: which one applies is the login's address's business.
+    let first_n = rules.partition_point(|l| rule_key(l).0 < "n");
+    let end_n = rules.partition_point(|l| rule_key(l).0 <= "n");
+    for line in rules.get(first_n..end_n).unwrap_or_default() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["R", "n", net, mode, a, b, c] => {
+                policy.networks.insert(
+                    net.parse().ok()?,
+                    RuleEntry {
+                        mode: mode.parse().ok()?,
+                        source: parse_src(a, b, c, &policy.files)??,
+                    },
+                );
+            }
+            _ => return None,
+        }
+    }
     policy.users = users;
     policy.groups = groups;
     policy.services = services;
@@ -560,7 +589,7 @@ mod tests {
     fn sample() -> Policy {
         Policy::parse_one(
             Path::new("/etc/twofold/policy.toml"),
-            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\nqr = \"light\"\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:DB8::/32\", \"192.168.1.7\", \"Jump.example.org\"]\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n",
+            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\nqr = \"light\"\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:DB8::/32\", \"192.168.1.7\", \"Jump.example.org\"]\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n[networks.\"10.0.0.0/8\"]\nmode = \"disabled\"\n[networks.\"2001:db8::/32\"]\nmode = \"optional\"\n[networks.\"10.1.2.3\"]\nmode = \"required\"\n",
         )
         .unwrap()
     }
@@ -596,6 +625,9 @@ mod tests {
         assert_eq!(got.groups.len(), 1);
         assert_eq!(got.groups["staff"], p.groups["staff"]);
         assert_eq!(got.services["sudo"], p.services["sudo"]);
+        // Every network rule, whoever logs in.
+        assert_eq!(p.networks.len(), 3);
+        assert_eq!(got.networks, p.networks);
         // Names that share a prefix are told apart.
         let w = Wanted {
             user: "ab.c",

@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use crate::duration::PolicyDuration;
 use crate::mode::Mode;
-use crate::net::Origin;
+use crate::net::{Network, Origin};
 use crate::totp::Algorithm;
 
 /// Where the system-wide policy lives.
@@ -196,6 +196,8 @@ pub struct Policy {
     pub groups: BTreeMap<String, RuleEntry>,
     /// `[services.X]` rules.
     pub services: BTreeMap<String, RuleEntry>,
+    /// `[networks."CIDR"]` rules, by network (see [`Policy::network_for`]).
+    pub networks: BTreeMap<Network, RuleEntry>,
     /// The files applied, in order.
     pub files: Vec<PathBuf>,
 }
@@ -221,6 +223,7 @@ impl Default for Policy {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             services: BTreeMap::new(),
+            networks: BTreeMap::new(),
             files: Vec::new(),
         }
     }
@@ -241,6 +244,8 @@ struct RawFile {
     groups: BTreeMap<Spanned<String>, Spanned<RawRule>>,
     #[serde(default)]
     services: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+    #[serde(default)]
+    networks: BTreeMap<Spanned<String>, Spanned<RawRule>>,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +366,17 @@ fn key_text(name: &str) -> String {
 }
 
 impl Policy {
+    /// The `[networks."CIDR"]` rule a login from `addr` falls under: of the networks holding
+    /// it, the longest prefix. `addr` is the address of a literal `PAM_RHOST`
+    /// ([`crate::net::rhost_addr`]); a login without one (a console, a host name) has no
+    /// network.
+    pub fn network_for(&self, addr: &std::net::IpAddr) -> Option<(&Network, &RuleEntry)> {
+        self.networks
+            .iter()
+            .filter(|(net, _)| net.contains(addr))
+            .max_by_key(|(net, _)| net.prefix())
+    }
+
     /// The issuer authenticator apps show: `[enrollment] issuer`, or `twofold@HOSTNAME`.
     pub fn issuer(&self) -> String {
         if let Some(i) = &self.enrollment.issuer {
@@ -585,7 +601,68 @@ impl Policy {
                 map.insert(name, entry);
             }
         }
+        self.apply_networks(raw.networks, text, &src, &err)?;
         self.files.push(file.to_owned());
+        Ok(())
+    }
+
+    /// The `[networks."CIDR"]` tables of one file: each key a network or address with no host
+    /// bits set, and no two keys of the file the same network (`10.0.0.1` and `10.0.0.1/32`).
+    /// A later file's rule for a network replaces an earlier one's, as for the other tables.
+    fn apply_networks(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+        text: &str,
+        src: &dyn Fn(std::ops::Range<usize>, String) -> Source,
+        err: &dyn Fn(std::ops::Range<usize>, String) -> PolicyError,
+    ) -> Result<(), PolicyError> {
+        // In the order written, so that the second of two equal keys is the one reported.
+        let mut raw: Vec<_> = raw.into_iter().collect();
+        raw.sort_by_key(|(k, _)| k.span().start);
+        let mut seen: BTreeMap<Network, (String, usize)> = BTreeMap::new();
+        for (key, rule) in raw {
+            let key_span = key.span();
+            let written = key.into_inner();
+            let net = written.parse::<Network>().map_err(|why| {
+                let why = if why == "not an address, a network or a host name" {
+                    "not an address or a network".to_owned()
+                } else {
+                    why
+                };
+                err(
+                    key_span.clone(),
+                    format!(
+                        "invalid network {written:?}: {why}; {}",
+                        crate::net::EXPECTED_NETWORK
+                    ),
+                )
+            })?;
+            if let Some((first, at)) = seen.get(&net) {
+                let (line, col) = line_col(text, *at);
+                return Err(err(
+                    key_span,
+                    format!(
+                        "[networks.{:?}] names the network {net} again, as [networks.{first:?}] did at line {line}, column {col}: write each network once",
+                        written
+                    ),
+                ));
+            }
+            seen.insert(net, (written.clone(), key_span.start));
+            let rule_span = rule.span();
+            let rule = rule.into_inner();
+            let entry = RuleEntry {
+                mode: *rule.mode.get_ref(),
+                source: src(
+                    if rule_span.start < rule.mode.span().start {
+                        rule.mode.span()
+                    } else {
+                        rule_span
+                    },
+                    format!("[networks.{written:?}]"),
+                ),
+            };
+            self.networks.insert(net, entry);
+        }
         Ok(())
     }
 }

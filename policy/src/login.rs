@@ -78,17 +78,25 @@ pub fn policy_for(
 /// cannot log in past that rule: the account is resolved with its own groups and with both,
 /// and the stricter mode stands (both, not the union alone, so that a group exempting the
 /// alias cannot loosen what the account's own rules ask).
+///
+/// `rhost` is the login's trusted `PAM_RHOST` (`""` for none): only a literal address
+/// ([`crate::net::rhost_addr`]) puts the login in a `[networks."CIDR"]` rule; a host name never
+/// does. A caller that cannot vouch for the remote host (a non-root peer of the verification
+/// service) passes `""`.
 pub fn resolve_login(
     policy: &Policy,
     account: &Account,
     service: Option<&str>,
+    rhost: &str,
     facts: &RecordFacts<'_>,
     now: u64,
 ) -> Resolution {
+    let from = crate::net::rhost_addr(rhost);
     let subject = |groups| Subject {
         user: &account.name,
         groups,
         service,
+        from,
     };
     let own = resolve(policy, &subject(&account.groups), facts, now);
     if account

@@ -7,6 +7,9 @@
 //! socket) is the IPv4 address 10.1.2.3, and a zone index (`fe80::1%eth0`) is ignored. Anything
 //! else is a host name, which matches only an entry that is the same name (ASCII case ignored),
 //! never a network: a name says nothing trustworthy about which network the client is in.
+//!
+//! The same rules decide which `[networks."CIDR"]` rule a login falls under ([`Network`]): only a
+//! `PAM_RHOST` that is a literal address ([`rhost_addr`]) is in a network.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -29,6 +32,77 @@ pub enum Origin {
     },
     /// A host name, in lower case: matches only a `PAM_RHOST` that is this name.
     Host(String),
+}
+
+/// A network of a `[networks."CIDR"]` rule: an address and a prefix length, with the host bits
+/// clear. A single address is the network of its full length (`/32`, `/128`). An IPv4-mapped
+/// IPv6 network is refused (write it as IPv4), so that an IPv4 client is matched the same way
+/// on either kind of socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// What a valid network key looks like, for error messages.
+pub const EXPECTED_NETWORK: &str =
+    "expected an IPv4 or IPv6 network (10.0.0.0/8, 2001:db8::/32) or address (192.0.2.7)";
+
+impl Network {
+    /// The network address (host bits clear).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length: 0 to 32 for IPv4, 0 to 128 for IPv6.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `addr` (canonical, as [`rhost_addr`] gives it) is in this network.
+    pub fn contains(&self, addr: &IpAddr) -> bool {
+        let addr = canonical(*addr);
+        addr.is_ipv4() == self.addr.is_ipv4() && masked(&addr, self.prefix) == self.addr
+    }
+
+    /// Whether this network is all of IPv4 or all of IPv6 (`0.0.0.0/0`, `::/0`).
+    pub fn is_everything(&self) -> bool {
+        self.prefix == 0
+    }
+
+    /// Whether this network holds a loopback address (`127.0.0.1`, `::1`): logins relayed by a
+    /// local proxy (a reverse proxy in front of Cockpit, an sshd jump host forwarding to
+    /// itself) come from there.
+    pub fn holds_loopback(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(_) => self.contains(&IpAddr::from([127, 0, 0, 1])),
+            IpAddr::V6(_) => self.contains(&IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+        }
+    }
+}
+
+impl FromStr for Network {
+    type Err = String;
+
+    /// Parses a network key; the error says what is wrong with it (callers add
+    /// [`EXPECTED_NETWORK`]). `local` and host names are no networks.
+    fn from_str(s: &str) -> Result<Network, String> {
+        if s.contains('%') {
+            return Err("a zone index (%...) belongs to no network".into());
+        }
+        match s.parse::<Origin>() {
+            Ok(Origin::Net { addr, prefix }) => Ok(Network { addr, prefix }),
+            Ok(Origin::Local) => Err("\"local\" is no network (a console login has no address, and no network rule applies to it)".into()),
+            Ok(Origin::Host(_)) => Err("a host name is no network: network rules match addresses only".into()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// The address a `PAM_RHOST` names, if it is one: IPv4-mapped IPv6 as IPv4, without a zone.
@@ -165,8 +239,13 @@ impl Origin {
     pub fn matches(&self, rhost: &str) -> bool {
         match self {
             Origin::Local => rhost.is_empty(),
-            Origin::Net { addr, prefix } => rhost_addr(rhost)
-                .is_some_and(|r| r.is_ipv4() == addr.is_ipv4() && masked(&r, *prefix) == *addr),
+            Origin::Net { addr, prefix } => rhost_addr(rhost).is_some_and(|r| {
+                Network {
+                    addr: *addr,
+                    prefix: *prefix,
+                }
+                .contains(&r)
+            }),
             Origin::Host(h) => rhost_addr(rhost).is_none() && rhost.eq_ignore_ascii_case(h),
         }
     }

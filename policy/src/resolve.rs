@@ -1,11 +1,21 @@
 //! Resolution: who must do what, and which rule decided.
 //!
 //! Precedence, highest first (the contract of the brief): the admin override from the user's
-//! record > `[users.X]` > `[groups.X]` (a user in several groups: required > optional >
-//! disabled; among equals the first group by name) > `[services.X]` > the top-level `mode`
-//! (or the built-in default, optional).
+//! record > `[users.X]` > `[networks."CIDR"]` (of the networks holding the login's address, the
+//! longest prefix) > `[groups.X]` (a user in several groups: required > optional > disabled;
+//! among equals the first group by name) > `[services.X]` > the top-level `mode` (or the
+//! built-in default, optional).
+//!
+//! A network rule applies only to a login whose trusted `PAM_RHOST` is a literal address
+//! ([`Subject::from`], made by [`crate::net::rhost_addr`]: an IPv4-mapped IPv6 address is its
+//! IPv4 address, a zone index is dropped). A login without a remote host (the console, `su`,
+//! `sudo`) or whose `PAM_RHOST` is a host name (sshd's `UseDNS yes`; even
+//! `10.0.0.1.attacker.example`) is in no network. The views without a login (listings,
+//! previews, `twofold explain` without `--from`) resolve without an address; see
+//! [`network_differences`] for what a network would change.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use crate::config::{Policy, Source};
 use crate::mode::{Mode, Status};
@@ -20,6 +30,10 @@ pub struct Subject<'a> {
     pub groups: &'a [String],
     /// The PAM service, if any (`sshd`, `login`, `sudo`).
     pub service: Option<&'a str>,
+    /// The address the login comes from: its trusted `PAM_RHOST` when that is a literal
+    /// address ([`crate::net::rhost_addr`]), else `None` (no remote host, a host name, or a
+    /// view of the user that is no login).
+    pub from: Option<IpAddr>,
 }
 
 /// What the user's record contributes.
@@ -59,6 +73,8 @@ pub enum Rule {
     },
     /// `[users.X]`.
     User(Source),
+    /// `[networks."CIDR"]`, for this network (the longest prefix holding the login's address).
+    Network(crate::net::Network, Source),
     /// `[groups.X]`, for this group.
     Group(String, Source),
     /// `[services.X]`, for this service.
@@ -70,11 +86,13 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// A short machine-friendly name: `override`, `user`, `group`, `service`, `default`.
+    /// A short machine-friendly name: `override`, `user`, `network`, `group`, `service`,
+    /// `default`.
     pub fn kind(&self) -> &'static str {
         match self {
             Rule::Override { .. } => "override",
             Rule::User(_) => "user",
+            Rule::Network(..) => "network",
             Rule::Group(..) => "group",
             Rule::Service(..) => "service",
             Rule::Default(_) | Rule::BuiltinDefault => "default",
@@ -84,7 +102,11 @@ impl Rule {
     /// The policy source, for rules written in a file.
     pub fn source(&self) -> Option<&Source> {
         match self {
-            Rule::User(s) | Rule::Group(_, s) | Rule::Service(_, s) | Rule::Default(s) => Some(s),
+            Rule::User(s)
+            | Rule::Network(_, s)
+            | Rule::Group(_, s)
+            | Rule::Service(_, s)
+            | Rule::Default(s) => Some(s),
             Rule::Override { .. } | Rule::BuiltinDefault => None,
         }
     }
@@ -98,7 +120,9 @@ impl fmt::Display for Rule {
                 "admin override set by {by} on {}",
                 crate::time::human(*at)
             ),
-            Rule::User(s) | Rule::Group(_, s) | Rule::Service(_, s) => write!(f, "{s}"),
+            Rule::User(s) | Rule::Network(_, s) | Rule::Group(_, s) | Rule::Service(_, s) => {
+                write!(f, "{s}")
+            }
             Rule::Default(s) => write!(f, "top-level {s}"),
             Rule::BuiltinDefault => f.write_str("built-in default (no policy file sets mode)"),
         }
@@ -139,6 +163,17 @@ pub fn effective_mode(
     subject: &Subject<'_>,
     admin_override: Option<&Override>,
 ) -> (Mode, Rule) {
+    let network = subject.from.and_then(|a| policy.network_for(&a));
+    mode_with_network(policy, subject, admin_override, network)
+}
+
+/// [`effective_mode`] with the network rule the login falls under given (`None`: none).
+fn mode_with_network(
+    policy: &Policy,
+    subject: &Subject<'_>,
+    admin_override: Option<&Override>,
+    network: Option<(&crate::net::Network, &crate::config::RuleEntry)>,
+) -> (Mode, Rule) {
     if let Some(o) = admin_override {
         return (
             o.mode,
@@ -150,6 +185,9 @@ pub fn effective_mode(
     }
     if let Some(r) = policy.users.get(subject.user) {
         return (r.mode, Rule::User(r.source.clone()));
+    }
+    if let Some((net, r)) = network {
+        return (r.mode, Rule::Network(*net, r.source.clone()));
     }
     // Strongest group wins; among equals, the first by name (groups are looked up in order).
     let mut names: Vec<&String> = subject.groups.iter().collect();
@@ -185,6 +223,17 @@ pub fn resolve(
     now: u64,
 ) -> Resolution {
     let (mode, rule) = effective_mode(policy, subject, facts.admin_override);
+    finish(policy, mode, rule, facts, now)
+}
+
+/// The resolution of an effective mode and its rule.
+fn finish(
+    policy: &Policy,
+    mode: Mode,
+    rule: Rule,
+    facts: &RecordFacts<'_>,
+    now: u64,
+) -> Resolution {
     let status = Status::of(mode, facts.enrolled);
     let (deadline, starts_grace) = if status == Status::Pending {
         let since = facts.required_since.unwrap_or(now);
@@ -204,9 +253,12 @@ pub fn resolve(
     }
 }
 
-/// Whether some rule requires the user for some service: the resolution without a service and
-/// for every service the policy names, first one that is `required`. "Required" means required
-/// anywhere: a user whom only `[services.sshd]` requires may not switch 2FA off either.
+/// Whether some rule requires the user for some service from somewhere: the resolution
+/// without a service and for every service the policy names, each from no network and from
+/// inside every `[networks."CIDR"]` rule, first one that is `required`. "Required" means
+/// required anywhere: a user whom only `[services.sshd]`, or only logins from outside some
+/// network, require may not switch 2FA off either. (A network wholly covered by longer ones is
+/// counted as if some login could come from it: the answer errs towards "required".)
 pub fn required_anywhere(
     policy: &Policy,
     user: &str,
@@ -214,19 +266,44 @@ pub fn required_anywhere(
     facts: &RecordFacts<'_>,
     now: u64,
 ) -> Option<Resolution> {
-    std::iter::once(None)
-        .chain(policy.services.keys().map(|s| Some(s.as_str())))
-        .map(|service| {
-            resolve(
-                policy,
-                &Subject {
-                    user,
-                    groups,
-                    service,
-                },
-                facts,
-                now,
-            )
+    let networks = std::iter::once(None).chain(policy.networks.iter().map(Some));
+    networks
+        .flat_map(|network| {
+            std::iter::once(None)
+                .chain(policy.services.keys().map(|s| Some(s.as_str())))
+                .map(move |service| (network, service))
+        })
+        .map(|(network, service)| {
+            let subject = Subject {
+                user,
+                groups,
+                service,
+                from: None,
+            };
+            let (mode, rule) = mode_with_network(policy, &subject, facts.admin_override, network);
+            finish(policy, mode, rule, facts, now)
         })
         .find(|r| r.mode == Mode::Required)
+}
+
+/// For a view of the user without a login (`subject.from` is ignored): each
+/// `[networks."CIDR"]` rule under which a login would get another mode than the view's, with
+/// that mode. Empty when the override or a `[users.X]` rule decides (they beat networks).
+pub fn network_differences(
+    policy: &Policy,
+    subject: &Subject<'_>,
+    admin_override: Option<&Override>,
+) -> Vec<(crate::net::Network, Mode)> {
+    if policy.networks.is_empty() {
+        return Vec::new();
+    }
+    let (base, _) = mode_with_network(policy, subject, admin_override, None);
+    policy
+        .networks
+        .iter()
+        .filter_map(|network| {
+            let (mode, _) = mode_with_network(policy, subject, admin_override, Some(network));
+            (mode != base).then_some((*network.0, mode))
+        })
+        .collect()
 }

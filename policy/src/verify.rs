@@ -5,7 +5,9 @@
 //! **Who asks.** The server knows the peer's uid from the socket (`SO_PEERCRED`), never from
 //! the request. A peer that is not root may only ask about its own account (as `unix_chkpwd`
 //! does for pam_unix), and the items it sends (`rhost`) are ignored: its requests count as
-//! `local` for the throttle and the known-address rule. Only root's items are believed.
+//! `local` for the throttle and the known-address rule, and in no `[networks."CIDR"]` rule (a
+//! user's own PAM application cannot claim to be on a network that needs no code). Only root's
+//! items are believed.
 //!
 //! **What is asked.** `query` (what does this login need?) and `check` (this code, typed
 //! now). The conversation stays in the PAM module: the server never sees a password, only the
@@ -545,6 +547,9 @@ pub fn serve(
         &policy,
         &account,
         service,
+        // The same trusted value as the throttle's: a non-root caller's claim counts for
+        // nothing, so it cannot put itself in a network that needs no code.
+        rhost,
         &RecordFacts::of(record.as_ref()),
         now,
     );

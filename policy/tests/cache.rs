@@ -50,6 +50,7 @@ fn setup() -> Setup {
         ));
     }
     text.push_str("[services.sudo]\nmode = \"disabled\"\n[services.sshd]\nmode = \"required\"\n");
+    text.push_str("[networks.\"10.0.0.0/8\"]\nmode = \"disabled\"\n[networks.\"10.9.0.0/16\"]\nmode = \"required\"\n[networks.\"2001:db8::/32\"]\nmode = \"optional\"\n");
     write(&main, &text);
     std::fs::create_dir(dir.join("policy.d")).unwrap();
     std::fs::set_permissions(dir.join("policy.d"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -135,14 +136,25 @@ fn same_decisions(s: &Setup) {
                     service: svc,
                 };
                 let small = Policy::load_for(&s.main, &s.store, &w).unwrap();
-                let subject = Subject {
-                    user: u,
-                    groups: gs,
-                    service: svc,
-                };
-                let a = resolve(&full, &subject, &RecordFacts::of(None), 1000);
-                let b = resolve(&small, &subject, &RecordFacts::of(None), 1000);
-                assert_eq!(a, b, "{u} {gs:?} {svc:?}");
+                assert_eq!(small.networks, full.networks);
+                // From no network, a network, a longer one inside it, IPv6, and outside.
+                for from in [
+                    None,
+                    Some("10.1.1.1"),
+                    Some("10.9.1.1"),
+                    Some("2001:db8::1"),
+                    Some("192.0.2.1"),
+                ] {
+                    let subject = Subject {
+                        user: u,
+                        groups: gs,
+                        service: svc,
+                        from: from.and_then(twofold_policy::net::rhost_addr),
+                    };
+                    let a = resolve(&full, &subject, &RecordFacts::of(None), 1000);
+                    let b = resolve(&small, &subject, &RecordFacts::of(None), 1000);
+                    assert_eq!(a, b, "{u} {gs:?} {svc:?} {from:?}");
+                }
                 assert_eq!(small.enrollment, full.enrollment);
                 assert_eq!(small.admin_group, full.admin_group);
                 assert_eq!(small.totp, full.totp);
@@ -252,7 +264,7 @@ fn the_cache_is_used_and_any_change_of_the_files_invalidates_it() {
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Disabled
     );
-    assert!(cache_text(&s).starts_with("twofold-policy-cache\t4\t"));
+    assert!(cache_text(&s).starts_with("twofold-policy-cache\t5\t"));
     // A symlinked cache is not followed.
     std::fs::remove_file(&path).unwrap();
     let decoy = s.store.path().join("decoy");

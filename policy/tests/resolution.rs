@@ -198,6 +198,7 @@ fn precedence_chain() {
             user,
             groups: &groups,
             service,
+            from: None,
         };
         let facts = RecordFacts {
             enrolled: false,
@@ -226,6 +227,7 @@ fn rules_name_their_file_and_line() {
             user: "alice",
             groups: &g,
             service: None,
+            from: None,
         },
         &RecordFacts::default(),
         0,
@@ -237,6 +239,7 @@ fn rules_name_their_file_and_line() {
             user: "x",
             groups: &[],
             service: None,
+            from: None,
         },
         &RecordFacts::default(),
         0,
@@ -253,6 +256,7 @@ fn builtin_default_is_optional() {
             user: "x",
             groups: &[],
             service: Some("sshd"),
+            from: None,
         },
         &RecordFacts::default(),
         0,
@@ -292,6 +296,7 @@ fn every_status_row() {
                 user: "u",
                 groups: &[],
                 service: None,
+                from: None,
             },
             &facts,
             1000,
@@ -313,6 +318,7 @@ fn grace_deadline_runs_from_required_since() {
         user: "alice",
         groups: &g,
         service: None,
+        from: None,
     };
     let week = 7 * 86_400;
     // First contact: the grace starts now and the caller is told to record it.
@@ -363,12 +369,13 @@ fn an_alias_is_held_to_the_stricter_of_its_groups_and_the_accounts() {
         groups: groups.iter().map(|g| g.to_string()).collect(),
     };
     let facts = RecordFacts::default();
-    let mode = |a: &Account, service: Option<&str>| resolve_login(&p, a, service, &facts, 0).mode;
+    let mode =
+        |a: &Account, service: Option<&str>| resolve_login(&p, a, service, "", &facts, 0).mode;
     // The alias is listed in wheel (required); the account is not: required.
     let a = account(&["staff"], &["wheel"]);
     assert_eq!(mode(&a, None), Mode::Required);
     assert!(matches!(
-        resolve_login(&p, &a, None, &facts, 0).rule,
+        resolve_login(&p, &a, None, "", &facts, 0).rule,
         Rule::Group(ref g, _) if g == "wheel"
     ));
     // The alias is in robots (disabled); the account is in wheel: still required.
@@ -384,13 +391,14 @@ fn an_alias_is_held_to_the_stricter_of_its_groups_and_the_accounts() {
     // Nothing of the alias's own: the account's resolution, rule included.
     let plain = account(&["wheel"], &["wheel"]);
     assert_eq!(
-        resolve_login(&p, &plain, None, &facts, 0),
+        resolve_login(&p, &plain, None, "", &facts, 0),
         resolve(
             &p,
             &Subject {
                 user: "alice",
                 groups: &plain.groups,
-                service: None
+                service: None,
+                from: None,
             },
             &facts,
             0

@@ -129,6 +129,11 @@ pub enum Command {
         /// The PAM service to resolve for (e.g. sshd, login, sudo).
         #[arg(long, short)]
         service: Option<String>,
+        /// Resolve as a login from ADDRESS would (its PAM_RHOST, e.g. 10.1.2.3 or 2001:db8::7),
+        /// for the [networks."CIDR"] rules. A host name is in no network. Without it: a login
+        /// with no remote host (the console), and the networks that would change the mode.
+        #[arg(long, value_name = "ADDRESS")]
+        from: Option<String>,
     },
     /// Find the login paths that skip the code (PAM stacks, sshd's configuration, Cockpit).
     ///

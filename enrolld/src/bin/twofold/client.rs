@@ -195,6 +195,7 @@ pub fn list(prefix: Option<&str>, statuses: &[String], json_out: bool) -> Result
         widths: None,
         counts: [0; 5],
         total: 0,
+        network_marks: false,
     };
     // A closed pipe (`twofold list | head`) ends the listing quietly.
     let mut closed = false;
@@ -274,6 +275,11 @@ pub fn list(prefix: Option<&str>, statuses: &[String], json_out: bool) -> Result
             if total == 1 { "" } else { "s" },
             parts.join(", ")
         ));
+        if printer.network_marks {
+            end.push_str(&format!(
+                "{NETWORK_MARK} another mode for logins from some networks: see twofold explain USER, or --json\n"
+            ));
+        }
         end
     };
     // Errors writing to stdout (a closed pipe) are not the daemon's: nothing to report.
@@ -291,7 +297,12 @@ struct ListPrinter {
     widths: Option<(usize, usize)>,
     counts: [usize; 5],
     total: usize,
+    /// Some row was marked with [`NETWORK_MARK`] (the legend is printed at the end).
+    network_marks: bool,
 }
+
+/// The mark of a user whose mode differs for logins from some network (`[networks."CIDR"]`).
+const NETWORK_MARK: char = '~';
 
 impl ListPrinter {
     fn header(&self, w_user: usize, w_ov: usize) -> String {
@@ -338,8 +349,15 @@ impl ListPrinter {
                     (Some(t), Some(from)) => format!("{} from {from}", date(Some(t))),
                     (t, _) => date(t),
                 };
+                // A mark after the status: some network rule would change this user's mode.
+                let mark = if u.networks.as_ref().is_some_and(|n| !n.is_empty()) {
+                    self.network_marks = true;
+                    NETWORK_MARK
+                } else {
+                    ' '
+                };
                 text.push_str(&format!(
-                    "{:<w_user$}  {}  {:<w_ov$}  {:<10}  {:<4}  {}\n",
+                    "{:<w_user$}  {}{mark} {:<w_ov$}  {:<10}  {:<4}  {}\n",
                     u.user,
                     self.paint.status(&u.status, 8),
                     ov,

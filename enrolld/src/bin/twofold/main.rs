@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::json;
 use twofold_policy::config::{Policy, RuleEntry, Source};
-use twofold_policy::resolve::{RecordFacts, Resolution, Rule};
+use twofold_policy::net::Network;
+use twofold_policy::resolve::{RecordFacts, Resolution, Rule, Subject, network_differences};
 use twofold_policy::store::{Store, StoreError};
 use twofold_policy::{Status, UserName, system, time};
 
@@ -44,7 +45,11 @@ fn main() -> ExitCode {
             mode,
             dry_run: false,
         }) => client::set_default(*mode, &cli.global),
-        Command::Explain { user, service } => explain(&cli.global, user, service.as_deref()),
+        Command::Explain {
+            user,
+            service,
+            from,
+        } => explain(&cli.global, user, service.as_deref(), from.as_deref()),
         Command::Enroll { replace, qr } => client::enroll(*replace, *qr),
         Command::Status { user } => client::status(user.as_deref(), json_out),
         Command::Disable => client::disable(json_out),
@@ -128,13 +133,46 @@ fn source_json(s: &Source) -> serde_json::Value {
     json!({ "table": s.table, "file": s.file, "line": s.line })
 }
 
-fn rules_of<'a>(p: &'a Policy) -> impl Iterator<Item = (&'static str, &'a String, &'a RuleEntry)> {
-    let tag = |kind: &'static str| move |(name, r): (&'a String, &'a RuleEntry)| (kind, name, r);
+fn rules_of<'a>(p: &'a Policy) -> impl Iterator<Item = (&'static str, String, &'a RuleEntry)> {
+    let tag =
+        |kind: &'static str| move |(name, r): (&'a String, &'a RuleEntry)| (kind, name.clone(), r);
     p.users
         .iter()
         .map(tag("user"))
+        .chain(
+            p.networks
+                .iter()
+                .map(|(n, r)| ("network", n.to_string(), r)),
+        )
         .chain(p.groups.iter().map(tag("group")))
         .chain(p.services.iter().map(tag("service")))
+}
+
+/// What `policy check` warns about in the network rules (none is an error): a rule that turns
+/// 2FA off for all of IPv4 or IPv6, or for a network holding the loopback address, where
+/// every login relayed by a local proxy comes from.
+fn network_warnings(p: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    for (net, r) in &p.networks {
+        if r.mode != twofold_policy::Mode::Disabled {
+            continue;
+        }
+        if net.is_everything() {
+            out.push(format!(
+                "{} disables 2FA for every {} login with a remote address: is that meant? (only users' own rules and overrides still count)",
+                r.source,
+                if net.addr().is_ipv4() { "IPv4" } else { "IPv6" }
+            ));
+        } else if net.holds_loopback() {
+            out.push(format!(
+                "{} disables 2FA for {}, which holds the loopback address {}: logins relayed by a local proxy (Cockpit behind a reverse proxy, an sshd jump host on this machine) come from there and would skip the code",
+                r.source,
+                net,
+                if net.addr().is_ipv4() { "127.0.0.1" } else { "::1" }
+            ));
+        }
+    }
+    out
 }
 
 fn where_set<T>(s: &twofold_policy::config::Setting<T>) -> String {
@@ -159,6 +197,11 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
     if g.json {
         let rules: Vec<_> = rules_of(&policy)
             .map(|(kind, name, r)| json!({ "kind": kind, "name": name, "mode": r.mode.as_str(), "source": source_json(&r.source) }))
+            .collect();
+        let networks: Vec<_> = policy
+            .networks
+            .iter()
+            .map(|(n, r)| json!({ "network": n.to_string(), "mode": r.mode.as_str(), "source": source_json(&r.source) }))
             .collect();
         let at_login_from: Option<Vec<String>> = policy
             .enrollment
@@ -186,6 +229,8 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
                 "window": policy.totp.window,
             },
             "rules": rules,
+            "networks": networks,
+            "warnings": network_warnings(&policy),
         });
         println!("{out:#}");
         return Ok(());
@@ -238,16 +283,22 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
         "  codes          {}, {} digits, {}s steps, window ±{}\n",
         t.params.algorithm, t.params.digits, t.params.period, t.window
     ));
-    let (u, gr, s) = (
+    let (u, gr, s, n) = (
         policy.users.len(),
         policy.groups.len(),
         policy.services.len(),
+        policy.networks.len(),
     );
     o.push_str(&format!(
-        "  rules          {}, {}, {}\n",
+        "  rules          {}, {}, {}{}\n",
         plural(u, "user", "users"),
         plural(gr, "group", "groups"),
-        plural(s, "service", "services")
+        plural(s, "service", "services"),
+        if n == 0 {
+            String::new()
+        } else {
+            format!(", {}", plural(n, "network", "networks"))
+        }
     ));
     let width = rules_of(&policy)
         .map(|(_, _, r)| r.source.table.len())
@@ -261,6 +312,9 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
             r.source.file.display(),
             r.source.line
         ));
+    }
+    for w in network_warnings(&policy) {
+        o.push_str(&format!("warning: {w}\n"));
     }
     print!("{o}");
     let _ = std::io::stdout().flush();
@@ -317,6 +371,9 @@ fn rule_json(rule: &Rule) -> serde_json::Value {
         Rule::User(s) | Rule::Default(s) => {
             json!({ "kind": rule.kind(), "source": source_json(s) })
         }
+        Rule::Network(n, s) => {
+            json!({ "kind": rule.kind(), "network": n.to_string(), "source": source_json(s) })
+        }
         Rule::Group(n, s) | Rule::Service(n, s) => {
             json!({ "kind": rule.kind(), "name": n, "source": source_json(s) })
         }
@@ -324,7 +381,12 @@ fn rule_json(rule: &Rule) -> serde_json::Value {
     }
 }
 
-fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), CliError> {
+fn explain(
+    g: &cli::Global,
+    user: &str,
+    service: Option<&str>,
+    from: Option<&str>,
+) -> Result<(), CliError> {
     let typed = UserName::parse(user).map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(s) = service {
         twofold_policy::config::check_service_name(s)
@@ -365,8 +427,35 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
         .unwrap_or_default();
     let now = time::now();
     // An alias's session has its own line's groups too: the stricter outcome stands.
-    let res = twofold_policy::login::resolve_login(&policy, &account, service, &facts, now);
+    let res = twofold_policy::login::resolve_login(
+        &policy,
+        &account,
+        service,
+        from.unwrap_or(""),
+        &facts,
+        now,
+    );
     let sentence = describe(&res, &policy, now);
+    // The address --from names, if it is one (as the login path reads PAM_RHOST).
+    let from_addr = from.and_then(twofold_policy::net::rhost_addr);
+    let from_note = match (from, from_addr) {
+        (Some(f), None) => Some(format!(
+            "{f:?} is not an IP address: a login whose remote host is this name (sshd's UseDNS yes) is in no network"
+        )),
+        _ => None,
+    };
+    // Without --from: the network rules under which a login would get another mode.
+    let differences: Vec<(Network, twofold_policy::Mode)> = if from.is_some() {
+        Vec::new()
+    } else {
+        let subject = Subject {
+            user: &account.name,
+            groups: &account.groups,
+            service,
+            from: None,
+        };
+        network_differences(&policy, &subject, facts.admin_override)
+    };
     if g.json {
         let out = json!({
             "user": account.name,
@@ -383,6 +472,12 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
             "grace_starts_at_next_login": res.starts_grace,
             "rule": rule_json(&res.rule),
             "explanation": sentence,
+            "from": from,
+            "from_address": from_addr.map(|a| a.to_string()),
+            "networks": differences
+                .iter()
+                .map(|(n, m)| json!({ "network": n.to_string(), "mode": m.as_str() }))
+                .collect::<Vec<_>>(),
         });
         println!("{out:#}");
     } else {
@@ -411,9 +506,17 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
             }
         }
         println!("service   {}", service.unwrap_or("(any)"));
+        match (from, from_addr) {
+            (None, _) => {}
+            (Some(_), Some(a)) => println!("from      {a}"),
+            (Some(f), None) => println!("from      {f:?} (a host name: in no network)"),
+        }
         println!("mode      {}", res.mode);
         println!("status    {}: {sentence}", res.status);
         println!("rule      {}", res.rule);
+        for (n, m) in &differences {
+            println!("network   from {n}: {m} (twofold explain {user} --from ADDRESS)");
+        }
         if facts.enrolled {
             println!(
                 "enrolled  {} authenticator{}: {}",
@@ -426,6 +529,9 @@ fn explain(g: &cli::Global, user: &str, service: Option<&str>) -> Result<(), Cli
                     .join(", ")
             );
         }
+    }
+    if let Some(n) = from_note {
+        eprintln!("note: {n}");
     }
     if let Some(n) = note {
         eprintln!("note: {n}");

@@ -38,6 +38,10 @@ impl Requirement {
         if let Some((name, _)) = p.groups.iter().find(|(_, r)| r.mode == Mode::Required) {
             return Some(format!("[groups.{name}] is required"));
         }
+        // Logins from a network that requires (whoever logs in, on any service).
+        if let Some((_, r)) = p.networks.iter().find(|(_, r)| r.mode == Mode::Required) {
+            return Some(format!("{} is required", r.source.table));
+        }
         if let Some(u) = self.override_required.first() {
             return Some(format!("an admin override requires {u}"));
         }
