@@ -2,7 +2,7 @@
 #   make test       install the system packages the tests need (apt-get), then fmt, clippy, docs, tests
 #   make build      release build of the workspace, man pages and completions (target/assets)
 #   make install    build, then install (DESTDIR, PREFIX honoured); make uninstall
-#   make deb        a Debian package in target/debian/
+#   make deb        the Debian package (debian/, dpkg-buildpackage) in target/debian/, lintian-clean
 #   make demo       a sandbox (as root): private bus + daemon, sshd on 127.0.0.1, a demo account
 #   make console-demo  the same for the Cockpit admin console: cockpit-ws on 127.0.0.1:9090
 #   make bench      twofold against google-authenticator-libpam, and at scale: bench/results.md
@@ -19,12 +19,14 @@
 # daemon tests' private bus: enrolld/tests/daemon_polkit.rs), cockpit-ws + cockpit-bridge +
 # cockpit-system (the admin console served by a real Cockpit) with chromium, chromium-driver and
 # python3-selenium (the console's browser test drives a headless Chromium through WebDriver),
-# libpam-google-authenticator (its google-authenticator tool writes the files `twofold import` reads).
+# libpam-google-authenticator (its google-authenticator tool writes the files `twofold import` reads);
+# debhelper + dpkg-dev + lintian (the packaging test builds the package with dpkg-buildpackage
+# and checks it with lintian).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
   openssh-server openssh-client python3-paramiko expect sudo e2fsprogs polkitd \
   cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium \
-  libpam-google-authenticator
+  libpam-google-authenticator debhelper dpkg-dev lintian
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
 
@@ -48,7 +50,7 @@ INSTALL := install $(INSTALL_OWNER)
 # The Cockpit page (the admin console): plain files, no build step.
 COCKPIT_FILES := $(wildcard packaging/cockpit/twofold/*)
 
-.PHONY: stress bench apt demo console-demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files hot-symbols
+.PHONY: stress bench apt demo console-demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files deb-build hot-symbols
 
 all: build
 
@@ -160,25 +162,39 @@ uninstall:
 	rm -f $(DESTDIR)$(DATADIR)/polkit-1/actions/org.twofold.Enroll1.policy \
 	  $(DESTDIR)$(DATADIR)/polkit-1/rules.d/50-twofold.rules
 
-# The Debian package: make install into a staging tree, plus the maintainer scripts.
-DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+# The Debian package, from debian/ (debhelper): dpkg-buildpackage -us -uc in a copy of the
+# source tree under DEB_OUT, so that what it writes beside the tree it builds lands in DEB_OUT
+# and nowhere outside the workspace: twofold_VERSION_ARCH.deb, twofold-dbgsym_VERSION_ARCH.deb
+# (the debug symbols), the source package (.dsc + .tar.xz), .buildinfo and .changes. The copy
+# leaves out what debian/source/options leaves out of the source package. `make deb` then runs
+# lintian on them all and fails on any error or warning (the packaging test checks the same).
+# `make deb` builds from source (cargo runs in debian/rules, with the toolchain README.md
+# installs, into target/deb-cargo); `make deb-files` packages binaries built already (BIN_DIR,
+# ASSET_DIR: the packaging test packages its debug build).
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
 DEB_OUT ?= target/debian
-DEB_ROOT := $(DEB_OUT)/root
+DEB_SRC = $(DEB_OUT)/twofold-$(DEB_VERSION)
+# What building the package needs beyond the test suite's packages (fakeroot is not needed:
+# Rules-Requires-Root: no).
+DEB_PACKAGES := debhelper dpkg-dev lintian libpam0g-dev pkg-config
 
-deb: build deb-files
+deb:
+	@$(MAKE) --no-print-directory apt PACKAGES="$(DEB_PACKAGES)"
+	$(MAKE) --no-print-directory deb-build DEB_ENV="CARGO=$(CARGO) CARGO_TARGET_DIR=$(abspath target/deb-cargo)"
+	lintian --fail-on error,warning $(DEB_OUT)/twofold_$(DEB_VERSION)_$$(dpkg --print-architecture).changes
 
 deb-files:
-	rm -rf $(DEB_ROOT)
-	$(MAKE) --no-print-directory install-files DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr BIN_DIR=$(BIN_DIR) ASSET_DIR=$(ASSET_DIR)
-	rmdir $(DEB_ROOT)/var/lib/twofold $(DEB_ROOT)/var/lib $(DEB_ROOT)/var
-	$(INSTALL) -d -m 0755 $(DEB_ROOT)/DEBIAN $(DEB_ROOT)/usr/share/doc/twofold
-	$(INSTALL) -m 0644 README.md $(DEB_ROOT)/usr/share/doc/twofold/README.md
-	sed -e 's/@VERSION@/$(DEB_VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
-	  -e "s/@SIZE@/$$(du -sk $(DEB_ROOT) | cut -f1)/" packaging/debian/control > $(DEB_ROOT)/DEBIAN/control
-	$(INSTALL) -m 0644 packaging/debian/conffiles $(DEB_ROOT)/DEBIAN/conffiles
-	$(INSTALL) -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(DEB_ROOT)/DEBIAN/
-	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_OUT)/twofold_$(DEB_VERSION)_$(DEB_ARCH).deb
+	$(MAKE) --no-print-directory deb-build \
+	  DEB_ENV="TWOFOLD_BIN_DIR=$(abspath $(BIN_DIR)) TWOFOLD_ASSET_DIR=$(abspath $(ASSET_DIR))"
+
+deb-build:
+	rm -rf $(DEB_SRC)
+	rm -f $(DEB_OUT)/twofold_* $(DEB_OUT)/twofold-dbgsym_*
+	mkdir -p $(DEB_SRC)
+	tar -c --exclude-vcs --exclude=./target --exclude=./tmp --exclude=__pycache__ . | tar -x -C $(DEB_SRC)
+	@# Without this make's MAKEFLAGS: its command-line variables (BIN_DIR=…) would override
+	@# debian/rules' own.
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(DEB_ENV) dpkg-buildpackage -us -uc
 
 deps:
 	@$(MAKE) --no-print-directory apt PACKAGES="$(APT_PACKAGES)"

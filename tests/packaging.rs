@@ -1,8 +1,11 @@
 //! Packaging for real: `make install` into a DESTDIR checked against the documented layout, the
 //! installed bus policy loaded by a private `dbus-daemon` serving the installed daemon, the
-//! systemd unit through `systemd-analyze`, and the Debian package installed with `dpkg -i` on
-//! this machine, a real login through `common-auth` as `pam-auth-update` wrote it, then purged
-//! with `common-auth` restored byte for byte. Needs root, as CI runs.
+//! systemd unit through `systemd-analyze`, the Debian package built by `dpkg-buildpackage` from
+//! `debian/` and checked by `lintian` (no error, no warning), stripped, with its `-dbgsym`
+//! package and compressed man pages, then installed with `dpkg -i` on this machine, a real login
+//! through `common-auth` as `pam-auth-update` wrote it, then purged with `common-auth` restored
+//! byte for byte. Needs root, as CI runs (the crates `debian/copyright` names are checked
+//! without).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,9 +14,10 @@
 )] // a panic here is a failed test
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use twofold_system_tests::{build_dir, root_or_skip, run, staged_bins, workspace};
@@ -348,22 +352,15 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
     {
         panic!("a twofold package is installed on this machine already: not touching it");
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let a = assets(tmp.path());
-    let out_dir = tmp.path().join("deb");
-    make(&[
-        "deb-files".into(),
-        format!("DEB_OUT={}", out_dir.display()),
-        format!("BIN_DIR={}", staged_bins(tmp.path()).unwrap().display()),
-        format!("ASSET_DIR={}", a.display()),
-    ]);
-    let deb = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("make deb-files made no .deb");
+    let deb = package().file("twofold", "deb");
     let common_auth = PathBuf::from("/etc/pam.d/common-auth");
     let before = std::fs::read(&common_auth).unwrap();
+    // With polkitd installed (make test installs it), the mode and owner its postinst gave
+    // /usr/share/polkit-1/rules.d (0700 polkitd), which the package must not change.
+    let polkit_was = Path::new("/usr/share/polkit-1/rules.d")
+        .metadata()
+        .ok()
+        .map(|m| (m.mode() & 0o7777, m.uid()));
     let _restore = Restore {
         saved: vec![(common_auth.clone(), before.clone())],
     };
@@ -394,6 +391,30 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
         "{auth}"
     );
     assert!(Path::new("/var/lib/twofold").is_dir());
+    // debhelper enabled the units: twofold-enrolld under the name D-Bus activation asks
+    // systemd for, the verification socket at boot.
+    let units = Path::new("/etc/systemd/system");
+    let enabled = [
+        units.join("dbus-org.twofold.Enroll1.service"),
+        units.join("multi-user.target.wants/twofold-enrolld.service"),
+        units.join("sockets.target.wants/twofold-verifyd.socket"),
+    ];
+    for link in &enabled {
+        assert!(link.is_symlink(), "{} is not enabled", link.display());
+    }
+    // polkit's rules.d keeps the owner and mode polkitd gave it (the package ships it 0755).
+    let rules_d = Path::new("/usr/share/polkit-1/rules.d");
+    let polkit_dir = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.mode() & 0o7777, m.uid())
+    };
+    let rules_d_before = polkit_was.map(|_| polkit_dir(rules_d));
+    assert_eq!(
+        rules_d_before,
+        polkit_was,
+        "dpkg changed {}",
+        rules_d.display()
+    );
 
     // A real login through common-auth: an enrolled user needs password and code; a user who
     // is neither enrolled nor required logs in as before.
@@ -538,4 +559,301 @@ fn debian_package_installs_protects_logins_and_purges_cleanly() {
     assert!(!Path::new("/etc/twofold").exists());
     assert!(!Path::new("/var/lib/twofold").exists());
     assert!(!Path::new("/usr/share/pam-configs/twofold").exists());
+    for link in &enabled {
+        assert!(!link.is_symlink(), "{} survived the purge", link.display());
+    }
+}
+
+/// The package's files in `dir` (`make deb-files`' DEB_OUT).
+struct Package {
+    dir: PathBuf,
+    version: String,
+    arch: String,
+}
+
+impl Package {
+    /// `NAME_VERSION_ARCH.EXT` (or `NAME_VERSION.EXT` for the source package), which must exist.
+    fn file(&self, name: &str, ext: &str) -> PathBuf {
+        let f = if ext == "dsc" {
+            format!("{name}_{}.{ext}", self.version)
+        } else {
+            format!("{name}_{}_{}.{ext}", self.version, self.arch)
+        };
+        let p = self.dir.join(f);
+        let listing: Vec<_> = std::fs::read_dir(&self.dir)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(p.exists(), "no {}; the build made {listing:?}", p.display());
+        p
+    }
+}
+
+/// The package built by `make deb-files` (dpkg-buildpackage on debian/) from the debug build,
+/// once per run of this file's tests.
+fn package() -> &'static Package {
+    static PACKAGE: OnceLock<Package> = OnceLock::new();
+    PACKAGE.get_or_init(|| {
+        let dir = build_dir().unwrap().join("packaging-test-deb");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = assets(&dir);
+        let out = dir.join("out");
+        make(&[
+            "deb-files".into(),
+            format!("DEB_OUT={}", out.display()),
+            format!("BIN_DIR={}", staged_bins(&dir).unwrap().display()),
+            format!("ASSET_DIR={}", a.display()),
+        ]);
+        let text = |c: &mut Command| String::from_utf8(run(c).stdout).unwrap().trim().to_owned();
+        Package {
+            dir: out,
+            version: text(
+                Command::new("dpkg-parsechangelog")
+                    .args(["-S", "Version", "-l"])
+                    .arg(workspace().join("debian/changelog")),
+            ),
+            arch: text(Command::new("dpkg").arg("--print-architecture")),
+        }
+    })
+}
+
+/// The errors and warnings lintian reports on `file` (overridden tags are not reported), and
+/// all it printed.
+fn lintian_findings(file: &Path) -> (Vec<String>, String) {
+    let out = Command::new("lintian")
+        .args(["--fail-on", "none", "--display-level", ">=warning"])
+        .arg(file)
+        .output()
+        .expect("lintian (make test installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "lintian {}: {text}", file.display());
+    let found = text
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
+        .map(str::to_owned)
+        .collect();
+    (found, text)
+}
+
+#[test]
+fn lintian_finds_no_error_or_warning_in_the_deb_or_the_dsc() {
+    if !root_or_skip() {
+        return;
+    }
+    let p = package();
+    for f in [p.file("twofold", "deb"), p.file("twofold", "dsc")] {
+        let (found, text) = lintian_findings(&f);
+        assert!(found.is_empty(), "lintian {}:\n{text}", f.display());
+    }
+    // The same check on a package made by hand with dpkg-deb alone (no copyright, no
+    // changelog) finds errors: the output is read right.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("bare");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: tfbare\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.invalid>\n\
+         Description: a package made by hand\n test input\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("usr/bin/tfbare"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.join("usr/bin/tfbare"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let bare = tmp.path().join("tfbare_1.0_all.deb");
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&bare));
+    let (found, text) = lintian_findings(&bare);
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with("E: tfbare: no-copyright-file")),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_deb_is_stripped_with_a_dbgsym_package_and_compressed_man_pages() {
+    if !root_or_skip() {
+        return;
+    }
+    let p = package();
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, dbg) = (tmp.path().join("deb"), tmp.path().join("dbgsym"));
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(p.file("twofold", "deb"))
+        .arg(&root));
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(p.file("twofold-dbgsym", "deb"))
+        .arg(&dbg));
+    let multiarch = String::from_utf8(
+        run(Command::new("dpkg-architecture").args(["-q", "DEB_HOST_MULTIARCH"])).stdout,
+    )
+    .unwrap();
+    let elves = [
+        "usr/bin/twofold".to_owned(),
+        "usr/sbin/twofold-enrolld".to_owned(),
+        "usr/sbin/twofold-verifyd".to_owned(),
+        format!("lib/{}/security/pam_twofold.so", multiarch.trim()),
+    ];
+    for elf in &elves {
+        let path = root.join(elf);
+        let sections =
+            String::from_utf8(run(Command::new("readelf").args(["-S", "-W"]).arg(&path)).stdout)
+                .unwrap();
+        // (.debug_gdb_scripts stays: a loaded section, gdb's pretty-printer scripts.)
+        assert!(
+            sections.contains(".text")
+                && [".debug_info", ".debug_line", ".debug_str", ".symtab"]
+                    .iter()
+                    .all(|s| !sections.contains(&format!(" {s} "))),
+            "{elf} is not stripped:\n{sections}"
+        );
+        // Its debug symbols are in the -dbgsym package, under its build id.
+        let notes =
+            String::from_utf8(run(Command::new("readelf").arg("-n").arg(&path)).stdout).unwrap();
+        let id = notes
+            .split("Build ID: ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{elf} has no build id:\n{notes}"));
+        let debug = dbg.join(format!(
+            "usr/lib/debug/.build-id/{}/{}.debug",
+            &id[..2],
+            &id[2..]
+        ));
+        let sections =
+            String::from_utf8(run(Command::new("readelf").args(["-S", "-W"]).arg(&debug)).stdout)
+                .unwrap();
+        assert!(
+            sections.contains(".debug_info") && sections.contains(".symtab"),
+            "{}: {sections}",
+            debug.display()
+        );
+    }
+    // Every man page is compressed, and each binary has one.
+    let man = root.join("usr/share/man");
+    let pages: Vec<String> = layout(&man)
+        .into_iter()
+        .filter(|l| !l.starts_with("755 "))
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .collect();
+    assert!(pages.len() > 3, "{pages:?}");
+    for page in &pages {
+        assert!(page.ends_with(".gz"), "{page} is not compressed: {pages:?}");
+    }
+    for page in [
+        "/man1/twofold.1.gz",
+        "/man8/twofold-enrolld.8.gz",
+        "/man8/twofold-verifyd.8.gz",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "no {page}: {pages:?}");
+    }
+    // Every file `make install` lays out is in the package (man pages compressed), but the
+    // state directory, which postinst makes.
+    let packaged: Vec<String> = layout(&root)
+        .into_iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .collect();
+    let documented =
+        std::fs::read_to_string(workspace().join("tests/data/install-layout.txt")).unwrap();
+    let files = documented
+        .lines()
+        .filter(|l| l.starts_with("644 ") || l.contains(" /usr/bin/") || l.contains(" /usr/sbin/"));
+    for line in files {
+        let path = line.rsplit(' ').next().unwrap();
+        let want = if path.starts_with("/usr/share/man/") {
+            format!("{path}.gz")
+        } else {
+            path.to_owned()
+        };
+        assert!(
+            packaged.contains(&want),
+            "{want} is not in the package: {packaged:?}"
+        );
+    }
+    for doc in ["copyright", "changelog.gz", "README.md.gz", "NEWS.md.gz"] {
+        let f = format!("/usr/share/doc/twofold/{doc}");
+        assert!(packaged.contains(&f), "no {f}: {packaged:?}");
+    }
+    // The release the package says it is, is the workspace's.
+    let cargo = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains(&format!("\nversion = \"{}\"\n", p.version)),
+        "debian/changelog says {}, Cargo.toml another version",
+        p.version
+    );
+}
+
+/// The crates debian/copyright says the binaries include, by licence expression: the
+/// paragraphs `EXPRESSION: name, name.` of its header's Comment.
+fn copyright_crates() -> std::collections::BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(workspace().join("debian/copyright")).unwrap();
+    let header = text.split("\n\n").next().unwrap();
+    let comment = header
+        .split("\nComment:")
+        .nth(1)
+        .expect("debian/copyright's header has no Comment");
+    let mut crates = std::collections::BTreeSet::new();
+    for para in comment.split("\n .\n").skip(1) {
+        let joined = para.split_whitespace().collect::<Vec<_>>().join(" ");
+        let (licence, names) = joined
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("not `LICENCE: crates.`: {joined}"));
+        let names = names
+            .strip_suffix('.')
+            .unwrap_or_else(|| panic!("no final full stop: {joined}"));
+        for name in names.split(", ") {
+            crates.insert((licence.to_owned(), name.to_owned()));
+        }
+    }
+    crates
+}
+
+#[test]
+fn copyright_names_every_crate_in_the_binaries_with_its_licence() {
+    let out = run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["tree", "--locked", "-e", "normal", "--prefix", "none"])
+            .args(["-f", "{p}|{l}"]) // the host's dependencies, as the package builds
+            .args([
+                "-p",
+                "pam_twofold",
+                "-p",
+                "twofold-enrolld",
+                "-p",
+                "twofold-policy",
+            ])
+            .current_dir(workspace()),
+    );
+    let tree: std::collections::BTreeSet<(String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.contains(" (/"))
+        .map(|l| {
+            // `(*)`: a crate printed before, in cargo's words.
+            let (p, licence) = l.trim_end_matches(" (*)").split_once('|').unwrap();
+            (licence.to_owned(), p.split(" v").next().unwrap().to_owned())
+        })
+        .collect();
+    assert!(tree.len() > 50, "{tree:?}");
+    let listed = copyright_crates();
+    let missing: Vec<_> = tree.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&tree).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "debian/copyright's list of crates is not cargo's:\n  missing (licence, crate): \
+         {missing:?}\n  listed but not built: {extra:?}"
+    );
 }
