@@ -10,6 +10,7 @@ mod doctor;
 #[allow(dead_code)]
 mod enrolld_cli;
 mod error;
+mod import;
 /// The verification service's command line, for its man page.
 #[path = "../twofold-verifyd/cli.rs"]
 #[allow(dead_code)]
@@ -66,9 +67,9 @@ fn main() -> ExitCode {
             all,
             dry_run,
             add,
-        }) => client::import_google_authenticator(users, *all, *dry_run, *add, json_out),
+        }) => import::import_google_authenticator(users, *all, *dry_run, *add, json_out),
         Command::Import(ImportCommand::Oath { file, dry_run, add }) => {
-            client::import_oath(file, *dry_run, *add, json_out)
+            import::import_oath(file, *dry_run, *add, json_out)
         }
         Command::Doctor {
             pam_dir,

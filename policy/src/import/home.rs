@@ -1,0 +1,164 @@
+//! Reading a user's `~/.google_authenticator` as root without letting that user point the
+//! read anywhere else.
+
+use super::*;
+
+/// Why a `~/.google_authenticator` was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadRefusal {
+    /// The user has none: not an error for `--all`.
+    Missing,
+    /// Anything else, in words (never the file's content).
+    Refused(String),
+}
+
+impl std::fmt::Display for ReadRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadRefusal::Missing => write!(f, "no ~/{GA_FILE}"),
+            ReadRefusal::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Opens the home directory `home` (from the user database) without following a symlink.
+pub(crate) fn open_home(home: &Path) -> Result<OwnedFd, ReadRefusal> {
+    if !home.is_absolute() {
+        return Err(ReadRefusal::Refused(format!(
+            "home directory {:?} in the user database is not an absolute path",
+            home.display().to_string()
+        )));
+    }
+    nix::fcntl::open(
+        home,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        ReadRefusal::Refused(match e {
+            nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR => format!(
+                "home directory {} is a symbolic link or not a directory: not followed",
+                home.display()
+            ),
+            nix::errno::Errno::ENOENT => format!("home directory {} is missing", home.display()),
+            e => format!("home directory {}: {}", home.display(), e.desc()),
+        })
+    })
+}
+
+/// Whether the user with home `home` has a `~/.google_authenticator` (any kind of entry,
+/// symbolic links not followed): for `twofold doctor`.
+pub fn has_google_authenticator(home: &Path) -> Result<bool, ReadRefusal> {
+    let dir = open_home(home)?;
+    match nix::sys::stat::fstatat(dir.as_fd(), GA_FILE, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
+        Err(e) => Err(ReadRefusal::Refused(format!(
+            "{}/{GA_FILE}: {}",
+            home.display(),
+            e.desc()
+        ))),
+    }
+}
+
+/// Reads the `~/.google_authenticator` of the user `uid` whose home directory is `home` (from
+/// the user database), as root, so that the user cannot make it read anything else: the home
+/// directory opened without following a symbolic link, the file looked at without following
+/// one, then opened (`O_NOFOLLOW`, `O_NONBLOCK`: a FIFO does not block) and checked on the
+/// open descriptor before one byte is read: the same file, a regular file, owned by `uid`,
+/// no permission for group or others (google-authenticator's own rule: 0600 or 0400), at most
+/// [`MAX_FILE_BYTES`]; then read up to one byte past that. The content is wiped when dropped.
+pub fn read_google_authenticator(home: &Path, uid: u32) -> Result<Zeroizing<Vec<u8>>, ReadRefusal> {
+    let path = format!("{}/{GA_FILE}", home.display());
+    let refuse = |why: String| ReadRefusal::Refused(format!("{path}: {why}"));
+    let dir = open_home(home)?;
+    let before = match nix::sys::stat::fstatat(dir.as_fd(), GA_FILE, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(nix::errno::Errno::ENOENT) => return Err(ReadRefusal::Missing),
+        Err(e) => return Err(refuse(e.desc().into())),
+    };
+    let kind = SFlag::from_bits_truncate(before.st_mode & SFlag::S_IFMT.bits());
+    if kind != SFlag::S_IFREG {
+        return Err(refuse(format!(
+            "{}, not a regular file: not opened",
+            kind_name(kind)
+        )));
+    }
+    check_stat(&before, uid).map_err(refuse)?;
+    let fd = nix::fcntl::openat(
+        dir.as_fd(),
+        GA_FILE,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| refuse(e.desc().into()))?;
+    let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| refuse(e.desc().into()))?;
+    if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino) {
+        return Err(refuse("replaced while it was being opened".into()));
+    }
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    if kind != SFlag::S_IFREG {
+        return Err(refuse(format!("{}, not a regular file", kind_name(kind))));
+    }
+    check_stat(&st, uid).map_err(refuse)?;
+    let file = std::fs::File::from(fd);
+    let mut out = Zeroizing::new(Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0)));
+    use std::io::Read as _;
+    let mut limited = (&file).take(MAX_FILE_BYTES + 1);
+    let mut buf = Zeroizing::new([0u8; 4096]);
+    loop {
+        match limited.read(buf.as_mut()) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or(&[])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(refuse(format!("cannot read: {e}"))),
+        }
+    }
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(refuse(format!(
+            "grew past {MAX_FILE_BYTES} bytes while it was read"
+        )));
+    }
+    if out.is_empty() {
+        return Err(refuse("empty".into()));
+    }
+    Ok(out)
+}
+
+pub(crate) fn kind_name(kind: SFlag) -> &'static str {
+    match kind {
+        k if k == SFlag::S_IFLNK => "a symbolic link",
+        k if k == SFlag::S_IFIFO => "a FIFO",
+        k if k == SFlag::S_IFSOCK => "a socket",
+        k if k == SFlag::S_IFCHR => "a character device",
+        k if k == SFlag::S_IFBLK => "a block device",
+        k if k == SFlag::S_IFDIR => "a directory",
+        _ => "not a regular file",
+    }
+}
+
+pub(crate) fn check_stat(st: &nix::sys::stat::FileStat, uid: u32) -> Result<(), String> {
+    if st.st_uid != uid {
+        return Err(format!(
+            "owned by uid {}, not by the user (uid {uid}): not read",
+            st.st_uid
+        ));
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & !0o600 != 0 {
+        return Err(format!(
+            "mode {mode:04o}: only its owner may read or write it (0600 or 0400, as google-authenticator requires): not read"
+        ));
+    }
+    if st.st_size < 1 || st.st_size as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} bytes: more than {MAX_FILE_BYTES} (or empty): not read",
+            st.st_size
+        ));
+    }
+    Ok(())
+}
