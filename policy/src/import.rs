@@ -37,6 +37,9 @@ pub const MAX_SCRATCH: usize = 16;
 pub const HOTP_REFUSED: &str = "HOTP (counter-based) is not supported; re-enroll with TOTP";
 /// Steps either side twofold's window can reach at most (the policy allows 0 to 3).
 const MAX_POLICY_WINDOW: u64 = 3;
+/// Steps either side pam_oath accepts a time-based code by default (its `window=5`): a code
+/// up to this far ahead of the server's clock may be the LASTOTP of a `users.oath` line.
+pub const OATH_WINDOW: u64 = 5;
 
 /// A token read from another tool's file, ready to be enrolled. The secret is wiped when
 /// dropped, and `Debug` never shows it or the scratch codes.
@@ -245,8 +248,20 @@ pub fn parse_google_authenticator(bytes: &[u8]) -> Result<Token, String> {
         );
     }
     if let Some(v) = ga_option(&text, "RATE_LIMIT") {
+        // Only numbers are echoed: the words are the user's, and the note reaches the admin's
+        // terminal (an escape sequence could rewrite the report's lines).
+        let number = |w: &str| -> String {
+            if !w.is_empty() && w.len() <= 20 && w.bytes().all(|b| b.is_ascii_digit()) {
+                w.to_owned()
+            } else {
+                "?".to_owned()
+            }
+        };
         let mut words = v.split([' ', '\t']).filter(|w| !w.is_empty());
-        let (n, s) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+        let (n, s) = (
+            number(words.next().unwrap_or("?")),
+            number(words.next().unwrap_or("?")),
+        );
         notes.push(format!(
             "RATE_LIMIT ({n} logins in {s} s) replaced by twofold's throttling of wrong codes"
         ));
@@ -576,13 +591,16 @@ pub fn last_step_of(
 ) -> Option<u64> {
     let code = crate::totp::normalize_code(code, params.digits)?;
     let current = crate::totp::step_of(now, params);
-    let top = current.saturating_add(MAX_POLICY_WINDOW);
+    // pam_oath (window 5 by default) accepts codes further ahead than twofold's window can
+    // reach: its last code may be one of them.
+    let reach = MAX_POLICY_WINDOW.max(OATH_WINDOW);
+    let top = current.saturating_add(reach);
     let (lo, hi) = match at {
         Some(t) => (
             crate::totp::step_of(t.saturating_sub(14 * 3600), params),
             crate::totp::step_of(t.saturating_add(12 * 3600), params).min(top),
         ),
-        None => (current.saturating_sub(MAX_POLICY_WINDOW), top),
+        None => (current.saturating_sub(reach), top),
     };
     let mut found = None;
     let mut step = lo;
@@ -699,14 +717,16 @@ fn oath_fields<'a>(
         }
         None => None,
     };
+    let used = last_code.is_some();
     Ok(Token {
         secret,
         params,
         skew: 0,
         last_step,
         // liboath writes LASTOTP at every accepted code: a line without it was never used, so
-        // nothing ahead of the current step needs refusing beyond twofold's own window.
-        ahead: 0,
+        // nothing ahead of the current step needs refusing beyond twofold's own window. A line
+        // with it was used by pam_oath, whose window (5 by default) reaches further ahead.
+        ahead: if used { OATH_WINDOW } else { 0 },
         window: None,
         scratch: Vec::new(),
         notes,
