@@ -62,6 +62,10 @@ pub struct Token {
     pub window: Option<(u64, u64)>,
     /// Scratch codes (8 digits), to become one-time recovery codes.
     pub scratch: Vec<Zeroizing<String>>,
+    /// The old module learned a clock offset (google-authenticator's `TIME_SKEW` is in the
+    /// file): the code that set it was accepted without being listed (see
+    /// [`after_last_write`]).
+    pub skew_learned: bool,
     /// What the import changes or leaves out, for the report (never a secret or a code).
     pub notes: Vec<String>,
 }
@@ -280,6 +284,7 @@ pub fn parse_google_authenticator(bytes: &[u8]) -> Result<Token, String> {
         ahead: window.1,
         window: Some(window),
         scratch,
+        skew_learned: ga_option(&text, "TIME_SKEW").is_some(),
         notes,
     })
 }
@@ -382,6 +387,15 @@ pub fn has_google_authenticator(home: &Path) -> Result<bool, ReadRefusal> {
 /// no permission for group or others (google-authenticator's own rule: 0600 or 0400), at most
 /// [`MAX_FILE_BYTES`]; then read up to one byte past that. The content is wiped when dropped.
 pub fn read_google_authenticator(home: &Path, uid: u32) -> Result<Zeroizing<Vec<u8>>, ReadRefusal> {
+    read_google_authenticator_written(home, uid).map(|(bytes, _)| bytes)
+}
+
+/// [`read_google_authenticator`], with the file's modification time (Unix seconds, 0 before
+/// 1970) after it was read, for [`after_last_write`].
+pub fn read_google_authenticator_written(
+    home: &Path,
+    uid: u32,
+) -> Result<(Zeroizing<Vec<u8>>, u64), ReadRefusal> {
     let path = format!("{}/{GA_FILE}", home.display());
     let refuse = |why: String| ReadRefusal::Refused(format!("{path}: {why}"));
     let dir = open_home(home)?;
@@ -439,7 +453,10 @@ pub fn read_google_authenticator(home: &Path, uid: u32) -> Result<Zeroizing<Vec<
     if out.is_empty() {
         return Err(refuse("empty".into()));
     }
-    Ok(out)
+    let written = nix::sys::stat::fstat(file.as_fd())
+        .map_err(|e| refuse(e.desc().into()))?
+        .st_mtime;
+    Ok((out, u64::try_from(written).unwrap_or(0)))
 }
 
 fn kind_name(kind: SFlag) -> &'static str {
@@ -729,8 +746,30 @@ fn oath_fields<'a>(
         ahead: if used { OATH_WINDOW } else { 0 },
         window: None,
         scratch: Vec::new(),
+        skew_learned: false,
         notes,
     })
+}
+
+/// Accounts for what the file's last write says (`written`, its modification time): a step
+/// google-authenticator accepted without listing it in `DISALLOW_REUSE` (the third of three
+/// codes in a row that reset its clock offset, which writes `TIME_SKEW` instead) is at most
+/// the step its window reached at that write. Only a file with `TIME_SKEW` (an offset was
+/// learned once) and a known last step is raised: without one, [`last_step_at_import`] takes
+/// every step up to the import as used already. The cost: a file written in the last minute
+/// or two (a login through the old module) makes the app's codes work again that much later.
+pub fn after_last_write(token: &mut Token, written: u64) {
+    if !token.skew_learned {
+        // Every code it accepted is listed (DISALLOW_REUSE) or, without the list, every step
+        // up to the import is taken as used.
+        return;
+    }
+    if let Some(s) = token.last_step {
+        let step = crate::totp::step_of(written, token.params);
+        // The reset's offset is the average of three within ±1 of each other: one more step.
+        let reach = crate::totp::skewed_step(step, token.skew).saturating_add(token.ahead.max(1));
+        token.last_step = Some(s.max(reach));
+    }
 }
 
 /// The last step to store for an imported token at `now` with the policy's `window`: the

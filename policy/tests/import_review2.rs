@@ -60,3 +60,27 @@ fn a_users_file_puts_no_control_character_into_the_report() {
         );
     }
 }
+
+/// google-authenticator accepts the third of three codes in a row that resets the clock offset
+/// (`RESETTING_TIME_SKEW`, its default unless `noskewadj`) without listing it in
+/// `DISALLOW_REUSE`: it writes the new `TIME_SKEW` instead. Imported right after, the file's
+/// `DISALLOW_REUSE` names only older steps, and that code must still not be accepted again.
+#[test]
+fn a_code_accepted_while_the_clock_offset_was_reset_is_not_accepted_again() {
+    let p = Params::default();
+    let cur = step_of(NOW, p);
+    let written = NOW - 10;
+    // The step of the code that reset the offset to +100 steps, 10 s before the import.
+    let accepted = step_of(written, p) + 100;
+    let text = format!(
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n\" TOTP_AUTH\n\" DISALLOW_REUSE {}\n\" TIME_SKEW 100\n",
+        cur - 5000
+    );
+    let mut token = parse_google_authenticator(text.as_bytes()).unwrap();
+    twofold_policy::import::after_last_write(&mut token, written);
+    let stored = last_step_at_import(&token, NOW, 1);
+    assert!(
+        stored >= accepted,
+        "stored last step {stored} is older than the code accepted at {accepted}"
+    );
+}
