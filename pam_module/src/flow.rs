@@ -131,20 +131,22 @@ impl Ctx {
             Ok(Some(s)) => Some(item_str(s.0)),
             _ => None,
         };
-        let rhost = match pamh.get_item::<RHost>() {
-            Ok(Some(h)) => rhost_for_decisions(h.0),
-            _ => String::new(),
+        // For logs and the throttle: cut, control characters made visible. For decisions:
+        // the whole value (see rhost_for_decisions).
+        let (shown, rhost) = match pamh.get_item::<RHost>() {
+            Ok(Some(h)) => (item_str(h.0), rhost_for_decisions(h.0)),
+            _ => (String::new(), String::new()),
         };
         Ctx {
             phase,
             user: "?".into(),
             service,
-            source: if rhost.is_empty() {
+            source: if shown.is_empty() {
                 "local".into()
             } else {
-                logfmt::value_cut(&rhost, 128)
+                logfmt::value_cut(&shown, 128)
             },
-            throttle_key: throttle::source_key(&printable(&rhost, 128)),
+            throttle_key: throttle::source_key(&shown),
             rhost,
             decided: "rule=-".into(),
             debug: false,
