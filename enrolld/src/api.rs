@@ -278,6 +278,15 @@ impl ImportReport {
 
     /// One line: `alice: imported (6 digits, 30 s, 5 recovery codes; window ±8 reduced to ±1)`.
     pub fn to_line(&self) -> String {
+        let line = self.line_text();
+        // The reasons and notes may quote a file a user wrote: no control character reaches
+        // the admin's terminal.
+        line.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    }
+
+    fn line_text(&self) -> String {
         if !self.imported() {
             return format!(
                 "{}: skipped: {}",

@@ -131,20 +131,22 @@ impl Ctx {
             Ok(Some(s)) => Some(item_str(s.0)),
             _ => None,
         };
-        let rhost = match pamh.get_item::<RHost>() {
-            Ok(Some(h)) => item_str(h.0),
-            _ => String::new(),
+        // For logs and the throttle: cut, control characters made visible. For decisions:
+        // the whole value (see rhost_for_decisions).
+        let (shown, rhost) = match pamh.get_item::<RHost>() {
+            Ok(Some(h)) => (item_str(h.0), rhost_for_decisions(h.0)),
+            _ => (String::new(), String::new()),
         };
         Ctx {
             phase,
             user: "?".into(),
             service,
-            source: if rhost.is_empty() {
+            source: if shown.is_empty() {
                 "local".into()
             } else {
-                logfmt::value_cut(&rhost, 128)
+                logfmt::value_cut(&shown, 128)
             },
-            throttle_key: throttle::source_key(&rhost),
+            throttle_key: throttle::source_key(&shown),
             rhost,
             decided: "rule=-".into(),
             debug: false,
@@ -193,6 +195,19 @@ fn printable(s: &str, max: usize) -> String {
         .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+/// `PAM_RHOST` for the decisions (network rules, `at_login_from`): the whole value, never a
+/// part of it (a host name cut to 128 characters could be a name the policy lists, that the
+/// whole one is not). A value that is neither an address nor a host name by length or content
+/// (over 253 characters, control characters) becomes `?`, which matches no entry.
+fn rhost_for_decisions(c: &CStr) -> String {
+    let text = c.to_string_lossy();
+    if text.len() > 253 || text.chars().any(char::is_control) {
+        "?".into()
+    } else {
+        text.into_owned()
+    }
 }
 
 fn item_str(c: &CStr) -> String {

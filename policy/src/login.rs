@@ -251,7 +251,8 @@ impl Store {
                 recovered: None,
             });
         }
-        if digits.is_some_and(|d| !shaped(a.input, d)) {
+        // (Before the lock, any 8 digits may be a scratch code; under it, the record says.)
+        if digits.is_some_and(|d| !shaped(a.input, d, true)) {
             return Ok(Checked {
                 outcome: Outcome::NotACode,
                 recovered: None,
@@ -292,7 +293,13 @@ impl Store {
             .record
             .as_ref()
             .and_then(|r| r.enrollment.as_ref())
-            .is_some_and(|e| shaped(a.input, e.digit_set()));
+            .is_some_and(|e| {
+                let scratch = e
+                    .recovery_codes
+                    .iter()
+                    .any(|h| crate::recovery::is_scratch_hash(h));
+                shaped(a.input, e.digit_set(), scratch)
+            });
         if !shaped && state.enrolled() {
             return Ok(Checked {
                 outcome: Outcome::NotACode,
@@ -326,10 +333,11 @@ impl Store {
 }
 
 /// Whether `input` has the shape of a code of one of the lengths in `digits` or of a recovery
-/// code.
-fn shaped(input: &str, digits: crate::record::DigitSet) -> bool {
+/// code the enrollment can hold (8 digits only when `scratch`: it has an imported scratch
+/// code).
+fn shaped(input: &str, digits: crate::record::DigitSet, scratch: bool) -> bool {
     digits
         .iter()
         .any(|d| crate::totp::normalize_code(input, d).is_some())
-        || crate::recovery::normalize(input).is_some()
+        || crate::recovery::shaped(input, scratch)
 }

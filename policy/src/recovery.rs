@@ -86,6 +86,22 @@ pub fn normalize(input: &str) -> Option<Zeroizing<String>> {
     normalize_kind(input).map(|(_, code)| code)
 }
 
+/// Whether `input` has the shape of a recovery code of an enrollment: a generated code's
+/// always, an imported scratch code's (8 digits) only when `scratch` (the enrollment holds
+/// one: for anyone else 8 digits are no code, and not counted as a wrong one).
+pub fn shaped(input: &str, scratch: bool) -> bool {
+    match normalize_kind(input) {
+        Some((Kind::Scratch, _)) => scratch,
+        Some((Kind::Generated, _)) => true,
+        None => false,
+    }
+}
+
+/// Whether a stored hash is an imported scratch code's (`sha256d8$`).
+pub fn is_scratch_hash(stored: &str) -> bool {
+    matches!(parse_hash(stored), Some((Kind::Scratch, _, _)))
+}
+
 /// An imported scratch code (8 digits, spaces and dashes ignored), as stored and matched.
 fn normalize_scratch(input: &str) -> Option<Zeroizing<String>> {
     if input.len() > 64 {

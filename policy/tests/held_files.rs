@@ -360,3 +360,16 @@ fn a_second_lock_that_did_not_read_writes_by_name() {
     }
     assert_eq!(last_step(&dir), Some(77));
 }
+
+/// Attacker review 2: an answer of 8 digits is an imported scratch code's shape only for an
+/// enrollment that has one. For everyone else (6-digit authenticators, generated recovery codes)
+/// it is no code, as before the import: not counted as a wrong code (a screen locker sending an
+/// 8-digit numeric password to every prompt would otherwise throttle the user's own logins).
+#[test]
+fn an_eight_digit_answer_is_no_code_without_a_scratch_code_or_an_eight_digit_authenticator() {
+    let (_t, dir) = state_dir();
+    enroll(&dir);
+    let login = login_before_prompt(&dir);
+    assert_eq!(check(&login, "12345678").unwrap(), Outcome::NotACode);
+    assert_eq!(check(&login, "1234-5678").unwrap(), Outcome::NotACode);
+}

@@ -124,7 +124,7 @@ impl Daemon {
             }
             Err(e) => return Err(Error::Failed(format!("user database: {}", e.desc()))),
         };
-        let bytes = match import::read_google_authenticator(&home, account.uid) {
+        let (bytes, written) = match import::read_google_authenticator_written(&home, account.uid) {
             Ok(b) => b,
             Err(ReadRefusal::Missing) => {
                 return Ok(report(skipped(
@@ -134,10 +134,12 @@ impl Daemon {
             }
             Err(ReadRefusal::Refused(why)) => return Ok(report(skipped(name.as_str(), why))),
         };
-        let token = match import::parse_google_authenticator(&bytes) {
+        let mut token = match import::parse_google_authenticator(&bytes) {
             Ok(t) => t,
             Err(why) => return Ok(report(skipped(name.as_str(), why))),
         };
+        // A code accepted while the old module reset its clock offset is in no DISALLOW_REUSE.
+        import::after_last_write(&mut token, written);
         drop(bytes);
         let (r, info) = self.import(
             &policy,
@@ -375,6 +377,7 @@ fn token_of(t: &ImportToken) -> Result<Token, Error> {
         ahead: t.ahead.unwrap_or(0).min(100),
         window: None,
         scratch: Vec::new(),
+        skew_learned: false,
         notes: Vec::new(),
     })
 }

@@ -170,8 +170,20 @@ pub fn parse_google_authenticator(bytes: &[u8]) -> Result<Token, String> {
         );
     }
     if let Some(v) = ga_option(&text, "RATE_LIMIT") {
+        // Only numbers are echoed: the words are the user's, and the note reaches the admin's
+        // terminal (an escape sequence could rewrite the report's lines).
+        let number = |w: &str| -> String {
+            if !w.is_empty() && w.len() <= 20 && w.bytes().all(|b| b.is_ascii_digit()) {
+                w.to_owned()
+            } else {
+                "?".to_owned()
+            }
+        };
         let mut words = v.split([' ', '\t']).filter(|w| !w.is_empty());
-        let (n, s) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+        let (n, s) = (
+            number(words.next().unwrap_or("?")),
+            number(words.next().unwrap_or("?")),
+        );
         notes.push(format!(
             "RATE_LIMIT ({n} logins in {s} s) replaced by twofold's throttling of wrong codes"
         ));
@@ -190,6 +202,7 @@ pub fn parse_google_authenticator(bytes: &[u8]) -> Result<Token, String> {
         ahead: window.1,
         window: Some(window),
         scratch,
+        skew_learned: ga_option(&text, "TIME_SKEW").is_some(),
         notes,
     })
 }

@@ -69,6 +69,15 @@ pub fn has_google_authenticator(home: &Path) -> Result<bool, ReadRefusal> {
 /// no permission for group or others (google-authenticator's own rule: 0600 or 0400), at most
 /// [`MAX_FILE_BYTES`]; then read up to one byte past that. The content is wiped when dropped.
 pub fn read_google_authenticator(home: &Path, uid: u32) -> Result<Zeroizing<Vec<u8>>, ReadRefusal> {
+    read_google_authenticator_written(home, uid).map(|(bytes, _)| bytes)
+}
+
+/// [`read_google_authenticator`], with the file's modification time (Unix seconds, 0 before
+/// 1970) after it was read, for [`after_last_write`].
+pub fn read_google_authenticator_written(
+    home: &Path,
+    uid: u32,
+) -> Result<(Zeroizing<Vec<u8>>, u64), ReadRefusal> {
     let path = format!("{}/{GA_FILE}", home.display());
     let refuse = |why: String| ReadRefusal::Refused(format!("{path}: {why}"));
     let dir = open_home(home)?;
@@ -126,7 +135,10 @@ pub fn read_google_authenticator(home: &Path, uid: u32) -> Result<Zeroizing<Vec<
     if out.is_empty() {
         return Err(refuse("empty".into()));
     }
-    Ok(out)
+    let written = nix::sys::stat::fstat(file.as_fd())
+        .map_err(|e| refuse(e.desc().into()))?
+        .st_mtime;
+    Ok((out, u64::try_from(written).unwrap_or(0)))
 }
 
 pub(crate) fn kind_name(kind: SFlag) -> &'static str {

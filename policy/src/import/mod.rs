@@ -45,6 +45,9 @@ pub const MAX_SCRATCH: usize = 16;
 pub const HOTP_REFUSED: &str = "HOTP (counter-based) is not supported; re-enroll with TOTP";
 /// Steps either side twofold's window can reach at most (the policy allows 0 to 3).
 pub(crate) const MAX_POLICY_WINDOW: u64 = 3;
+/// Steps either side pam_oath accepts a time-based code by default (its `window=5`): a code
+/// up to this far ahead of the server's clock may be the LASTOTP of a `users.oath` line.
+pub const OATH_WINDOW: u64 = 5;
 
 /// A token read from another tool's file, ready to be enrolled. The secret is wiped when
 /// dropped, and `Debug` never shows it or the scratch codes.
@@ -67,6 +70,10 @@ pub struct Token {
     pub window: Option<(u64, u64)>,
     /// Scratch codes (8 digits), to become one-time recovery codes.
     pub scratch: Vec<Zeroizing<String>>,
+    /// The old module learned a clock offset (google-authenticator's `TIME_SKEW` is in the
+    /// file): the code that set it was accepted without being listed (see
+    /// [`after_last_write`]).
+    pub skew_learned: bool,
     /// What the import changes or leaves out, for the report (never a secret or a code).
     pub notes: Vec<String>,
 }

@@ -118,13 +118,16 @@ pub fn last_step_of(
 ) -> Option<u64> {
     let code = crate::totp::normalize_code(code, params.digits)?;
     let current = crate::totp::step_of(now, params);
-    let top = current.saturating_add(MAX_POLICY_WINDOW);
+    // pam_oath (window 5 by default) accepts codes further ahead than twofold's window can
+    // reach: its last code may be one of them.
+    let reach = MAX_POLICY_WINDOW.max(OATH_WINDOW);
+    let top = current.saturating_add(reach);
     let (lo, hi) = match at {
         Some(t) => (
             crate::totp::step_of(t.saturating_sub(14 * 3600), params),
             crate::totp::step_of(t.saturating_add(12 * 3600), params).min(top),
         ),
-        None => (current.saturating_sub(MAX_POLICY_WINDOW), top),
+        None => (current.saturating_sub(reach), top),
     };
     let mut found = None;
     let mut step = lo;
@@ -241,16 +244,40 @@ pub(crate) fn oath_fields<'a>(
         }
         None => None,
     };
+    let used = last_code.is_some();
     Ok(Token {
         secret,
         params,
         skew: 0,
         last_step,
         // liboath writes LASTOTP at every accepted code: a line without it was never used, so
-        // nothing ahead of the current step needs refusing beyond twofold's own window.
-        ahead: 0,
+        // nothing ahead of the current step needs refusing beyond twofold's own window. A line
+        // with it was used by pam_oath, whose window (5 by default) reaches further ahead.
+        ahead: if used { OATH_WINDOW } else { 0 },
         window: None,
         scratch: Vec::new(),
+        skew_learned: false,
         notes,
     })
+}
+
+/// Accounts for what the file's last write says (`written`, its modification time): a step
+/// google-authenticator accepted without listing it in `DISALLOW_REUSE` (the third of three
+/// codes in a row that reset its clock offset, which writes `TIME_SKEW` instead) is at most
+/// the step its window reached at that write. Only a file with `TIME_SKEW` (an offset was
+/// learned once) and a known last step is raised: without one, [`last_step_at_import`] takes
+/// every step up to the import as used already. The cost: a file written in the last minute
+/// or two (a login through the old module) makes the app's codes work again that much later.
+pub fn after_last_write(token: &mut Token, written: u64) {
+    if !token.skew_learned {
+        // Every code it accepted is listed (DISALLOW_REUSE) or, without the list, every step
+        // up to the import is taken as used.
+        return;
+    }
+    if let Some(s) = token.last_step {
+        let step = crate::totp::step_of(written, token.params);
+        // The reset's offset is the average of three within ±1 of each other: one more step.
+        let reach = crate::totp::skewed_step(step, token.skew).saturating_add(token.ahead.max(1));
+        token.last_step = Some(s.max(reach));
+    }
 }
