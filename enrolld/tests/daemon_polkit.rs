@@ -130,20 +130,24 @@ fn polkit_makes_admins_and_refuses_others() {
         ("Summary", json!([])),
         ("PreviewDefaultMode", json!(["required"])),
         ("Exempt", json!([w.bob.name])),
-        // The imports too: a polkit admin who is not root imports through the daemon.
+        // A polkit admin who is not root imports users' google-authenticator files through
+        // the daemon.
         ("ImportGoogleAuthenticator", json!([target, true])),
-        (
-            "ImportToken",
-            json!([
-                w.bob.name,
-                {"secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "digits": 6, "period": 30},
-                true
-            ]),
-        ),
     ] {
         let r = w.call(Some(&carol), method, args);
         assert!(r.get("ok").is_some(), "{method} as carol: {r}");
     }
+    // ...but not a secret of her own choosing (root's alone), not even as a dry run.
+    let r = w.call(
+        Some(&carol),
+        "ImportToken",
+        json!([
+            w.bob.name,
+            {"secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "digits": 6, "period": 30},
+            true
+        ]),
+    );
+    assert_eq!(err(&r), "PermissionDenied", "ImportToken as carol: {r}");
     assert!(
         w.daemon.log_text().contains(&format!(
             "authorized_by=polkit action=require user={target}"

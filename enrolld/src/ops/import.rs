@@ -164,6 +164,20 @@ impl Daemon {
     ) -> Result<Imported, Error> {
         let policy = self.policy()?;
         self.require_admin(caller, &policy, "import")?;
+        // Root's alone: the secret comes from the caller, so an admin who is not root (a
+        // polkit or admin_group grant) could plant one they know beside anyone's, root's
+        // included, more quietly than an exemption and outliving their grant. Its one
+        // legitimate source, a users.oath, is a root-only file anyway.
+        if caller.account.uid != 0 {
+            self.log.notice(&format!(
+                "caller={} action=import-token user={} result=denied: not root",
+                caller.label(),
+                value(user)
+            ));
+            return Err(Error::PermissionDenied(
+                "importing a secret given by the caller (twofold import oath) is for root: a users.oath is root's file; run it as root".into(),
+            ));
+        }
         let (name, account) = self.target(user)?;
         let source = token.name.as_deref().unwrap_or(OATH);
         if source.is_empty()
