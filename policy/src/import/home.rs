@@ -21,12 +21,77 @@ impl std::fmt::Display for ReadRefusal {
     }
 }
 
+/// The FUSE mount, if any, whose mount point is `path` or one of its ancestors, in the text of
+/// `/proc/self/mountinfo`: `(mount point, filesystem type)`. A filesystem served by a user's
+/// process (FUSE with `allow_other`) can leave a lookup unanswered for ever, and `O_NONBLOCK`
+/// does not help with that: a home on one, or a mount over the file itself, is not touched.
+pub fn fuse_mount_over(path: &Path, mountinfo: &str) -> Option<(String, String)> {
+    let mut found: Option<(String, String)> = None;
+    for line in mountinfo.lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPER-OPTIONS
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(point) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let Some(fstype) = right.split(' ').next() else {
+            continue;
+        };
+        if !fstype.starts_with("fuse") {
+            continue;
+        }
+        let point = unescape_mountinfo(point);
+        if path.starts_with(Path::new(&point))
+            && found.as_ref().is_none_or(|(p, _)| point.len() > p.len())
+        {
+            found = Some((point, fstype.to_owned()));
+        }
+    }
+    found
+}
+
+/// A mount point as mountinfo escapes it (`\040` for a space, octal `\ooo`).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b.get(i), octal) {
+            (Some(b'\\'), Some(d)) => {
+                let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            (Some(&c), _) => {
+                out.push(c);
+                i += 1;
+            }
+            (None, _) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Opens the home directory `home` (from the user database) without following a symlink.
 pub(crate) fn open_home(home: &Path) -> Result<OwnedFd, ReadRefusal> {
     if !home.is_absolute() {
         return Err(ReadRefusal::Refused(format!(
             "home directory {:?} in the user database is not an absolute path",
             home.display().to_string()
+        )));
+    }
+    // Before any lookup in the home: a FUSE filesystem there (or over the file) is a user's
+    // process answering, or not. Without /proc to ask, the read goes on as before.
+    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo")
+        && let Some((point, fstype)) = fuse_mount_over(&home.join(GA_FILE), &info)
+    {
+        return Err(ReadRefusal::Refused(format!(
+            "{} is on a {fstype} filesystem mounted at {point}: not read (a user's filesystem could stall the import)",
+            home.join(GA_FILE).display()
         )));
     }
     nix::fcntl::open(

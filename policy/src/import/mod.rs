@@ -251,4 +251,42 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn fuse_mounts_over_a_home_or_the_file_are_found() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:25 / /home rw shared:2 - ext4 /dev/vdb rw
+41 30 0:40 / /home/alice rw,nosuid,nodev shared:9 - fuse.sshfs alice@x: rw,user_id=1000
+42 30 0:41 / /home/b\\040b/.google_authenticator rw - fuse b rw
+43 30 0:42 / /home/carol/mnt rw - fuse.x c rw
+44 22 0:43 / /srv/fuse rw - fuseblk d rw
+";
+        let at = |p: &str| fuse_mount_over(Path::new(p), info);
+        assert_eq!(
+            at("/home/alice/.google_authenticator"),
+            Some(("/home/alice".to_owned(), "fuse.sshfs".to_owned()))
+        );
+        assert_eq!(
+            at("/home/b b/.google_authenticator"),
+            Some((
+                "/home/b b/.google_authenticator".to_owned(),
+                "fuse".to_owned()
+            ))
+        );
+        // A FUSE mount elsewhere in the home, or beside it, is not in the way.
+        assert_eq!(at("/home/carol/.google_authenticator"), None);
+        assert_eq!(at("/home/alicex/.google_authenticator"), None);
+        assert_eq!(
+            at("/srv/fuse/u/.google_authenticator"),
+            Some(("/srv/fuse".to_owned(), "fuseblk".to_owned()))
+        );
+        // This host's own table: no FUSE over the test's temporary homes.
+        if let Ok(own) = std::fs::read_to_string("/proc/self/mountinfo") {
+            assert_eq!(
+                fuse_mount_over(Path::new("/tmp/x/.google_authenticator"), &own),
+                None
+            );
+        }
+    }
 }
