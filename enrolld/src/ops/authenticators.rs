@@ -237,9 +237,8 @@ impl Daemon {
             counters.last_steps.remove(&id);
             if e.authenticators.is_empty() {
                 // The last one: 2FA is off, as after Disable (checked above that nothing
-                // requires the user; a later requirement gets its own grace period).
-                record.enrollment = None;
-                record.required_since = None;
+                // requires the user).
+                record.turn_off();
             }
             Ok(())
         })?;

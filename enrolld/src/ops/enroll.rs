@@ -315,10 +315,7 @@ impl Daemon {
         self.prove(caller, &policy, &name, code, "disable")?;
         self.drop_pending(account.uid);
         let info = self.change(&policy, &name, account, |record, _, _| {
-            record.enrollment = None;
-            // Nothing requires the user now: a later requirement is a new one, with its own
-            // grace period.
-            record.required_since = None;
+            record.turn_off();
             Ok(())
         })?;
         self.log.notice(&format!(

@@ -35,7 +35,7 @@ pub const GA_FILE: &str = ".google_authenticator";
 /// The largest `~/.google_authenticator` read (google-authenticator's own limit too).
 pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 /// The largest clock offset imported (`TIME_SKEW` × step), in seconds.
-pub const MAX_SKEW_SECS: u64 = 25 * 3600;
+pub use crate::record::MAX_SKEW_SECS;
 /// Step lengths twofold takes from another tool (the policy's own range is 15 s to 5 min;
 /// google-authenticator's is 1 to 60 s).
 pub const STEP_RANGE: std::ops::RangeInclusive<u64> = 15..=60;
@@ -100,11 +100,7 @@ impl std::fmt::Debug for Token {
 /// import is accepted after it.
 pub fn last_step_at_import(token: &Token, now: u64, window: u64) -> u64 {
     let current = crate::totp::step_of(now, token.params);
-    let centre = if token.skew >= 0 {
-        current.saturating_add(token.skew.unsigned_abs())
-    } else {
-        current.saturating_sub(token.skew.unsigned_abs())
-    };
+    let centre = crate::totp::skewed_step(current, token.skew);
     let top = centre.saturating_add(window.max(token.ahead));
     match token.last_step {
         Some(s) => s.min(top),

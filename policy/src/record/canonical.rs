@@ -3,7 +3,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{Authenticator, DEFAULT_NAME, Enrollment, Kind, Override, Record, VERSION};
+use super::{Authenticator, Enrollment, Kind, Override, Record, VERSION};
 use crate::mode::Mode;
 use crate::totp::{Algorithm, Params};
 
@@ -299,29 +299,20 @@ impl Record {
                 if next_id.is_some() || !auths.is_empty() {
                     return None;
                 }
-                let enrolled_at = enrolled_at?;
-                Some(Enrollment {
-                    enrolled_at,
-                    next_id: 2,
-                    recovery_codes: codes
+                Some(Enrollment::from_v1(
+                    enrolled_at?,
+                    codes
                         .unwrap_or_default()
                         .into_iter()
                         .map(str::to_owned)
                         .collect(),
-                    authenticators: vec![Authenticator {
-                        id: 1,
-                        name: DEFAULT_NAME.to_owned(),
-                        kind: Kind::Totp,
-                        secret: Zeroizing::new(secret?.to_owned()),
-                        params: Params {
-                            algorithm: algorithm?,
-                            digits: digits?,
-                            period: period?,
-                        },
-                        skew: 0,
-                        added_at: enrolled_at,
-                    }],
-                })
+                    Zeroizing::new(secret?.to_owned()),
+                    Params {
+                        algorithm: algorithm?,
+                        digits: digits?,
+                        period: period?,
+                    },
+                ))
             }
             (true, 2) => {
                 if secret.is_some() || algorithm.is_some() || digits.is_some() || period.is_some() {

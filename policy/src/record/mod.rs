@@ -35,6 +35,9 @@ pub const COUNTERS_VERSION: u32 = 2;
 pub const DEFAULT_NAME: &str = "default";
 /// At most this many authenticators per user.
 pub const MAX_AUTHENTICATORS: usize = 16;
+/// An authenticator's clock offset reaches at most this far either way (as far as
+/// google-authenticator looks for one).
+pub const MAX_SKEW_SECS: u64 = 25 * 3600;
 /// An authenticator's name is at most this many characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -72,6 +75,14 @@ impl Record {
             admin_override: None,
             enrollment: None,
         }
+    }
+
+    /// Turns 2FA off for the user (their own `Disable`, or removing their last authenticator):
+    /// the enrollment goes, and so does `required_since`, as nothing requires them now (the
+    /// caller checked): a later requirement is a new one, with its own grace period.
+    pub fn turn_off(&mut self) {
+        self.enrollment = None;
+        self.required_since = None;
     }
 }
 
@@ -275,6 +286,31 @@ impl Enrollment {
         }
     }
 
+    /// A version-1 enrollment (one secret in `[enrollment]`) as version 2: one authenticator,
+    /// number 1, [`DEFAULT_NAME`], added when the enrollment was confirmed. Both readers of
+    /// records (the fast one and `toml`'s) migrate through this.
+    pub fn from_v1(
+        enrolled_at: u64,
+        recovery_codes: Vec<String>,
+        secret: Zeroizing<String>,
+        params: Params,
+    ) -> Enrollment {
+        Enrollment {
+            enrolled_at,
+            next_id: 2,
+            recovery_codes,
+            authenticators: vec![Authenticator {
+                id: 1,
+                name: DEFAULT_NAME.to_owned(),
+                kind: Kind::Totp,
+                secret,
+                params,
+                skew: 0,
+                added_at: enrolled_at,
+            }],
+        }
+    }
+
     /// Adds an authenticator; its number, or `None` (nothing added) when no number is left
     /// (`next_id` at `u32::MAX`: one more would break the rule that every number stays below
     /// it, and the record would no longer load). The caller checks the name ([`check_name`],
@@ -369,9 +405,8 @@ impl Enrollment {
             if !(6..=8).contains(&a.params.digits) || !(1..=3600).contains(&a.params.period) {
                 return Err(format!("authenticator {}: invalid digits or period", a.id));
             }
-            // 25 hours either way, as far as google-authenticator looks for a skew.
             let reach = i128::from(a.skew) * i128::from(a.params.period);
-            if reach.abs() > 25 * 3600 {
+            if reach.abs() > i128::from(MAX_SKEW_SECS) {
                 return Err(format!(
                     "authenticator {}: clock offset beyond 25 hours",
                     a.id
@@ -493,24 +528,17 @@ impl RawEnrollment {
         }
         let missing = |f: &str| format!("missing field `{f}` in [enrollment]");
         let secret = self.secret.ok_or_else(|| missing("secret"))?;
-        Ok(Enrollment {
-            enrolled_at: self.enrolled_at,
-            next_id: 2,
-            recovery_codes: self.recovery_codes,
-            authenticators: vec![Authenticator {
-                id: 1,
-                name: DEFAULT_NAME.to_owned(),
-                kind: Kind::Totp,
-                secret,
-                params: Params {
-                    algorithm: self.algorithm.ok_or_else(|| missing("algorithm"))?,
-                    digits: self.digits.ok_or_else(|| missing("digits"))?,
-                    period: self.period.ok_or_else(|| missing("period"))?,
-                },
-                skew: 0,
-                added_at: self.enrolled_at,
-            }],
-        })
+        let params = Params {
+            algorithm: self.algorithm.ok_or_else(|| missing("algorithm"))?,
+            digits: self.digits.ok_or_else(|| missing("digits"))?,
+            period: self.period.ok_or_else(|| missing("period"))?,
+        };
+        Ok(Enrollment::from_v1(
+            self.enrolled_at,
+            self.recovery_codes,
+            secret,
+            params,
+        ))
     }
 
     fn v2(self) -> Result<Enrollment, String> {
