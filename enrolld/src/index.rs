@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::changes::{Checked, Kind, Snapshot};
-use twofold_policy::store::Store;
+use twofold_policy::store::{StateStore, Store};
 use twofold_policy::userfiles::UserFiles;
 use twofold_policy::{UserName, system};
 
@@ -206,11 +206,21 @@ fn identity(dir: &Dir<'_>, name: &UserName) -> Result<(u64, bool, bool), IndexEr
 /// `name`'s facts: `cached` while its files keep their identity, else read again (the
 /// files are `stat`ed before they are read, so a change during the read is seen next time).
 fn refresh(
-    store: &Store,
+    store: &dyn StateStore,
     dir: &Dir<'_>,
     name: &UserName,
     cached: &mut Option<Cached>,
 ) -> Result<(), IndexError> {
+    if store.as_files().is_none() {
+        // A directory shared by other hosts: nothing here tells when it changed, so it is
+        // read at every call (one search), never kept.
+        *cached = Some(Cached {
+            id: 0,
+            racy: true,
+            facts: Facts::of(&store.read(name)?),
+        });
+        return Ok(());
+    }
     let (id, absent, is_racy) = identity(dir, name)?;
     if let Some(c) = cached
         && !c.racy
@@ -235,7 +245,7 @@ fn refresh(
 /// several threads when there are many, as on the first listing after a start, when every
 /// record is read (the files are independent; each is read as [`refresh`] reads it).
 fn refresh_page(
-    store: &Store,
+    store: &dyn StateStore,
     dir: &Dir<'_>,
     names: &Names,
     start: usize,
@@ -448,7 +458,7 @@ impl Index {
 
     /// `name`'s facts for a single-user call: kept while its record and counters files keep
     /// their identity, else read again.
-    pub fn facts(&self, store: &Store, name: &UserName) -> Result<Facts, IndexError> {
+    pub fn facts(&self, store: &dyn StateStore, name: &UserName) -> Result<Facts, IndexError> {
         self.single_facts(store, name, None)
     }
 
@@ -456,7 +466,7 @@ impl Index {
     /// reports nothing new in the state directory ([`crate::changes`]).
     pub fn facts_view(
         &self,
-        store: &Store,
+        store: &dyn StateStore,
         name: &UserName,
         now: &Snapshot,
     ) -> Result<Facts, IndexError> {
@@ -465,13 +475,14 @@ impl Index {
 
     fn single_facts(
         &self,
-        store: &Store,
+        store: &dyn StateStore,
         name: &UserName,
         now: Option<&Snapshot>,
     ) -> Result<Facts, IndexError> {
         let mut inner = self.lock();
         let entry = inner.single.remove(name.as_str());
         if let Some(now) = now
+            && store.as_files().is_some()
             && let Some((cached, checked)) = &entry
             && now.quiet_since(Kind::State, *checked)
         {
@@ -483,7 +494,7 @@ impl Index {
         }
         let stamp = now.and_then(|c| c.stamp(Kind::State));
         let mut cached = entry.map(|(c, _)| c);
-        refresh(store, &Dir::of(store), name, &mut cached)?;
+        refresh(store, &Dir::of(store.local()), name, &mut cached)?;
         let facts = cached.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
         if inner.single.len() >= SINGLE_MAX {
             inner.single.clear();
@@ -502,7 +513,7 @@ impl Index {
     /// of the rest (the last name given), or `""` when nothing follows.
     pub fn page<'a>(
         &self,
-        store: &Store,
+        store: &dyn StateStore,
         policy_users: impl Iterator<Item = &'a String> + Clone,
         after: &str,
         limit: usize,
@@ -529,7 +540,7 @@ impl Index {
     /// the range follow it (the next page may then be empty), else `""`.
     pub fn find<'a>(
         &self,
-        store: &Store,
+        store: &dyn StateStore,
         policy_users: impl Iterator<Item = &'a String> + Clone,
         prefix: &str,
         after: &str,
@@ -543,7 +554,7 @@ impl Index {
         let Some(listing) = inner.listing.as_mut() else {
             return Ok(String::new());
         };
-        let dir = Dir::of(store);
+        let dir = Dir::of(store.local());
         let (lo, hi) = listing.names.prefix_range(prefix);
         let mut i = listing.names.position_after(after).max(lo);
         let mut taken = 0usize;
@@ -598,12 +609,13 @@ impl Index {
     fn refresh_listing<'a>(
         inner: &mut Inner,
         db: &UserDb,
-        store: &Store,
+        store: &dyn StateStore,
         policy_users: impl Iterator<Item = &'a String> + Clone,
     ) -> Result<(), IndexError> {
         let read_at = now_ns();
-        let dir = FileId::stat(store.path()).map_err(|e| twofold_policy::StoreError::Io {
-            path: store.path().to_owned(),
+        let local = store.local();
+        let dir = FileId::stat(local.path()).map_err(|e| twofold_policy::StoreError::Io {
+            path: local.path().to_owned(),
             op: "stat",
             source: e,
         })?;
@@ -614,6 +626,7 @@ impl Index {
         let policy_key = h.finish();
         let now = Instant::now();
         if let Some(l) = &inner.listing
+            && store.as_files().is_some()
             && l.db == inner.db_generation
             && l.dir == dir
             && !racy(&l.dir, read_at)

@@ -12,7 +12,7 @@ use twofold_policy::StoreError;
 use twofold_policy::logfmt::value;
 use twofold_policy::record::Record;
 use twofold_policy::resolve::{RecordFacts, Subject, network_differences, resolve};
-use twofold_policy::store::Store;
+use twofold_policy::store::{StateStore, Store};
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{Policy, UserName, system, time};
 
@@ -139,6 +139,9 @@ pub struct Daemon {
     /// The state directory as last opened, kept while its path leads to it, with when it was
     /// last found so (for the read-only views).
     open_store: Mutex<Option<(std::sync::Arc<Store>, Option<Checked>)>>,
+    /// The backend the policy chose over that directory, kept while both the policy and the
+    /// directory are the ones it was made for (a directory backend keeps its connection).
+    backend: Mutex<Option<Backend>>,
     /// What tells the read-only views that their files changed.
     changes: Changes,
     /// Each caller's own view as last made, for `GetStatus` from memory.
@@ -184,6 +187,7 @@ impl Daemon {
             index,
             policies: PolicyCache::default(),
             open_store: Mutex::new(None),
+            backend: Mutex::new(None),
             changes,
             own_views: own_status::OwnViews::default(),
         }
@@ -220,12 +224,36 @@ impl Daemon {
     /// The store: the one opened before while its path still leads to that directory and it
     /// still passes the open's checks ([`Store::still_current`], one `lstat`), else opened (and
     /// checked) again; created only when missing.
-    fn store(&self) -> Result<std::sync::Arc<Store>, Error> {
+    fn store(&self) -> Result<std::sync::Arc<dyn StateStore>, Error> {
         self.store_checked(None)
     }
 
-    /// The store, for a read-only view ([`crate::changes`]) at `now` when given.
-    fn store_checked(&self, now: Option<&Snapshot>) -> Result<std::sync::Arc<Store>, Error> {
+    /// The store the policy chose ([`twofold_policy::store::open_backend`]) over the state
+    /// directory of this host, for a read-only view ([`crate::changes`]) at `now` when given.
+    fn store_checked(
+        &self,
+        now: Option<&Snapshot>,
+    ) -> Result<std::sync::Arc<dyn StateStore>, Error> {
+        let local = self.local_store(now)?;
+        let policy = self.policy()?;
+        let mut kept = self.backend.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = kept.as_ref()
+            && std::sync::Arc::ptr_eq(&b.policy, &policy)
+            && std::sync::Arc::ptr_eq(&b.local, &local)
+        {
+            return Ok(b.store.clone());
+        }
+        let store = twofold_policy::store::open_backend(local.clone(), &policy).map_err(state_error)?;
+        *kept = Some(Backend {
+            policy,
+            local,
+            store: store.clone(),
+        });
+        Ok(store)
+    }
+
+    /// The state directory of this host, for a read-only view at `now` when given.
+    fn local_store(&self, now: Option<&Snapshot>) -> Result<std::sync::Arc<Store>, Error> {
         let mut kept = self.open_store.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(now) = now
             && let Some((store, checked)) = kept.as_ref()
@@ -365,7 +393,7 @@ impl Daemon {
 
     /// The view of `name`, looked up in the user database: that of its account under the
     /// canonical name, or of a record with no account.
-    fn info(&self, policy: &Policy, store: &Store, name: &UserName) -> Result<UserInfo, Error> {
+    fn info(&self, policy: &Policy, store: &dyn StateStore, name: &UserName) -> Result<UserInfo, Error> {
         let account = system::lookup(name.as_str()).map_err(|e| failed("user database", e))?;
         match &account {
             Some(a) => self.info_of(policy, store, &canonical_name(a)?, Some(a)),
@@ -378,7 +406,7 @@ impl Daemon {
     fn info_of(
         &self,
         policy: &Policy,
-        store: &Store,
+        store: &dyn StateStore,
         name: &UserName,
         account: Option<&system::Account>,
     ) -> Result<UserInfo, Error> {
@@ -398,34 +426,32 @@ impl Daemon {
         policy: &Policy,
         user: &UserName,
         account: &system::Account,
-        f: impl FnOnce(&mut Record, &mut twofold_policy::record::Counters, u64) -> Result<(), Error>,
+        mut f: impl FnMut(&mut Record, &mut twofold_policy::record::Counters, u64) -> Result<(), Error>,
     ) -> Result<UserInfo, Error> {
         let store = self.store()?;
-        let lock = store.lock(user).map_err(state_error)?;
-        let mut state = lock.read().map_err(state_error)?;
-        let mut record = state
-            .record
-            .take()
-            .unwrap_or_else(|| Record::new(user.as_str()));
-        let before_counters = state.counters.clone();
         let now = time::now();
-        f(&mut record, &mut state.counters, now)?;
-        // A requirement meeting an unenrolled user starts the grace period now.
-        let subject = Subject {
-            user: user.as_str(),
-            groups: &account.groups,
-            service: None,
-            from: None,
-        };
-        let res = resolve(policy, &subject, &RecordFacts::of(Some(&record)), now);
-        if res.starts_grace {
-            record.required_since = Some(now);
-        }
-        lock.write_record(&record).map_err(state_error)?;
-        if state.counters != before_counters {
-            lock.write_counters(&state.counters).map_err(state_error)?;
-        }
-        state.record = Some(record);
+        let done: Result<_, Error> = twofold_policy::store::change(&*store, user, |state| {
+            let mut record = state
+                .record
+                .take()
+                .unwrap_or_else(|| Record::new(user.as_str()));
+            f(&mut record, &mut state.counters, now)?;
+            // A requirement meeting an unenrolled user starts the grace period now.
+            let subject = Subject {
+                user: user.as_str(),
+                groups: &account.groups,
+                service: None,
+                from: None,
+            };
+            let res = resolve(policy, &subject, &RecordFacts::of(Some(&record)), now);
+            if res.starts_grace {
+                record.required_since = Some(now);
+            }
+            state.record = Some(record);
+            Ok(())
+        })
+        .map_err(state_error)?;
+        let state = done?;
         Ok(Self::view(
             policy,
             user.as_str(),
@@ -434,6 +460,13 @@ impl Daemon {
             now,
         ))
     }
+}
+
+/// The backend made for one policy over one state directory ([`Daemon::store`]).
+struct Backend {
+    policy: std::sync::Arc<Policy>,
+    local: std::sync::Arc<Store>,
+    store: std::sync::Arc<dyn StateStore>,
 }
 
 /// The account's canonical name as a store name.

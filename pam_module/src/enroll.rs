@@ -9,7 +9,7 @@
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_ON};
 use pam::conv::Conv;
 use twofold_policy::record::{Enrollment, Record};
-use twofold_policy::store::Store;
+use twofold_policy::store::StateStore;
 use twofold_policy::totp::{self, Secret, Verdict};
 use twofold_policy::{Policy, UserName, recovery, time};
 use zeroize::Zeroizing;
@@ -33,7 +33,7 @@ pub enum EnrollError {
 pub fn enroll_at_login(
     conv: &Conv<'_>,
     policy: &Policy,
-    store: &Store,
+    store: &dyn StateStore,
     user: &UserName,
     deadline: Option<u64>,
 ) -> Result<String, EnrollError> {
@@ -96,27 +96,22 @@ pub fn enroll_at_login(
         };
         let codes = recovery::generate(policy.enrollment.recovery_codes)
             .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
-        let lock = store
-            .lock(user)
-            .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
-        let state = lock
-            .read()
-            .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
-        let mut record = state.record.unwrap_or_else(|| Record::new(user.as_str()));
-        if record.enrollment.is_some() {
-            return Err(EnrollError::Raced);
-        }
-        record.enrollment = Some(Enrollment::new(&secret, params, now, codes.hashes));
-        // Durable before anything is acknowledged.
-        lock.write_record(&record)
-            .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
-        let mut counters = state.counters;
-        counters.last_steps = std::collections::BTreeMap::from([(1, step)]);
-        counters.last_login = Some(now);
-        // The enrollment is safe; a lost counters write only costs replay protection of this
-        // one code, which the login itself just used.
-        let _ = lock.write_counters(&counters);
-        drop(lock);
+        // Durable before anything is acknowledged; the code just used is the last step of
+        // authenticator 1, so it cannot be used again.
+        let stored = twofold_policy::store::change(store, user, |state| {
+            let record = state
+                .record
+                .get_or_insert_with(|| Record::new(user.as_str()));
+            if record.enrollment.is_some() {
+                return Err(EnrollError::Raced);
+            }
+            record.enrollment = Some(Enrollment::new(&secret, params, now, codes.hashes.clone()));
+            state.counters.last_steps = std::collections::BTreeMap::from([(1, step)]);
+            state.counters.last_login = Some(now);
+            Ok(())
+        })
+        .map_err(|e| EnrollError::Unavailable(e.to_string()))?;
+        stored?;
         let mut shown = Zeroizing::new(String::from(
             "Two-factor authentication is now set up. Your recovery codes, each usable once if you \
              lose your phone (they are shown only this time: store them somewhere safe, offline):\n",

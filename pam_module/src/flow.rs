@@ -10,7 +10,7 @@ use pam::module::PamHandle;
 use twofold_policy::cache::LazyLoadError;
 use twofold_policy::login::{self, Attempt, describe_gate};
 use twofold_policy::resolve::RecordFacts;
-use twofold_policy::store::{Store, StoreError};
+use twofold_policy::store::{StateStore, Store, StoreError};
 use twofold_policy::throttle::Gate;
 use twofold_policy::userfiles::UserFiles;
 use twofold_policy::{
@@ -41,6 +41,10 @@ enum Failure {
     /// timed out, malformed): fail closed whatever `on_error` says, as a user can cause it
     /// (connections held open, a stalled login).
     NoAnswer(String),
+    /// The directory of the LDAP backend cannot be reached (and no offline copy may stand in):
+    /// fail closed whatever `on_error` says, as anyone who can disturb the network can cause
+    /// it.
+    Unreachable(String),
     /// An error once a code (or an enrollment's first code) was asked: the code could not be
     /// checked or recorded. Always a refusal, whatever `on_error` says: the person at the prompt
     /// may be the one who made the check fail (a setuid `su` runs under its caller's resource
@@ -217,7 +221,12 @@ fn item_str(c: &CStr) -> String {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         match e {
-            StoreError::Busy { .. } => Failure::Busy(format!("state: {e}")),
+            StoreError::Busy { .. } | StoreError::Contended { .. } => {
+                Failure::Busy(format!("state: {e}"))
+            }
+            // A directory nobody here can reach is an outage someone on the network can cause
+            // at will: closed whatever `on_error` says (the offline copy is the opt-in).
+            StoreError::Unreachable { .. } => Failure::Unreachable(format!("directory: {e}")),
             e => Failure::Unavailable(format!("state: {e}")),
         }
     }
@@ -351,6 +360,14 @@ fn fail_code(ctx: &Ctx, failure: Failure, on_error: OnError) -> PamResultCode {
             );
             ctx.phase.unavailable()
         }
+        Failure::Unreachable(why) => {
+            ctx.log(
+                Level::Err,
+                "refused",
+                &format!("failing closed (the directory cannot be reached; on_error does not apply, [store.offline] is the opt-in): {why}"),
+            );
+            ctx.phase.unavailable()
+        }
         Failure::NoAnswer(why) => {
             ctx.log(
                 Level::Err,
@@ -397,7 +414,7 @@ enum Eval {
 struct Evaluation {
     user: UserName,
     policy: Policy,
-    store: Store,
+    store: std::sync::Arc<dyn StateStore>,
     res: Resolution,
     now: u64,
 }
@@ -476,6 +493,8 @@ fn evaluate(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Eval, Fa
             account.typed_groups().join(",")
         )
     });
+    // The backend the policy chose, over this host's state directory (files: itself).
+    let store = twofold_policy::store::open_backend(std::sync::Arc::new(store), &policy)?;
     // Resolution needs only the record; the counters are read under the lock, if a code is asked.
     let record = store.read_record(&user)?;
     let now = time::now();
@@ -543,9 +562,9 @@ fn run(pamh: &mut PamHandle, args: &Args, ctx: &mut Ctx) -> Result<Decision, Fai
     }
     match res.status {
         Status::Exempt | Status::Off => Ok(Decision::Ignore("no code needed".into())),
-        Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &store, &user, ctx, now)
+        Status::Enforced | Status::Enabled => verify_code(pamh, &policy, &*store, &user, ctx, now)
             .map(|note| Decision::Success { note, user }),
-        Status::Pending => pending(pamh, &policy, &store, user, &res, ctx, now),
+        Status::Pending => pending(pamh, &policy, &*store, user, &res, ctx, now),
     }
 }
 
@@ -714,7 +733,7 @@ fn verified_user(pamh: &PamHandle) -> Option<&String> {
 fn pending(
     pamh: &mut PamHandle,
     policy: &Policy,
-    store: &Store,
+    store: &dyn StateStore,
     user: UserName,
     res: &Resolution,
     ctx: &Ctx,
@@ -801,7 +820,7 @@ fn pending(
 fn verify_code(
     pamh: &mut PamHandle,
     policy: &Policy,
-    store: &Store,
+    store: &dyn StateStore,
     user: &UserName,
     ctx: &Ctx,
     now: u64,

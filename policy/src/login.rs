@@ -1,7 +1,7 @@
 //! Every code check is a login.
 //!
 //! Wherever a code of an enrolled user is checked (the PAM module, the daemon's self methods,
-//! the verification service), it goes through [`Store::check_attempt`]: under the user's lock,
+//! the verification service), it goes through [`crate::store::StateStore::check_attempt`]: under the user's lock,
 //! at the time the answer arrived, the throttle ([`crate::throttle::gate`]: per source and per
 //! user) decides whether the code is checked at all; then the current step ± window, only a step
 //! newer than the last accepted one (replay refusal), or else a recovery code, used once; then
@@ -11,13 +11,11 @@ use std::path::Path;
 
 use crate::cache::LazyLoadError;
 use crate::config::Policy;
-use crate::record::Counters;
 use crate::resolve::{RecordFacts, Resolution, Subject, resolve};
-use crate::store::{Proof, Result, Store};
+use crate::store::Store;
 use crate::system::{self, Account};
-use crate::throttle::{self, Gate};
+use crate::throttle::Gate;
 use crate::userfiles::UserFiles;
-use crate::username::UserName;
 
 /// What the person at the prompt is told when the user's lock stayed held past its bound
 /// ([`crate::StoreError::Busy`]): nothing was checked.
@@ -132,7 +130,7 @@ pub struct Attempt<'a> {
     pub at: u64,
 }
 
-/// What [`Store::check_attempt`] decided.
+/// What [`crate::store::StateStore::check_attempt`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A current code, newer than the last accepted one.
@@ -226,116 +224,10 @@ pub fn describe_gate(gate: Gate, source: &str) -> String {
     }
 }
 
-impl Store {
-    /// The throttle's verdict for `source` before anything is asked (read without the lock;
-    /// [`Store::check_attempt`] decides again under it). A torn counters file reads as
-    /// defaults.
-    pub fn gate_before_prompt(&self, user: &UserName, source: &str, now: u64) -> Result<Gate> {
-        let (counters, _) = self.read_counters_lenient(user)?;
-        Ok(throttle::gate(&counters, source, now))
-    }
-
-    /// Checks one attempt under the user's lock and records what it did (see the module doc).
-    /// An error means nothing was accepted: a login whose accepted step cannot be stored is
-    /// refused, or the code could be used again.
-    pub fn check_attempt(&self, user: &UserName, a: &Attempt<'_>) -> Result<Checked> {
-        // Before the lock, nothing costly: an answer that cannot be a code, or a source the
-        // throttle refuses, is refused on what was read without it (no I/O in a login, which
-        // read both before the prompt). A process holding the lock (a stopped `su`) can then
-        // be waited for only by a code-shaped answer from a source the throttle lets through,
-        // and each such try counts.
-        let (digits, gate) = self.before_lock(user, a.source, a.at)?;
-        if gate != Gate::Open {
-            return Ok(Checked {
-                outcome: Outcome::Throttled(gate),
-                recovered: None,
-            });
-        }
-        // (Before the lock, any 8 digits may be a scratch code; under it, the record says.)
-        if digits.is_some_and(|d| !shaped(a.input, d, true)) {
-            return Ok(Checked {
-                outcome: Outcome::NotACode,
-                recovered: None,
-            });
-        }
-        // The lock settles the file size limit (store::FileSizeLimit) before anything is
-        // checked: whether this check can record what it finds does not depend on the code.
-        // Its wait is bounded (StoreError::Busy past it: nothing checked, nothing counted).
-        let lock = self.lock(user)?;
-        let mut state = lock.read()?;
-        let recovered = state.counters_recovered.take();
-        if recovered.is_some() {
-            // Counters that no longer parse (a crash or power loss during a write in place)
-            // have lost the last accepted step: every code that could have been accepted up to
-            // their last write, the time their file was last modified, stays refused.
-            let written = self.counters_modified(user).unwrap_or(a.at);
-            let authenticators = state
-                .record
-                .as_ref()
-                .and_then(|r| r.enrollment.as_ref())
-                .map(|e| e.authenticators.as_slice())
-                .unwrap_or_default();
-            for auth in authenticators {
-                let now_step = crate::totp::step_of(written, auth.params);
-                let floor = crate::totp::skewed_step(now_step, auth.skew).saturating_add(a.window);
-                let last = state.counters.last_steps.entry(auth.id).or_insert(floor);
-                *last = (*last).max(floor);
-            }
-        }
-        let gate = throttle::gate(&state.counters, a.source, a.at);
-        if gate != Gate::Open {
-            return Ok(Checked {
-                outcome: Outcome::Throttled(gate),
-                recovered,
-            });
-        }
-        let shaped = state
-            .record
-            .as_ref()
-            .and_then(|r| r.enrollment.as_ref())
-            .is_some_and(|e| {
-                let scratch = e
-                    .recovery_codes
-                    .iter()
-                    .any(|h| crate::recovery::is_scratch_hash(h));
-                shaped(a.input, e.digit_set(), scratch)
-            });
-        if !shaped && state.enrolled() {
-            return Ok(Checked {
-                outcome: Outcome::NotACode,
-                recovered,
-            });
-        }
-        let outcome = match lock.check_code(&mut state, a.input, a.window, a.at)? {
-            Proof::Code => Outcome::Code,
-            Proof::RecoveryCode { left } => Outcome::RecoveryCode { left },
-            Proof::Replayed => Outcome::Replayed,
-            Proof::Invalid => Outcome::Invalid,
-            Proof::NotEnrolled => Outcome::NotEnrolled,
-        };
-        let mut counters: Counters = state.counters;
-        match outcome {
-            Outcome::Code | Outcome::RecoveryCode { .. } => {
-                counters.last_login = Some(a.at);
-                counters.last_login_from = Some(a.from.to_owned());
-                throttle::record_success(&mut counters, a.source, a.at);
-            }
-            Outcome::Replayed | Outcome::Invalid => {
-                throttle::record_failure(&mut counters, a.source, a.at);
-            }
-            Outcome::NotEnrolled | Outcome::Throttled(_) | Outcome::NotACode => {
-                return Ok(Checked { outcome, recovered });
-            }
-        }
-        lock.write_counters(&counters)?;
-        Ok(Checked { outcome, recovered })
-    }
-}
-
 /// Whether `input` has the shape of a code of one of the lengths in `digits` or of a recovery
 /// code the enrollment can hold (8 digits only when `scratch`: it has an imported scratch
 /// code).
-fn shaped(input: &str, digits: crate::record::DigitSet, scratch: bool) -> bool {
+pub(crate) fn shaped(input: &str, digits: crate::record::DigitSet, scratch: bool) -> bool {
     digits
         .iter()
         .any(|d| crate::totp::normalize_code(input, d).is_some())

@@ -538,6 +538,10 @@ pub fn serve(
             Ok(p) => p,
             Err(e) => return unavailable(format!("policy: {e}")),
         };
+    let store = match crate::store::open_backend(std::sync::Arc::new(store), &policy) {
+        Ok(s) => s,
+        Err(e) => return unavailable(format!("state: {e}")),
+    };
     let record = match store.read_record(&user) {
         Ok(r) => r,
         Err(e) => return unavailable(format!("state: {e}")),

@@ -12,6 +12,7 @@
 
 mod common;
 
+use twofold_policy::store::StateStore as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;

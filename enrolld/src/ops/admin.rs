@@ -77,7 +77,7 @@ impl Daemon {
         let name = UserName::parse(user)
             .map_err(|e| Error::InvalidArgument(format!("user name {user:?}: {e}")))?;
         let store = self.store()?;
-        let info = self.info(&policy, &store, &name)?;
+        let info = self.info(&policy, &*store, &name)?;
         // The caller themself is decided by the account (uid), not by the spelling.
         if info.uid != Some(caller.account.uid) {
             self.require_admin(caller, &policy, "show another user")?;
@@ -158,7 +158,7 @@ impl Daemon {
         let next = self
             .index
             .find(
-                &store,
+                &*store,
                 policy.users.keys(),
                 prefix,
                 after,
@@ -190,7 +190,7 @@ impl Daemon {
         let now = time::now();
         self.index
             .page(
-                &store,
+                &*store,
                 policy.users.keys(),
                 after,
                 limit,

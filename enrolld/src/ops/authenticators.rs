@@ -47,7 +47,7 @@ impl Daemon {
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
         let store = self.store()?;
-        let info = self.info_of(&policy, &store, &name, Some(account))?;
+        let info = self.info_of(&policy, &*store, &name, Some(account))?;
         if !info.enrolled {
             return Err(Error::NotEnrolled(
                 "2FA is not set up for this account: enroll first (twofold enroll); the first authenticator comes with it".into(),
@@ -152,7 +152,7 @@ impl Daemon {
         let (id, old) = (target.id, target.name.clone());
         if old == new_name {
             // Nothing to change: no write, no signal, no proof spent.
-            return self.info_of(&policy, &store, &name, Some(account));
+            return self.info_of(&policy, &*store, &name, Some(account));
         }
         let taken = |e: &twofold_policy::record::Enrollment| {
             if e.by_name(new_name).is_some_and(|a| a.id != id) {

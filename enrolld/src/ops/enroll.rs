@@ -29,7 +29,7 @@ impl Daemon {
         let policy = self.policy()?;
         let (name, account) = caller.myself()?;
         let store = self.store()?;
-        let info = self.info_of(&policy, &store, &name, Some(account))?;
+        let info = self.info_of(&policy, &*store, &name, Some(account))?;
         if info.mode == Mode::Disabled.as_str() {
             return Err(Error::Forbidden(format!(
                 "2FA is disabled for {} ({})",
@@ -212,7 +212,7 @@ impl Daemon {
                     "enrolled meanwhile; to replace that enrollment, begin again with replace and a current code".into(),
                 ));
             }
-            record.enrollment = Some(Enrollment::new(&secret, params, now, hashes));
+            record.enrollment = Some(Enrollment::new(&secret, params, now, hashes.clone()));
             // `required_since` stays: a grace period is granted once per requirement, so
             // enroll, disable, enroll cannot restart it (an admin reset grants a new one).
             // The code just used cannot log in again: its own step, which may be the next one
@@ -376,7 +376,7 @@ impl Daemon {
         let hashes = codes.hashes.clone();
         self.change(&policy, &name, account, |record, _, _| {
             let e = record.enrollment.as_mut().ok_or_else(not_enrolled)?;
-            e.recovery_codes = hashes;
+            e.recovery_codes = hashes.clone();
             Ok(())
         })?;
         self.log.notice(&format!(

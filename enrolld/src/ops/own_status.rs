@@ -63,11 +63,16 @@ impl Daemon {
         let store = self.store_checked(Some(&now))?;
         let facts = self
             .index
-            .facts_view(&store, &name, &now)
+            .facts_view(&*store, &name, &now)
             .map_err(index_error)?;
         let info = Self::view(&policy, name.as_str(), Some(account), &facts, time::now());
         let stamps = KINDS.map(|k| now.stamp(k));
-        if from_files && let [Some(users), Some(policy_at), Some(state)] = stamps {
+        // Only the files of this host say when a view went stale: a directory shared with
+        // other hosts is read again at every call.
+        if from_files
+            && store.as_files().is_some()
+            && let [Some(users), Some(policy_at), Some(state)] = stamps
+        {
             let mut views = self.own_views.0.lock().unwrap_or_else(|e| e.into_inner());
             if views.len() >= REMEMBERED_MAX {
                 views.clear();

@@ -73,7 +73,7 @@ impl Daemon {
         let mut tally = Tally::default();
         self.index
             .page(
-                &store,
+                &*store,
                 policy.users.keys(),
                 "",
                 usize::MAX,

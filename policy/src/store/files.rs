@@ -1,4 +1,4 @@
-//! The state store: one record and one counters file per user under `/var/lib/twofold/`.
+//! The files backend: one record and one counters file per user under `/var/lib/twofold/`.
 //!
 //! - The directory must be owned by root (the effective uid) and closed to everyone else
 //!   (0700); it is opened once with `O_DIRECTORY|O_NOFOLLOW` and every file is opened relative to
@@ -28,65 +28,13 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use zeroize::Zeroizing;
 
 use crate::record::{COUNTERS_VERSION, Counters, Record, VERSION};
-use crate::username::{NameError, UserName};
+use crate::username::UserName;
 
-/// Where the state lives.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/twofold";
-/// No record or counters file is larger than this; a larger one is refused as corrupt.
-pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+use super::{LOCK_WAIT, MAX_FILE_SIZE, Result, StoreError, UserState};
 
 const RECORD: &str = "toml";
 const COUNTERS: &str = "counters";
 const LOCK: &str = "lock";
-
-/// Errors of the store layer.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The user name cannot name a record.
-    #[error(transparent)]
-    BadName(#[from] NameError),
-    /// The state directory does not exist.
-    #[error("{0}: state directory does not exist")]
-    Missing(PathBuf),
-    /// An I/O operation failed.
-    #[error("{path}: cannot {op}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done.
-        op: &'static str,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A file or the directory is a symlink, or has the wrong owner, type or mode.
-    #[error("{path}: {why}")]
-    Insecure {
-        /// The file or directory.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
-    },
-    /// The user's lock stayed held by another process for as long as this caller may wait:
-    /// nothing was read, checked or written. Not a broken store: the attempt is refused, and
-    /// whoever asked may try again.
-    #[error("{path}: held by another process for {waited_ms} ms")]
-    Busy {
-        /// The lock file.
-        path: PathBuf,
-        /// How long this caller waited.
-        waited_ms: u64,
-    },
-    /// A file does not parse, or does not belong to the user it is named for.
-    #[error("{path}: corrupt: {why}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
-    },
-}
-
-pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
 /// An open state directory.
 #[derive(Debug)]
@@ -102,11 +50,6 @@ pub struct Store {
     /// How long [`Store::lock`] waits for a user's lock.
     lock_wait: LockWait,
 }
-
-/// How long a wait for a user's lock lasts at most when the caller sets nothing else.
-/// A lock is held for the time of one check and write (well under a millisecond; an `fsync`
-/// when a record changes): a wait this long means a holder that is stopped or hung.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The bound of [`Store::lock`]'s wait (see [`Store::wait_for_locks`]).
 #[derive(Default)]
@@ -165,26 +108,6 @@ enum Reread {
     Gone,
     /// Not held, or the name leads to another file: read it afresh.
     Unknown,
-}
-
-/// A user's state as read: the record (if any) and the counters.
-#[derive(Debug, Clone, Default)]
-pub struct UserState {
-    /// The durable record; `None` for a user twofold never stored anything for.
-    pub record: Option<Record>,
-    /// The login-time counters (default when there are none).
-    pub counters: Counters,
-    /// Set when the counters file was unreadable and defaults were used instead: torn by a
-    /// crash or power loss during a write in place ([`Locked::write_counters`]); the login path
-    /// logs it. The secret is never in that file, so nothing of value is lost.
-    pub counters_recovered: Option<String>,
-}
-
-impl UserState {
-    /// Whether the user has a confirmed enrollment.
-    pub fn enrolled(&self) -> bool {
-        self.record.as_ref().is_some_and(|r| r.enrollment.is_some())
-    }
 }
 
 /// The whole of `file` (at most [`MAX_FILE_SIZE`] + 1 bytes, read from offset 0), `size` long
@@ -476,21 +399,6 @@ impl Store {
             counters,
             counters_recovered,
         })
-    }
-
-    /// Records that the requirement meets `user` for the first time at `now` (the grace
-    /// period runs from here), under the lock, unless a start is recorded already; durable.
-    pub fn start_grace(&self, user: &UserName, now: u64) -> Result<()> {
-        let lock = self.lock(user)?;
-        let mut record = lock
-            .read()?
-            .record
-            .unwrap_or_else(|| Record::new(user.as_str()));
-        if record.required_since.is_none() {
-            record.required_since = Some(now);
-            lock.write_record(&record)?;
-        }
-        Ok(())
     }
 
     /// Takes the user's lock, waiting for another holder at most [`LOCK_WAIT`] (or less, see
@@ -927,24 +835,6 @@ impl Store {
     }
 }
 
-/// What a code typed by the user proved (the inner step of [`Store::check_attempt`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proof {
-    /// A current code, newer than the last one accepted.
-    Code,
-    /// One of the recovery codes; it is now used up, `left` remain.
-    RecoveryCode {
-        /// Recovery codes still unused.
-        left: usize,
-    },
-    /// A code that was already accepted once (or an older one).
-    Replayed,
-    /// Neither a code nor a recovery code.
-    Invalid,
-    /// The user has no enrollment (any more).
-    NotEnrolled,
-}
-
 /// A user's lock, held until dropped. Read, change and write through it.
 #[derive(Debug)]
 pub struct Locked<'a> {
@@ -1018,72 +908,6 @@ impl Locked<'_> {
             why: format!("cannot serialize: {e}"),
         })?);
         self.store.replace(&name, &text, true)
-    }
-
-    /// Checks `input`, typed by the user, as a code of their enrollment (only a step newer than
-    /// the last accepted one, within `now ± window`) or else as one of their recovery codes, and
-    /// consumes what it used: the accepted step goes into `state.counters` (the caller writes
-    /// the counters with the rest of its bookkeeping); a used recovery code is removed from the
-    /// record durably before this returns. `state` is what [`Locked::read`] gave.
-    pub(crate) fn check_code(
-        &self,
-        state: &mut UserState,
-        input: &str,
-        window: u64,
-        now: u64,
-    ) -> Result<Proof> {
-        let Some(enrollment) = state.record.as_mut().and_then(|r| r.enrollment.as_mut()) else {
-            return Ok(Proof::NotEnrolled);
-        };
-        let corrupt = |e: crate::totp::TotpError| StoreError::Corrupt {
-            path: self.store.file_path(&format!("{}.{RECORD}", self.user)),
-            why: e.to_string(),
-        };
-        // Every authenticator is checked, whichever matches: the time taken tells nothing
-        // about which one (if any) the code belongs to. The first fresh match counts.
-        let mut fresh: Option<(u32, u64)> = None;
-        let mut replayed = false;
-        for a in &enrollment.authenticators {
-            let secret = a.secret().map_err(corrupt)?;
-            let verdict = crate::totp::verify_skewed(
-                &secret,
-                a.params,
-                input,
-                now,
-                window,
-                a.skew,
-                state.counters.last_steps.get(&a.id).copied(),
-            )
-            .map_err(corrupt)?;
-            match verdict {
-                crate::totp::Verdict::Accepted { step } => fresh = fresh.or(Some((a.id, step))),
-                crate::totp::Verdict::Replayed => replayed = true,
-                crate::totp::Verdict::Invalid => {}
-            }
-        }
-        let verdict = match (fresh, replayed) {
-            (Some(found), _) => Some(found),
-            (None, true) => return Ok(Proof::Replayed),
-            (None, false) => None,
-        };
-        match verdict {
-            Some((id, step)) => {
-                state.counters.last_steps.insert(id, step);
-                Ok(Proof::Code)
-            }
-            None => {
-                let Some(i) = crate::recovery::find(&enrollment.recovery_codes, input) else {
-                    return Ok(Proof::Invalid);
-                };
-                enrollment.recovery_codes.remove(i);
-                let left = enrollment.recovery_codes.len();
-                if let Some(record) = &state.record {
-                    // Durable before it counts: a used recovery code stays used after a crash.
-                    self.write_record(record)?;
-                }
-                Ok(Proof::RecoveryCode { left })
-            }
-        }
     }
 
     /// Writes the counters in place, under the lock, without fsync (see [`crate::record`]):
