@@ -12,6 +12,8 @@
 //! - [`resolve`]: who must do what, and which rule decided it;
 //! - [`store`]: the per-user state records under `/var/lib/twofold/`;
 //! - [`totp`] and [`recovery`]: code verification with replay refusal, and one-time recovery codes;
+//! - [`ldap`]: a small blocking LDAPv3 client (ldapi, ldap with StartTLS, ldaps) for state kept
+//!   in a directory;
 //! - [`import`]: the files of google-authenticator and pam_oath, read for `twofold import`;
 //! - [`login`]: the one code check every caller goes through (throttle, replay, the time of the
 //!   answer, under the user's lock);
@@ -29,6 +31,7 @@ pub mod config;
 pub mod duration;
 pub mod encoding;
 pub mod import;
+pub mod ldap;
 pub mod logfmt;
 pub mod login;
 pub mod mode;
