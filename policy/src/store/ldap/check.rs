@@ -1,0 +1,186 @@
+//! The code check against the directory: the one decision of [`crate::store::decide`], made
+//! on a fresh read, and persisted by compare-and-swap (see the parent module).
+
+use crate::ldap::{Mod, ModOp};
+use crate::login::{Attempt, Checked, Outcome};
+use crate::store::decide::{self, Decision};
+use crate::store::{Result, StoreError};
+use crate::throttle::{self, Gate};
+use crate::username::UserName;
+
+use super::map::{self, Dns, at};
+use super::{Failed, LdapStore, TRIES, offline};
+
+/// The throttle's verdict before the prompt: this host's per-source counts, and the
+/// account's consecutive failures from the directory (the read the login made for its
+/// resolution, or a new one).
+pub(super) fn gate_before_prompt(
+    store: &LdapStore,
+    user: &UserName,
+    source: &str,
+    now: u64,
+) -> Result<Gate> {
+    let (local, _) = store.local.read_counters_lenient(user)?;
+    let fetched = match store.kept(user) {
+        Some(f) => f,
+        None => match store.fetch_kept(user) {
+            Ok(f) => f,
+            Err(e @ StoreError::Unreachable { .. }) => {
+                return offline::gate_before_prompt(store, user, source, now, e);
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let state = store.state_of(user, &fetched, &local)?;
+    Ok(throttle::gate(&state.counters, source, now))
+}
+
+/// Checks one attempt (see [`crate::login`]): under this host's lock of the user, on a fresh
+/// read of the directory, persisted by compare-and-swap and decided again on a fresh read when
+/// another host won the race.
+pub(super) fn check_attempt(store: &LdapStore, user: &UserName, a: &Attempt<'_>) -> Result<Checked> {
+    // This host's per-source delay is known without the directory or the lock.
+    let (local, _) = store.local.read_counters_lenient(user)?;
+    if let Some(wait) = match throttle::gate(&local, a.source, a.at) {
+        g @ Gate::Wait { .. } => Some(g),
+        _ => None,
+    } {
+        return Ok(Checked {
+            outcome: Outcome::Throttled(wait),
+            recovered: None,
+        });
+    }
+    store.forget();
+    let lock = store.local.lock(user)?;
+    let local_state = lock.read()?;
+    let recovered = local_state.counters_recovered.clone();
+    let dns = store.dns(user);
+    for _ in 0..TRIES {
+        let fetched = match store.fetch(user) {
+            Ok(f) => f,
+            Err(e @ StoreError::Unreachable { .. }) => {
+                drop(lock);
+                return offline::check_attempt(store, user, a, e);
+            }
+            Err(e) => return Err(e),
+        };
+        if store.settings.offline_max_age.is_some() && offline::merge(store, user, &dns, &fetched)? {
+            // Steps or recovery codes used here while the directory was away went back to it:
+            // read it again.
+            continue;
+        }
+        let mut state = store.state_of(user, &fetched, &local_state.counters)?;
+        if let Some(outcome) = decide::before_check(&state, a) {
+            return Ok(Checked { outcome, recovered });
+        }
+        // From a source the user never logged in from, the attempt is counted before its
+        // code is checked: the per-user bound then holds across hosts checking at once.
+        let old_failures = state.counters.user_failures;
+        let reserved =
+            state.enrolled() && !state.counters.known_sources.contains_key(a.source);
+        if reserved {
+            let mods = map::failures_mods(old_failures, old_failures.saturating_add(1));
+            match store.with_conn(|c| c.modify(&dns.account, &mods)) {
+                Ok(()) => state.counters.user_failures = old_failures.saturating_add(1),
+                Err(Failed::Ldap(e)) if e.is_conflict() => continue,
+                Err(f) => return Err(f.into_store(store, &dns.account)),
+            }
+        }
+        let before = state.clone();
+        let decision = decide::decide(&state, a.input, a.window, a.at)
+            .map_err(|e| store.directory(&dns.account, e))?;
+        let outcome = decide::settle(&mut state, a, decision);
+        let committed = match decision {
+            Decision::Code { id, step } => {
+                let old = before.counters.last_steps.get(&id).copied();
+                let mods = map::step_mods(old, step, a.at);
+                let token = dns.token(id);
+                match store.with_conn(|c| c.modify(&token, &mods)) {
+                    Ok(()) => {
+                        succeeded(store, &dns, &state);
+                        true
+                    }
+                    Err(Failed::Ldap(e)) if e.is_conflict() => false,
+                    Err(f) => return Err(f.into_store(store, &token)),
+                }
+            }
+            Decision::Recovery { index } => {
+                let hash = before
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.enrollment.as_ref())
+                    .and_then(|e| e.recovery_codes.get(index))
+                    .cloned()
+                    .unwrap_or_default();
+                let mods = vec![Mod {
+                    op: ModOp::Delete,
+                    attr: at::RECOVERY.into(),
+                    values: vec![hash.into_bytes()],
+                }];
+                match store.with_conn(|c| c.modify(&dns.account, &mods)) {
+                    Ok(()) => {
+                        succeeded(store, &dns, &state);
+                        true
+                    }
+                    Err(Failed::Ldap(e)) if e.is_conflict() => false,
+                    Err(f) => return Err(f.into_store(store, &dns.account)),
+                }
+            }
+            Decision::Replayed | Decision::Invalid if reserved => {
+                // Counted already.
+                state.counters.user_failures = old_failures.saturating_add(1);
+                true
+            }
+            Decision::Replayed | Decision::Invalid => {
+                let mods = map::failures_mods(old_failures, old_failures.saturating_add(1));
+                match store.with_conn(|c| c.modify(&dns.account, &mods)) {
+                    Ok(()) => true,
+                    Err(Failed::Ldap(e)) if e.is_conflict() => false,
+                    Err(f) => return Err(f.into_store(store, &dns.account)),
+                }
+            }
+            Decision::NotEnrolled => return Ok(Checked { outcome, recovered }),
+        };
+        if !committed {
+            // Another host changed the user meanwhile: decide again on what it left.
+            continue;
+        }
+        lock.write_counters(&state.counters)?;
+        if matches!(outcome, Outcome::Code | Outcome::RecoveryCode { .. })
+            && store.settings.offline_max_age.is_some()
+        {
+            offline::refresh(store, user, &lock, &state)?;
+        }
+        return Ok(Checked { outcome, recovered });
+    }
+    Err(StoreError::Contended {
+        target: dns.account,
+        tries: TRIES,
+    })
+}
+
+/// After an accepted code: the account's consecutive failures cleared and its last login set
+/// (no compare-and-swap: a success ends the run of failures whatever came between). Best
+/// effort: the code is used up already, which is what matters.
+fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
+    let mut mods = vec![Mod {
+        op: ModOp::Replace,
+        attr: at::FAILURES.into(),
+        values: Vec::new(),
+    }];
+    if let Some(t) = state.counters.last_login {
+        mods.push(Mod {
+            op: ModOp::Replace,
+            attr: at::LAST_LOGIN.into(),
+            values: vec![t.to_string().into_bytes()],
+        });
+    }
+    if let Some(from) = &state.counters.last_login_from {
+        mods.push(Mod {
+            op: ModOp::Replace,
+            attr: at::LAST_FROM.into(),
+            values: vec![from.clone().into_bytes()],
+        });
+    }
+    let _ = store.with_conn(|c| c.modify(&dns.account, &mods));
+}

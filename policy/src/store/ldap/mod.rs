@@ -1,0 +1,619 @@
+//! The LDAP backend: every host of a fleet reads and changes a user's state in one directory
+//! (OpenLDAP with the OATH-LDAP schema that `slapo-otp` builds in, and twofold's own small
+//! schema, `packaging/ldap/twofold.ldif`), so that a user enrolls once and logs in everywhere,
+//! and an admin requires, exempts or resets them once.
+//!
+//! - **Layout**: see [`map`]. The policy stays in files on each host.
+//! - **Every change is a compare-and-swap on the server.** A code is accepted only by one
+//!   modify that deletes the token's old `oathTOTPLastTimeStep` value and adds the new one: the
+//!   server refuses it when another host advanced the step first, and the check is made again
+//!   on a fresh read (where the code is now a replay). A recovery code is used by deleting its
+//!   hash value (refused if another host deleted it first). The account's consecutive failures
+//!   (the per-user bound of [`crate::throttle`], fleet-wide) are counted the same way, and an
+//!   attempt from a source the user never logged in from is counted *before* its code is
+//!   checked, so that at most [`crate::throttle::USER_LIMIT`] of them are ever checked,
+//!   whatever the number of hosts. Record changes (override, enrollment, reset) swap the
+//!   account's `twofoldRevision`.
+//! - **Per host**: the per-source throttle counts and the known sources stay in this host's
+//!   files store ([`StateStore::local`]), under its per-user lock, which also serializes this
+//!   host's own logins of a user (fewer lost races).
+//! - **No threads**: a blocking client ([`crate::ldap`]) with a bound on every operation; one
+//!   connection per store, opened at first use and opened again once if the server dropped it.
+//! - **Unreachable directory**: [`StoreError::Unreachable`]; the caller fails closed for users
+//!   who need a code, unless the policy keeps an offline copy (see [`offline`]).
+
+mod check;
+pub(crate) mod map;
+pub mod offline;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::ldap::{Auth, Conn, Entry, Filter, LdapError, Options, Scope};
+use crate::record::Record;
+use crate::username::UserName;
+
+use super::{Abort, Result, StateStore, Store, StoreError, UserState};
+use map::{Dns, Fetched};
+
+/// How many times a change is tried against other writers before it gives up
+/// ([`StoreError::Contended`]).
+pub const TRIES: u32 = 16;
+
+/// How the store binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// SASL EXTERNAL over `ldapi://`: the server knows the process by its uid.
+    SaslExternal,
+    /// A simple bind as `dn`, with the password read from `password_file` (root's, mode
+    /// 0600, checked when read).
+    Simple {
+        /// The service account.
+        dn: String,
+        /// Where its password is.
+        password_file: PathBuf,
+    },
+}
+
+/// Where the directory is and how to use it (from the policy's `[store.ldap]`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Server URIs, tried in order.
+    pub uris: Vec<String>,
+    /// Where twofold's entries live (`ou=accounts` and `ou=params` below it).
+    pub base: String,
+    /// How to bind.
+    pub bind: Bind,
+    /// StartTLS on `ldap://`.
+    pub starttls: bool,
+    /// The CA of the server's certificate (else the system's).
+    pub ca_file: Option<PathBuf>,
+    /// The bound of connecting and of every operation.
+    pub timeout: Duration,
+    /// The policy's verification window, written into parameter entries for slapd's own OTP
+    /// binds.
+    pub window: u64,
+    /// Link users' own entries to their first token for slapd's OTP binds, found under
+    /// `user_base` by `uid`.
+    pub link_oath_users: Option<String>,
+    /// The offline copy, when the policy keeps one: its maximum age in seconds.
+    pub offline_max_age: Option<u64>,
+}
+
+/// The LDAP backend over this host's files store.
+pub struct LdapStore {
+    local: Arc<Store>,
+    settings: Settings,
+    conn: Mutex<Option<Conn>>,
+    /// The last fetch of a user (before a prompt), for the reads that follow it in one login.
+    last: Mutex<Option<(UserName, Arc<Fetched>)>>,
+}
+
+impl std::fmt::Debug for LdapStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapStore")
+            .field("uris", &self.settings.uris)
+            .field("base", &self.settings.base)
+            .finish()
+    }
+}
+
+impl LdapStore {
+    /// A store over `local` with `settings`; nothing is connected until first used.
+    pub fn new(local: Arc<Store>, settings: Settings) -> LdapStore {
+        LdapStore {
+            local,
+            settings,
+            conn: Mutex::new(None),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn target(&self) -> String {
+        self.settings.uris.join(" ")
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Unreachable {
+            target: self.target(),
+            why: e.to_string(),
+        }
+    }
+
+    fn directory(&self, dn: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Directory {
+            target: format!("{} {dn}", self.target()),
+            why: e.to_string(),
+        }
+    }
+
+    /// An error of the client as a store error.
+    fn ldap_error(&self, dn: &str, e: LdapError) -> StoreError {
+        if e.is_unreachable() {
+            self.unreachable(e)
+        } else {
+            self.directory(dn, e)
+        }
+    }
+
+    /// The password of a simple bind, read from its file: root's (the effective uid's), a
+    /// regular file, no access for group or others, at most 4 KiB; one trailing newline is
+    /// not part of it.
+    fn password(&self, file: &std::path::Path) -> Result<Zeroizing<Vec<u8>>> {
+        use std::io::Read as _;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let insecure = |why: String| StoreError::Insecure {
+            path: file.to_owned(),
+            why,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(file)
+            .map_err(|e| StoreError::Io {
+                path: file.to_owned(),
+                op: "open the directory's password file",
+                source: e,
+            })?;
+        let meta = f.metadata().map_err(|e| StoreError::Io {
+            path: file.to_owned(),
+            op: "stat",
+            source: e,
+        })?;
+        let owner = nix::unistd::geteuid().as_raw();
+        if !meta.is_file() {
+            return Err(insecure("is not a regular file".into()));
+        }
+        if meta.uid() != owner {
+            return Err(insecure(format!(
+                "owned by uid {}, expected {owner}: refusing to use it",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(insecure(format!(
+                "mode {:04o}, expected 0600: refusing to use it (chmod 600)",
+                meta.mode() & 0o7777
+            )));
+        }
+        let mut buf = Zeroizing::new(Vec::with_capacity(64));
+        (&mut f)
+            .take(4097)
+            .read_to_end(&mut buf)
+            .map_err(|e| StoreError::Io {
+                path: file.to_owned(),
+                op: "read",
+                source: e,
+            })?;
+        if buf.len() > 4096 {
+            return Err(insecure("is longer than 4 KiB: not a password".into()));
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        Ok(buf)
+    }
+
+    /// A new connection: each URI in order until one connects and the bind succeeds.
+    fn connect(&self) -> Result<Conn> {
+        let auth = match &self.settings.bind {
+            Bind::SaslExternal => Auth::SaslExternal,
+            Bind::Simple { dn, password_file } => Auth::Simple {
+                dn: dn.clone(),
+                password: self.password(password_file)?,
+            },
+        };
+        let options = Options {
+            timeout: self.settings.timeout,
+            starttls: self.settings.starttls,
+            ca_file: self.settings.ca_file.clone(),
+        };
+        let mut last = None;
+        for uri in &self.settings.uris {
+            let url = match crate::ldap::LdapUrl::parse(uri) {
+                Ok(u) => u,
+                Err(e) => {
+                    last = Some(self.unreachable(format!("{uri}: {e}")));
+                    continue;
+                }
+            };
+            match Conn::connect(&url, &options).and_then(|mut c| c.bind(&auth).map(|()| c)) {
+                Ok(c) => return Ok(c),
+                Err(e) if e.is_unreachable() => {
+                    last = Some(self.unreachable(format!("{uri}: {e}")));
+                }
+                // A refused bind is no outage: the store's own credentials are wrong.
+                Err(e) => {
+                    return Err(StoreError::Unreachable {
+                        target: uri.clone(),
+                        why: format!("bind refused: {e}"),
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| self.unreachable("no URI configured")))
+    }
+
+    /// Runs `op` on the connection, connecting first if needed; once more on a new connection
+    /// if the server had dropped the old one (an idle connection of a long-lived service).
+    fn with_conn<T>(
+        &self,
+        mut op: impl FnMut(&mut Conn) -> std::result::Result<T, LdapError>,
+    ) -> std::result::Result<T, Failed> {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        for fresh in [false, true] {
+            if guard.is_none() {
+                *guard = Some(self.connect().map_err(Failed::Store)?);
+            }
+            let Some(conn) = guard.as_mut() else {
+                continue;
+            };
+            match op(conn) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_unreachable() => {
+                    *guard = None;
+                    if fresh {
+                        return Err(Failed::Ldap(e));
+                    }
+                }
+                Err(e) => return Err(Failed::Ldap(e)),
+            }
+        }
+        Err(Failed::Store(self.unreachable("no connection")))
+    }
+
+    /// Everything of `user` in one subtree search under the account entry.
+    fn fetch(&self, user: &UserName) -> Result<Fetched> {
+        let dns = self.dns(user);
+        let found = self.with_conn(|c| {
+            match c.search(&dns.account, Scope::Sub, &Filter::Present("objectClass".into()), &[], 0) {
+                Err(e) if e.is_no_such_object() => Ok(Vec::new()),
+                other => other,
+            }
+        });
+        let entries = found.map_err(|f| f.into_store(self, &dns.account))?;
+        let fetched = Fetched::from_entries(&dns, entries);
+        Ok(fetched)
+    }
+
+    /// [`LdapStore::fetch`], kept for the reads of the same login before its check.
+    fn fetch_kept(&self, user: &UserName) -> Result<Arc<Fetched>> {
+        let fetched = Arc::new(self.fetch(user)?);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((user.clone(), fetched.clone()));
+        Ok(fetched)
+    }
+
+    /// The last fetch of `user`, if this store made one.
+    fn kept(&self, user: &UserName) -> Option<Arc<Fetched>> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(u, _)| u == user)
+            .map(|(_, f)| f.clone())
+    }
+
+    fn forget(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn dns(&self, user: &UserName) -> Dns {
+        Dns::of(&self.settings.base, user)
+    }
+
+    /// The state of `user` from a fetch, with this host's counters (per-source throttle,
+    /// known sources) beside the directory's.
+    fn state_of(&self, user: &UserName, fetched: &Fetched, local: &crate::record::Counters) -> Result<UserState> {
+        let dns = self.dns(user);
+        let (record, dir_counters) = fetched
+            .to_state(user)
+            .map_err(|why| self.directory(&dns.account, why))?;
+        let mut counters = local.clone();
+        counters.last_steps = dir_counters.last_steps;
+        counters.user_failures = dir_counters.user_failures;
+        counters.last_login = dir_counters.last_login.or(local.last_login);
+        counters.last_login_from = dir_counters.last_login_from.or(local.last_login_from.clone());
+        Ok(UserState {
+            record,
+            counters,
+            counters_recovered: None,
+        })
+    }
+
+    /// Makes sure the parameter entry of every authenticator of `record` exists.
+    fn ensure_params(&self, dns: &Dns, record: &Record) -> Result<()> {
+        let Some(e) = &record.enrollment else {
+            return Ok(());
+        };
+        for a in &e.authenticators {
+            let dn = dns.params_entry(a.params, self.settings.window);
+            let attrs = map::new_params(a.params, self.settings.window);
+            match self.with_conn(|c| attrs.with(|a| c.add(&dn, a))) {
+                Ok(()) => {}
+                Err(Failed::Ldap(e)) if e.code() == Some(68) => {}
+                Err(f) => return Err(f.into_store(self, &dn)),
+            }
+        }
+        Ok(())
+    }
+
+    /// One try of [`StateStore::update`]: `Ok(None)` when it lost a race (try again).
+    fn try_update(
+        &self,
+        user: &UserName,
+        local: &super::Locked<'_>,
+        change: &mut dyn FnMut(&mut UserState) -> std::result::Result<(), Abort>,
+    ) -> Result<Option<std::result::Result<UserState, Abort>>> {
+        let dns = self.dns(user);
+        let fetched = self.fetch(user)?;
+        let local_state = local.read()?;
+        let mut state = self.state_of(user, &fetched, &local_state.counters)?;
+        let before = state.clone();
+        if change(&mut state).is_err() {
+            return Ok(Some(Err(Abort)));
+        }
+        let record = state
+            .record
+            .clone()
+            .unwrap_or_else(|| Record::new(user.as_str()));
+        let attrs = map::account_attrs(&record, &state.counters);
+        let changed_dir = state.record != before.record
+            || state.counters.last_steps != before.counters.last_steps
+            || state.counters.user_failures != before.counters.user_failures
+            || state.counters.last_login != before.counters.last_login;
+        if changed_dir {
+            self.ensure_params(&dns, &record)?;
+            // New tokens first (inactive until the account lists them).
+            let old_ids: Vec<u32> = fetched.active_ids();
+            let new_auths = record
+                .enrollment
+                .as_ref()
+                .map(|e| e.authenticators.as_slice())
+                .unwrap_or_default();
+            for a in new_auths.iter().filter(|a| !old_ids.contains(&a.id)) {
+                let dn = dns.token(a.id);
+                if fetched.tokens.contains_key(&a.id) {
+                    // Left by a change that stopped half-way, or by an earlier enrollment:
+                    // not active, so nobody uses it.
+                    match self.with_conn(|c| c.delete(&dn)) {
+                        Ok(()) => {}
+                        Err(Failed::Ldap(e)) if e.is_no_such_object() => {}
+                        Err(f) => return Err(f.into_store(self, &dn)),
+                    }
+                }
+                let entry = map::new_token(
+                    &dns,
+                    user,
+                    a,
+                    self.settings.window,
+                    state.counters.last_steps.get(&a.id).copied(),
+                )
+                .map_err(|why| self.directory(&dn, why))?;
+                match self.with_conn(|c| entry.with(|a| c.add(&dn, a))) {
+                    Ok(()) => {}
+                    Err(Failed::Ldap(e)) if e.is_conflict() => return Ok(None),
+                    Err(f) => return Err(f.into_store(self, &dn)),
+                }
+            }
+            let written = match &fetched.account {
+                Some(account) => {
+                    let mods = map::account_mods(account, &attrs);
+                    self.with_conn(|c| c.modify(&dns.account, &mods))
+                }
+                None => {
+                    let entry = map::new_account(user, &attrs);
+                    self.with_conn(|c| entry.with(|a| c.add(&dns.account, a)))
+                }
+            };
+            match written {
+                Ok(()) => {}
+                Err(Failed::Ldap(e)) if e.is_conflict() || e.is_no_such_object() => {
+                    return Ok(None);
+                }
+                Err(f) => return Err(f.into_store(self, &dns.account)),
+            }
+            // Last steps set by the change on tokens that stay (an admin reset clears them
+            // with the enrollment; an enrollment writes them with its new token).
+            for a in new_auths.iter().filter(|a| old_ids.contains(&a.id)) {
+                let (old, new) = (
+                    before.counters.last_steps.get(&a.id).copied(),
+                    state.counters.last_steps.get(&a.id).copied(),
+                );
+                if let (Some(new), true) = (new, old != new) {
+                    let dn = dns.token(a.id);
+                    let mods = map::step_mods(old, new, crate::time::now());
+                    match self.with_conn(|c| c.modify(&dn, &mods)) {
+                        Ok(()) => {}
+                        Err(Failed::Ldap(e)) if e.is_conflict() => {}
+                        Err(f) => return Err(f.into_store(self, &dn)),
+                    }
+                }
+            }
+            // Tokens no longer active: their entries go (a leftover is ignored anyway).
+            for id in old_ids
+                .iter()
+                .filter(|id| !new_auths.iter().any(|a| a.id == **id))
+            {
+                let dn = dns.token(*id);
+                let _ = self.with_conn(|c| c.delete(&dn));
+            }
+            if self.settings.link_oath_users.is_some() {
+                self.link(user, &dns, new_auths.first().map(|a| a.id))?;
+            }
+        }
+        if state.counters != before.counters {
+            local.write_counters(&state.counters)?;
+        }
+        // Keep an offline copy this host has in step with what was written.
+        if self.settings.offline_max_age.is_some() && offline::has_copy(self, user)? {
+            offline::refresh(self, user, local, &state)?;
+        }
+        Ok(Some(Ok(state)))
+    }
+
+    /// With `link_oath_users`: points the user's own entry at token `first` (or unlinks it),
+    /// so that slapd's OTP binds ask for password+code.
+    fn link(&self, user: &UserName, dns: &Dns, first: Option<u32>) -> Result<()> {
+        use crate::ldap::{Mod, ModOp};
+        let Some(user_base) = &self.settings.link_oath_users else {
+            return Ok(());
+        };
+        let filter = Filter::And(vec![
+            Filter::Equal("uid".into(), user.as_str().as_bytes().to_vec()),
+            Filter::Present("objectClass".into()),
+        ]);
+        let found = self
+            .with_conn(|c| c.search(user_base, Scope::Sub, &filter, &["objectClass", "oathTOTPToken"], 2))
+            .map_err(|f| f.into_store(self, user_base))?;
+        let [entry] = found.as_slice() else {
+            return Err(self.directory(
+                user_base,
+                format!("{} entries with uid={user}: cannot link one", found.len()),
+            ));
+        };
+        let has_class = entry
+            .get("objectClass")
+            .is_some_and(|v| v.iter().any(|c| c.eq_ignore_ascii_case(b"oathTOTPUser")));
+        let mods = match first {
+            Some(id) => {
+                let mut m = Vec::new();
+                if !has_class {
+                    m.push(Mod {
+                        op: ModOp::Add,
+                        attr: "objectClass".into(),
+                        values: vec![b"oathTOTPUser".to_vec()],
+                    });
+                }
+                m.push(Mod {
+                    op: ModOp::Replace,
+                    attr: "oathTOTPToken".into(),
+                    values: vec![dns.token(id).into_bytes()],
+                });
+                m
+            }
+            None if has_class => vec![
+                Mod {
+                    op: ModOp::Delete,
+                    attr: "objectClass".into(),
+                    values: vec![b"oathTOTPUser".to_vec()],
+                },
+                Mod {
+                    op: ModOp::Delete,
+                    attr: "oathTOTPToken".into(),
+                    values: Vec::new(),
+                },
+            ],
+            None => return Ok(()),
+        };
+        self.with_conn(|c| c.modify(&entry.dn, &mods))
+            .map_err(|f| f.into_store(self, &entry.dn))
+    }
+}
+
+/// Why an operation failed: the client's error, or the store's (connecting, the password).
+enum Failed {
+    Ldap(LdapError),
+    Store(StoreError),
+}
+
+impl Failed {
+    fn into_store(self, store: &LdapStore, dn: &str) -> StoreError {
+        match self {
+            Failed::Ldap(e) => store.ldap_error(dn, e),
+            Failed::Store(e) => e,
+        }
+    }
+}
+
+impl StateStore for LdapStore {
+    fn backend(&self) -> &'static str {
+        "ldap"
+    }
+
+    fn local(&self) -> &Store {
+        &self.local
+    }
+
+    fn read_record(&self, user: &UserName) -> Result<Option<Record>> {
+        match self.fetch_kept(user) {
+            Ok(fetched) => {
+                let dns = self.dns(user);
+                fetched
+                    .to_state(user)
+                    .map(|(r, _)| r)
+                    .map_err(|why| self.directory(&dns.account, why))
+            }
+            Err(e @ StoreError::Unreachable { .. }) => offline::record_or(self, user, e),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(&self, user: &UserName) -> Result<UserState> {
+        let fetched = self.fetch_kept(user)?;
+        let (local, recovered) = self.local.read_counters_lenient(user)?;
+        let mut state = self.state_of(user, &fetched, &local)?;
+        state.counters_recovered = recovered;
+        Ok(state)
+    }
+
+    fn users(&self) -> Result<Vec<UserName>> {
+        let accounts = format!("ou=accounts,{}", self.settings.base);
+        let filter = Filter::Equal("objectClass".into(), b"twofoldAccount".to_vec());
+        let found = self
+            .with_conn(|c| match c.search(&accounts, Scope::One, &filter, &["uid"], 0) {
+                Err(e) if e.is_no_such_object() => Ok(Vec::new()),
+                other => other,
+            })
+            .map_err(|f| f.into_store(self, &accounts))?;
+        let mut out: Vec<UserName> = found
+            .iter()
+            .filter_map(|e: &Entry| UserName::parse(e.first_str("uid")?).ok())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn update(
+        &self,
+        user: &UserName,
+        change: &mut dyn FnMut(&mut UserState) -> std::result::Result<(), Abort>,
+    ) -> Result<Option<UserState>> {
+        self.forget();
+        let local = self.local.lock(user)?;
+        for _ in 0..TRIES {
+            match self.try_update(user, &local, change)? {
+                Some(Ok(state)) => return Ok(Some(state)),
+                Some(Err(Abort)) => return Ok(None),
+                None => continue,
+            }
+        }
+        Err(StoreError::Contended {
+            target: self.dns(user).account,
+            tries: TRIES,
+        })
+    }
+
+    fn gate_before_prompt(
+        &self,
+        user: &UserName,
+        source: &str,
+        now: u64,
+    ) -> Result<crate::throttle::Gate> {
+        check::gate_before_prompt(self, user, source, now)
+    }
+
+    fn check_attempt(
+        &self,
+        user: &UserName,
+        attempt: &crate::login::Attempt<'_>,
+    ) -> Result<crate::login::Checked> {
+        check::check_attempt(self, user, attempt)
+    }
+}
