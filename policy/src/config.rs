@@ -21,6 +21,8 @@ use crate::mode::Mode;
 use crate::net::{Network, Origin};
 use crate::totp::Algorithm;
 
+pub mod store;
+
 /// Where the system-wide policy lives.
 pub const DEFAULT_POLICY: &str = "/etc/twofold/policy.toml";
 /// Drop-in directory applied after the main file, in name order.
@@ -198,6 +200,8 @@ pub struct Policy {
     pub services: BTreeMap<String, RuleEntry>,
     /// `[networks."CIDR"]` rules, by network (see [`Policy::network_for`]).
     pub networks: BTreeMap<Network, RuleEntry>,
+    /// `[store]`: where the state records live.
+    pub store: store::StoreConfig,
     /// The files applied, in order.
     pub files: Vec<PathBuf>,
 }
@@ -224,6 +228,7 @@ impl Default for Policy {
             groups: BTreeMap::new(),
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
+            store: store::StoreConfig::default(),
             files: Vec::new(),
         }
     }
@@ -246,6 +251,7 @@ struct RawFile {
     services: BTreeMap<Spanned<String>, Spanned<RawRule>>,
     #[serde(default)]
     networks: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+    store: Option<store::RawStore>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +351,10 @@ fn toml_message(message: &str, at: Option<&str>) -> String {
             "missing key {rest}: write mode = \"required\", \"optional\" or \"disabled\""
         );
     }
+    // A table where a value was written: not the name of a type of ours.
+    if let Some(at) = message.find("expected struct Raw") {
+        return format!("{}expected a table", message.get(..at).unwrap_or_default());
+    }
     message
         .replace("unknown field", "unknown key")
         .replace("expected a map", "expected a table")
@@ -404,14 +414,15 @@ impl Policy {
         main_text: &str,
         dropin_dir: Option<&Path>,
     ) -> Result<Policy, PolicyError> {
-        let mut policy = Policy::default();
-        policy.apply(main, main_text)?;
+        let (mut policy, mut store) = (Policy::default(), store::StoreDraft::default());
+        policy.apply_file(main, main_text, &mut store)?;
         if let Some(dir) = dropin_dir {
             for file in dropin_files(dir)? {
                 let text = read_trusted(&file)?;
-                policy.apply(&file, &text)?;
+                policy.apply_file(&file, &text, &mut store)?;
             }
         }
+        policy.store = store.finish()?;
         Ok(policy)
     }
 
@@ -428,8 +439,21 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Applies one file's text on top of what is loaded so far.
+    /// Applies one file's text on top of what is loaded so far. The rules between `[store]`
+    /// keys are checked on the result (a load checks them once, after the last file).
     pub fn apply(&mut self, file: &Path, text: &str) -> Result<(), PolicyError> {
+        let mut store = store::StoreDraft::of(&self.store, self.files.last().map(PathBuf::as_path));
+        self.apply_file(file, text, &mut store)?;
+        self.store = store.finish()?;
+        Ok(())
+    }
+
+    fn apply_file(
+        &mut self,
+        file: &Path,
+        text: &str,
+        st: &mut store::StoreDraft,
+    ) -> Result<(), PolicyError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let message = toml_message(e.message(), e.span().and_then(|s| text.get(s)));
             match e.span() {
@@ -602,6 +626,9 @@ impl Policy {
             }
         }
         self.apply_networks(raw.networks, text, &src, &err)?;
+        if let Some(s) = raw.store {
+            st.merge(s, file, text)?;
+        }
         self.files.push(file.to_owned());
         Ok(())
     }
