@@ -74,9 +74,11 @@ use crate::net::Origin;
 use crate::store::Store;
 use crate::totp::{Algorithm, Params};
 
+mod storecfg;
+
 /// The file name in the state directory (a user name never starts with a dot).
 pub const CACHE_NAME: &str = ".policy-cache";
-const MAGIC: &str = "twofold-policy-cache\t5";
+const MAGIC: &str = "twofold-policy-cache\t6";
 /// A file is settled when its mtime and ctime, in whole seconds, are at most the build time
 /// minus this (one second for the coarse clock's lag, one for the granularity).
 const SETTLE_SECS: i64 = 2;
@@ -256,6 +258,7 @@ fn serialize(policy: &Policy, fp: &str, built: i64) -> Option<String> {
         t.params.period,
         t.window
     );
+    storecfg::write(&mut out, &policy.store, &policy.files)?;
     let mut rules = 0usize;
     // Network rules (kind n), in the text order of their networks.
     let mut networks: Vec<(String, &RuleEntry)> = policy
@@ -355,7 +358,7 @@ fn deserialize_lazy(
     }
     let mut policy = Policy::default();
     // Each header line exactly once, so that a line lost is never a default taken.
-    let mut seen = [false; 5];
+    let mut seen = [false; 8];
     let mut once = |i: usize| -> Option<()> {
         let slot = seen.get_mut(i)?;
         (!*slot).then_some(())?;
@@ -419,6 +422,14 @@ fn deserialize_lazy(
                     period: period.parse().ok()?,
                 };
                 policy.totp.window = window.parse().ok()?;
+            }
+            [kind @ ("K" | "D" | "P"), ..] => {
+                once(match *kind {
+                    "K" => 5,
+                    "D" => 6,
+                    _ => 7,
+                })?;
+                storecfg::read(&f, &mut policy.store, &policy.files)?;
             }
             _ => return None,
         }
@@ -589,7 +600,7 @@ mod tests {
     fn sample() -> Policy {
         Policy::parse_one(
             Path::new("/etc/twofold/policy.toml"),
-            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\nqr = \"light\"\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:DB8::/32\", \"192.168.1.7\", \"Jump.example.org\"]\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n[networks.\"10.0.0.0/8\"]\nmode = \"disabled\"\n[networks.\"2001:db8::/32\"]\nmode = \"optional\"\n[networks.\"10.1.2.3\"]\nmode = \"required\"\n",
+            "mode = \"required\"\nadmin_group = \"ops\"\n[enrollment]\nat_login = false\ngrace_period = \"3d\"\nissuer = \"Acme VPN\"\nrecovery_codes = 4\nqr = \"light\"\nat_login_from = [\"local\", \"10.0.0.0/8\", \"2001:DB8::/32\", \"192.168.1.7\", \"Jump.example.org\"]\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\nperiod = \"60s\"\nwindow = 2\n[users.alice]\nmode = \"disabled\"\n[users.ab]\nmode = \"optional\"\n[users.\"ab.c\"]\nmode = \"required\"\n[groups.wheel]\nmode = \"required\"\n[groups.staff]\nmode = \"optional\"\n[services.sudo]\nmode = \"disabled\"\n[networks.\"10.0.0.0/8\"]\nmode = \"disabled\"\n[networks.\"2001:db8::/32\"]\nmode = \"optional\"\n[networks.\"10.1.2.3\"]\nmode = \"required\"\n[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = [\"ldaps://ldap1.example.org\", \"ldap://[2001:db8::7]:3890/\"]\nbase = \"ou=twofold,dc=example,dc=org\"\nbind_dn = \"cn=twofold,ou=services,dc=example,dc=org\"\nbind_password_file = \"/etc/twofold/ldap.secret\"\nstarttls = true\nca_file = \"/etc/ssl/ldap-ca.pem\"\ntimeout = \"1s500ms\"\nlink_oath_users = true\nuser_base = \"ou=people,dc=example,dc=org\"\n[store.offline]\nenabled = true\nmax_age = \"12h\"\n",
         )
         .unwrap()
     }
@@ -619,6 +630,7 @@ mod tests {
         assert_eq!(got.admin_group, p.admin_group);
         assert_eq!(got.enrollment, p.enrollment);
         assert_eq!(got.totp, p.totp);
+        assert_eq!(got.store, p.store);
         assert_eq!(got.files, p.files);
         assert_eq!(got.users.len(), 1);
         assert_eq!(got.users["ab"], p.users["ab"]);
@@ -651,6 +663,36 @@ mod tests {
             let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
             assert_eq!(got.enrollment.qr, qr);
         }
+        // The store: every key of the sample set, and where; then SASL EXTERNAL with the
+        // defaults, and no [store] at all.
+        assert_eq!(p.store.sources.len(), 16);
+        let l = p.store.ldap.clone().unwrap();
+        assert_eq!(l.timeout, std::time::Duration::from_millis(1500));
+        for (ldap, offline) in [
+            (
+                Some(crate::config::store::LdapConfig {
+                    uris: vec!["ldapi:///".into()],
+                    bind: crate::config::store::Bind::SaslExternal,
+                    starttls: false,
+                    ca_file: None,
+                    link_oath_users: false,
+                    user_base: None,
+                    ..l
+                }),
+                crate::config::store::OfflineConfig::default(),
+            ),
+            (None, crate::config::store::OfflineConfig::default()),
+        ] {
+            q.store.ldap = ldap;
+            q.store.offline = offline;
+            let text = serialize(&q, "fp", BUILT).unwrap();
+            let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
+            assert_eq!(got.store, q.store);
+        }
+        q.store = Default::default();
+        let text = serialize(&q, "fp", BUILT).unwrap();
+        let got = deserialize(&text, &fp("fp"), BUILT, &w).unwrap();
+        assert_eq!(got.store, q.store);
     }
 
     #[test]
@@ -698,6 +740,14 @@ mod tests {
             text.replace("R\tu\talice\tdisabled", "R\tu\talice\tmaybe"),
             text.replace("\t10.0.0.0/8\t", "\t10.0.0.1/8\t"),
             text.replace("L\t1\t", "L\t2\t"),
+            text.replace("K\tldap\t", "K\tnfs\t"),
+            text.replace("D\t1\t", "D\t2\t"),
+            text.replace("\t+cn=twofold", "\t-"),
+            text.replace(
+                "\tldaps://ldap1.example.org\tldap://[2001:db8::7]:3890/\n",
+                "\n",
+            ),
+            text.replace("\tbackend\t0\t", "\tbackend\t9\t"),
             text.replace(&format!("\t{BUILT}\n"), "\tsoon\n"),
         ] {
             assert_ne!(bad, text);

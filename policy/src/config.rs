@@ -8,9 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,6 +17,12 @@ use crate::duration::PolicyDuration;
 use crate::mode::Mode;
 use crate::net::{Network, Origin};
 use crate::totp::Algorithm;
+
+mod files;
+pub mod store;
+
+use files::read_trusted;
+pub use files::{dropin_dir, dropin_files, read_for_check};
 
 /// Where the system-wide policy lives.
 pub const DEFAULT_POLICY: &str = "/etc/twofold/policy.toml";
@@ -198,6 +201,8 @@ pub struct Policy {
     pub services: BTreeMap<String, RuleEntry>,
     /// `[networks."CIDR"]` rules, by network (see [`Policy::network_for`]).
     pub networks: BTreeMap<Network, RuleEntry>,
+    /// `[store]`: where the state records live.
+    pub store: store::StoreConfig,
     /// The files applied, in order.
     pub files: Vec<PathBuf>,
 }
@@ -224,6 +229,7 @@ impl Default for Policy {
             groups: BTreeMap::new(),
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
+            store: store::StoreConfig::default(),
             files: Vec::new(),
         }
     }
@@ -246,6 +252,7 @@ struct RawFile {
     services: BTreeMap<Spanned<String>, Spanned<RawRule>>,
     #[serde(default)]
     networks: BTreeMap<Spanned<String>, Spanned<RawRule>>,
+    store: Option<store::RawStore>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +352,10 @@ fn toml_message(message: &str, at: Option<&str>) -> String {
             "missing key {rest}: write mode = \"required\", \"optional\" or \"disabled\""
         );
     }
+    // A table where a value was written: not the name of a type of ours.
+    if let Some(at) = message.find("expected struct Raw") {
+        return format!("{}expected a table", message.get(..at).unwrap_or_default());
+    }
     message
         .replace("unknown field", "unknown key")
         .replace("expected a map", "expected a table")
@@ -404,14 +415,15 @@ impl Policy {
         main_text: &str,
         dropin_dir: Option<&Path>,
     ) -> Result<Policy, PolicyError> {
-        let mut policy = Policy::default();
-        policy.apply(main, main_text)?;
+        let (mut policy, mut store) = (Policy::default(), store::StoreDraft::default());
+        policy.apply_file(main, main_text, &mut store)?;
         if let Some(dir) = dropin_dir {
             for file in dropin_files(dir)? {
                 let text = read_trusted(&file)?;
-                policy.apply(&file, &text)?;
+                policy.apply_file(&file, &text, &mut store)?;
             }
         }
+        policy.store = store.finish()?;
         Ok(policy)
     }
 
@@ -428,8 +440,21 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Applies one file's text on top of what is loaded so far.
+    /// Applies one file's text on top of what is loaded so far. The rules between `[store]`
+    /// keys are checked on the result (a load checks them once, after the last file).
     pub fn apply(&mut self, file: &Path, text: &str) -> Result<(), PolicyError> {
+        let mut store = store::StoreDraft::of(&self.store, self.files.last().map(PathBuf::as_path));
+        self.apply_file(file, text, &mut store)?;
+        self.store = store.finish()?;
+        Ok(())
+    }
+
+    fn apply_file(
+        &mut self,
+        file: &Path,
+        text: &str,
+        st: &mut store::StoreDraft,
+    ) -> Result<(), PolicyError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let message = toml_message(e.message(), e.span().and_then(|s| text.get(s)));
             match e.span() {
@@ -602,6 +627,9 @@ impl Policy {
             }
         }
         self.apply_networks(raw.networks, text, &src, &err)?;
+        if let Some(s) = raw.store {
+            st.merge(s, file, text)?;
+        }
         self.files.push(file.to_owned());
         Ok(())
     }
@@ -665,136 +693,6 @@ impl Policy {
         }
         Ok(())
     }
-}
-
-/// The drop-in directory of the main policy file `main`: `policy.d` beside it.
-pub fn dropin_dir(main: &Path) -> Option<PathBuf> {
-    main.parent().map(|p| p.join("policy.d"))
-}
-
-/// The `*.toml` files of a drop-in directory in name order; a missing directory has none.
-/// Hidden files (editor leftovers such as `.50-x.toml.swp`) are skipped.
-pub fn dropin_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(PolicyError::file(
-                dir,
-                format!("cannot read directory: {e}"),
-            ));
-        }
-    };
-    check_trusted(
-        dir,
-        &fs::symlink_metadata(dir)
-            .map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?,
-    )?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || !name.ends_with(".toml") {
-            continue;
-        }
-        files.push(entry.path());
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn check_trusted(path: &Path, meta: &fs::Metadata) -> Result<(), PolicyError> {
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(PolicyError::file(
-            path,
-            format!(
-                "owned by uid {}, not root: refusing to trust it (chown root)",
-                meta.uid()
-            ),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(PolicyError::file(
-            path,
-            format!(
-                "writable by group or others (mode {:04o}): refusing to trust it (chmod go-w)",
-                meta.mode() & 0o7777
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Reads a policy file that must be a regular file (not a symlink to elsewhere), owned by root
-/// or the current user, not writable by group or others, and of sane size.
-fn read_trusted(path: &Path) -> Result<String, PolicyError> {
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => {
-                PolicyError::file(path, "is a symbolic link: refusing to follow it")
-            }
-            _ => PolicyError::file(path, format!("cannot read: {e}")),
-        })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(PolicyError::file(path, "is not a regular file"));
-    }
-    check_trusted(path, &meta)?;
-    if meta.len() > MAX_FILE_SIZE {
-        return Err(PolicyError::file(
-            path,
-            format!(
-                "is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})",
-                meta.len()
-            ),
-        ));
-    }
-    let mut text = String::new();
-    (&mut file)
-        .take(MAX_FILE_SIZE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => PolicyError::file(path, "is not valid UTF-8 text"),
-            _ => PolicyError::file(path, format!("cannot read: {e}")),
-        })?;
-    Ok(text)
-}
-
-/// Reads a file for a plain syntax check (no ownership rules), UTF-8 and size checked.
-pub fn read_for_check(path: &Path) -> Result<String, PolicyError> {
-    let meta =
-        fs::metadata(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(PolicyError::file(path, "is not a regular file"));
-    }
-    if meta.len() > MAX_FILE_SIZE {
-        return Err(PolicyError::file(
-            path,
-            format!(
-                "is {} bytes, larger than any policy (at most {MAX_FILE_SIZE})",
-                meta.len()
-            ),
-        ));
-    }
-    let bytes = fs::read(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let good = e.utf8_error().valid_up_to();
-        let text = String::from_utf8_lossy(e.as_bytes());
-        PolicyError::at(
-            path,
-            &text,
-            good,
-            "invalid UTF-8: a policy file is UTF-8 text",
-        )
-    })
 }
 
 #[cfg(test)]

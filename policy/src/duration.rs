@@ -32,6 +32,18 @@ pub struct DurationError {
 
 /// Parses a policy duration.
 pub fn parse(input: &str) -> Result<PolicyDuration, DurationError> {
+    // Without the `ms` unit the total is whole seconds.
+    parse_millis(input, false).map(|ms| PolicyDuration(ms / 1000))
+}
+
+/// Parses a policy duration that may also count milliseconds (`"500ms"`, `"1s500ms"`): for
+/// the short bounds of network operations (`[store.ldap] timeout`).
+pub fn parse_precise(input: &str) -> Result<std::time::Duration, DurationError> {
+    parse_millis(input, true).map(std::time::Duration::from_millis)
+}
+
+/// The grammar of both: numbers with units, summed, in milliseconds; `ms` only if `allow_ms`.
+fn parse_millis(input: &str, allow_ms: bool) -> Result<u64, DurationError> {
     let err = |why| DurationError {
         input: input.to_owned(),
         why,
@@ -39,9 +51,10 @@ pub fn parse(input: &str) -> Result<PolicyDuration, DurationError> {
     if input.is_empty() {
         return Err(err("it is empty"));
     }
-    let mut total: u64 = 0;
+    let mut total_ms: u64 = 0;
     let mut number: Option<u64> = None;
-    for c in input.chars() {
+    let mut chars = input.chars().peekable();
+    while let Some(c) = chars.next() {
         if let Some(d) = c.to_digit(10) {
             let n = number
                 .unwrap_or(0)
@@ -51,30 +64,39 @@ pub fn parse(input: &str) -> Result<PolicyDuration, DurationError> {
             number = Some(n);
             continue;
         }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
+        // Milliseconds (`ms`), or seconds per unit.
+        let (millis, unit) = match c {
+            'm' if allow_ms && chars.peek() == Some(&'s') => {
+                chars.next();
+                (true, 1)
+            }
+            's' => (false, 1),
+            'm' => (false, 60),
+            'h' => (false, 3_600),
+            'd' => (false, 86_400),
+            'w' => (false, 7 * 86_400),
             _ if c.is_whitespace() => return Err(err("it contains a space")),
             _ => return Err(err("unknown unit")),
         };
         let n = number
             .take()
             .ok_or_else(|| err("a unit without a number"))?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
+        let ms = if millis {
+            Some(n)
+        } else {
+            n.checked_mul(unit).and_then(|s| s.checked_mul(1000))
+        };
+        total_ms = ms
+            .and_then(|ms| total_ms.checked_add(ms))
             .ok_or_else(|| err("it is too long"))?;
     }
     if number.is_some() {
         return Err(err("the last number has no unit"));
     }
-    if total > MAX_SECONDS {
+    if total_ms > MAX_SECONDS * 1000 {
         return Err(err("it is longer than ten years"));
     }
-    Ok(PolicyDuration(total))
+    Ok(total_ms)
 }
 
 impl fmt::Display for PolicyDuration {
@@ -133,6 +155,20 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn precise_durations_count_milliseconds() {
+        use std::time::Duration;
+        assert_eq!(parse_precise("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_precise("1s500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_precise("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_precise("3s"), Ok(Duration::from_secs(3)));
+        for bad in ["", "5", "ms", "5 ms", "5mss", "5sm"] {
+            assert!(parse_precise(bad).is_err(), "{bad}");
+        }
+        // Whole-second durations know no milliseconds.
+        assert!(parse("500ms").is_err());
     }
 
     #[test]

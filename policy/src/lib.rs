@@ -5,7 +5,8 @@
 //! implementation:
 //!
 //! - [`config`]: the policy model, loaded from `/etc/twofold/policy.toml` and
-//!   `/etc/twofold/policy.d/*.toml`, with errors that name file, line and column;
+//!   `/etc/twofold/policy.d/*.toml`, with errors that name file, line and column, and its
+//!   [`config::store`] section (where the records live: files, or an LDAP directory);
 //! - [`cache`]: a compiled copy of a big policy, so that a login reads only its own rules;
 //! - [`net`]: login sources (`local`, addresses, networks, host names) for `at_login_from`;
 //! - [`qr`]: the QR code of an otpauth URI drawn as text, for dark, light or any terminal;

@@ -264,7 +264,7 @@ fn the_cache_is_used_and_any_change_of_the_files_invalidates_it() {
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Disabled
     );
-    assert!(cache_text(&s).starts_with("twofold-policy-cache\t5\t"));
+    assert!(cache_text(&s).starts_with("twofold-policy-cache\t6\t"));
     // A symlinked cache is not followed.
     std::fs::remove_file(&path).unwrap();
     let decoy = s.store.path().join("decoy");
@@ -388,5 +388,124 @@ fn an_edit_with_the_modification_time_set_back_is_seen() {
     assert_eq!(
         Policy::load_for(&s.main, &s.store, &w).unwrap().users["u1"].mode,
         Mode::Required
+    );
+}
+
+/// A `[store]` section in the main file and a drop-in.
+const STORE_DROPIN: &str = "[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = [\"ldaps://ldap1.example.org\", \"ldap://ldap2.example.org:3890\"]\nstarttls = true\nbind_dn = \"cn=twofold,ou=services,dc=example,dc=org\"\nbind_password_file = \"/etc/twofold/ldap.secret\"\nca_file = \"/etc/ssl/certs/ldap-ca.pem\"\ntimeout = \"2s500ms\"\nlink_oath_users = true\nuser_base = \"ou=people,dc=example,dc=org\"\n[store.offline]\nenabled = true\nmax_age = \"2d\"\n";
+
+fn with_store(s: &Setup) {
+    let text = std::fs::read_to_string(&s.main).unwrap();
+    write(
+        &s.main,
+        &format!("{text}[store.ldap]\nbase = \"ou=twofold,dc=example,dc=org\"\ntimeout = \"9s\"\n"),
+    );
+    write(
+        &s.main.parent().unwrap().join("policy.d/60-store.toml"),
+        STORE_DROPIN,
+    );
+}
+
+#[test]
+fn the_store_section_reads_back_from_the_cache() {
+    let s = setup();
+    with_store(&s);
+    settle(&s);
+    let full = Policy::load_system(&s.main).unwrap();
+    let l = full.store.ldap.as_ref().unwrap();
+    assert_eq!(l.timeout, Duration::from_millis(2500));
+    assert_eq!(l.base, "ou=twofold,dc=example,dc=org");
+    assert!(
+        full.store.sources["ldap.base"]
+            .file
+            .ends_with("policy.toml")
+    );
+    assert!(
+        full.store.sources["ldap.timeout"]
+            .file
+            .ends_with("60-store.toml")
+    );
+    let w = Wanted {
+        user: "u1",
+        groups: &[],
+        service: Some("sshd"),
+    };
+    // The first load makes the copy, the later ones read it: the same store every time.
+    assert_eq!(
+        Policy::load_for(&s.main, &s.store, &w).unwrap().store,
+        full.store
+    );
+    let built = cache_id(&s);
+    assert!(cache_text(&s).contains("\nK\tldap\t1\t172800\n"));
+    assert_eq!(
+        Policy::load_for(&s.main, &s.store, &w).unwrap().store,
+        full.store
+    );
+    let (lazy, _) = Policy::load_for_lazy(&s.main, &s.store, "u2", None, &mut |_| {
+        Ok(vec!["g3".into()])
+    })
+    .unwrap();
+    assert_eq!(lazy.store, full.store);
+    assert_eq!(cache_id(&s), built, "the cache was rebuilt, not used");
+    // It is read: a change made to the copy itself shows.
+    let path = s.store.path().join(CACHE_NAME);
+    std::fs::write(
+        &path,
+        cache_text(&s).replace(
+            "\tldaps://ldap1.example.org\t",
+            "\tldaps://ldap9.example.org\t",
+        ),
+    )
+    .unwrap();
+    let got = Policy::load_for(&s.main, &s.store, &w).unwrap().store;
+    assert_eq!(got.ldap.unwrap().uris[0], "ldaps://ldap9.example.org");
+    // Without a [store] section: the defaults, from the copy too.
+    std::fs::remove_file(s.main.parent().unwrap().join("policy.d/60-store.toml")).unwrap();
+    let text = std::fs::read_to_string(&s.main).unwrap();
+    write(&s.main, text.split("[store.ldap]").next().unwrap());
+    settle(&s);
+    let full = Policy::load_system(&s.main).unwrap();
+    assert_eq!(full.store, Policy::default().store);
+    Policy::load_for(&s.main, &s.store, &w).unwrap();
+    assert_eq!(
+        Policy::load_for(&s.main, &s.store, &w).unwrap().store,
+        full.store
+    );
+}
+
+#[test]
+fn a_copy_of_the_previous_format_is_rebuilt() {
+    let s = setup();
+    with_store(&s);
+    settle(&s);
+    let w = Wanted {
+        user: "u1",
+        groups: &[],
+        service: None,
+    };
+    let full = Policy::load_system(&s.main).unwrap();
+    Policy::load_for(&s.main, &s.store, &w).unwrap();
+    // The copy as format 5 wrote it: no store lines, and a tampered rule that shows if it is
+    // ever used.
+    let v6 = cache_text(&s);
+    assert!(v6.starts_with("twofold-policy-cache\t6\t"));
+    let v5: String = v6
+        .replacen("twofold-policy-cache\t6\t", "twofold-policy-cache\t5\t", 1)
+        .replace("R\tu\tu1\toptional", "R\tu\tu1\trequired")
+        .lines()
+        .filter(|l| !l.starts_with("K\t") && !l.starts_with("D\t") && !l.starts_with('P'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = s.store.path().join(CACHE_NAME);
+    std::fs::write(&path, &v5).unwrap();
+    let got = Policy::load_for(&s.main, &s.store, &w).unwrap();
+    assert_eq!(got.users["u1"].mode, Mode::Optional);
+    assert_eq!(got.store, full.store);
+    // ... and replaced by a copy of the current format (its build time may differ).
+    let rebuilt = cache_text(&s);
+    assert!(rebuilt.starts_with("twofold-policy-cache\t6\t"));
+    assert_eq!(
+        rebuilt.split_once('\n').unwrap().1,
+        v6.split_once('\n').unwrap().1
     );
 }

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use serde_json::json;
+use twofold_policy::config::store::{Backend, Bind, StoreConfig};
 use twofold_policy::config::{Policy, RuleEntry, Source};
 use twofold_policy::net::Network;
 use twofold_policy::resolve::{RecordFacts, Resolution, Rule, Subject, network_differences};
@@ -176,6 +177,36 @@ fn network_warnings(p: &Policy) -> Vec<String> {
     out
 }
 
+/// `[store]` in one line: the backend, the directory and offline copies, where it was set.
+fn store_summary(s: &StoreConfig) -> String {
+    let mut out = s.backend.to_string();
+    if let (Backend::Ldap, Some(l)) = (s.backend, &s.ldap) {
+        out.push_str(&format!(" {}, base {}", l.uris.join(" then "), l.base));
+        if s.offline.enabled {
+            out.push_str(&format!(", offline copies for {}", s.offline.max_age));
+        }
+    }
+    match s.sources.get("backend") {
+        Some(p) => format!("{out} ({}:{})", p.file.display(), p.line),
+        None => format!("{out} (built-in default)"),
+    }
+}
+
+fn store_json(s: &StoreConfig) -> serde_json::Value {
+    json!({
+        "backend": s.backend.as_str(),
+        "ldap": s.ldap.as_ref().map(|l| json!({
+            "uris": l.uris,
+            "base": l.base,
+            "bind_dn": match &l.bind { Bind::Simple { dn, .. } => Some(dn), Bind::SaslExternal => None },
+            "starttls": l.starttls,
+            "timeout_ms": u64::try_from(l.timeout.as_millis()).unwrap_or(u64::MAX),
+            "link_oath_users": l.link_oath_users,
+        })),
+        "offline": { "enabled": s.offline.enabled, "max_age_seconds": s.offline.max_age.secs() },
+    })
+}
+
 fn where_set<T>(s: &twofold_policy::config::Setting<T>) -> String {
     match &s.source {
         Some(src) => format!("{}:{}", src.file.display(), src.line),
@@ -231,7 +262,8 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
             },
             "rules": rules,
             "networks": networks,
-            "warnings": network_warnings(&policy),
+            "store": store_json(&policy.store),
+            "warnings": network_warnings(&policy).into_iter().chain(policy.store.warnings()).collect::<Vec<_>>(),
         });
         println!("{out:#}");
         return Ok(());
@@ -284,6 +316,10 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
         "  codes          {}, {} digits, {}s steps, window ±{}\n",
         t.params.algorithm, t.params.digits, t.params.period, t.window
     ));
+    o.push_str(&format!(
+        "  store          {}\n",
+        store_summary(&policy.store)
+    ));
     let (u, gr, s, n) = (
         policy.users.len(),
         policy.groups.len(),
@@ -314,7 +350,10 @@ fn policy_check(g: &cli::Global, file: Option<&Path>) -> Result<(), CliError> {
             r.source.line
         ));
     }
-    for w in network_warnings(&policy) {
+    for w in network_warnings(&policy)
+        .into_iter()
+        .chain(policy.store.warnings())
+    {
         o.push_str(&format!("warning: {w}\n"));
     }
     print!("{o}");
