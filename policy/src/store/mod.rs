@@ -15,6 +15,7 @@
 pub mod decide;
 pub mod files;
 mod files_check;
+pub mod ldap;
 
 use std::io;
 use std::path::PathBuf;
@@ -242,6 +243,41 @@ pub fn open_backend(
     local: std::sync::Arc<Store>,
     policy: &crate::config::Policy,
 ) -> Result<std::sync::Arc<dyn StateStore>> {
-    let _ = policy;
-    Ok(local)
+    use crate::config::store::{Backend, Bind};
+    match policy.store.backend {
+        Backend::Files => Ok(local),
+        Backend::Ldap => {
+            let Some(cfg) = &policy.store.ldap else {
+                return Err(StoreError::Directory {
+                    target: "policy".into(),
+                    why: "backend = \"ldap\" without [store.ldap]".into(),
+                });
+            };
+            let settings = ldap::Settings {
+                uris: cfg.uris.clone(),
+                base: cfg.base.clone(),
+                bind: match &cfg.bind {
+                    Bind::SaslExternal => ldap::Bind::SaslExternal,
+                    Bind::Simple { dn, password_file } => ldap::Bind::Simple {
+                        dn: dn.clone(),
+                        password_file: password_file.clone(),
+                    },
+                },
+                starttls: cfg.starttls,
+                ca_file: cfg.ca_file.clone(),
+                timeout: cfg.timeout,
+                window: policy.totp.window,
+                link_oath_users: cfg
+                    .link_oath_users
+                    .then(|| cfg.user_base.clone())
+                    .flatten(),
+                offline_max_age: policy
+                    .store
+                    .offline
+                    .enabled
+                    .then(|| policy.store.offline.max_age.secs()),
+            };
+            Ok(std::sync::Arc::new(ldap::LdapStore::new(local, settings)))
+        }
+    }
 }

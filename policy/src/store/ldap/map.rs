@@ -49,27 +49,11 @@ pub(crate) mod at {
     pub const LAST_STEP: &str = "oathTOTPLastTimeStep";
     pub const TOKEN_IDENTIFIER: &str = "oathTokenIdentifier";
     pub const LAST_OATH_LOGIN: &str = "oathLastLogin";
-    /// The account-entry attributes twofold writes (all of them are replaced as a set).
-    pub const ACCOUNT: [&str; 11] = [
-        REQUIRED_SINCE,
-        OVERRIDE_MODE,
-        OVERRIDE_BY,
-        OVERRIDE_AT,
-        ENROLLED_AT,
-        NEXT_ID,
-        TOKEN_ID,
-        RECOVERY,
-        FAILURES,
-        LAST_LOGIN,
-        LAST_FROM,
-    ];
 }
 
 /// The DNs of one user's entries.
 #[derive(Debug, Clone)]
 pub(crate) struct Dns {
-    /// `ou=accounts,BASE`.
-    pub accounts: String,
     /// `ou=params,BASE`.
     pub params: String,
     /// The account entry.
@@ -78,11 +62,9 @@ pub(crate) struct Dns {
 
 impl Dns {
     pub fn of(base: &str, user: &UserName) -> Dns {
-        let accounts = format!("ou=accounts,{base}");
         Dns {
-            account: format!("uid={},{accounts}", escape_dn_value(user.as_str())),
+            account: format!("uid={},ou=accounts,{base}", escape_dn_value(user.as_str())),
             params: format!("ou=params,{base}"),
-            accounts,
         }
     }
 
@@ -157,16 +139,7 @@ impl Fetched {
         out
     }
 
-    /// The account's revision (0 without an entry or the attribute).
-    pub fn revision(&self) -> Option<u64> {
-        self.account.as_ref().and_then(|a| int(a, at::REVISION))
-    }
-
-    /// Whether token `id` is listed as active by the account.
-    pub fn active(&self, id: u32) -> bool {
-        self.active_ids().contains(&id)
-    }
-
+    /// The ids of the tokens the account lists as active.
     pub fn active_ids(&self) -> Vec<u32> {
         self.account
             .as_ref()
