@@ -21,12 +21,15 @@
 # python3-selenium (the console's browser test drives a headless Chromium through WebDriver),
 # libpam-google-authenticator (its google-authenticator tool writes the files `twofold import` reads);
 # debhelper + dpkg-dev + lintian (the packaging test builds the package with dpkg-buildpackage
-# and checks it with lintian).
+# and checks it with lintian); slapd + ldap-utils + nslcd + libnss-ldapd (the LDAP tests start a
+# private slapd, and nslcd in a mount namespace of their own: tests/src/slapd.rs; never sssd,
+# whose package edits /etc/nsswitch.conf).
 APT_PACKAGES := oathtool libpam-wrapper libnss-wrapper pamtester libpam0g-dev passwd util-linux \
   dbus-daemon dbus-bin zbar-tools dbus systemd pkg-config \
   openssh-server openssh-client python3-paramiko expect sudo e2fsprogs polkitd \
   cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium \
-  libpam-google-authenticator debhelper dpkg-dev lintian
+  libpam-google-authenticator debhelper dpkg-dev lintian \
+  slapd ldap-utils nslcd libnss-ldapd
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CARGO ?= cargo
 
@@ -199,7 +202,13 @@ deb-build:
 deps:
 	@$(MAKE) --no-print-directory apt PACKAGES="$(APT_PACKAGES)"
 
-# Installs the Debian packages in PACKAGES that are missing.
+# Installs the Debian packages in PACKAGES that are missing. Noninteractive (through sudo too,
+# which would drop the variable): debconf's defaults answer slapd's and nslcd's questions, and
+# libnss-ldapd's default selects no service, so /etc/nsswitch.conf is left alone. Without
+# recommends: no nscd, and no libpam-ldapd (whose pam-auth-update profile would put pam_ldap in
+# the PAM stack). The postinsts of slapd and nslcd start and enable system daemons (Debian's
+# default directory, nslcd on ldap://127.0.0.1/); the tests run their own, so those installed
+# here are stopped and disabled again.
 apt:
 	@missing=""; \
 	for p in $(PACKAGES); do \
@@ -208,7 +217,13 @@ apt:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing && \
+	  for d in slapd nslcd; do \
+	    case " $$missing " in *" $$d "*) \
+	      $(SUDO) invoke-rc.d $$d stop >/dev/null 2>&1 || true; \
+	      $(SUDO) update-rc.d $$d disable >/dev/null 2>&1 || true;; \
+	    esac; \
+	  done; \
 	fi
 
 fmt-check:

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod slapd;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
