@@ -12,10 +12,10 @@
 
 mod common;
 
-use twofold_policy::store::StateStore as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use twofold_policy::store::StateStore as _;
 
 use common::state_dir;
 use twofold_policy::login::{Attempt, Outcome};

@@ -92,7 +92,9 @@ pub enum StoreError {
     },
     /// A change lost its compare-and-swap race this many times in a row (other hosts changing
     /// the same user at the same moment): nothing was changed by this caller.
-    #[error("{target}: changed by others {tries} times in a row while this change was made; try again")]
+    #[error(
+        "{target}: changed by others {tries} times in a row while this change was made; try again"
+    )]
     Contended {
         /// The entry.
         target: String,
@@ -267,10 +269,7 @@ pub fn open_backend(
                 ca_file: cfg.ca_file.clone(),
                 timeout: cfg.timeout,
                 window: policy.totp.window,
-                link_oath_users: cfg
-                    .link_oath_users
-                    .then(|| cfg.user_base.clone())
-                    .flatten(),
+                link_oath_users: cfg.link_oath_users.then(|| cfg.user_base.clone()).flatten(),
                 offline_max_age: policy
                     .store
                     .offline

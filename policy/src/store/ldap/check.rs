@@ -38,7 +38,11 @@ pub(super) fn gate_before_prompt(
 /// Checks one attempt (see [`crate::login`]): under this host's lock of the user, on a fresh
 /// read of the directory, persisted by compare-and-swap and decided again on a fresh read when
 /// another host won the race.
-pub(super) fn check_attempt(store: &LdapStore, user: &UserName, a: &Attempt<'_>) -> Result<Checked> {
+pub(super) fn check_attempt(
+    store: &LdapStore,
+    user: &UserName,
+    a: &Attempt<'_>,
+) -> Result<Checked> {
     // This host's per-source delay is known without the directory or the lock.
     let (local, _) = store.local.read_counters_lenient(user)?;
     if let Some(wait) = match throttle::gate(&local, a.source, a.at) {
@@ -64,7 +68,8 @@ pub(super) fn check_attempt(store: &LdapStore, user: &UserName, a: &Attempt<'_>)
             }
             Err(e) => return Err(e),
         };
-        if store.settings.offline_max_age.is_some() && offline::merge(store, user, &dns, &fetched)? {
+        if store.settings.offline_max_age.is_some() && offline::merge(store, user, &dns, &fetched)?
+        {
             // Steps or recovery codes used here while the directory was away went back to it:
             // read it again.
             continue;
@@ -76,8 +81,7 @@ pub(super) fn check_attempt(store: &LdapStore, user: &UserName, a: &Attempt<'_>)
         // From a source the user never logged in from, the attempt is counted before its
         // code is checked: the per-user bound then holds across hosts checking at once.
         let old_failures = state.counters.user_failures;
-        let reserved =
-            state.enrolled() && !state.counters.known_sources.contains_key(a.source);
+        let reserved = state.enrolled() && !state.counters.known_sources.contains_key(a.source);
         if reserved {
             let mods = map::failures_mods(old_failures, old_failures.saturating_add(1));
             match store.with_conn(|c| c.modify(&dns.account, &mods)) {

@@ -84,7 +84,7 @@ pub(crate) fn params_name(params: Params, window: u64) -> String {
     format!(
         "totp-{}-{}-{}-w{window}",
         params.digits,
-        params.algorithm.as_str(),
+        params.algorithm.as_str().to_ascii_lowercase(),
         params.period
     )
 }
@@ -101,13 +101,15 @@ pub(crate) fn algorithm_oid(a: Algorithm) -> &'static str {
 /// A parameter entry's name parsed back (`totp-6-sha1-30-w1`): the parameters.
 pub(crate) fn parse_params_dn(dn: &str) -> Option<Params> {
     let rdn = dn.split(',').next()?;
-    let name = rdn.strip_prefix("cn=").or_else(|| rdn.strip_prefix("CN="))?;
+    let name = rdn
+        .strip_prefix("cn=")
+        .or_else(|| rdn.strip_prefix("CN="))?;
     let mut parts = name.split('-');
     if parts.next()? != "totp" {
         return None;
     }
     let digits: u8 = parts.next()?.parse().ok()?;
-    let algorithm: Algorithm = parts.next()?.parse().ok()?;
+    let algorithm: Algorithm = parts.next()?.to_ascii_uppercase().parse().ok()?;
     let period: u64 = parts.next()?.parse().ok()?;
     ((6..=8).contains(&digits) && (1..=3600).contains(&period)).then_some(Params {
         algorithm,
@@ -224,12 +226,19 @@ fn token_of(id: u32, t: &Entry) -> Result<(Authenticator, Option<u64>), String> 
     let params_dn = t
         .first_str(at::PARAMS)
         .ok_or_else(|| format!("token {id}: no {}", at::PARAMS))?;
-    let params = parse_params_dn(params_dn)
-        .ok_or_else(|| format!("token {id}: {} is not a parameter entry of twofold's", at::PARAMS))?;
+    let params = parse_params_dn(params_dn).ok_or_else(|| {
+        format!(
+            "token {id}: {} is not a parameter entry of twofold's",
+            at::PARAMS
+        )
+    })?;
     let secret = Secret::from_bytes(secret).map_err(|e| format!("token {id}: {e}"))?;
     let auth = Authenticator {
         id,
-        name: t.first_str(at::NAME).unwrap_or(crate::record::DEFAULT_NAME).to_owned(),
+        name: t
+            .first_str(at::NAME)
+            .unwrap_or(crate::record::DEFAULT_NAME)
+            .to_owned(),
         kind: Kind::Totp,
         secret: secret.to_base32(),
         params,
@@ -253,12 +262,18 @@ fn value(s: impl ToString) -> Vec<Vec<u8>> {
 
 /// The account entry's attributes for `record` and the directory part of `counters`, each
 /// with its values (empty: the attribute is absent).
-pub(crate) fn account_attrs(record: &Record, counters: &Counters) -> Vec<(&'static str, Vec<Vec<u8>>)> {
+pub(crate) fn account_attrs(
+    record: &Record,
+    counters: &Counters,
+) -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let mut out: Vec<(&'static str, Vec<Vec<u8>>)> = Vec::new();
     let opt = |v: Option<u64>| v.map(value).unwrap_or_default();
     out.push((at::REQUIRED_SINCE, opt(record.required_since)));
     let o = record.admin_override.as_ref();
-    out.push((at::OVERRIDE_MODE, o.map(|o| value(o.mode.as_str())).unwrap_or_default()));
+    out.push((
+        at::OVERRIDE_MODE,
+        o.map(|o| value(o.mode.as_str())).unwrap_or_default(),
+    ));
     out.push((
         at::OVERRIDE_BY,
         o.filter(|o| !o.by.is_empty())
@@ -313,10 +328,7 @@ pub(crate) fn account_attrs(record: &Record, counters: &Counters) -> Vec<(&'stat
 /// attribute that differs, as a set), guarded by the revision: `delete rev: old` + `add rev:
 /// old+1` in the same modify, which the server refuses if anyone changed the entry since it
 /// was read.
-pub(crate) fn account_mods(
-    fetched: &Entry,
-    new: &[(&'static str, Vec<Vec<u8>>)],
-) -> Vec<Mod> {
+pub(crate) fn account_mods(fetched: &Entry, new: &[(&'static str, Vec<Vec<u8>>)]) -> Vec<Mod> {
     let mut mods = Vec::new();
     match int(fetched, at::REVISION) {
         Some(old) => {
@@ -418,10 +430,18 @@ pub(crate) fn new_token(
         ("cn".to_owned(), value(auth.id)),
         (
             at::TOKEN_IDENTIFIER.to_owned(),
-            value(format!("twofold:{}:{}:{}", user.as_str(), auth.id, auth.added_at)),
+            value(format!(
+                "twofold:{}:{}:{}",
+                user.as_str(),
+                auth.id,
+                auth.added_at
+            )),
         ),
         (at::SECRET.to_owned(), vec![secret.as_bytes().to_vec()]),
-        (at::PARAMS.to_owned(), value(dns.params_entry(auth.params, window))),
+        (
+            at::PARAMS.to_owned(),
+            value(dns.params_entry(auth.params, window)),
+        ),
         (at::NAME.to_owned(), value(&auth.name)),
         (at::KIND.to_owned(), value(auth.kind.as_str())),
         (at::ADDED_AT.to_owned(), value(auth.added_at)),
@@ -540,7 +560,10 @@ mod tests {
                         digits,
                         period,
                     };
-                    let dn = format!("cn={},ou=params,ou=twofold,dc=example,dc=org", params_name(p, 1));
+                    let dn = format!(
+                        "cn={},ou=params,ou=twofold,dc=example,dc=org",
+                        params_name(p, 1)
+                    );
                     assert_eq!(parse_params_dn(&dn), Some(p));
                 }
             }

@@ -274,7 +274,13 @@ impl LdapStore {
     fn fetch(&self, user: &UserName) -> Result<Fetched> {
         let dns = self.dns(user);
         let found = self.with_conn(|c| {
-            match c.search(&dns.account, Scope::Sub, &Filter::Present("objectClass".into()), &[], 0) {
+            match c.search(
+                &dns.account,
+                Scope::Sub,
+                &Filter::Present("objectClass".into()),
+                &[],
+                0,
+            ) {
                 Err(e) if e.is_no_such_object() => Ok(Vec::new()),
                 other => other,
             }
@@ -287,7 +293,8 @@ impl LdapStore {
     /// [`LdapStore::fetch`], kept for the reads of the same login before its check.
     fn fetch_kept(&self, user: &UserName) -> Result<Arc<Fetched>> {
         let fetched = Arc::new(self.fetch(user)?);
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((user.clone(), fetched.clone()));
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((user.clone(), fetched.clone()));
         Ok(fetched)
     }
 
@@ -309,7 +316,12 @@ impl LdapStore {
 
     /// The state of `user` from a fetch, with this host's counters (per-source throttle,
     /// known sources) beside the directory's.
-    fn state_of(&self, user: &UserName, fetched: &Fetched, local: &crate::record::Counters) -> Result<UserState> {
+    fn state_of(
+        &self,
+        user: &UserName,
+        fetched: &Fetched,
+        local: &crate::record::Counters,
+    ) -> Result<UserState> {
         let dns = self.dns(user);
         let (record, dir_counters) = fetched
             .to_state(user)
@@ -318,7 +330,9 @@ impl LdapStore {
         counters.last_steps = dir_counters.last_steps;
         counters.user_failures = dir_counters.user_failures;
         counters.last_login = dir_counters.last_login.or(local.last_login);
-        counters.last_login_from = dir_counters.last_login_from.or(local.last_login_from.clone());
+        counters.last_login_from = dir_counters
+            .last_login_from
+            .or(local.last_login_from.clone());
         Ok(UserState {
             record,
             counters,
@@ -367,6 +381,16 @@ impl LdapStore {
             || state.counters.last_steps != before.counters.last_steps
             || state.counters.user_failures != before.counters.user_failures
             || state.counters.last_login != before.counters.last_login;
+        if changed_dir && fetched.account.is_none() {
+            // Token entries live below the account entry: an empty one first (revision 1),
+            // then the change is made on a fresh read, as any other.
+            let entry = map::new_account(user, &[]);
+            return match self.with_conn(|c| entry.with(|a| c.add(&dns.account, a))) {
+                Ok(()) => Ok(None),
+                Err(Failed::Ldap(e)) if e.is_conflict() => Ok(None),
+                Err(f) => Err(f.into_store(self, &dns.account)),
+            };
+        }
         if changed_dir {
             self.ensure_params(&dns, &record)?;
             // New tokens first (inactive until the account lists them).
@@ -406,10 +430,7 @@ impl LdapStore {
                     let mods = map::account_mods(account, &attrs);
                     self.with_conn(|c| c.modify(&dns.account, &mods))
                 }
-                None => {
-                    let entry = map::new_account(user, &attrs);
-                    self.with_conn(|c| entry.with(|a| c.add(&dns.account, a)))
-                }
+                None => return Ok(None),
             };
             match written {
                 Ok(()) => {}
@@ -469,7 +490,15 @@ impl LdapStore {
             Filter::Present("objectClass".into()),
         ]);
         let found = self
-            .with_conn(|c| c.search(user_base, Scope::Sub, &filter, &["objectClass", "oathTOTPToken"], 2))
+            .with_conn(|c| {
+                c.search(
+                    user_base,
+                    Scope::Sub,
+                    &filter,
+                    &["objectClass", "oathTOTPToken"],
+                    2,
+                )
+            })
             .map_err(|f| f.into_store(self, user_base))?;
         let [entry] = found.as_slice() else {
             return Err(self.directory(
@@ -566,10 +595,12 @@ impl StateStore for LdapStore {
         let accounts = format!("ou=accounts,{}", self.settings.base);
         let filter = Filter::Equal("objectClass".into(), b"twofoldAccount".to_vec());
         let found = self
-            .with_conn(|c| match c.search(&accounts, Scope::One, &filter, &["uid"], 0) {
-                Err(e) if e.is_no_such_object() => Ok(Vec::new()),
-                other => other,
-            })
+            .with_conn(
+                |c| match c.search(&accounts, Scope::One, &filter, &["uid"], 0) {
+                    Err(e) if e.is_no_such_object() => Ok(Vec::new()),
+                    other => other,
+                },
+            )
             .map_err(|f| f.into_store(self, &accounts))?;
         let mut out: Vec<UserName> = found
             .iter()
