@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use twofold_bench::floor;
-use twofold_policy::store::StateStore as _;
 use twofold_policy::resolve::{RecordFacts, Subject, resolve};
+use twofold_policy::store::StateStore as _;
 use twofold_policy::totp::{self, Params};
 use twofold_policy::{Store, UserName, system, throttle};
 

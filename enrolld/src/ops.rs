@@ -243,7 +243,8 @@ impl Daemon {
         {
             return Ok(b.store.clone());
         }
-        let store = twofold_policy::store::open_backend(local.clone(), &policy).map_err(state_error)?;
+        let store =
+            twofold_policy::store::open_backend(local.clone(), &policy).map_err(state_error)?;
         *kept = Some(Backend {
             policy,
             local,
@@ -393,7 +394,12 @@ impl Daemon {
 
     /// The view of `name`, looked up in the user database: that of its account under the
     /// canonical name, or of a record with no account.
-    fn info(&self, policy: &Policy, store: &dyn StateStore, name: &UserName) -> Result<UserInfo, Error> {
+    fn info(
+        &self,
+        policy: &Policy,
+        store: &dyn StateStore,
+        name: &UserName,
+    ) -> Result<UserInfo, Error> {
         let account = system::lookup(name.as_str()).map_err(|e| failed("user database", e))?;
         match &account {
             Some(a) => self.info_of(policy, store, &canonical_name(a)?, Some(a)),
