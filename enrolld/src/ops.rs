@@ -142,6 +142,8 @@ pub struct Daemon {
     /// The backend the policy chose over that directory, kept while both the policy and the
     /// directory are the ones it was made for (a directory backend keeps its connection).
     backend: Mutex<Option<Backend>>,
+    /// The directories of an LDAP backend with their connections, kept across policy reloads.
+    directories: twofold_policy::store::ldap::Directories,
     /// What tells the read-only views that their files changed.
     changes: Changes,
     /// Each caller's own view as last made, for `GetStatus` from memory.
@@ -188,6 +190,7 @@ impl Daemon {
             policies: PolicyCache::default(),
             open_store: Mutex::new(None),
             backend: Mutex::new(None),
+            directories: Default::default(),
             changes,
             own_views: own_status::OwnViews::default(),
         }
@@ -244,7 +247,8 @@ impl Daemon {
             return Ok(b.store.clone());
         }
         let store =
-            twofold_policy::store::open_backend(local.clone(), &policy).map_err(state_error)?;
+            twofold_policy::store::open_backend_in(local.clone(), &policy, Some(&self.directories))
+                .map_err(state_error)?;
         *kept = Some(Backend {
             policy,
             local,

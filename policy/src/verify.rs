@@ -467,6 +467,8 @@ pub struct ServerConfig {
     pub policy: PathBuf,
     /// The state directory.
     pub state: PathBuf,
+    /// The directories of an LDAP backend, with their connections, kept across requests.
+    pub directories: Arc<crate::store::ldap::Directories>,
 }
 
 /// Serves one request from a peer whose uid the socket reported. The decision and the code
@@ -538,10 +540,11 @@ pub fn serve(
             Ok(p) => p,
             Err(e) => return unavailable(format!("policy: {e}")),
         };
-    let store = match crate::store::open_backend(std::sync::Arc::new(store), &policy) {
-        Ok(s) => s,
-        Err(e) => return unavailable(format!("state: {e}")),
-    };
+    let store =
+        match crate::store::open_backend_in(Arc::new(store), &policy, Some(&config.directories)) {
+            Ok(s) => s,
+            Err(e) => return unavailable(format!("state: {e}")),
+        };
     let record = match store.read_record(&user) {
         Ok(r) => r,
         Err(e) => return unavailable(format!("state: {e}")),

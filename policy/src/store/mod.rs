@@ -245,6 +245,16 @@ pub fn open_backend(
     local: std::sync::Arc<Store>,
     policy: &crate::config::Policy,
 ) -> Result<std::sync::Arc<dyn StateStore>> {
+    open_backend_in(local, policy, None)
+}
+
+/// [`open_backend`] for a long-lived service: a directory backend uses the connection kept
+/// in `directories` for the same settings, so that it is not made again at every request.
+pub fn open_backend_in(
+    local: std::sync::Arc<Store>,
+    policy: &crate::config::Policy,
+    directories: Option<&ldap::Directories>,
+) -> Result<std::sync::Arc<dyn StateStore>> {
     use crate::config::store::{Backend, Bind};
     match policy.store.backend {
         Backend::Files => Ok(local),
@@ -276,7 +286,10 @@ pub fn open_backend(
                     .enabled
                     .then(|| policy.store.offline.max_age.secs()),
             };
-            Ok(std::sync::Arc::new(ldap::LdapStore::new(local, settings)))
+            Ok(std::sync::Arc::new(match directories {
+                Some(kept) => ldap::LdapStore::over(local, kept.get(&settings)),
+                None => ldap::LdapStore::new(local, settings),
+            }))
         }
     }
 }

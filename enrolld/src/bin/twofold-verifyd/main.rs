@@ -230,6 +230,7 @@ fn main() -> ExitCode {
     let config = Arc::new(ServerConfig {
         policy: args.policy,
         state: args.state,
+        directories: Arc::default(),
     });
     log.notice(&format!(
         "serving (policy {}, state {})",

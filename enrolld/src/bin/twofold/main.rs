@@ -440,8 +440,9 @@ fn explain(
     let policy = load_policy(g)?;
     let mut note = None;
     let record = match Store::open(&g.state) {
-        Ok(store) => store
-            .read_record(&name)
+        // The backend the policy chose (a directory: read there).
+        Ok(store) => twofold_policy::store::open_backend(std::sync::Arc::new(store), &policy)
+            .and_then(|b| b.read_record(&name))
             .map_err(|e| CliError::System(e.to_string()))?,
         Err(StoreError::Missing(p)) => {
             note = Some(format!(

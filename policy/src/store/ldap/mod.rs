@@ -59,7 +59,7 @@ pub enum Bind {
 }
 
 /// Where the directory is and how to use it (from the policy's `[store.ldap]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Server URIs, tried in order.
     pub uris: Vec<String>,
@@ -83,11 +83,61 @@ pub struct Settings {
     pub offline_max_age: Option<u64>,
 }
 
+/// One directory and the connection to it, shared by the stores that use it: a long-lived
+/// service (twofold-verifyd, the daemon) keeps it across requests ([`Directories`]), a login
+/// makes its own.
+pub struct Directory {
+    settings: Settings,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl Directory {
+    /// A directory as `settings` say; nothing is connected until first used.
+    pub fn new(settings: Settings) -> Directory {
+        Directory {
+            settings,
+            conn: Mutex::new(None),
+        }
+    }
+}
+
+/// The directories a long-lived service has used, with their connections: the same settings
+/// get the same [`Directory`] (a policy change that changes them gets a new one).
+#[derive(Default)]
+pub struct Directories {
+    kept: Mutex<Vec<Arc<Directory>>>,
+}
+
+impl std::fmt::Debug for Directories {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Directories")
+    }
+}
+
+impl Directories {
+    /// At most this many are kept; the oldest goes first.
+    const MAX: usize = 4;
+
+    /// The directory of `settings`, kept or new.
+    pub fn get(&self, settings: &Settings) -> Arc<Directory> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = kept.iter().find(|d| d.settings == *settings) {
+            return d.clone();
+        }
+        let d = Arc::new(Directory::new(settings.clone()));
+        if kept.len() >= Self::MAX {
+            kept.remove(0);
+        }
+        kept.push(d.clone());
+        d
+    }
+}
+
 /// The LDAP backend over this host's files store.
 pub struct LdapStore {
     local: Arc<Store>,
     settings: Settings,
-    conn: Mutex<Option<Conn>>,
+    dir: Arc<Directory>,
     /// The last fetch of a user (before a prompt), for the reads that follow it in one login.
     last: Mutex<Option<(UserName, Arc<Fetched>)>>,
 }
@@ -104,10 +154,15 @@ impl std::fmt::Debug for LdapStore {
 impl LdapStore {
     /// A store over `local` with `settings`; nothing is connected until first used.
     pub fn new(local: Arc<Store>, settings: Settings) -> LdapStore {
+        LdapStore::over(local, Arc::new(Directory::new(settings)))
+    }
+
+    /// A store over `local` using `dir` and its connection (shared with other stores).
+    pub fn over(local: Arc<Store>, dir: Arc<Directory>) -> LdapStore {
         LdapStore {
             local,
-            settings,
-            conn: Mutex::new(None),
+            settings: dir.settings.clone(),
+            dir,
             last: Mutex::new(None),
         }
     }
@@ -248,7 +303,7 @@ impl LdapStore {
         &self,
         mut op: impl FnMut(&mut Conn) -> std::result::Result<T, LdapError>,
     ) -> std::result::Result<T, Failed> {
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.dir.conn.lock().unwrap_or_else(|e| e.into_inner());
         for fresh in [false, true] {
             if guard.is_none() {
                 *guard = Some(self.connect().map_err(Failed::Store)?);
