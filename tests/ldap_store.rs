@@ -364,3 +364,23 @@ fn the_offline_copy_stands_in_and_what_it_used_goes_back() {
         Outcome::Invalid
     );
 }
+
+#[test]
+fn names_that_differ_only_in_case_do_not_share_an_entry() {
+    let Some(slapd) = start() else { return };
+    let a = host(&slapd, "");
+    enroll(&*a.store, "tfgina", 0);
+    // The directory finds `uid=TFgina` as `uid=tfgina`: refused, never the other's record.
+    let err = a.store.read_record(&user("TFgina")).unwrap_err();
+    assert!(matches!(err, StoreError::Directory { .. }), "{err}");
+    let err = a
+        .store
+        .check_attempt(&user("TFgina"), &attempt("123456", "10.0.4.1"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Directory { .. }), "{err}");
+    let err = a
+        .store
+        .update(&user("TFgina"), &mut |_| Ok(()))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Directory { .. }), "{err}");
+}

@@ -161,6 +161,18 @@ impl Fetched {
         let Some(a) = &self.account else {
             return Ok((None, counters));
         };
+        // The directory matches `uid` without regard to case; accounts of this host do not:
+        // `Alice` and `alice` are two accounts, and must not share one entry.
+        let exact = a
+            .get("uid")
+            .is_some_and(|vs| vs.iter().any(|v| v.as_slice() == user.as_str().as_bytes()));
+        if !exact {
+            return Err(format!(
+                "the entry found for {:?} is named {:?}: names that differ only in case do not share an entry",
+                user.as_str(),
+                a.first_str("uid").unwrap_or("")
+            ));
+        }
         let mut record = Record::new(user.as_str());
         record.version = VERSION;
         record.required_since = int(a, at::REQUIRED_SINCE);
