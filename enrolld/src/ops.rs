@@ -430,6 +430,25 @@ impl Daemon {
         ))
     }
 
+    /// The users the listing shows beside the local accounts and those with a record: the
+    /// policy's `[users.X]`, and, with a directory backend (a fleet, whose users come from the
+    /// directory through NSS and are not in `/etc/passwd`), the members of the groups its
+    /// `[groups.X]` rules name, so that a directory user a group rule requires is listed
+    /// before they enroll.
+    fn named_users(policy: &Policy, store: &dyn StateStore) -> Vec<String> {
+        let mut out: Vec<String> = policy.users.keys().cloned().collect();
+        if store.as_files().is_none() {
+            for group in policy.groups.keys() {
+                if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
+                    out.extend(g.mem);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Changes `user`'s record under the lock, durably, then returns the new view.
     fn change(
         &self,

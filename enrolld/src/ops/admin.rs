@@ -155,11 +155,12 @@ impl Daemon {
         let store = self.store()?;
         let now = time::now();
         let mut out = Vec::new();
+        let named = Self::named_users(&policy, &*store);
         let next = self
             .index
             .find(
                 &*store,
-                policy.users.keys(),
+                named.iter(),
                 prefix,
                 after,
                 limit,
@@ -188,10 +189,11 @@ impl Daemon {
     ) -> Result<String, Error> {
         let store = self.store()?;
         let now = time::now();
+        let named = Self::named_users(policy, &*store);
         self.index
             .page(
                 &*store,
-                policy.users.keys(),
+                named.iter(),
                 after,
                 limit,
                 |name, account, facts| f(Self::view(policy, name, account, facts, now)),

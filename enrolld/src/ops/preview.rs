@@ -74,7 +74,7 @@ impl Daemon {
         self.index
             .page(
                 &*store,
-                policy.users.keys(),
+                Self::named_users(&policy, &*store).iter(),
                 "",
                 usize::MAX,
                 |name, account, facts| {
