@@ -138,6 +138,8 @@ pub struct LdapStore {
     local: Arc<Store>,
     settings: Settings,
     dir: Arc<Directory>,
+    /// A connection of this store's own, for when the shared one is in use.
+    own: Mutex<Option<Conn>>,
     /// The last fetch of a user (before a prompt), for the reads that follow it in one login.
     last: Mutex<Option<(UserName, Arc<Fetched>)>>,
 }
@@ -163,6 +165,7 @@ impl LdapStore {
             local,
             settings: dir.settings.clone(),
             dir,
+            own: Mutex::new(None),
             last: Mutex::new(None),
         }
     }
@@ -297,25 +300,41 @@ impl LdapStore {
         Err(last.unwrap_or_else(|| self.unreachable("no URI configured")))
     }
 
-    /// Runs `op` on the connection, connecting first if needed; once more on a new connection
-    /// if the server had dropped the old one (an idle connection of a long-lived service).
+    /// Runs `op` on the directory's shared connection, connecting first if needed, or on a
+    /// connection of this store's own while another request uses the shared one (a service
+    /// never queues its requests behind one slow answer). A connection that was kept and
+    /// turns out dropped by the server (an idle one) is made again once.
     fn with_conn<T>(
         &self,
         mut op: impl FnMut(&mut Conn) -> std::result::Result<T, LdapError>,
     ) -> std::result::Result<T, Failed> {
-        let mut guard = self.dir.conn.lock().unwrap_or_else(|e| e.into_inner());
-        for fresh in [false, true] {
-            if guard.is_none() {
-                *guard = Some(self.connect().map_err(Failed::Store)?);
+        use std::sync::TryLockError;
+        match self.dir.conn.try_lock() {
+            Ok(mut shared) => self.run(&mut shared, &mut op),
+            Err(TryLockError::Poisoned(p)) => self.run(&mut p.into_inner(), &mut op),
+            Err(TryLockError::WouldBlock) => {
+                let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+                self.run(&mut own, &mut op)
             }
-            let Some(conn) = guard.as_mut() else {
-                continue;
+        }
+    }
+
+    fn run<T>(
+        &self,
+        slot: &mut Option<Conn>,
+        op: &mut impl FnMut(&mut Conn) -> std::result::Result<T, LdapError>,
+    ) -> std::result::Result<T, Failed> {
+        let kept = slot.is_some();
+        for again in [false, true] {
+            let conn = match slot {
+                Some(c) => c,
+                None => slot.insert(self.connect().map_err(Failed::Store)?),
             };
             match op(conn) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_unreachable() => {
-                    *guard = None;
-                    if fresh {
+                    *slot = None;
+                    if !kept || again {
                         return Err(Failed::Ldap(e));
                     }
                 }
