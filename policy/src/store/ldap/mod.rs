@@ -3,7 +3,8 @@
 //! schema, `packaging/ldap/twofold.ldif`), so that a user enrolls once and logs in everywhere,
 //! and an admin requires, exempts or resets them once.
 //!
-//! - **Layout**: see [`map`]. The policy stays in files on each host.
+//! - **Layout**: see `map.rs` (the entries, their attributes). The policy stays in files on
+//!   each host.
 //! - **Every change is a compare-and-swap on the server.** A code is accepted only by one
 //!   modify that deletes the token's old `oathTOTPLastTimeStep` value and adds the new one: the
 //!   server refuses it when another host advanced the step first, and the check is made again
