@@ -100,7 +100,7 @@ impl Host {
             .arg("--policy")
             .arg(&self.policy)
             .arg("--state")
-            .arg(self.dir.path().join("no-state"))
+            .arg(self.dir.path().join("state"))
             .arg("doctor")
             .arg("--pam-dir")
             .arg(&self.pam)
@@ -839,4 +839,158 @@ fn migration_leftovers_are_named() {
         !v.to_string().contains("SECRET"),
         "the file is never read: {v:#}"
     );
+}
+
+/// The policy of a host whose store is the directory at `uri` (`[store] backend = "ldap"`),
+/// bound as `dn` with the password in `secret`, over `base`; `extra` at the end (e.g.
+/// `[store.offline]`).
+fn ldap_policy(uri: &str, dn: &str, mode: &str, secret: &Path, base: &str, extra: &str) -> String {
+    format!(
+        "{mode}[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = \"{uri}\"\nbase = \"{base}\"\n\
+         bind_dn = \"{dn}\"\nbind_password_file = \"{file}\"\ntimeout = \"1s\"\n{extra}",
+        file = secret.display(),
+    )
+}
+
+fn store_findings(v: &Value) -> Vec<&Value> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["service"] == "store")
+        .collect()
+}
+
+#[test]
+fn a_directory_logins_cannot_use_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    use twofold_system_tests::slapd::{Options, Slapd};
+    if !root_or_skip() || !sshd_ok() {
+        return;
+    }
+    let mut slapd = Slapd::start(&Options::default()).expect("slapd");
+    let (pam, sshd_config) = readme_setup("### sshd: password + code");
+    let host = Host::new(&[("sshd", &pam)], &sshd_config, REQUIRED);
+    let state = host.dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let secret = host.dir.path().join("ldap.secret");
+    std::fs::write(&secret, format!("{}\n", slapd.service_password())).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let base = slapd.twofold_base();
+    let (uri, dn) = (slapd.ldap_url(), slapd.service_dn());
+    let set_policy = |mode: &str, base: &str, extra: &str| {
+        let text = ldap_policy(&uri, &dn, mode, &secret, base, extra);
+        std::fs::write(&host.policy, text).unwrap();
+    };
+
+    // Reachable and complete: nothing to report; the overrides are the directory's.
+    set_policy(REQUIRED, &base, "");
+    let policy = twofold_policy::Policy::load(&host.policy, None).unwrap();
+    let store = twofold_policy::store::open_backend(
+        std::sync::Arc::new(twofold_policy::store::Store::open(&state).unwrap()),
+        &policy,
+    )
+    .unwrap();
+    let alice = twofold_policy::UserName::parse("tfdocalice").unwrap();
+    store
+        .update(&alice, &mut |s| {
+            let r = s
+                .record
+                .get_or_insert_with(|| twofold_policy::record::Record::new("tfdocalice"));
+            r.admin_override = Some(twofold_policy::record::Override {
+                mode: twofold_policy::Mode::Required,
+                by: "root".into(),
+                at: 1_700_000_000,
+            });
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    let (code, v) = host.json();
+    assert_eq!(code, 0, "{v:#}");
+    assert!(store_findings(&v).is_empty(), "{v:#}");
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains(&format!("the store is the directory {}", slapd.ldap_url()))
+            && notes.contains("it answers, and 1 account there has an admin override to required"),
+        "{v:#}"
+    );
+
+    // The password file readable by others: refused, as a login would refuse it.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    let f = store_findings(&v);
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["severity"], "lockout");
+    assert_eq!(f[0]["file"], secret.display().to_string());
+    assert!(
+        text(f[0]).contains("mode 0644, expected 0600") && text(f[0]).contains("chmod 600"),
+        "{v:#}"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A wrong password: the bind is refused.
+    std::fs::write(&secret, "not-the-password\n").unwrap();
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    let f = store_findings(&v);
+    assert!(
+        f.len() == 1 && text(f[0]).contains("the directory refuses the store's bind"),
+        "{v:#}"
+    );
+    std::fs::write(&secret, format!("{}\n", slapd.service_password())).unwrap();
+
+    // A base without twofold's entries: nobody could enroll. A lockout while the policy
+    // requires someone, a warning otherwise.
+    let elsewhere = format!("ou=elsewhere,{}", slapd.base());
+    set_policy(REQUIRED, &elsewhere, "");
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    let f = store_findings(&v);
+    assert!(
+        f.len() == 1
+            && f[0]["severity"] == "lockout"
+            && f[0]["file"] == host.policy.display().to_string()
+            && f[0]["line"] == 6
+            && text(f[0]).contains(&format!("ou=accounts,{elsewhere}"))
+            && text(f[0]).contains("no such entry, or the service account may not read it"),
+        "{v:#}"
+    );
+    set_policy(NOBODY, &elsewhere, "");
+    let (_, v) = host.json();
+    let f = store_findings(&v);
+    assert!(f.len() == 1 && f[0]["severity"] == "warning", "{v:#}");
+
+    // The directory down: every login through the module fails closed, whom the policy
+    // requires or not; the finding names the line of the URI, and the offline copy if kept.
+    set_policy(NOBODY, &base, "");
+    slapd.stop().unwrap();
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    let f = store_findings(&v);
+    assert!(
+        f.len() == 1
+            && f[0]["severity"] == "lockout"
+            && f[0]["line"] == 5
+            && text(f[0]).contains("the directory cannot be reached (ldap://127.0.0.1:")
+            && text(f[0]).contains("[store.offline] is off"),
+        "{v:#}"
+    );
+    set_policy(
+        NOBODY,
+        &base,
+        "[store.offline]\nenabled = true\nmax_age = \"2d\"\n",
+    );
+    let (_, out, _) = host.run(&[]);
+    assert!(
+        out.contains("lockout: store (")
+            && out.contains("only users with an offline copy on this host younger than 2d"),
+        "{out}"
+    );
+    // Back: clean again.
+    slapd.start_again().unwrap();
+    let (code, v) = host.json();
+    assert_eq!(code, 0, "{v:#}");
 }

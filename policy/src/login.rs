@@ -118,7 +118,7 @@ pub fn resolve_login(
 pub struct Attempt<'a> {
     /// What was typed.
     pub input: &'a str,
-    /// The throttle key of where it came from ([`throttle::source_key`]; `local` for the
+    /// The throttle key of where it came from ([`crate::throttle::source_key`]; `local` for the
     /// console and for callers on this machine).
     pub source: &'a str,
     /// Where it came from, for the record's "last login from".

@@ -11,8 +11,8 @@
 //!
 //! **What is asked.** `query` (what does this login need?) and `check` (this code, typed
 //! now). The conversation stays in the PAM module: the server never sees a password, only the
-//! code. A check goes through [`Store::check_attempt`], the same one check a root login and the
-//! daemon use: throttled, replay-safe, under the user's lock.
+//! code. A check goes through [`crate::store::StateStore::check_attempt`], the same one check
+//! a root login and the daemon use: throttled, replay-safe, under the user's lock.
 //!
 //! **One account's trouble stays its own.** At most [`MAX_PER_ACCOUNT`] requests about one
 //! account are served at once, whoever asks (root's callers included): more are answered

@@ -169,6 +169,29 @@ pub trait StateStore: Send + Sync {
     /// Every user with a record, sorted.
     fn users(&self) -> Result<Vec<UserName>>;
 
+    /// A cheap check that the store can be used, for `twofold doctor`: for the files store
+    /// nothing beyond having opened it; for a directory, connected and bound, and the entries
+    /// twofold's own live under (`ou=accounts` and `ou=params` below the base) there and
+    /// readable. Nothing is changed. An error says what is wrong, as a login would meet it.
+    fn probe(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The users whose admin override is `mode`, sorted (what `twofold doctor` needs to know
+    /// whom the overrides require): by default every record is read (one that cannot be is
+    /// passed over); a directory finds them in one search.
+    fn users_with_override(&self, mode: crate::mode::Mode) -> Result<Vec<UserName>> {
+        let mut out = Vec::new();
+        for user in self.users()? {
+            if let Ok(Some(r)) = self.read_record(&user)
+                && r.admin_override.is_some_and(|o| o.mode == mode)
+            {
+                out.push(user);
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the user's state, lets `change` edit it, and writes what changed (a record
     /// change durably before this returns); no other writer's change comes between the read
     /// and the write. `change` may be called again on a fresh read when another writer won

@@ -3,7 +3,8 @@
 //! schema, `packaging/ldap/twofold.ldif`), so that a user enrolls once and logs in everywhere,
 //! and an admin requires, exempts or resets them once.
 //!
-//! - **Layout**: see [`map`]. The policy stays in files on each host.
+//! - **Layout**: see `map.rs` (the entries, their attributes). The policy stays in files on
+//!   each host.
 //! - **Every change is a compare-and-swap on the server.** A code is accepted only by one
 //!   modify that deletes the token's old `oathTOTPLastTimeStep` value and adds the new one: the
 //!   server refuses it when another host advanced the step first, and the check is made again
@@ -552,6 +553,27 @@ impl LdapStore {
         Ok(Some(Ok(state)))
     }
 
+    /// The users of the account entries under `ou=accounts` that match `filter`, sorted (none
+    /// when `ou=accounts` is not there).
+    fn accounts_matching(&self, filter: &Filter) -> Result<Vec<UserName>> {
+        let accounts = format!("ou=accounts,{}", self.settings.base);
+        let found = self
+            .with_conn(
+                |c| match c.search(&accounts, Scope::One, filter, &["uid"], 0) {
+                    Err(e) if e.is_no_such_object() => Ok(Vec::new()),
+                    other => other,
+                },
+            )
+            .map_err(|f| f.into_store(self, &accounts))?;
+        let mut out: Vec<UserName> = found
+            .iter()
+            .filter_map(|e: &Entry| UserName::parse(e.first_str("uid")?).ok())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// With `link_oath_users`: points the user's own entry at token `first` (or unlinks it),
     /// so that slapd's OTP binds ask for password+code.
     fn link(&self, user: &UserName, dns: &Dns, first: Option<u32>) -> Result<()> {
@@ -666,23 +688,43 @@ impl StateStore for LdapStore {
     }
 
     fn users(&self) -> Result<Vec<UserName>> {
-        let accounts = format!("ou=accounts,{}", self.settings.base);
         let filter = Filter::Equal("objectClass".into(), b"twofoldAccount".to_vec());
-        let found = self
-            .with_conn(
-                |c| match c.search(&accounts, Scope::One, &filter, &["uid"], 0) {
-                    Err(e) if e.is_no_such_object() => Ok(Vec::new()),
-                    other => other,
-                },
-            )
-            .map_err(|f| f.into_store(self, &accounts))?;
-        let mut out: Vec<UserName> = found
-            .iter()
-            .filter_map(|e: &Entry| UserName::parse(e.first_str("uid")?).ok())
-            .collect();
-        out.sort();
-        out.dedup();
-        Ok(out)
+        self.accounts_matching(&filter)
+    }
+
+    fn users_with_override(&self, mode: crate::mode::Mode) -> Result<Vec<UserName>> {
+        let filter = Filter::And(vec![
+            Filter::Equal("objectClass".into(), b"twofoldAccount".to_vec()),
+            Filter::Equal(
+                map::at::OVERRIDE_MODE.into(),
+                mode.as_str().as_bytes().to_vec(),
+            ),
+        ]);
+        self.accounts_matching(&filter)
+    }
+
+    fn probe(&self) -> Result<()> {
+        for ou in ["accounts", "params"] {
+            let dn = format!("ou={ou},{}", self.settings.base);
+            let filter = Filter::Present("objectClass".into());
+            let found = self.with_conn(|c| c.search(&dn, Scope::Base, &filter, &["1.1"], 1));
+            let missing = match found {
+                Ok(found) => found.is_empty(),
+                // An entry the account may not read is hidden as missing (slapd answers
+                // noSuchObject rather than disclose it).
+                Err(Failed::Ldap(e)) if e.is_no_such_object() => true,
+                Err(f) => return Err(f.into_store(self, &dn)),
+            };
+            if missing {
+                return Err(self.directory(
+                    &dn,
+                    "no such entry, or the service account may not read it: create ou=accounts \
+                     and ou=params under the base, and give the account write access to the \
+                     base (packaging/ldap/README.md)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn update(

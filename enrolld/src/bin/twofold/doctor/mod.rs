@@ -8,7 +8,9 @@
 //! `cockpit.conf` (and looks for a Kerberos keytab): certificate and Kerberos logins run only
 //! the `account` stack. It also names what a migration from google-authenticator or pam_oath
 //! leaves behind (the old module in a stack, users with a `~/.google_authenticator` and no
-//! twofold enrollment). Nothing is changed.
+//! twofold enrollment), and with `backend = "ldap"` a directory that logins could not use
+//! (unreachable, its password file not root's 0600, twofold's entries missing). Nothing is
+//! changed.
 
 mod analysis;
 mod cockpit;
@@ -19,6 +21,7 @@ mod report;
 mod services;
 mod sshd;
 mod sshd_match;
+mod store;
 
 use std::path::{Path, PathBuf};
 
@@ -109,6 +112,9 @@ pub fn check(opts: &Options) -> Report {
             f.what.split(": every login").next().unwrap_or(&f.what)
         )),
         None => {}
+    }
+    if let Some(problem) = &req.store {
+        store::report_problem(problem, &req, opts, twofold_anywhere, &mut report);
     }
     if let Some(pam) = &pam {
         for p in &pam.problems {

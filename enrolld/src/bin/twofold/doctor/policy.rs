@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 
 use twofold_policy::Mode;
 use twofold_policy::config::Policy;
-use twofold_policy::store::Store;
 
 use super::Options;
 use super::report::{Finding, Severity};
@@ -14,8 +13,10 @@ pub(super) struct Requirement {
     /// The policy loaded (or why not: then we assume someone is required, as the module fails
     /// closed).
     pub(super) policy: Option<Policy>,
-    /// Users with an admin override to required (from the state directory).
+    /// Users with an admin override to required (from the store the policy chose).
     pub(super) override_required: Vec<String>,
+    /// What kept the directory of `backend = "ldap"` from being used.
+    pub(super) store: Option<super::store::Problem>,
 }
 
 impl Requirement {
@@ -32,6 +33,24 @@ impl Requirement {
         } else if p.mode.value == Mode::Required {
             return Some("the default mode is required".into());
         }
+        self.beyond_services(p)
+    }
+
+    /// `Some(reason)` when the policy can require someone on some service.
+    pub(super) fn anyone(&self) -> Option<String> {
+        let p = self.policy.as_ref()?;
+        if let Some(s) = p.services.values().find(|s| s.mode == Mode::Required) {
+            return Some(format!("{} requires everyone", s.source.table));
+        }
+        if p.mode.value == Mode::Required {
+            return Some("the default mode is required".into());
+        }
+        self.beyond_services(p)
+    }
+
+    /// A user, group or network rule, or an admin override, that requires someone whatever
+    /// the service.
+    fn beyond_services(&self, p: &Policy) -> Option<String> {
         if let Some((name, _)) = p.users.iter().find(|(_, r)| r.mode == Mode::Required) {
             return Some(format!("[users.{name}] is required"));
         }
@@ -102,34 +121,12 @@ pub(super) fn requirement(
             }),
         ),
     };
-    let mut override_required = Vec::new();
-    match Store::open(&opts.state) {
-        Ok(store) => match store.users() {
-            Ok(users) => {
-                for u in users {
-                    if let Ok(Some(r)) = store.read_record(&u)
-                        && r.admin_override.is_some_and(|o| o.mode == Mode::Required)
-                    {
-                        override_required.push(u.as_str().to_owned());
-                    }
-                }
-            }
-            Err(e) => notes.push(format!("admin overrides not read: {e}")),
-        },
-        Err(twofold_policy::store::StoreError::Missing(_)) => {}
-        Err(e) => notes.push(format!(
-            "admin overrides not read ({e}){}",
-            if nix::unistd::geteuid().is_root() {
-                ""
-            } else {
-                ": run as root to count them"
-            }
-        )),
-    }
+    let (override_required, store) = super::store::overrides_required(opts, policy.as_ref(), notes);
     (
         Requirement {
             policy,
             override_required,
+            store,
         },
         finding,
     )
