@@ -384,3 +384,41 @@ fn names_that_differ_only_in_case_do_not_share_an_entry() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Directory { .. }), "{err}");
 }
+
+#[test]
+fn the_verification_service_refuses_when_the_directory_is_unreachable() {
+    use twofold_policy::verify::{self, Answer, Op, Request, ServerConfig, Serving};
+    let Some(mut slapd) = start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("ldap.secret");
+    std::fs::write(&secret, slapd.service_password()).unwrap();
+    set_mode(&secret, 0o600);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text(&slapd, &secret, "")).unwrap();
+    let state = dir.path().join("state");
+    Store::open_or_create(&state).unwrap();
+    let config = ServerConfig {
+        policy,
+        state,
+        directories: Arc::default(),
+    };
+    slapd.stop().unwrap();
+    let accounts = twofold_policy::slots::Slots::new(verify::ACCOUNT_LIMITS);
+    for op in [Op::Query, Op::Check] {
+        let req = Request {
+            op,
+            user: "root".into(),
+            service: Some("login".into()),
+            rhost: String::new(),
+            code: (op == Op::Check).then(|| zeroize::Zeroizing::new("123456".to_owned())),
+        };
+        let serving = Serving {
+            accounts: &accounts,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(10),
+            abandoned: None,
+        };
+        let resp = verify::serve(&config, 0, &req, serving);
+        // Refused, never "unavailable" (which on_error=allow turns into a pass).
+        assert_eq!(resp.answer, Answer::Refused, "{op:?}: {resp:?}");
+    }
+}

@@ -483,7 +483,15 @@ pub fn serve(
     let unavailable = |why: String| Response::new(Answer::Unavailable, "", "", why);
     // A lock that stayed held is no broken store: the attempt is refused as busy.
     let state_error = |name: &str, what: &str, e: StoreError| match e {
-        StoreError::Busy { .. } => busy(name, &e.to_string()),
+        StoreError::Busy { .. } | StoreError::Contended { .. } => busy(name, &e.to_string()),
+        // A directory nobody can reach is an outage anyone on the network can cause: refused,
+        // never "unavailable", which the caller's on_error=allow would turn into a pass.
+        StoreError::Unreachable { .. } => Response::new(
+            Answer::Refused,
+            name,
+            UNREACHABLE,
+            format!("{what}: directory unreachable, failing closed: {e}"),
+        ),
         e => unavailable(format!("{what}: {e}")),
     };
     if UserName::parse(&req.user).is_err() {
@@ -547,7 +555,7 @@ pub fn serve(
         };
     let record = match store.read_record(&user) {
         Ok(r) => r,
-        Err(e) => return unavailable(format!("state: {e}")),
+        Err(e) => return state_error(user.as_str(), "state", e),
     };
     let now = time::now();
     let res = crate::login::resolve_login(
@@ -606,7 +614,7 @@ pub fn serve(
                 match store.gate_before_prompt(&user, &source, now) {
                     Ok(Gate::Open) => Response::new(Answer::Ask, name, "", decided),
                     Ok(g) => throttled(name, &decided, g, &source),
-                    Err(e) => unavailable(format!("state: {e}")),
+                    Err(e) => state_error(name, "state", e),
                 }
             }
             (Op::Check, Some(code)) => {
@@ -640,6 +648,9 @@ pub fn serve(
         },
     }
 }
+
+/// What the person at the prompt is told when the directory cannot be reached.
+pub const UNREACHABLE: &str = "The directory that holds two-factor settings cannot be reached; nothing was checked. Try again later.";
 
 /// The answer when the account's lock stayed held or its slots are taken: nothing checked.
 fn busy(name: &str, why: &str) -> Response {
