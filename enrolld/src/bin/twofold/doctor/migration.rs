@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use twofold_policy::UserName;
 use twofold_policy::import::{GA_FILE, has_google_authenticator};
-use twofold_policy::store::Store;
+use twofold_policy::store::{StateStore, Store};
 
 use super::pam::PamDir;
 use super::report::{Finding, Report, Severity};
@@ -93,7 +93,12 @@ pub(super) fn check_old_modules(pam: &PamDir, report: &mut Report) {
 /// `~/.google_authenticator` and who have no twofold enrollment in `state`. Only as root (the
 /// homes are private); each home is opened without following a symbolic link and the file is
 /// only looked at, never opened.
-pub(super) fn check_leftover_files(passwd: &Path, state: &Path, report: &mut Report) {
+pub(super) fn check_leftover_files(
+    passwd: &Path,
+    policy: &Path,
+    state: &Path,
+    report: &mut Report,
+) {
     if !nix::unistd::geteuid().is_root() {
         report.notes.push(format!(
             "users with a ~/{GA_FILE} and no twofold enrollment: not checked (homes are private; run doctor as root)"
@@ -110,7 +115,14 @@ pub(super) fn check_leftover_files(passwd: &Path, state: &Path, report: &mut Rep
             return;
         }
     };
-    let store = Store::open(state).ok();
+    // The backend the policy chose (a directory: the enrollments are there, not in `state`).
+    let store =
+        Store::open(state).ok().and_then(|local| {
+            match twofold_policy::Policy::load_system(policy) {
+                Ok(p) => twofold_policy::store::open_backend(std::sync::Arc::new(local), &p).ok(),
+                Err(_) => Some(std::sync::Arc::new(local) as std::sync::Arc<dyn StateStore>),
+            }
+        });
     let mut left = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(':').collect();
@@ -128,8 +140,8 @@ pub(super) fn check_leftover_files(passwd: &Path, state: &Path, report: &mut Rep
         }
         let enrolled = store
             .as_ref()
-            .and_then(|s| s.read(&user).ok())
-            .and_then(|st| st.record)
+            .and_then(|s| s.read_record(&user).ok())
+            .flatten()
             .is_some_and(|r| r.enrollment.is_some());
         if !enrolled {
             left.push(user.as_str().to_owned());

@@ -127,7 +127,7 @@ pub fn check(opts: &Options) -> Report {
         check_cockpit(pam, &req, opts, &mut report);
         migration::check_old_modules(pam, &mut report);
     }
-    migration::check_leftover_files(&opts.passwd, &opts.state, &mut report);
+    migration::check_leftover_files(&opts.passwd, &opts.policy, &opts.state, &mut report);
     report.findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
