@@ -12,7 +12,8 @@
 //!   no filter injection;
 //! - [`Mod`]: one change of a modify; several in one request are atomic on the server, which
 //!   makes `delete old value` + `add new value` a compare-and-swap;
-//! - [`escape_dn_value`]: a user name made safe inside a DN (`uid=<name>,ou=people,…`).
+//! - [`escape_dn_value`]: a user name made safe inside a DN (`uid=<name>,ou=people,…`);
+//!   [`dn_eq`]: two DNs compared as the server compares them.
 //!
 //! TLS (rustls with the ring provider) is the cargo feature `tls`, on by default: it makes the
 //! PAM module about 1.5 MB larger, which a module that only speaks `ldapi://` can do without.
@@ -24,6 +25,7 @@
 
 mod ber;
 mod conn;
+mod dn;
 mod entry;
 mod filter;
 mod proto;
@@ -35,6 +37,7 @@ mod url;
 use std::io;
 
 pub use conn::{Auth, Conn, MAX_SEARCH_BYTES, Options};
+pub use dn::{dn_eq, normalize as normalize_dn};
 pub use entry::{Entry, Mod, ModOp};
 pub use filter::Filter;
 pub use proto::Scope;

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ldap::{Entry, Mod, ModOp, escape_dn_value};
+use crate::ldap::{Entry, Mod, ModOp, dn_eq, escape_dn_value};
 use crate::mode::Mode;
 use crate::record::{Authenticator, Counters, Enrollment, Kind, Override, Record, VERSION};
 use crate::totp::{Algorithm, Params, Secret};
@@ -128,17 +128,34 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
-    /// Sorts the entries of a subtree search under the account DN.
-    pub fn from_entries(dns: &Dns, entries: Vec<Entry>) -> Fetched {
+    /// Sorts the entries of a subtree search under the account DN: the account entry, and
+    /// token entries right below it (`cn=ID`). Names are compared as the server compares them:
+    /// it sends them back in its own spelling (`ou=twofold, dc=example` as
+    /// `ou=twofold,dc=example`). `Err` when entries came back but none is the account entry:
+    /// never read as a user with no state.
+    pub fn from_entries(dns: &Dns, entries: Vec<Entry>) -> Result<Fetched, String> {
         let mut out = Fetched::default();
+        let mut others = 0usize;
         for e in entries {
-            if e.dn.eq_ignore_ascii_case(&dns.account) {
+            if dn_eq(&e.dn, &dns.account) {
                 out.account = Some(e);
-            } else if let Some(id) = e.first_str("cn").and_then(|c| c.parse::<u32>().ok()) {
+            } else if let Some(id) = e
+                .first_str("cn")
+                .and_then(|c| c.parse::<u32>().ok())
+                .filter(|id| dn_eq(&e.dn, &dns.token(*id)))
+            {
                 out.tokens.insert(id, e);
+            } else {
+                others += 1;
             }
         }
-        out
+        if out.account.is_none() && (others > 0 || !out.tokens.is_empty()) {
+            return Err(format!(
+                "the search under {} brought back entries of other names, not the account entry",
+                dns.account
+            ));
+        }
+        Ok(out)
     }
 
     /// The ids of the tokens the account lists as active.

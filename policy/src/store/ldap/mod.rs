@@ -360,8 +360,7 @@ impl LdapStore {
             }
         });
         let entries = found.map_err(|f| f.into_store(self, &dns.account))?;
-        let fetched = Fetched::from_entries(&dns, entries);
-        Ok(fetched)
+        Fetched::from_entries(&dns, entries).map_err(|why| self.directory(&dns.account, why))
     }
 
     /// [`LdapStore::fetch`], kept for the reads of the same login before its check.
