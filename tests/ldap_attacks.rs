@@ -9,13 +9,18 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use twofold_policy::login::{Attempt, Outcome};
 use twofold_policy::record::Record;
-use twofold_policy::store::{StateStore, Store, open_backend};
+use twofold_policy::store::ldap::{Bind, LdapStore, Settings};
+use twofold_policy::store::{StateStore, Store, StoreError, open_backend};
 use twofold_policy::totp::{Params, Secret};
 use twofold_policy::{Policy, UserName};
 use twofold_system_tests::root_or_skip;
@@ -193,4 +198,250 @@ fn a_base_written_with_spaces_still_finds_the_account() {
         a.store.users().unwrap(),
         vec![user("tfspace"), user("tfspace2")]
     );
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `to`, as someone on the path between a host and
+/// its directory: it passes every byte until `tamper` is set, then flips the last byte of
+/// each chunk the server sends (inside a TLS record: its authentication tag).
+fn tampering_proxy(to: std::net::SocketAddr, tamper: Arc<AtomicBool>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(to) else {
+                continue;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            let tamper = tamper.clone();
+            std::thread::spawn(move || {
+                let (mut s_in, mut c_out) = (server, client);
+                let mut buf = [0u8; 16384];
+                loop {
+                    let n = match s_in.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if tamper.load(Ordering::SeqCst) {
+                        buf[n - 1] ^= 0x01;
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+/// Someone on the path between a host and its directory (ldaps://) changes a byte of the
+/// server's answer: TLS detects it. That is the network misbehaving, as a dropped or reset
+/// connection is: the store must say the directory cannot be reached (fail closed whatever
+/// `on_error` says, or the offline copy), not that the directory answered something wrong
+/// (`StoreError::Directory`, which `on_error = allow` turns into a login without a code).
+#[test]
+fn a_tampered_tls_answer_is_an_unreachable_directory() {
+    if !root_or_skip() {
+        return;
+    }
+    let slapd = Slapd::start(&Options { tls: true }).expect("slapd");
+    let ldaps: std::net::SocketAddr = slapd
+        .ldaps_url()
+        .unwrap()
+        .trim_start_matches("ldaps://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let tamper = Arc::new(AtomicBool::new(false));
+    let port = tampering_proxy(ldaps, tamper.clone());
+    let extra = format!("ca_file = \"{}\"", slapd.ca_file().unwrap().display());
+    let a = host_with(
+        &slapd,
+        &Conf {
+            uri: format!("ldaps://127.0.0.1:{port}"),
+            ..Conf::of(&slapd, &extra)
+        },
+    );
+    enroll(&*a.store, "tftamper", 0);
+    // The connection is up and kept; from now on the server's records are changed.
+    assert!(a.store.read_record(&user("tftamper")).unwrap().is_some());
+    tamper.store(true, Ordering::SeqCst);
+    let err = a.store.read_record(&user("tftamper")).unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    let err = a
+        .store
+        .check_attempt(&user("tftamper"), &attempt("123456", "10.9.1.1"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+}
+
+/// A minimal LDAP server on 127.0.0.1 for what slapd never does: each connection is served
+/// by `answer`, called with each request's message id and operation tag, returning the
+/// bytes to send back (none: stay silent).
+mod fake {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    /// A BER element: tag, definite length, contents.
+    pub fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let n = contents.len();
+        if n < 0x80 {
+            out.push(n as u8);
+        } else {
+            let bytes = n.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count();
+            out.push(0x80 | (bytes.len() - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+
+    pub fn int(tag: u8, v: u32) -> Vec<u8> {
+        let b = v.to_be_bytes();
+        let mut skip = b.iter().take_while(|x| **x == 0).count().min(3);
+        if b[skip] & 0x80 != 0 {
+            skip -= 1;
+        }
+        let mut c = vec![0u8; 0];
+        if skip == 4 {
+            c.push(0);
+        }
+        c.extend_from_slice(&b[skip.min(4)..]);
+        tlv(tag, &c)
+    }
+
+    /// An LDAPMessage with `op`.
+    pub fn message(id: u32, op: Vec<u8>) -> Vec<u8> {
+        let mut c = int(0x02, id);
+        c.extend(op);
+        tlv(0x30, &c)
+    }
+
+    /// An LDAPResult-shaped operation of `tag` with `code`.
+    pub fn result(tag: u8, code: u32) -> Vec<u8> {
+        let mut c = int(0x0a, code);
+        c.extend(tlv(0x04, b""));
+        c.extend(tlv(0x04, b""));
+        tlv(tag, &c)
+    }
+
+    /// A SearchResultEntry.
+    pub fn entry(dn: &str, attrs: &[(&str, &[&[u8]])]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (name, values) in attrs {
+            let mut set = Vec::new();
+            for v in *values {
+                set.extend(tlv(0x04, v));
+            }
+            let mut a = tlv(0x04, name.as_bytes());
+            a.extend(tlv(0x31, &set));
+            list.extend(tlv(0x30, &a));
+        }
+        let mut c = tlv(0x04, dn.as_bytes());
+        c.extend(tlv(0x30, &list));
+        tlv(0x64, &c)
+    }
+
+    pub const BIND: u8 = 0x60;
+    pub const SEARCH: u8 = 0x63;
+    pub const MODIFY: u8 = 0x66;
+
+    fn read_message(s: &mut TcpStream) -> Option<(u32, u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).ok()?;
+        let len = if head[1] < 0x80 {
+            usize::from(head[1])
+        } else {
+            let mut l = vec![0u8; usize::from(head[1] & 0x7f)];
+            s.read_exact(&mut l).ok()?;
+            l.iter().fold(0usize, |a, b| a << 8 | usize::from(*b))
+        };
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).ok()?;
+        // INTEGER id, then the operation's tag.
+        let idlen = usize::from(body[1]);
+        let id = body[2..2 + idlen]
+            .iter()
+            .fold(0u32, |a, b| a << 8 | u32::from(*b));
+        Some((id, body[2 + idlen], body))
+    }
+
+    /// Starts the server: `ldap://127.0.0.1:PORT`.
+    pub fn serve(answer: fn(u32, u8, &[u8]) -> Vec<u8>) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    while let Some((id, op, body)) = read_message(&mut s) {
+                        if op == 0x42 {
+                            return;
+                        }
+                        let out = answer(id, op, &body);
+                        if !out.is_empty() && s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+}
+
+/// A store over a fake server at `port` (plain LDAP on the loopback address), built from
+/// settings directly.
+fn fake_store(port: u16, offline: Option<u64>) -> (tempfile::TempDir, LdapStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("ldap.secret");
+    std::fs::write(&secret, "secret\n").unwrap();
+    set_mode(&secret, 0o600);
+    let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
+    let settings = Settings {
+        uris: vec![format!("ldap://127.0.0.1:{port}")],
+        base: "ou=twofold,dc=example,dc=org".into(),
+        bind: Bind::Simple {
+            dn: "cn=twofold,ou=services,dc=example,dc=org".into(),
+            password_file: secret,
+        },
+        starttls: false,
+        ca_file: None,
+        timeout: Duration::from_millis(500),
+        window: 1,
+        link_oath_users: None,
+        offline_max_age: offline,
+    };
+    (dir, LdapStore::new(local, settings))
+}
+
+/// A server on the configured address that answers out of turn (another message id), or
+/// with bytes that are no LDAP: the answer cannot be read, which is no answer. Not a
+/// directory that refused something (`on_error` would apply): fail closed.
+#[test]
+fn an_answer_out_of_turn_or_garbled_is_an_unreachable_directory() {
+    if !root_or_skip() {
+        return;
+    }
+    let wrong_id = fake::serve(|id, op, _| match op {
+        fake::BIND => fake::message(id, fake::result(0x61, 0)),
+        _ => fake::message(id + 7, fake::result(0x65, 0)),
+    });
+    let garbled = fake::serve(|id, op, _| match op {
+        fake::BIND => fake::message(id, fake::result(0x61, 0)),
+        // A SearchResultEntry whose attribute list is cut short.
+        _ => fake::message(id, fake::tlv(0x64, &[0x04, 0x00, 0x30, 0x05, 0x30, 0x09])),
+    });
+    for port in [wrong_id, garbled] {
+        let (_dir, store) = fake_store(port, None);
+        let err = store.read_record(&user("tfturn")).unwrap_err();
+        assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    }
 }
