@@ -162,7 +162,8 @@ impl LdapError {
     }
 
     /// The server cannot be talked to now: connection refused, reset or timed out, no such
-    /// socket, the host unreachable or unresolvable, the server busy (51) or unavailable (52),
+    /// socket, the host unreachable or unresolvable, the server out of time (timeLimitExceeded,
+    /// 3: the time limit this client sends is its own timeout), busy (51) or unavailable (52),
     /// or closing the connection. Another server, or a later try, may do.
     pub fn is_unreachable(&self) -> bool {
         use io::ErrorKind as K;
@@ -183,7 +184,7 @@ impl LdapError {
                     | K::NetworkDown
             ),
             LdapError::Timeout | LdapError::Disconnected { .. } => true,
-            LdapError::Result { code, .. } => matches!(code, 51 | 52),
+            LdapError::Result { code, .. } => matches!(code, 3 | 51 | 52),
             LdapError::Tls(_)
             | LdapError::Protocol(_)
             | LdapError::Url(_)
@@ -257,7 +258,7 @@ mod tests {
         }
         assert!(!r(32).is_conflict());
         assert!(r(32).is_no_such_object());
-        assert!(r(51).is_unreachable() && r(52).is_unreachable());
+        assert!(r(3).is_unreachable() && r(51).is_unreachable() && r(52).is_unreachable());
         assert!(!r(49).is_unreachable());
         assert_eq!(r(49).code(), Some(49));
         assert!(LdapError::Timeout.is_unreachable());

@@ -193,9 +193,13 @@ impl LdapStore {
         }
     }
 
-    /// An error of the client as a store error.
+    /// An error of the client as a store error. Only a refusal the server itself sent (an
+    /// LDAP result code) is the directory's answer; an answer that could not be read (TLS
+    /// that failed to decrypt, bytes that are no LDAP, a response out of turn) is no answer,
+    /// as a dropped connection is: someone on the network can cause either, so both fail
+    /// closed whatever `on_error` says.
     fn ldap_error(&self, dn: &str, e: LdapError) -> StoreError {
-        if e.is_unreachable() {
+        if broke_connection(&e) || e.is_unreachable() {
             self.unreachable(e)
         } else {
             self.directory(dn, e)
@@ -332,7 +336,7 @@ impl LdapStore {
             };
             match op(conn) {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_unreachable() => {
+                Err(e) if broke_connection(&e) || e.is_unreachable() => {
                     *slot = None;
                     if !kept || again {
                         return Err(Failed::Ldap(e));
@@ -616,6 +620,12 @@ impl LdapStore {
         self.with_conn(|c| c.modify(&entry.dn, &mods))
             .map_err(|f| f.into_store(self, &entry.dn))
     }
+}
+
+/// Whether `e` left the connection out of step with the server (anything but a result the
+/// server sent): the answer, if any, could not be read.
+fn broke_connection(e: &LdapError) -> bool {
+    !matches!(e, LdapError::Result { .. })
 }
 
 /// Why an operation failed: the client's error, or the store's (connecting, the password).
