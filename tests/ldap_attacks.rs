@@ -445,3 +445,115 @@ fn an_answer_out_of_turn_or_garbled_is_an_unreachable_directory() {
         assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     }
 }
+
+const OFFLINE: &str = "[store.offline]\nenabled = true\nmax_age = \"1h\"";
+
+/// A recovery code used on host B, then the directory unreachable from host A, which had
+/// read the user online since: A's copy must not take the code again. Nor, after an admin's
+/// reset on B that A read online, the old authenticator's codes.
+#[test]
+fn a_copy_follows_what_this_host_read_online() {
+    let Some(mut slapd) = start() else { return };
+    let a = host(&slapd, OFFLINE);
+    let b = host(&slapd, OFFLINE);
+    let (secret, codes) = enroll(&*a.store, "tfcopy", 3);
+    // A copy on A, from an online login there.
+    assert_eq!(
+        check(&*a.store, "tfcopy", &code(&secret, -1), "10.9.2.1"),
+        Outcome::Code
+    );
+    // The first recovery code used on B; A reads the user online (a login's resolution).
+    assert_eq!(
+        check(&*b.store, "tfcopy", &codes[0], "10.9.2.2"),
+        Outcome::RecoveryCode { left: 2 }
+    );
+    let online = a.store.read_record(&user("tfcopy")).unwrap().unwrap();
+    assert_eq!(online.enrollment.unwrap().recovery_codes.len(), 2);
+    slapd.stop().unwrap();
+    assert_eq!(
+        check(&*a.store, "tfcopy", &codes[0], "10.9.2.1"),
+        Outcome::Invalid,
+        "a recovery code used on B is taken again by A's copy"
+    );
+    slapd.start_again().unwrap();
+    // Reset on B (a lost phone); A reads the user online, then loses the directory.
+    b.store
+        .update(&user("tfcopy"), &mut |state| {
+            if let Some(r) = state.record.as_mut() {
+                r.enrollment = None;
+            }
+            state.counters = Default::default();
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        a.store
+            .read_record(&user("tfcopy"))
+            .unwrap()
+            .unwrap()
+            .enrollment
+            .is_none()
+    );
+    slapd.stop().unwrap();
+    let offline = a
+        .store
+        .check_attempt(&user("tfcopy"), &attempt(&code(&secret, 0), "10.9.2.1"));
+    assert!(
+        !matches!(&offline, Ok(c) if c.outcome.accepted()),
+        "the reset authenticator still opens A: {offline:?}"
+    );
+}
+
+/// A recovery code used on host A while the directory was away must be refused on host B
+/// as soon as A talks to the directory again, not only once that user logs in on A again
+/// (which may be never: recovery codes do not expire).
+#[test]
+fn what_a_copy_used_goes_back_at_the_next_contact() {
+    let Some(mut slapd) = start() else { return };
+    let a = host(&slapd, OFFLINE);
+    let b = host(&slapd, OFFLINE);
+    let (secret, codes) = enroll(&*a.store, "tfback", 2);
+    enroll(&*a.store, "tfother", 0);
+    assert_eq!(
+        check(&*a.store, "tfback", &code(&secret, -1), "10.9.3.1"),
+        Outcome::Code
+    );
+    slapd.stop().unwrap();
+    assert_eq!(
+        check(&*a.store, "tfback", &codes[0], "10.9.3.1"),
+        Outcome::RecoveryCode { left: 1 }
+    );
+    slapd.start_again().unwrap();
+    // Someone else logs in on A: A reads the directory again.
+    a.store.read_record(&user("tfother")).unwrap();
+    assert_eq!(
+        check(&*b.store, "tfback", &codes[0], "10.9.3.2"),
+        Outcome::Invalid,
+        "a recovery code used offline on A still opens B"
+    );
+}
+
+/// The copy's age is counted from a refresh in the past: one dated in the future (a clock
+/// set back, a file written by hand) is not taken as young.
+#[test]
+fn a_copy_dated_in_the_future_is_not_used() {
+    let Some(mut slapd) = start() else { return };
+    let a = host(&slapd, OFFLINE);
+    let (secret, _) = enroll(&*a.store, "tffuture", 0);
+    assert_eq!(
+        check(&*a.store, "tffuture", &code(&secret, -1), "10.9.4.1"),
+        Outcome::Code
+    );
+    let synced = a._dir.path().join("state/tffuture.synced");
+    let text = std::fs::read_to_string(&synced).unwrap();
+    let (_, rest) = text.split_once('\n').unwrap();
+    let later = twofold_policy::time::now() + 30 * 86_400;
+    std::fs::write(&synced, format!("{later}\n{rest}")).unwrap();
+    slapd.stop().unwrap();
+    let err = a
+        .store
+        .check_attempt(&user("tffuture"), &attempt(&code(&secret, 0), "10.9.4.1"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+}
