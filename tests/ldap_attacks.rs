@@ -462,6 +462,12 @@ fn a_copy_follows_what_this_host_read_online() {
         check(&*a.store, "tfcopy", &code(&secret, -1), "10.9.2.1"),
         Outcome::Code
     );
+    // Read again online with nothing changed: the copy is left as it is (no lock, no write).
+    let synced = a._dir.path().join("state/tfcopy.synced");
+    let before = std::fs::read_to_string(&synced).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    a.store.read_record(&user("tfcopy")).unwrap();
+    assert_eq!(std::fs::read_to_string(&synced).unwrap(), before);
     // The first recovery code used on B; A reads the user online (a login's resolution).
     assert_eq!(
         check(&*b.store, "tfcopy", &codes[0], "10.9.2.2"),
