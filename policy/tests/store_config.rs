@@ -135,7 +135,13 @@ fn the_smallest_directories_need_few_keys() {
     assert_eq!(p.store.ldap.unwrap().timeout, Duration::from_millis(250));
     // Plain ldap:// to this host on a port only root may listen on needs no StartTLS (a bind
     // DN still, as it is no socket).
-    for host in ["127.0.0.1", "[::1]:389", "localhost", "127.0.0.53", "localhost:1023"] {
+    for host in [
+        "127.0.0.1",
+        "[::1]:389",
+        "localhost",
+        "127.0.0.53",
+        "localhost:1023",
+    ] {
         let text = format!(
             "[store.ldap]\nuri = \"ldap://{host}\"\nbase = \"dc=org\"\nbind_dn = \"cn=twofold,dc=org\"\nbind_password_file = \"/etc/twofold/ldap.secret\"\n"
         );

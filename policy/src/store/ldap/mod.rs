@@ -367,9 +367,18 @@ impl LdapStore {
         Fetched::from_entries(&dns, entries).map_err(|why| self.directory(&dns.account, why))
     }
 
-    /// [`LdapStore::fetch`], kept for the reads of the same login before its check.
+    /// [`LdapStore::fetch`], kept for the reads of the same login before its check. With
+    /// offline copies, the user's copy follows what was read ([`offline::follow`]), and what
+    /// copies used offline goes back to the directory ([`offline::sweep`]).
     fn fetch_kept(&self, user: &UserName) -> Result<Arc<Fetched>> {
-        let fetched = Arc::new(self.fetch(user)?);
+        let mut fetched = self.fetch(user)?;
+        if self.settings.offline_max_age.is_some() {
+            offline::sweep(self);
+            if offline::follow(self, user, &fetched)? {
+                fetched = self.fetch(user)?;
+            }
+        }
+        let fetched = Arc::new(fetched);
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((user.clone(), fetched.clone()));
         Ok(fetched)
