@@ -563,3 +563,62 @@ fn a_copy_dated_in_the_future_is_not_used() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
 }
+
+/// The account's consecutive failures in the directory.
+fn failures(slapd: &Slapd, name: &str) -> u64 {
+    let ldif = slapd
+        .ldapsearch(
+            &format!("uid={name},ou=accounts,{}", slapd.twofold_base()),
+            "(objectClass=twofoldAccount)",
+            &["twofoldFailureCount"],
+        )
+        .unwrap();
+    ldif.lines()
+        .find_map(|l| l.strip_prefix("twofoldFailureCount: "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// One code typed at once from several new places over four hosts: one login gets in, each
+/// other is one failure of the per-user bound; none is counted twice because its first
+/// check lost the race to the winner (its reservation stands, it is not made again).
+#[test]
+fn an_attempt_that_lost_a_race_is_counted_once() {
+    let Some(slapd) = start() else { return };
+    let hosts: Vec<Host> = (0..4).map(|_| host(&slapd, "")).collect();
+    const AT_ONCE: usize = 8;
+    let mut over = Vec::new();
+    for round in 0..30 {
+        let name = format!("tfonce{round}");
+        let (secret, _) = enroll(&*hosts[round % 4].store, &name, 0);
+        let c = code(&secret, 0);
+        let accepted = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..AT_ONCE)
+                .map(|i| {
+                    let store = hosts[i % 4].store.clone();
+                    let (name, c) = (name.clone(), c.clone());
+                    s.spawn(move || {
+                        let source = format!("10.8.{round}.{i}");
+                        match store.check_attempt(&user(&name), &attempt(&c, &source)) {
+                            Ok(checked) => checked.outcome.accepted(),
+                            Err(e) => panic!("round {round}: {e}"),
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|ok| *ok)
+                .count()
+        });
+        assert_eq!(accepted, 1, "round {round}");
+        let counted = failures(&slapd, &name);
+        if counted > (AT_ONCE - 1) as u64 {
+            over.push(format!(
+                "round {round}: {counted} failures for {} refused",
+                AT_ONCE - 1
+            ));
+        }
+    }
+    assert!(over.is_empty(), "{}", over.join("\n"));
+}
