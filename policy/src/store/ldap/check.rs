@@ -59,6 +59,9 @@ pub(super) fn check_attempt(
     let local_state = lock.read()?;
     let recovered = local_state.counters_recovered.clone();
     let dns = store.dns(user);
+    // Whether this attempt's failure is reserved in the directory already: a try that lost a
+    // race (another host's login took the step first) does not count the attempt again.
+    let mut reserved = false;
     for _ in 0..TRIES {
         let fetched = match store.fetch(user) {
             Ok(f) => f,
@@ -81,11 +84,14 @@ pub(super) fn check_attempt(
         // From a source the user never logged in from, the attempt is counted before its
         // code is checked: the per-user bound then holds across hosts checking at once.
         let old_failures = state.counters.user_failures;
-        let reserved = state.enrolled() && !state.counters.known_sources.contains_key(a.source);
-        if reserved {
+        if !reserved && state.enrolled() && !state.counters.known_sources.contains_key(a.source)
+        {
             let mods = map::failures_mods(old_failures, old_failures.saturating_add(1));
             match store.with_conn(|c| c.modify(&dns.account, &mods)) {
-                Ok(()) => state.counters.user_failures = old_failures.saturating_add(1),
+                Ok(()) => {
+                    state.counters.user_failures = old_failures.saturating_add(1);
+                    reserved = true;
+                }
                 Err(Failed::Ldap(e)) if e.is_conflict() => continue,
                 Err(f) => return Err(f.into_store(store, &dns.account)),
             }
@@ -131,8 +137,9 @@ pub(super) fn check_attempt(
                 }
             }
             Decision::Replayed | Decision::Invalid if reserved => {
-                // Counted already.
-                state.counters.user_failures = old_failures.saturating_add(1);
+                // Counted already (in this try, or in one that lost a race: then as it stands
+                // in the directory now).
+                state.counters.user_failures = state.counters.user_failures.max(old_failures);
                 true
             }
             Decision::Replayed | Decision::Invalid => {
