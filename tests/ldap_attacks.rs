@@ -622,3 +622,69 @@ fn an_attempt_that_lost_a_race_is_counted_once() {
     }
     assert!(over.is_empty(), "{}", over.join("\n"));
 }
+
+/// Callers that cannot read the store (screen lockers, sandboxed helpers, `su` started by
+/// another user) ask twofold-verifyd. A directory it cannot reach must come back as what the
+/// module fails closed on whatever `on_error` says, as it does when it asks the directory
+/// itself; not as an unusable store (`unavailable`), which `on_error = allow` lets through.
+#[test]
+fn through_the_verification_service_an_unreachable_directory_stays_closed() {
+    use twofold_policy::verify::{self, Answer, Op, Request, ServerConfig, Serving};
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    Store::open_or_create(&state).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let nowhere = dir.path().join("no-slapd-here");
+    let uri: String = nowhere
+        .to_str()
+        .unwrap()
+        .chars()
+        .map(|c| {
+            if c == '/' {
+                "%2F".into()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(
+        &policy,
+        format!(
+            "mode = \"required\"\n[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = \"ldapi://{uri}\"\nbase = \"ou=twofold,dc=example,dc=org\"\ntimeout = \"500ms\"\n"
+        ),
+    )
+    .unwrap();
+    let config = ServerConfig {
+        policy,
+        state,
+        directories: Default::default(),
+    };
+    let accounts = twofold_policy::slots::Slots::new(verify::ACCOUNT_LIMITS);
+    for peer in [0, 65_534] {
+        let req = Request {
+            op: Op::Query,
+            user: "root".into(),
+            service: Some("swaylock".into()),
+            rhost: String::new(),
+            code: None,
+        };
+        let serving = Serving {
+            accounts: &accounts,
+            deadline: std::time::Instant::now() + Duration::from_secs(5),
+            abandoned: None,
+        };
+        let resp = verify::serve(&config, peer, &req, serving);
+        assert!(
+            !matches!(
+                resp.answer,
+                Answer::Unavailable | Answer::Ignore | Answer::Ask
+            ),
+            "peer {peer}: {:?} ({})",
+            resp.answer,
+            resp.log
+        );
+    }
+}
