@@ -97,8 +97,14 @@ pub enum Answer {
     Accepted,
     /// Refused; `message` says why and what to do.
     Refused,
-    /// The policy, the store or the user database cannot be used: fail closed.
+    /// The policy, the store or the user database cannot be used: fail closed (what the
+    /// module's `on_error=allow` may let through, outside setuid programs).
     Unavailable,
+    /// The directory of the LDAP backend cannot be reached (or its answer read), and no
+    /// offline copy may stand in: fail closed whatever `on_error` says, as anyone who can
+    /// disturb the network can cause it. An older module, which does not know this answer,
+    /// fails closed on it too (an answer it cannot read).
+    Unreachable,
     /// The account's lock stayed held, or too many requests about the account are being
     /// served: nothing was checked or counted. A refusal (never covered by `on_error=allow`):
     /// a user can cause it for their own account.
@@ -115,6 +121,7 @@ impl Answer {
             Answer::Accepted => "accepted",
             Answer::Refused => "refused",
             Answer::Unavailable => "unavailable",
+            Answer::Unreachable => "unreachable",
             Answer::Busy => "busy",
             Answer::UnknownUser => "unknown-user",
         }
@@ -127,6 +134,7 @@ impl Answer {
             "accepted" => Answer::Accepted,
             "refused" => Answer::Refused,
             "unavailable" => Answer::Unavailable,
+            "unreachable" => Answer::Unreachable,
             "busy" => Answer::Busy,
             "unknown-user" => Answer::UnknownUser,
             _ => return None,
@@ -481,9 +489,14 @@ pub fn serve(
     serving: Serving<'_>,
 ) -> Response {
     let unavailable = |why: String| Response::new(Answer::Unavailable, "", "", why);
-    // A lock that stayed held is no broken store: the attempt is refused as busy.
+    // A lock that stayed held, or a change other hosts kept winning, is no broken store: the
+    // attempt is refused as busy. A directory out of reach is an outage someone on the
+    // network can cause: its own answer, closed whatever `on_error` says (as in the module).
     let state_error = |name: &str, what: &str, e: StoreError| match e {
-        StoreError::Busy { .. } => busy(name, &e.to_string()),
+        StoreError::Busy { .. } | StoreError::Contended { .. } => busy(name, &e.to_string()),
+        StoreError::Unreachable { .. } => {
+            Response::new(Answer::Unreachable, name, "", format!("{what}: {e}"))
+        }
         e => unavailable(format!("{what}: {e}")),
     };
     if UserName::parse(&req.user).is_err() {
@@ -547,7 +560,7 @@ pub fn serve(
         };
     let record = match store.read_record(&user) {
         Ok(r) => r,
-        Err(e) => return unavailable(format!("state: {e}")),
+        Err(e) => return state_error(user.as_str(), "state", e),
     };
     let now = time::now();
     let res = crate::login::resolve_login(
@@ -606,7 +619,7 @@ pub fn serve(
                 match store.gate_before_prompt(&user, &source, now) {
                     Ok(Gate::Open) => Response::new(Answer::Ask, name, "", decided),
                     Ok(g) => throttled(name, &decided, g, &source),
-                    Err(e) => unavailable(format!("state: {e}")),
+                    Err(e) => state_error(name, "state", e),
                 }
             }
             (Op::Check, Some(code)) => {
