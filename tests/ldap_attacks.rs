@@ -351,7 +351,6 @@ mod fake {
 
     pub const BIND: u8 = 0x60;
     pub const SEARCH: u8 = 0x63;
-    pub const MODIFY: u8 = 0x66;
 
     fn read_message(s: &mut TcpStream) -> Option<(u32, u8, Vec<u8>)> {
         let mut head = [0u8; 2];
@@ -677,6 +676,9 @@ fn through_the_verification_service_an_unreachable_directory_stays_closed() {
             abandoned: None,
         };
         let resp = verify::serve(&config, peer, &req, serving);
+        if peer == 0 {
+            assert_eq!(resp.answer, Answer::Unreachable, "{}", resp.log);
+        }
         assert!(
             !matches!(
                 resp.answer,
@@ -687,4 +689,39 @@ fn through_the_verification_service_an_unreachable_directory_stays_closed() {
             resp.log
         );
     }
+}
+
+/// A server that answers a user's search with the entries of another account (a wrong
+/// base, a proxy that mixes answers up): that is never the user's state, and never "no
+/// state" either (a user with no enrollment needs no code in `optional` mode).
+#[test]
+fn entries_of_another_name_are_not_the_users_state() {
+    if !root_or_skip() {
+        return;
+    }
+    let port = fake::serve(|id, op, _| match op {
+        fake::BIND => fake::message(id, fake::result(0x61, 0)),
+        fake::SEARCH => {
+            let mut out = fake::message(
+                id,
+                fake::entry(
+                    "uid=bob,ou=accounts,ou=twofold,dc=example,dc=org",
+                    &[
+                        ("objectClass", &[b"twofoldAccount"]),
+                        ("uid", &[b"bob"]),
+                        ("twofoldOverrideMode", &[b"disabled"]),
+                    ],
+                ),
+            );
+            out.extend(fake::message(id, fake::result(0x65, 0)));
+            out
+        }
+        _ => fake::message(id, fake::result(0x67, 0)),
+    });
+    let (_dir, store) = fake_store(port, None);
+    let read = store.read_record(&user("tfalice"));
+    assert!(
+        matches!(read, Err(StoreError::Directory { .. })),
+        "{read:?}"
+    );
 }
