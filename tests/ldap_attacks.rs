@@ -725,3 +725,109 @@ fn entries_of_another_name_are_not_the_users_state() {
         "{read:?}"
     );
 }
+
+/// A TCP proxy on 127.0.0.1 in front of `to` that, once `silent` is set, forwards nothing
+/// more (connections accepted and held): a directory that stopped answering, or someone on
+/// the path dropping every packet.
+fn silencing_proxy(to: std::net::SocketAddr, silent: Arc<AtomicBool>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            if silent.load(Ordering::SeqCst) {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(60));
+                    drop(client);
+                });
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(to) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let silent = silent.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        if silent.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_secs(60));
+                            return;
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    port
+}
+
+/// A directory that stops answering (every server of the list) holds a login for one round
+/// of the list, not one round per operation of the login: the record before the prompt, the
+/// throttle's gate, then the check (each of which made every connection again).
+#[test]
+fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
+    let Some(slapd) = start() else { return };
+    let to: std::net::SocketAddr = slapd
+        .ldap_url()
+        .trim_start_matches("ldap://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let silent = Arc::new(AtomicBool::new(false));
+    let ports: Vec<u16> = (0..3)
+        .map(|_| silencing_proxy(to, silent.clone()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("ldap.secret");
+    std::fs::write(&secret_file, slapd.service_password()).unwrap();
+    set_mode(&secret_file, 0o600);
+    let timeout = Duration::from_millis(400);
+    let settings = Settings {
+        uris: ports
+            .iter()
+            .map(|p| format!("ldap://127.0.0.1:{p}"))
+            .collect(),
+        base: slapd.twofold_base(),
+        bind: Bind::Simple {
+            dn: slapd.service_dn(),
+            password_file: secret_file,
+        },
+        starttls: false,
+        ca_file: None,
+        timeout,
+        window: 1,
+        link_oath_users: None,
+        offline_max_age: Some(3600),
+    };
+    let login = || {
+        let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
+        LdapStore::new(local, settings.clone())
+    };
+    let (secret, _) = enroll(&login(), "tfslow", 0);
+    // An online login keeps a copy.
+    assert_eq!(
+        check(&login(), "tfslow", &code(&secret, -1), "10.9.5.1"),
+        Outcome::Code
+    );
+    silent.store(true, Ordering::SeqCst);
+    let store = login();
+    let t = std::time::Instant::now();
+    let name = user("tfslow");
+    assert!(store.read_record(&name).unwrap().is_some());
+    store
+        .gate_before_prompt(&name, "10.9.5.1", twofold_policy::time::now())
+        .unwrap();
+    let checked = store
+        .check_attempt(&name, &attempt(&code(&secret, 0), "10.9.5.1"))
+        .unwrap();
+    assert_eq!(checked.outcome, Outcome::Code);
+    let took = t.elapsed();
+    // One round: three servers, each a connection and a bind that times out.
+    assert!(took < timeout * 5, "{took:?}");
+}
