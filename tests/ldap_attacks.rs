@@ -768,8 +768,8 @@ fn silencing_proxy(to: std::net::SocketAddr, silent: Arc<AtomicBool>) -> u16 {
 }
 
 /// A directory that stops answering (every server of the list) holds a login for one round
-/// of the list, not one round per operation of the login: the record before the prompt, the
-/// throttle's gate, then the check (each of which made every connection again).
+/// of the list before the prompt (the record, then the throttle's gate, which made every
+/// connection again) and one at the check (the directory may be back by then).
 #[test]
 fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
     let Some(slapd) = start() else { return };
@@ -787,7 +787,7 @@ fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
     let secret_file = dir.path().join("ldap.secret");
     std::fs::write(&secret_file, slapd.service_password()).unwrap();
     set_mode(&secret_file, 0o600);
-    let timeout = Duration::from_millis(400);
+    let timeout = Duration::from_millis(500);
     let settings = Settings {
         uris: ports
             .iter()
@@ -828,6 +828,7 @@ fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
         .unwrap();
     assert_eq!(checked.outcome, Outcome::Code);
     let took = t.elapsed();
-    // One round: three servers, each a connection and a bind that times out.
-    assert!(took < timeout * 5, "{took:?}");
+    // A round: three servers, each a connection and a bind that times out. Two rounds,
+    // not three.
+    assert!(took < timeout * 15 / 2, "{took:?}");
 }

@@ -13,7 +13,8 @@ use super::{Failed, LdapStore, TRIES, offline};
 
 /// The throttle's verdict before the prompt: this host's per-source counts, and the
 /// account's consecutive failures from the directory (the read the login made for its
-/// resolution, or a new one).
+/// resolution, or a new one; the directory found out of reach by that read is not asked
+/// again).
 pub(super) fn gate_before_prompt(
     store: &LdapStore,
     user: &UserName,
@@ -21,15 +22,12 @@ pub(super) fn gate_before_prompt(
     now: u64,
 ) -> Result<Gate> {
     let (local, _) = store.local.read_counters_lenient(user)?;
-    let fetched = match store.kept(user) {
-        Some(f) => f,
-        None => match store.fetch_kept(user) {
-            Ok(f) => f,
-            Err(e @ StoreError::Unreachable { .. }) => {
-                return offline::gate_before_prompt(store, user, source, now, e);
-            }
-            Err(e) => return Err(e),
-        },
+    let fetched = match store.kept(user).unwrap_or_else(|| store.fetch_kept(user)) {
+        Ok(f) => f,
+        Err(e @ StoreError::Unreachable { .. }) => {
+            return offline::gate_before_prompt(store, user, source, now, e);
+        }
+        Err(e) => return Err(e),
     };
     let state = store.state_of(user, &fetched, &local)?;
     Ok(throttle::gate(&state.counters, source, now))
@@ -84,8 +82,7 @@ pub(super) fn check_attempt(
         // From a source the user never logged in from, the attempt is counted before its
         // code is checked: the per-user bound then holds across hosts checking at once.
         let old_failures = state.counters.user_failures;
-        if !reserved && state.enrolled() && !state.counters.known_sources.contains_key(a.source)
-        {
+        if !reserved && state.enrolled() && !state.counters.known_sources.contains_key(a.source) {
             let mods = map::failures_mods(old_failures, old_failures.saturating_add(1));
             match store.with_conn(|c| c.modify(&dns.account, &mods)) {
                 Ok(()) => {

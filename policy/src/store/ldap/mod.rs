@@ -140,8 +140,11 @@ pub struct LdapStore {
     dir: Arc<Directory>,
     /// A connection of this store's own, for when the shared one is in use.
     own: Mutex<Option<Conn>>,
-    /// The last fetch of a user (before a prompt), for the reads that follow it in one login.
-    last: Mutex<Option<(UserName, Arc<Fetched>)>>,
+    /// The last fetch of a user (before a prompt), for the reads that follow it in one login:
+    /// what it read, or why the directory could not be reached (the gate before the prompt
+    /// then does not try every server again: a directory that stopped answering holds a
+    /// login for one round of its servers before the prompt, and one at the check).
+    last: Mutex<Option<(UserName, std::result::Result<Arc<Fetched>, String>)>>,
 }
 
 impl std::fmt::Debug for LdapStore {
@@ -371,25 +374,32 @@ impl LdapStore {
     /// offline copies, the user's copy follows what was read ([`offline::follow`]), and what
     /// copies used offline goes back to the directory ([`offline::sweep`]).
     fn fetch_kept(&self, user: &UserName) -> Result<Arc<Fetched>> {
-        let mut fetched = self.fetch(user)?;
-        if self.settings.offline_max_age.is_some() {
-            offline::sweep(self);
-            if offline::follow(self, user, &fetched)? {
-                fetched = self.fetch(user)?;
+        let fetched = (|| {
+            let mut fetched = self.fetch(user)?;
+            if self.settings.offline_max_age.is_some() {
+                offline::sweep(self);
+                if offline::follow(self, user, &fetched)? {
+                    fetched = self.fetch(user)?;
+                }
             }
-        }
-        let fetched = Arc::new(fetched);
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((user.clone(), fetched.clone()));
-        Ok(fetched)
+            Ok(Arc::new(fetched))
+        })();
+        let kept = match &fetched {
+            Ok(f) => Some(Ok(f.clone())),
+            Err(StoreError::Unreachable { why, .. }) => Some(Err(why.clone())),
+            Err(_) => None,
+        };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = kept.map(|k| (user.clone(), k));
+        fetched
     }
 
-    /// The last fetch of `user`, if this store made one.
-    fn kept(&self, user: &UserName) -> Option<Arc<Fetched>> {
+    /// The last fetch of `user`, if this store made one: what it read, or the directory out
+    /// of reach.
+    fn kept(&self, user: &UserName) -> Option<Result<Arc<Fetched>>> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.as_ref()
             .filter(|(u, _)| u == user)
-            .map(|(_, f)| f.clone())
+            .map(|(_, f)| f.clone().map_err(|why| self.unreachable(why)))
     }
 
     fn forget(&self) {
