@@ -832,3 +832,22 @@ fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
     // not three.
     assert!(took < timeout * 15 / 2, "{took:?}");
 }
+
+/// A fleet with more accounts than slapd returns to an ordinary account by default (500):
+/// the daemon's listing must have them all, with the service account's limits as the
+/// documentation gives them (packaging/ldap/README.md), which the fixture runs.
+#[test]
+fn more_accounts_than_the_default_size_limit_are_all_listed() {
+    let Some(slapd) = start() else { return };
+    let a = host(&slapd, "");
+    let mut ldif = String::new();
+    for i in 0..620 {
+        ldif.push_str(&format!(
+            "dn: uid=tfmany{i:03},ou=accounts,{}\nobjectClass: twofoldAccount\nuid: tfmany{i:03}\ntwofoldRevision: 1\n\n",
+            slapd.twofold_base()
+        ));
+    }
+    slapd.ldapadd(&ldif).unwrap();
+    let listed = a.store.users().unwrap();
+    assert_eq!(listed.len(), 620);
+}
