@@ -290,7 +290,8 @@ impl Slapd {
              olcRootDN: {admin}\nolcRootPW: {rootpw}\nolcDbDirectory: {d}/db\n\
              olcDbMaxSize: 268435456\n\
              olcDbIndex: objectClass eq\nolcDbIndex: uid,cn,memberUid eq\n\
-             olcDbIndex: uidNumber,gidNumber eq\nolcDbIndex: entryCSN,entryUUID eq\n"
+             olcDbIndex: uidNumber,gidNumber eq\nolcDbIndex: entryCSN,entryUUID eq\n\
+             olcLimits: {{0}}dn.exact=\"{service}\" size=unlimited\n"
         );
         // The ACL of twofold's hosts (packaging/ldap/README.md): the service account owns
         // ou=twofold and the OATH secrets; users and groups are readable by anyone (nslcd

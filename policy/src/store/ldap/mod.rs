@@ -703,7 +703,13 @@ impl StateStore for LdapStore {
                     other => other,
                 },
             )
-            .map_err(|f| f.into_store(self, &accounts))?;
+            .map_err(|f| match f {
+                Failed::Ldap(e) if e.code() == Some(4) => self.directory(
+                    &accounts,
+                    format!("{e}: the directory lists fewer accounts than it holds; lift its size limit for the service account (olcLimits: dn.exact=\"BIND_DN\" size=unlimited, packaging/ldap/README.md)"),
+                ),
+                f => f.into_store(self, &accounts),
+            })?;
         let mut out: Vec<UserName> = found
             .iter()
             .filter_map(|e: &Entry| UserName::parse(e.first_str("uid")?).ok())
