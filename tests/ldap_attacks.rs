@@ -851,3 +851,47 @@ fn more_accounts_than_the_default_size_limit_are_all_listed() {
     let listed = a.store.users().unwrap();
     assert_eq!(listed.len(), 620);
 }
+
+/// With `link_oath_users`, the user's own entry is found by `uid`, which the directory
+/// matches without regard to case and which a user who may write their own entry could add
+/// to it: the entry linked is the user's own (named `uid=NAME`, with that exact value); a
+/// user with no entry there (a local account) has nothing to link; and the entry is found
+/// before anything is written, so a failure leaves no change made half-way.
+#[test]
+fn the_entry_linked_for_slapds_otp_binds_is_the_users_own() {
+    let Some(slapd) = start() else { return };
+    let link = format!(
+        "link_oath_users = true\nuser_base = \"{}\"",
+        slapd.people_base()
+    );
+    let a = host(&slapd, &link);
+    let own = slapd.add_user("tflink", 30001, 30001, "pw one").unwrap();
+    // Another account whose name differs only in case; and one whose owner added the name
+    // as a second uid of their own entry.
+    slapd
+        .ldapadd(&format!(
+            "dn: cn=Other,{p}\nobjectClass: inetOrgPerson\ncn: Other\nsn: Other\nuid: TFLINK\n\n\
+             dn: cn=Mallory,{p}\nobjectClass: inetOrgPerson\ncn: Mallory\nsn: Mallory\nuid: mallory\nuid: tflink\n",
+            p = slapd.people_base()
+        ))
+        .unwrap();
+    enroll(&*a.store, "tflink", 0);
+    let linked = slapd
+        .ldapsearch(&slapd.people_base(), "(objectClass=oathTOTPUser)", &["dn"])
+        .unwrap();
+    assert_eq!(linked.trim(), format!("dn: {own}"), "linked: {linked}");
+    // Mallory's own entry is named by cn: it is hers all the same (her uid, exactly).
+    enroll(&*a.store, "mallory", 0);
+    let linked = slapd
+        .ldapsearch(&slapd.people_base(), "(objectClass=oathTOTPUser)", &["dn"])
+        .unwrap();
+    assert!(
+        linked.contains(&format!("dn: cn=Mallory,{}", slapd.people_base()))
+            && linked.contains(&format!("dn: {own}"))
+            && !linked.contains("cn=Other"),
+        "linked: {linked}"
+    );
+    // A local account, with no entry there: nothing to link, the change is made.
+    let ok = a.store.start_grace(&user("tflocal"), 1);
+    assert!(ok.is_ok(), "{ok:?}");
+}
