@@ -300,6 +300,10 @@ impl Slapd {
             "to attrs=userPassword by self =xw by anonymous auth by * none".to_owned(),
             format!("to attrs=oathSecret by dn.exact=\"{service}\" write by * none"),
             format!("to dn.subtree=\"{twofold}\" by dn.exact=\"{service}\" write by * none"),
+            // link_oath_users: the service account links users' entries to their tokens.
+            format!(
+                "to dn.subtree=\"ou=people,{BASE}\" attrs=objectClass,oathTOTPToken by dn.exact=\"{service}\" write by * read"
+            ),
             format!("to dn.subtree=\"ou=people,{BASE}\" by * read"),
             format!("to dn.subtree=\"ou=groups,{BASE}\" by * read"),
             format!("to dn.subtree=\"ou=services,{BASE}\" by self read by * none"),

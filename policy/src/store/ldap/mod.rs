@@ -488,6 +488,8 @@ impl LdapStore {
             };
         }
         if changed_dir {
+            // The user's own entry is found before anything is written.
+            let link_target = self.link_target(user)?;
             self.ensure_params(&dns, &record)?;
             // New tokens first (inactive until the account lists them).
             let old_ids: Vec<u32> = fetched.active_ids();
@@ -560,8 +562,8 @@ impl LdapStore {
                 let dn = dns.token(*id);
                 let _ = self.with_conn(|c| c.delete(&dn));
             }
-            if self.settings.link_oath_users.is_some() {
-                self.link(user, &dns, new_auths.first().map(|a| a.id))?;
+            if let Some(target) = &link_target {
+                self.link(&dns, target, new_auths.first().map(|a| a.id))?;
             }
         }
         if state.counters != before.counters {
@@ -574,12 +576,15 @@ impl LdapStore {
         Ok(Some(Ok(state)))
     }
 
-    /// With `link_oath_users`: points the user's own entry at token `first` (or unlinks it),
-    /// so that slapd's OTP binds ask for password+code.
-    fn link(&self, user: &UserName, dns: &Dns, first: Option<u32>) -> Result<()> {
-        use crate::ldap::{Mod, ModOp};
+    /// With `link_oath_users`: the user's own entry under `user_base`, found before anything
+    /// is written (a failure then leaves no change made half-way). Found by `uid`, which the
+    /// directory matches without regard to case, and which a user allowed to write their own
+    /// entry could add to it: only entries carrying the name exactly count, and of several,
+    /// only the one named `uid=NAME`. `None`: no entry there (a local account), nothing to
+    /// link. Several still: refused.
+    fn link_target(&self, user: &UserName) -> Result<Option<Entry>> {
         let Some(user_base) = &self.settings.link_oath_users else {
-            return Ok(());
+            return Ok(None);
         };
         let filter = Filter::And(vec![
             Filter::Equal("uid".into(), user.as_str().as_bytes().to_vec()),
@@ -591,18 +596,47 @@ impl LdapStore {
                     user_base,
                     Scope::Sub,
                     &filter,
-                    &["objectClass", "oathTOTPToken"],
-                    2,
+                    &["objectClass", "uid"],
+                    LINK_CANDIDATES,
                 )
             })
             .map_err(|f| f.into_store(self, user_base))?;
-        let [entry] = found.as_slice() else {
-            return Err(self.directory(
-                user_base,
-                format!("{} entries with uid={user}: cannot link one", found.len()),
-            ));
+        let exact: Vec<Entry> = found
+            .into_iter()
+            .filter(|e| {
+                e.get("uid")
+                    .is_some_and(|vs| vs.iter().any(|v| v.as_slice() == user.as_str().as_bytes()))
+            })
+            .collect();
+        let named = |e: &Entry| {
+            crate::ldap::normalize_dn(&e.dn)
+                .and_then(|rdns| rdns.into_iter().next())
+                .is_some_and(|rdn| {
+                    rdn == [(
+                        "uid".to_owned(),
+                        user.as_str().to_ascii_lowercase().into_bytes(),
+                    )]
+                })
         };
-        let has_class = entry
+        let mut exact = exact;
+        if exact.len() > 1 {
+            exact.retain(named);
+        }
+        match exact.len() {
+            0 | 1 => Ok(exact.pop()),
+            n => Err(self.directory(
+                user_base,
+                format!("{n} entries with uid={user}: cannot link one"),
+            )),
+        }
+    }
+
+    /// With `link_oath_users`: points the user's own entry (`target`, from
+    /// [`LdapStore::link_target`]) at token `first` (or unlinks it), so that slapd's OTP
+    /// binds ask for password+code.
+    fn link(&self, dns: &Dns, target: &Entry, first: Option<u32>) -> Result<()> {
+        use crate::ldap::{Mod, ModOp};
+        let has_class = target
             .get("objectClass")
             .is_some_and(|v| v.iter().any(|c| c.eq_ignore_ascii_case(b"oathTOTPUser")));
         let mods = match first {
@@ -636,10 +670,14 @@ impl LdapStore {
             ],
             None => return Ok(()),
         };
-        self.with_conn(|c| c.modify(&entry.dn, &mods))
-            .map_err(|f| f.into_store(self, &entry.dn))
+        self.with_conn(|c| c.modify(&target.dn, &mods))
+            .map_err(|f| f.into_store(self, &target.dn))
     }
 }
+
+/// At most this many entries are read when looking for a user's own entry by `uid`
+/// (`link_oath_users`): more is a directory twofold cannot make sense of.
+const LINK_CANDIDATES: u32 = 16;
 
 /// Whether `e` left the connection out of step with the server (anything but a result the
 /// server sent): the answer, if any, could not be read.
