@@ -133,6 +133,10 @@ impl Directories {
     }
 }
 
+/// A fetch kept for the reads of one login: what it read, or why the directory was out of
+/// reach.
+type Kept = std::result::Result<Arc<Fetched>, String>;
+
 /// The LDAP backend over this host's files store.
 pub struct LdapStore {
     local: Arc<Store>,
@@ -144,7 +148,7 @@ pub struct LdapStore {
     /// what it read, or why the directory could not be reached (the gate before the prompt
     /// then does not try every server again: a directory that stopped answering holds a
     /// login for one round of its servers before the prompt, and one at the check).
-    last: Mutex<Option<(UserName, std::result::Result<Arc<Fetched>, String>)>>,
+    last: Mutex<Option<(UserName, Kept)>>,
 }
 
 impl std::fmt::Debug for LdapStore {
