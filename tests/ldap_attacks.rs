@@ -895,3 +895,36 @@ fn the_entry_linked_for_slapds_otp_binds_is_the_users_own() {
     let ok = a.store.start_grace(&user("tflocal"), 1);
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+/// Whether the StartTLS-refusing server below saw a bind.
+static BIND_IN_CLEAR: AtomicBool = AtomicBool::new(false);
+
+/// Someone on the path answers StartTLS with a refusal (or the server is configured
+/// without TLS): the store must not go on in clear text, so the password never crosses.
+#[test]
+fn a_refused_starttls_is_no_fallback_to_clear_text() {
+    if !root_or_skip() {
+        return;
+    }
+    let port = fake::serve(|id, op, _| match op {
+        // ExtendedRequest (StartTLS): protocolError, "no TLS here".
+        0x77 => fake::message(id, fake::result(0x78, 2)),
+        fake::BIND => {
+            BIND_IN_CLEAR.store(true, Ordering::SeqCst);
+            fake::message(id, fake::result(0x61, 0))
+        }
+        _ => fake::message(id, fake::result(0x65, 0)),
+    });
+    let (dir, store) = fake_store(port, None);
+    let mut settings = store.settings().clone();
+    settings.starttls = true;
+    let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
+    let store = LdapStore::new(local, settings);
+    let err = store.read_record(&user("tftls")).unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !BIND_IN_CLEAR.load(Ordering::SeqCst),
+        "a bind went in clear text"
+    );
+}
