@@ -253,7 +253,9 @@ impl LdapStore {
                 meta.mode() & 0o7777
             )));
         }
-        let mut buf = Zeroizing::new(Vec::with_capacity(64));
+        // Room for all that is read at once: a buffer grown while reading would leave a copy
+        // of the first part behind, unwiped.
+        let mut buf = Zeroizing::new(Vec::with_capacity(4097));
         (&mut f)
             .take(4097)
             .read_to_end(&mut buf)
