@@ -928,3 +928,50 @@ fn a_refused_starttls_is_no_fallback_to_clear_text() {
         "a bind went in clear text"
     );
 }
+
+/// A stranger with many addresses spends the user's fleet-wide bound (100 failures) on one
+/// host: the user must still log in from where they logged in before, on every host of the
+/// fleet, not only on the host that saw them there (the bound is the fleet's; so must be
+/// what exempts the user's own places from it). An admin's reset forgets those places.
+#[test]
+fn a_place_the_user_logged_in_from_is_known_fleet_wide() {
+    let Some(slapd) = start() else { return };
+    let (a, b) = (host(&slapd, ""), host(&slapd, ""));
+    let (secret, _) = enroll(&*a.store, "tfknown", 0);
+    let office = "10.7.0.1";
+    assert_eq!(
+        check(&*a.store, "tfknown", &code(&secret, -1), office),
+        Outcome::Code
+    );
+    let mut refused = 0;
+    for i in 0..120u32 {
+        let source = format!("10.6.{}.{}", i / 250, i % 250);
+        match check(&*b.store, "tfknown", "000000", &source) {
+            Outcome::Invalid => {}
+            Outcome::Throttled(_) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused, 20);
+    // From the office, on B: checked (and accepted), not refused as a stranger.
+    assert_eq!(
+        check(&*b.store, "tfknown", &code(&secret, 0), office),
+        Outcome::Code
+    );
+    // After an admin's reset (on A), the places are forgotten everywhere.
+    a.store
+        .update(&user("tfknown"), &mut |state| {
+            state.counters = Default::default();
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    let ldif = slapd
+        .ldapsearch(
+            &format!("uid=tfknown,ou=accounts,{}", slapd.twofold_base()),
+            "(objectClass=twofoldAccount)",
+            &["twofoldKnownSource"],
+        )
+        .unwrap();
+    assert!(!ldif.contains("twofoldKnownSource"), "{ldif}");
+}
