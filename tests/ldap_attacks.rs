@@ -932,7 +932,8 @@ fn a_refused_starttls_is_no_fallback_to_clear_text() {
 /// A stranger with many addresses spends the user's fleet-wide bound (100 failures) on one
 /// host: the user must still log in from where they logged in before, on every host of the
 /// fleet, not only on the host that saw them there (the bound is the fleet's; so must be
-/// what exempts the user's own places from it). An admin's reset forgets those places.
+/// what exempts the user's own places from it). A change that clears the counters clears
+/// them in the directory too.
 #[test]
 fn a_place_the_user_logged_in_from_is_known_fleet_wide() {
     let Some(slapd) = start() else { return };
@@ -958,7 +959,7 @@ fn a_place_the_user_logged_in_from_is_known_fleet_wide() {
         check(&*b.store, "tfknown", &code(&secret, 0), office),
         Outcome::Code
     );
-    // After an admin's reset (on A), the places are forgotten everywhere.
+    // Counters cleared (on A): the places are forgotten everywhere.
     a.store
         .update(&user("tfknown"), &mut |state| {
             state.counters = Default::default();

@@ -167,9 +167,9 @@ pub(super) fn check_attempt(
     })
 }
 
-/// After an accepted code: the account's consecutive failures cleared and its last login set
-/// (no compare-and-swap: a success ends the run of failures whatever came between). Best
-/// effort: the code is used up already, which is what matters.
+/// After an accepted code: the account's consecutive failures cleared, its last login set and
+/// the place it came from known (no compare-and-swap: a success ends the run of failures
+/// whatever came between). Best effort: the code is used up already, which is what matters.
 fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
     let mut mods = vec![Mod {
         op: ModOp::Replace,
@@ -183,6 +183,13 @@ fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
             values: vec![t.to_string().into_bytes()],
         });
     }
+    // The places the user logged in from, for every host (last writer wins: a place another
+    // host added at the same moment stays known there).
+    mods.push(Mod {
+        op: ModOp::Replace,
+        attr: at::KNOWN.into(),
+        values: map::known_values(&state.counters),
+    });
     if let Some(from) = &state.counters.last_login_from {
         mods.push(Mod {
             op: ModOp::Replace,

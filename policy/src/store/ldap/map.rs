@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 
 use crate::ldap::{Entry, Mod, ModOp, dn_eq, escape_dn_value};
 use crate::mode::Mode;
-use crate::record::{Authenticator, Counters, Enrollment, Kind, Override, Record, VERSION};
+use crate::record::{
+    Authenticator, Counters, Enrollment, Kind, KnownSource, Override, Record, VERSION,
+};
 use crate::totp::{Algorithm, Params, Secret};
 use crate::username::UserName;
 
@@ -39,6 +41,7 @@ pub(crate) mod at {
     pub const FAILURES: &str = "twofoldFailureCount";
     pub const LAST_LOGIN: &str = "twofoldLastLogin";
     pub const LAST_FROM: &str = "twofoldLastLoginFrom";
+    pub const KNOWN: &str = "twofoldKnownSource";
     // Token entries.
     pub const NAME: &str = "twofoldName";
     pub const KIND: &str = "twofoldKind";
@@ -206,6 +209,7 @@ impl Fetched {
         counters.user_failures = int(a, at::FAILURES).unwrap_or(0);
         counters.last_login = int(a, at::LAST_LOGIN);
         counters.last_login_from = a.first_str(at::LAST_FROM).map(str::to_owned);
+        counters.known_sources = known_sources(a);
         if let Some(enrolled_at) = int(a, at::ENROLLED_AT) {
             let mut authenticators = Vec::new();
             let mut ids = self.active_ids();
@@ -280,6 +284,35 @@ fn token_of(id: u32, t: &Entry) -> Result<(Authenticator, Option<u64>), String> 
     Ok((auth, int(t, at::LAST_STEP)))
 }
 
+/// The places the account logged in from (`twofoldKnownSource`: `TIME SOURCE`); values that
+/// do not read are left out.
+fn known_sources(a: &Entry) -> BTreeMap<String, KnownSource> {
+    let mut out: BTreeMap<String, KnownSource> = BTreeMap::new();
+    for v in a.get(at::KNOWN).unwrap_or_default() {
+        let Some((last, source)) = std::str::from_utf8(v).ok().and_then(|v| v.split_once(' '))
+        else {
+            continue;
+        };
+        let (Ok(last), false) = (last.parse::<u64>(), source.is_empty()) else {
+            continue;
+        };
+        let k = out.entry(source.to_owned()).or_insert(KnownSource { last });
+        k.last = k.last.max(last);
+    }
+    out
+}
+
+/// The values of `twofoldKnownSource` for `counters`: sources that are printable ASCII only
+/// (what a source key is, from an address or a host name).
+pub(crate) fn known_values(counters: &Counters) -> Vec<Vec<u8>> {
+    counters
+        .known_sources
+        .iter()
+        .filter(|(s, _)| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|(s, k)| format!("{} {s}", k.last).into_bytes())
+        .collect()
+}
+
 /// An integer attribute (the first value).
 pub(crate) fn int(e: &Entry, name: &str) -> Option<u64> {
     e.first_str(name)?.trim().parse().ok()
@@ -342,6 +375,7 @@ pub(crate) fn account_attrs(
         },
     ));
     out.push((at::LAST_LOGIN, opt(counters.last_login)));
+    out.push((at::KNOWN, known_values(counters)));
     out.push((
         at::LAST_FROM,
         counters

@@ -13,10 +13,12 @@
 //!   attempt from a source the user never logged in from is counted *before* its code is
 //!   checked, so that at most [`crate::throttle::USER_LIMIT`] of them are ever checked,
 //!   whatever the number of hosts. Record changes (override, enrollment, reset) swap the
-//!   account's `twofoldRevision`.
-//! - **Per host**: the per-source throttle counts and the known sources stay in this host's
-//!   files store ([`StateStore::local`]), under its per-user lock, which also serializes this
-//!   host's own logins of a user (fewer lost races).
+//!   account's `twofoldRevision`. The places the user logged in from, which that bound
+//!   exempts, are the fleet's too (`twofoldKnownSource`): a stranger who spends the bound on
+//!   one host does not lock the user out of their usual place on another.
+//! - **Per host**: the per-source throttle counts stay in this host's files store
+//!   ([`StateStore::local`]), under its per-user lock, which also serializes this host's own
+//!   logins of a user (fewer lost races).
 //! - **No threads**: a blocking client ([`crate::ldap`]) with a bound on every operation; one
 //!   connection per store, opened at first use and opened again once if the server dropped it.
 //! - **Unreachable directory**: [`StoreError::Unreachable`]; the caller fails closed for users
@@ -435,6 +437,23 @@ impl LdapStore {
         counters.last_login_from = dir_counters
             .last_login_from
             .or(local.last_login_from.clone());
+        // The places the user logged in from, on any host of the fleet (the bound they are
+        // exempt from is the fleet's), the most recent ones.
+        for (source, k) in dir_counters.known_sources {
+            let kept = counters.known_sources.entry(source).or_insert(k.clone());
+            kept.last = kept.last.max(k.last);
+        }
+        while counters.known_sources.len() > crate::throttle::KNOWN_SOURCES {
+            let Some(oldest) = counters
+                .known_sources
+                .iter()
+                .min_by_key(|(_, k)| k.last)
+                .map(|(s, _)| s.clone())
+            else {
+                break;
+            };
+            counters.known_sources.remove(&oldest);
+        }
         Ok(UserState {
             record,
             counters,
@@ -482,7 +501,8 @@ impl LdapStore {
         let changed_dir = state.record != before.record
             || state.counters.last_steps != before.counters.last_steps
             || state.counters.user_failures != before.counters.user_failures
-            || state.counters.last_login != before.counters.last_login;
+            || state.counters.last_login != before.counters.last_login
+            || state.counters.known_sources != before.counters.known_sources;
         if changed_dir && fetched.account.is_none() {
             // Token entries live below the account entry: an empty one first (revision 1),
             // then the change is made on a fresh read, as any other.
