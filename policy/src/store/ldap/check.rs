@@ -183,13 +183,6 @@ fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
             values: vec![t.to_string().into_bytes()],
         });
     }
-    // The places the user logged in from, for every host (last writer wins: a place another
-    // host added at the same moment stays known there).
-    mods.push(Mod {
-        op: ModOp::Replace,
-        attr: at::KNOWN.into(),
-        values: map::known_values(&state.counters),
-    });
     if let Some(from) = &state.counters.last_login_from {
         mods.push(Mod {
             op: ModOp::Replace,
@@ -198,4 +191,13 @@ fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
         });
     }
     let _ = store.with_conn(|c| c.modify(&dns.account, &mods));
+    // The places the user logged in from, for every host (last writer wins: a place another
+    // host added at the same moment stays known there). Apart, so that a directory whose
+    // schema lacks the attribute still has the failures cleared.
+    let known = [Mod {
+        op: ModOp::Replace,
+        attr: at::KNOWN.into(),
+        values: map::known_values(&state.counters),
+    }];
+    let _ = store.with_conn(|c| c.modify(&dns.account, &known));
 }
