@@ -976,3 +976,50 @@ fn a_place_the_user_logged_in_from_is_known_fleet_wide() {
         .unwrap();
     assert!(!ldif.contains("twofoldKnownSource"), "{ldif}");
 }
+
+/// What a change stopped half-way (or a hand) leaves: a token entry the account does not
+/// list is never used, whatever secret it holds; an account listing a token whose entry is
+/// gone reads as an error (its user is enrolled), never as a user with no enrollment.
+#[test]
+fn half_made_changes_open_nothing() {
+    use data_encoding::BASE64;
+    let Some(slapd) = start() else { return };
+    let a = host(&slapd, "");
+    let (secret, _) = enroll(&*a.store, "tfhalf", 0);
+    let account = format!("uid=tfhalf,ou=accounts,{}", slapd.twofold_base());
+    // A token entry (id 7) nobody lists, with a secret someone knows.
+    let stray = Secret::generate().unwrap();
+    slapd
+        .ldapadd(&format!(
+            "dn: cn=7,{account}\nobjectClass: twofoldToken\nobjectClass: oathTOTPToken\ncn: 7\n\
+             oathSecret:: {}\noathTOTPParams: cn=totp-6-sha1-30-w1,ou=params,{}\n",
+            BASE64.encode(stray.as_bytes()),
+            slapd.twofold_base()
+        ))
+        .unwrap();
+    assert_eq!(
+        check(&*a.store, "tfhalf", &code(&stray, 0), "10.9.6.1"),
+        Outcome::Invalid
+    );
+    // The account's token entry gone.
+    let out = Command::new("ldapdelete")
+        .args(["-Q", "-Y", "EXTERNAL", "-H", &slapd.ldapi_url()])
+        .arg(format!("cn=1,{account}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = a.store.read_record(&user("tfhalf"));
+    assert!(
+        matches!(read, Err(StoreError::Directory { .. })),
+        "{read:?}"
+    );
+    let err = a
+        .store
+        .check_attempt(&user("tfhalf"), &attempt(&code(&secret, 0), "10.9.6.1"))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Directory { .. }), "{err:?}");
+}
