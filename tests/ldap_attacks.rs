@@ -1023,3 +1023,68 @@ fn half_made_changes_open_nothing() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Directory { .. }), "{err:?}");
 }
+
+/// One recovery code typed at once on two hosts, from several places: used once.
+#[test]
+fn a_recovery_code_at_once_on_two_hosts_is_used_once() {
+    let Some(slapd) = start() else { return };
+    let hosts: Vec<Host> = (0..2).map(|_| host(&slapd, "")).collect();
+    for round in 0..10 {
+        let name = format!("tfrec{round}");
+        let (_, codes) = enroll(&*hosts[0].store, &name, 2);
+        let accepted = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = hosts[i % 2].store.clone();
+                    let (name, c) = (name.clone(), codes[0].clone());
+                    s.spawn(move || {
+                        let source = format!("10.5.{round}.{i}");
+                        match store.check_attempt(&user(&name), &attempt(&c, &source)) {
+                            Ok(checked) => checked.outcome.accepted(),
+                            Err(StoreError::Busy { .. } | StoreError::Contended { .. }) => false,
+                            Err(e) => panic!("round {round}: {e}"),
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|ok| *ok)
+                .count()
+        });
+        assert_eq!(accepted, 1, "round {round}");
+        let left = hosts[1].store.read_record(&user(&name)).unwrap().unwrap();
+        assert_eq!(left.enrollment.unwrap().recovery_codes.len(), 1);
+    }
+}
+
+/// Every character a user name may hold (`_ . - @ $`, digits, both cases) names one entry of
+/// its own: none escapes its RDN or meets another name's entry.
+#[test]
+fn names_with_every_allowed_character_stay_apart() {
+    let Some(slapd) = start() else { return };
+    let a = host(&slapd, "");
+    let names = [
+        "tf.dot",
+        "tf_under",
+        "tf-dash",
+        "tf@example.org",
+        "host$",
+        "9tf",
+        "tf.dot.x",
+    ];
+    for n in names {
+        enroll(&*a.store, n, 0);
+    }
+    let mut want: Vec<UserName> = names.iter().map(|n| user(n)).collect();
+    want.sort();
+    assert_eq!(a.store.users().unwrap(), want);
+    for n in names {
+        let r = a.store.read_record(&user(n)).unwrap().unwrap();
+        assert_eq!(r.user, n);
+    }
+    // A name that is a prefix of another's entry, or of another's DN, has nothing.
+    assert!(a.store.read_record(&user("tf")).unwrap().is_none());
+    assert!(a.store.read_record(&user("tf.do")).unwrap().is_none());
+}
