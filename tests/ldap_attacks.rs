@@ -1088,3 +1088,36 @@ fn names_with_every_allowed_character_stay_apart() {
     assert!(a.store.read_record(&user("tf")).unwrap().is_none());
     assert!(a.store.read_record(&user("tf.do")).unwrap().is_none());
 }
+
+/// The first server of the list answers with bytes that are no LDAP (someone on the path to
+/// it, or a broken server): the next one is asked, as when the first cannot be reached;
+/// one broken path does not stop every login.
+#[test]
+fn a_server_answering_garbage_is_passed_over_for_the_next() {
+    let Some(slapd) = start() else { return };
+    let garbage = fake::serve(|_, _, _| b"\x30\x03\x02\x01\x01".to_vec());
+    let a = host(&slapd, "");
+    enroll(&*a.store, "tfnext", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("ldap.secret");
+    std::fs::write(&secret_file, slapd.service_password()).unwrap();
+    set_mode(&secret_file, 0o600);
+    let settings = Settings {
+        uris: vec![format!("ldap://127.0.0.1:{garbage}"), slapd.ldap_url()],
+        base: slapd.twofold_base(),
+        bind: Bind::Simple {
+            dn: slapd.service_dn(),
+            password_file: secret_file,
+        },
+        starttls: false,
+        ca_file: None,
+        timeout: Duration::from_millis(500),
+        window: 1,
+        link_oath_users: None,
+        offline_max_age: None,
+    };
+    let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
+    let store = LdapStore::new(local, settings);
+    let read = store.read_record(&user("tfnext"));
+    assert!(matches!(&read, Ok(Some(_))), "{read:?}");
+}
