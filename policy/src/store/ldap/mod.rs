@@ -298,17 +298,29 @@ impl LdapStore {
                     continue;
                 }
             };
-            match Conn::connect(&url, &options).and_then(|mut c| c.bind(&auth).map(|()| c)) {
-                Ok(c) => return Ok(c),
-                Err(e) if e.is_unreachable() => {
-                    last = Some(self.unreachable(format!("{uri}: {e}")));
-                }
-                // A refused bind is no outage: the store's own credentials are wrong.
+            // Connecting (TCP, TLS, StartTLS): any failure, a refused StartTLS included, is this
+            // server or the path to it; the next server may do.
+            let mut conn = match Conn::connect(&url, &options) {
+                Ok(c) => c,
                 Err(e) => {
+                    last = Some(self.unreachable(format!("{uri}: {e}")));
+                    continue;
+                }
+            };
+            match conn.bind(&auth) {
+                Ok(()) => return Ok(conn),
+                // A refused bind is no outage: the store's own credentials are wrong (closed,
+                // as for an outage: whoever is at the prompt did not cause it).
+                Err(e @ LdapError::Result { .. }) if !e.is_unreachable() => {
                     return Err(StoreError::Unreachable {
                         target: uri.clone(),
                         why: format!("bind refused: {e}"),
                     });
+                }
+                // Out of reach, or an answer that cannot be read (TLS that fails, bytes that are
+                // no LDAP: a broken path to this server): the next server may do.
+                Err(e) => {
+                    last = Some(self.unreachable(format!("{uri}: {e}")));
                 }
             }
         }
