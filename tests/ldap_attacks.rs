@@ -1121,3 +1121,33 @@ fn a_server_answering_garbage_is_passed_over_for_the_next() {
     let read = store.read_record(&user("tfnext"));
     assert!(matches!(&read, Ok(Some(_))), "{read:?}");
 }
+
+/// `local` (a login on the host itself: su, sudo, a console, the service's non-root callers)
+/// is no place shared by the hosts of a fleet: malware running as the user on another host
+/// must not count as a place the user logged in from.
+#[test]
+fn local_logins_are_known_on_their_own_host_only() {
+    let Some(slapd) = start() else { return };
+    let (a, b) = (host(&slapd, ""), host(&slapd, ""));
+    let (secret, _) = enroll(&*a.store, "tflocal2", 0);
+    assert_eq!(
+        check(&*a.store, "tflocal2", &code(&secret, -1), "local"),
+        Outcome::Code
+    );
+    for i in 0..100u32 {
+        let source = format!("10.4.{}.{}", i / 250, i % 250);
+        assert_eq!(
+            check(&*b.store, "tflocal2", "000000", &source),
+            Outcome::Invalid
+        );
+    }
+    assert!(matches!(
+        check(&*b.store, "tflocal2", "000000", "local"),
+        Outcome::Throttled(twofold_policy::throttle::Gate::Strangers { .. })
+    ));
+    // On A, where the user did log in locally, still checked.
+    assert_eq!(
+        check(&*a.store, "tflocal2", &code(&secret, 0), "local"),
+        Outcome::Code
+    );
+}
