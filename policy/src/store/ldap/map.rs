@@ -293,7 +293,7 @@ fn known_sources(a: &Entry) -> BTreeMap<String, KnownSource> {
         else {
             continue;
         };
-        let (Ok(last), false) = (last.parse::<u64>(), source.is_empty()) else {
+        let (Ok(last), true) = (last.parse::<u64>(), shared_source(source)) else {
             continue;
         };
         let k = out.entry(source.to_owned()).or_insert(KnownSource { last });
@@ -302,13 +302,19 @@ fn known_sources(a: &Entry) -> BTreeMap<String, KnownSource> {
     out
 }
 
-/// The values of `twofoldKnownSource` for `counters`: sources that are printable ASCII only
-/// (what a source key is, from an address or a host name).
+/// Whether `source` is a place the hosts of a fleet share (an address, a host name), which
+/// `local` (a login on the host itself) is not.
+pub(crate) fn shared_source(source: &str) -> bool {
+    source != "local" && !source.is_empty() && source.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The values of `twofoldKnownSource` for `counters`: the sources the hosts share
+/// ([`shared_source`]).
 pub(crate) fn known_values(counters: &Counters) -> Vec<Vec<u8>> {
     counters
         .known_sources
         .iter()
-        .filter(|(s, _)| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|(s, _)| shared_source(s))
         .map(|(s, k)| format!("{} {s}", k.last).into_bytes())
         .collect()
 }
