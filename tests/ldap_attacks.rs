@@ -1151,3 +1151,35 @@ fn local_logins_are_known_on_their_own_host_only() {
         Outcome::Code
     );
 }
+
+/// A stranger with many addresses guessing at once on two hosts, many guesses in flight:
+/// still exactly 100 codes checked for the account, fleet-wide (each is counted before it is
+/// checked, by a compare-and-swap).
+#[test]
+fn wrong_codes_at_once_over_two_hosts_are_bounded_per_account() {
+    let Some(slapd) = start() else { return };
+    let hosts: Vec<Host> = (0..2).map(|_| host(&slapd, "")).collect();
+    enroll(&*hosts[0].store, "tfbound", 0);
+    let checked = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..12usize {
+            let store = hosts[t % 2].store.clone();
+            let checked = &checked;
+            s.spawn(move || {
+                for i in 0..25usize {
+                    let source = format!("10.3.{t}.{i}");
+                    match store.check_attempt(&user("tfbound"), &attempt("000000", &source)) {
+                        Ok(c) if matches!(c.outcome, Outcome::Invalid | Outcome::Replayed) => {
+                            checked.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(c) => assert!(matches!(c.outcome, Outcome::Throttled(_)), "{c:?}"),
+                        Err(StoreError::Busy { .. } | StoreError::Contended { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(checked.load(Ordering::SeqCst), 100);
+    assert_eq!(failures(&slapd, "tfbound"), 100);
+}
