@@ -418,7 +418,7 @@ fn the_verification_service_refuses_when_the_directory_is_unreachable() {
             abandoned: None,
         };
         let resp = verify::serve(&config, 0, &req, serving);
-        // Refused, never "unavailable" (which on_error=allow turns into a pass).
-        assert_eq!(resp.answer, Answer::Refused, "{op:?}: {resp:?}");
+        // Its own answer, never "unavailable" (which on_error=allow turns into a pass).
+        assert_eq!(resp.answer, Answer::Unreachable, "{op:?}: {resp:?}");
     }
 }

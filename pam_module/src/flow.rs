@@ -628,6 +628,9 @@ fn service_failure(pamh: &PamHandle, resp: verify::Response) -> Failure {
         verify::Answer::Unavailable => {
             Failure::Unavailable(format!("twofold-verifyd: {}", resp.log))
         }
+        verify::Answer::Unreachable => {
+            Failure::Unreachable(format!("twofold-verifyd: {}", resp.log))
+        }
         verify::Answer::UnknownUser => Failure::User(format!("twofold-verifyd: {}", resp.log)),
         verify::Answer::Refused => Failure::Refused(resp.log),
         verify::Answer::Busy => Failure::Busy(format!("twofold-verifyd: {}", resp.log)),
@@ -700,7 +703,10 @@ fn remote_account(
     if resp.answer == verify::Answer::Ignore {
         return Ok(Decision::Ignore(resp.log));
     }
-    if resp.answer == verify::Answer::Unavailable || resp.answer == verify::Answer::UnknownUser {
+    if matches!(
+        resp.answer,
+        verify::Answer::Unavailable | verify::Answer::Unreachable | verify::Answer::UnknownUser
+    ) {
         return Err(service_failure(pamh, resp));
     }
     match (verified_user(pamh), UserName::parse(&resp.user)) {

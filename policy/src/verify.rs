@@ -97,8 +97,14 @@ pub enum Answer {
     Accepted,
     /// Refused; `message` says why and what to do.
     Refused,
-    /// The policy, the store or the user database cannot be used: fail closed.
+    /// The policy, the store or the user database cannot be used: fail closed (what the
+    /// module's `on_error=allow` may let through, outside setuid programs).
     Unavailable,
+    /// The directory of the LDAP backend cannot be reached (or its answer read), and no
+    /// offline copy may stand in: fail closed whatever `on_error` says, as anyone who can
+    /// disturb the network can cause it. An older module, which does not know this answer,
+    /// fails closed on it too (an answer it cannot read).
+    Unreachable,
     /// The account's lock stayed held, or too many requests about the account are being
     /// served: nothing was checked or counted. A refusal (never covered by `on_error=allow`):
     /// a user can cause it for their own account.
@@ -115,6 +121,7 @@ impl Answer {
             Answer::Accepted => "accepted",
             Answer::Refused => "refused",
             Answer::Unavailable => "unavailable",
+            Answer::Unreachable => "unreachable",
             Answer::Busy => "busy",
             Answer::UnknownUser => "unknown-user",
         }
@@ -127,6 +134,7 @@ impl Answer {
             "accepted" => Answer::Accepted,
             "refused" => Answer::Refused,
             "unavailable" => Answer::Unavailable,
+            "unreachable" => Answer::Unreachable,
             "busy" => Answer::Busy,
             "unknown-user" => Answer::UnknownUser,
             _ => return None,
@@ -481,16 +489,16 @@ pub fn serve(
     serving: Serving<'_>,
 ) -> Response {
     let unavailable = |why: String| Response::new(Answer::Unavailable, "", "", why);
-    // A lock that stayed held is no broken store: the attempt is refused as busy.
+    // A lock that stayed held, or a change other hosts kept winning, is no broken store: the
+    // attempt is refused as busy. A directory out of reach is an outage someone on the
+    // network can cause: its own answer, closed whatever `on_error` says (as in the module).
     let state_error = |name: &str, what: &str, e: StoreError| match e {
         StoreError::Busy { .. } | StoreError::Contended { .. } => busy(name, &e.to_string()),
-        // A directory nobody can reach is an outage anyone on the network can cause: refused,
-        // never "unavailable", which the caller's on_error=allow would turn into a pass.
         StoreError::Unreachable { .. } => Response::new(
-            Answer::Refused,
+            Answer::Unreachable,
             name,
             UNREACHABLE,
-            format!("{what}: directory unreachable, failing closed: {e}"),
+            format!("{what}: {e}"),
         ),
         e => unavailable(format!("{what}: {e}")),
     };

@@ -133,8 +133,15 @@ fn the_smallest_directories_need_few_keys() {
     let p = parse("[store.ldap]\nuri = [\"ldapi://%2Frun%2Fslapd%2Fldapi\", \"ldapi:///\"]\nbase = \"dc=org\"\ntimeout = \"250ms\"\n").unwrap();
     assert_eq!(p.store.backend, Backend::Files);
     assert_eq!(p.store.ldap.unwrap().timeout, Duration::from_millis(250));
-    // Plain ldap:// to this host needs no StartTLS (a bind DN still, as it is no socket).
-    for host in ["127.0.0.1", "[::1]:3890", "localhost", "127.0.0.53"] {
+    // Plain ldap:// to this host on a port only root may listen on needs no StartTLS (a bind
+    // DN still, as it is no socket).
+    for host in [
+        "127.0.0.1",
+        "[::1]:389",
+        "localhost",
+        "127.0.0.53",
+        "localhost:1023",
+    ] {
         let text = format!(
             "[store.ldap]\nuri = \"ldap://{host}\"\nbase = \"dc=org\"\nbind_dn = \"cn=twofold,dc=org\"\nbind_password_file = \"/etc/twofold/ldap.secret\"\n"
         );
@@ -181,6 +188,11 @@ fn every_mistake_names_file_line_and_column() {
         // Plain LDAP over the network.
         (format!("[store.ldap]\nuri = [\"ldaps://a.example.org\", \"ldap://b.example.org\"]\nbase = \"dc=org\"\n{BIND}"), "p.toml:2:33: uri \"ldap://b.example.org\" is plain LDAP over the network: the bind password and the users' TOTP secrets would cross it in clear text; write starttls = true, or use ldaps://"),
         (format!("[store.ldap]\nuri = \"ldap://10.0.0.5:389\"\nstarttls = false\nbase = \"dc=org\"\n{BIND}"), "p.toml:2:7: uri \"ldap://10.0.0.5:389\" is plain LDAP over the network: the bind password and the users' TOTP secrets would cross it in clear text; write starttls = true, or use ldaps://"),
+        // Plain LDAP to this host on a port any local user may listen on (while the server
+        // does not: a restart, a tunnel down): the service account's password to them, and
+        // entries of their choosing back.
+        (format!("[store.ldap]\nuri = \"ldap://127.0.0.1:3890\"\nbase = \"dc=org\"\n{BIND}"), "p.toml:2:7: uri \"ldap://127.0.0.1:3890\" is plain LDAP to port 3890 of this host, where any local user may listen while the server does not: the bind password would go to them and their answers would be taken for the directory's; write starttls = true, or use ldaps://, ldapi:// or a port below 1024"),
+        (format!("[store.ldap]\nuri = [\"ldapi:///\", \"ldap://[::1]:1024\"]\nstarttls = false\nbase = \"dc=org\"\n{BIND}"), "p.toml:2:21: uri \"ldap://[::1]:1024\" is plain LDAP to port 1024 of this host, where any local user may listen while the server does not: the bind password would go to them and their answers would be taken for the directory's; write starttls = true, or use ldaps://, ldapi:// or a port below 1024"),
         // URIs that do not parse.
         ("[store.ldap]\nuri = \"http://ldap.example.org\"\n".into(), "p.toml:2:7: invalid uri \"http://ldap.example.org\": unknown scheme \"http\"; expected ldapi:/// (the local socket), ldaps://HOST[:PORT] or ldap://HOST[:PORT]"),
         ("[store.ldap]\nuri = [\"ldaps://ldap.example.org/dc=example,dc=org\"]\n".into(), "p.toml:2:8: invalid uri \"ldaps://ldap.example.org/dc=example,dc=org\": \"/dc=example,dc=org\" after the server: write only the server here (the DN goes into base); expected ldapi:/// (the local socket), ldaps://HOST[:PORT] or ldap://HOST[:PORT]"),

@@ -290,7 +290,8 @@ impl Slapd {
              olcRootDN: {admin}\nolcRootPW: {rootpw}\nolcDbDirectory: {d}/db\n\
              olcDbMaxSize: 268435456\n\
              olcDbIndex: objectClass eq\nolcDbIndex: uid,cn,memberUid eq\n\
-             olcDbIndex: uidNumber,gidNumber eq\nolcDbIndex: entryCSN,entryUUID eq\n"
+             olcDbIndex: uidNumber,gidNumber eq\nolcDbIndex: entryCSN,entryUUID eq\n\
+             olcLimits: {{0}}dn.exact=\"{service}\" size=unlimited\n"
         );
         // The ACL of twofold's hosts (packaging/ldap/README.md): the service account owns
         // ou=twofold and the OATH secrets; users and groups are readable by anyone (nslcd
@@ -299,6 +300,10 @@ impl Slapd {
             "to attrs=userPassword by self =xw by anonymous auth by * none".to_owned(),
             format!("to attrs=oathSecret by dn.exact=\"{service}\" write by * none"),
             format!("to dn.subtree=\"{twofold}\" by dn.exact=\"{service}\" write by * none"),
+            // link_oath_users: the service account links users' entries to their tokens.
+            format!(
+                "to dn.subtree=\"ou=people,{BASE}\" attrs=objectClass,oathTOTPToken by dn.exact=\"{service}\" write by * read"
+            ),
             format!("to dn.subtree=\"ou=people,{BASE}\" by * read"),
             format!("to dn.subtree=\"ou=groups,{BASE}\" by * read"),
             format!("to dn.subtree=\"ou=services,{BASE}\" by self read by * none"),

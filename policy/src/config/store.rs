@@ -106,8 +106,8 @@ pub enum Bind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LdapConfig {
     /// The servers, tried in order; never empty. Each parses with [`parse_uri`]; without a
-    /// bind DN each is `ldapi://`; an `ldap://` URI to a host other than the loopback one comes
-    /// with `starttls`.
+    /// bind DN each is `ldapi://`; an `ldap://` URI comes with `starttls` unless it names the
+    /// loopback host on a port below 1024 (only root may listen there).
     pub uris: Vec<String>,
     /// The DN under which twofold's entries live (`ou=accounts` and `ou=params` below it).
     pub base: String,

@@ -12,7 +12,8 @@
 //!   no filter injection;
 //! - [`Mod`]: one change of a modify; several in one request are atomic on the server, which
 //!   makes `delete old value` + `add new value` a compare-and-swap;
-//! - [`escape_dn_value`]: a user name made safe inside a DN (`uid=<name>,ou=people,…`).
+//! - [`escape_dn_value`]: a user name made safe inside a DN (`uid=<name>,ou=people,…`);
+//!   [`dn_eq`]: two DNs compared as the server compares them.
 //!
 //! TLS (rustls with the ring provider) is the cargo feature `tls`, on by default: it makes the
 //! PAM module about 1.5 MB larger, which a module that only speaks `ldapi://` can do without.
@@ -24,6 +25,7 @@
 
 mod ber;
 mod conn;
+mod dn;
 mod entry;
 mod filter;
 mod proto;
@@ -35,6 +37,7 @@ mod url;
 use std::io;
 
 pub use conn::{Auth, Conn, MAX_SEARCH_BYTES, Options};
+pub use dn::{dn_eq, normalize as normalize_dn};
 pub use entry::{Entry, Mod, ModOp};
 pub use filter::Filter;
 pub use proto::Scope;
@@ -159,7 +162,8 @@ impl LdapError {
     }
 
     /// The server cannot be talked to now: connection refused, reset or timed out, no such
-    /// socket, the host unreachable or unresolvable, the server busy (51) or unavailable (52),
+    /// socket, the host unreachable or unresolvable, the server out of time (timeLimitExceeded,
+    /// 3: the time limit this client sends is its own timeout), busy (51) or unavailable (52),
     /// or closing the connection. Another server, or a later try, may do.
     pub fn is_unreachable(&self) -> bool {
         use io::ErrorKind as K;
@@ -180,7 +184,7 @@ impl LdapError {
                     | K::NetworkDown
             ),
             LdapError::Timeout | LdapError::Disconnected { .. } => true,
-            LdapError::Result { code, .. } => matches!(code, 51 | 52),
+            LdapError::Result { code, .. } => matches!(code, 3 | 51 | 52),
             LdapError::Tls(_)
             | LdapError::Protocol(_)
             | LdapError::Url(_)
@@ -254,7 +258,7 @@ mod tests {
         }
         assert!(!r(32).is_conflict());
         assert!(r(32).is_no_such_object());
-        assert!(r(51).is_unreachable() && r(52).is_unreachable());
+        assert!(r(3).is_unreachable() && r(51).is_unreachable() && r(52).is_unreachable());
         assert!(!r(49).is_unreachable());
         assert_eq!(r(49).code(), Some(49));
         assert!(LdapError::Timeout.is_unreachable());

@@ -786,6 +786,38 @@ impl Store {
         )
     }
 
+    /// Removes a file of the store that is not a user's; nothing if it does not exist.
+    pub(crate) fn remove_aux(&self, name: &str) -> Result<()> {
+        match unlinkat(self.dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(errno_err(&self.file_path(name), "remove")(e)),
+        }
+    }
+
+    /// The users that have a file `USER.SUFFIX` in the store, sorted; names that are not
+    /// user names are skipped.
+    pub(crate) fn users_with(&self, suffix: &str) -> Result<Vec<UserName>> {
+        let mut out = Vec::new();
+        let entries =
+            std::fs::read_dir(&self.path).map_err(io_err(&self.path, "read directory"))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err(&self.path, "read directory"))?;
+            let name = entry.file_name();
+            let Some(user) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(suffix))
+                .and_then(|n| n.strip_suffix('.'))
+            else {
+                continue;
+            };
+            if let Ok(user) = UserName::parse(user) {
+                out.push(user);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Writes `text` to `name` through a temp file and a rename; with `durable`, the file and
     /// the directory are fsynced before returning. On any error the old file is untouched and
     /// the temp file is removed.

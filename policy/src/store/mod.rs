@@ -72,8 +72,10 @@ pub enum StoreError {
         /// How long this caller waited.
         waited_ms: u64,
     },
-    /// The directory (the LDAP backend) could not be asked, or refused the store's own
-    /// credentials: nothing was read or changed. Not the user's fault; fail closed.
+    /// The directory (the LDAP backend) could not be asked, its answer could not be read (TLS
+    /// or LDAP broken on the way: someone on the network can cause it as they can drop the
+    /// connection), or it refused the store's own credentials. Not the user's fault; fail
+    /// closed, whatever `on_error` says.
     #[error("{target}: {why}")]
     Unreachable {
         /// The directory (its URI).

@@ -163,7 +163,7 @@ fn serve_one(
         resp.log
     );
     match resp.answer {
-        verify::Answer::Unavailable => log.error(&line),
+        verify::Answer::Unavailable | verify::Answer::Unreachable => log.error(&line),
         _ => log.notice(&line),
     }
     if let Ok(text) = resp.encode() {

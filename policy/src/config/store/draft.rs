@@ -444,6 +444,23 @@ impl StoreDraft {
                             ),
                         ));
                     }
+                    // This host, but a port any local user may listen on while the server
+                    // does not (a restart, a tunnel down): plain LDAP would hand them the bind
+                    // password and take their answers for the directory's.
+                    if let LdapUri::Ldap {
+                        port: Some(port @ 1024..),
+                        ..
+                    } = parsed
+                        && !starttls
+                    {
+                        return Err(err(
+                            &u.place,
+                            format!(
+                                "uri {:?} is plain LDAP to port {port} of this host, where any local user may listen while the server does not: the bind password would go to them and their answers would be taken for the directory's; write starttls = true, or use ldaps://, ldapi:// or a port below 1024",
+                                u.value
+                            ),
+                        ));
+                    }
                 }
                 let link_oath_users = self.link_oath_users.as_ref().is_some_and(|l| l.value);
                 if let Some(l) = self.link_oath_users.as_ref().filter(|l| l.value)

@@ -13,7 +13,8 @@ use super::{Failed, LdapStore, TRIES, offline};
 
 /// The throttle's verdict before the prompt: this host's per-source counts, and the
 /// account's consecutive failures from the directory (the read the login made for its
-/// resolution, or a new one).
+/// resolution, or a new one; the directory found out of reach by that read is not asked
+/// again).
 pub(super) fn gate_before_prompt(
     store: &LdapStore,
     user: &UserName,
@@ -21,15 +22,12 @@ pub(super) fn gate_before_prompt(
     now: u64,
 ) -> Result<Gate> {
     let (local, _) = store.local.read_counters_lenient(user)?;
-    let fetched = match store.kept(user) {
-        Some(f) => f,
-        None => match store.fetch_kept(user) {
-            Ok(f) => f,
-            Err(e @ StoreError::Unreachable { .. }) => {
-                return offline::gate_before_prompt(store, user, source, now, e);
-            }
-            Err(e) => return Err(e),
-        },
+    let fetched = match store.kept(user).unwrap_or_else(|| store.fetch_kept(user)) {
+        Ok(f) => f,
+        Err(e @ StoreError::Unreachable { .. }) => {
+            return offline::gate_before_prompt(store, user, source, now, e);
+        }
+        Err(e) => return Err(e),
     };
     let state = store.state_of(user, &fetched, &local)?;
     Ok(throttle::gate(&state.counters, source, now))
@@ -59,6 +57,9 @@ pub(super) fn check_attempt(
     let local_state = lock.read()?;
     let recovered = local_state.counters_recovered.clone();
     let dns = store.dns(user);
+    // Whether this attempt's failure is reserved in the directory already: a try that lost a
+    // race (another host's login took the step first) does not count the attempt again.
+    let mut reserved = false;
     for _ in 0..TRIES {
         let fetched = match store.fetch(user) {
             Ok(f) => f,
@@ -81,11 +82,13 @@ pub(super) fn check_attempt(
         // From a source the user never logged in from, the attempt is counted before its
         // code is checked: the per-user bound then holds across hosts checking at once.
         let old_failures = state.counters.user_failures;
-        let reserved = state.enrolled() && !state.counters.known_sources.contains_key(a.source);
-        if reserved {
+        if !reserved && state.enrolled() && !state.counters.known_sources.contains_key(a.source) {
             let mods = map::failures_mods(old_failures, old_failures.saturating_add(1));
             match store.with_conn(|c| c.modify(&dns.account, &mods)) {
-                Ok(()) => state.counters.user_failures = old_failures.saturating_add(1),
+                Ok(()) => {
+                    state.counters.user_failures = old_failures.saturating_add(1);
+                    reserved = true;
+                }
                 Err(Failed::Ldap(e)) if e.is_conflict() => continue,
                 Err(f) => return Err(f.into_store(store, &dns.account)),
             }
@@ -131,8 +134,9 @@ pub(super) fn check_attempt(
                 }
             }
             Decision::Replayed | Decision::Invalid if reserved => {
-                // Counted already.
-                state.counters.user_failures = old_failures.saturating_add(1);
+                // Counted already (in this try, or in one that lost a race: then as it stands
+                // in the directory now).
+                state.counters.user_failures = state.counters.user_failures.max(old_failures);
                 true
             }
             Decision::Replayed | Decision::Invalid => {
@@ -163,9 +167,9 @@ pub(super) fn check_attempt(
     })
 }
 
-/// After an accepted code: the account's consecutive failures cleared and its last login set
-/// (no compare-and-swap: a success ends the run of failures whatever came between). Best
-/// effort: the code is used up already, which is what matters.
+/// After an accepted code: the account's consecutive failures cleared, its last login set and
+/// the place it came from known (no compare-and-swap: a success ends the run of failures
+/// whatever came between). Best effort: the code is used up already, which is what matters.
 fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
     let mut mods = vec![Mod {
         op: ModOp::Replace,
@@ -187,4 +191,13 @@ fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
         });
     }
     let _ = store.with_conn(|c| c.modify(&dns.account, &mods));
+    // The places the user logged in from, for every host (last writer wins: a place another
+    // host added at the same moment stays known there). Apart, so that a directory whose
+    // schema lacks the attribute still has the failures cleared.
+    let known = [Mod {
+        op: ModOp::Replace,
+        attr: at::KNOWN.into(),
+        values: map::known_values(&state.counters),
+    }];
+    let _ = store.with_conn(|c| c.modify(&dns.account, &known));
 }

@@ -19,9 +19,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::ldap::{Entry, Mod, ModOp, escape_dn_value};
+use crate::ldap::{Entry, Mod, ModOp, dn_eq, escape_dn_value};
 use crate::mode::Mode;
-use crate::record::{Authenticator, Counters, Enrollment, Kind, Override, Record, VERSION};
+use crate::record::{
+    Authenticator, Counters, Enrollment, Kind, KnownSource, Override, Record, VERSION,
+};
 use crate::totp::{Algorithm, Params, Secret};
 use crate::username::UserName;
 
@@ -39,6 +41,7 @@ pub(crate) mod at {
     pub const FAILURES: &str = "twofoldFailureCount";
     pub const LAST_LOGIN: &str = "twofoldLastLogin";
     pub const LAST_FROM: &str = "twofoldLastLoginFrom";
+    pub const KNOWN: &str = "twofoldKnownSource";
     // Token entries.
     pub const NAME: &str = "twofoldName";
     pub const KIND: &str = "twofoldKind";
@@ -128,17 +131,34 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
-    /// Sorts the entries of a subtree search under the account DN.
-    pub fn from_entries(dns: &Dns, entries: Vec<Entry>) -> Fetched {
+    /// Sorts the entries of a subtree search under the account DN: the account entry, and
+    /// token entries right below it (`cn=ID`). Names are compared as the server compares them:
+    /// it sends them back in its own spelling (`ou=twofold, dc=example` as
+    /// `ou=twofold,dc=example`). `Err` when entries came back but none is the account entry:
+    /// never read as a user with no state.
+    pub fn from_entries(dns: &Dns, entries: Vec<Entry>) -> Result<Fetched, String> {
         let mut out = Fetched::default();
+        let mut others = 0usize;
         for e in entries {
-            if e.dn.eq_ignore_ascii_case(&dns.account) {
+            if dn_eq(&e.dn, &dns.account) {
                 out.account = Some(e);
-            } else if let Some(id) = e.first_str("cn").and_then(|c| c.parse::<u32>().ok()) {
+            } else if let Some(id) = e
+                .first_str("cn")
+                .and_then(|c| c.parse::<u32>().ok())
+                .filter(|id| dn_eq(&e.dn, &dns.token(*id)))
+            {
                 out.tokens.insert(id, e);
+            } else {
+                others += 1;
             }
         }
-        out
+        if out.account.is_none() && (others > 0 || !out.tokens.is_empty()) {
+            return Err(format!(
+                "the search under {} brought back entries of other names, not the account entry",
+                dns.account
+            ));
+        }
+        Ok(out)
     }
 
     /// The ids of the tokens the account lists as active.
@@ -189,6 +209,7 @@ impl Fetched {
         counters.user_failures = int(a, at::FAILURES).unwrap_or(0);
         counters.last_login = int(a, at::LAST_LOGIN);
         counters.last_login_from = a.first_str(at::LAST_FROM).map(str::to_owned);
+        counters.known_sources = known_sources(a);
         if let Some(enrolled_at) = int(a, at::ENROLLED_AT) {
             let mut authenticators = Vec::new();
             let mut ids = self.active_ids();
@@ -263,6 +284,41 @@ fn token_of(id: u32, t: &Entry) -> Result<(Authenticator, Option<u64>), String> 
     Ok((auth, int(t, at::LAST_STEP)))
 }
 
+/// The places the account logged in from (`twofoldKnownSource`: `TIME SOURCE`); values that
+/// do not read are left out.
+fn known_sources(a: &Entry) -> BTreeMap<String, KnownSource> {
+    let mut out: BTreeMap<String, KnownSource> = BTreeMap::new();
+    for v in a.get(at::KNOWN).unwrap_or_default() {
+        let Some((last, source)) = std::str::from_utf8(v).ok().and_then(|v| v.split_once(' '))
+        else {
+            continue;
+        };
+        let (Ok(last), true) = (last.parse::<u64>(), shared_source(source)) else {
+            continue;
+        };
+        let k = out.entry(source.to_owned()).or_insert(KnownSource { last });
+        k.last = k.last.max(last);
+    }
+    out
+}
+
+/// Whether `source` is a place the hosts of a fleet share (an address, a host name), which
+/// `local` (a login on the host itself) is not.
+pub(crate) fn shared_source(source: &str) -> bool {
+    source != "local" && !source.is_empty() && source.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The values of `twofoldKnownSource` for `counters`: the sources the hosts share
+/// ([`shared_source`]).
+pub(crate) fn known_values(counters: &Counters) -> Vec<Vec<u8>> {
+    counters
+        .known_sources
+        .iter()
+        .filter(|(s, _)| shared_source(s))
+        .map(|(s, k)| format!("{} {s}", k.last).into_bytes())
+        .collect()
+}
+
 /// An integer attribute (the first value).
 pub(crate) fn int(e: &Entry, name: &str) -> Option<u64> {
     e.first_str(name)?.trim().parse().ok()
@@ -325,6 +381,7 @@ pub(crate) fn account_attrs(
         },
     ));
     out.push((at::LAST_LOGIN, opt(counters.last_login)));
+    out.push((at::KNOWN, known_values(counters)));
     out.push((
         at::LAST_FROM,
         counters

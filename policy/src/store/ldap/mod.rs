@@ -14,10 +14,12 @@
 //!   attempt from a source the user never logged in from is counted *before* its code is
 //!   checked, so that at most [`crate::throttle::USER_LIMIT`] of them are ever checked,
 //!   whatever the number of hosts. Record changes (override, enrollment, reset) swap the
-//!   account's `twofoldRevision`.
-//! - **Per host**: the per-source throttle counts and the known sources stay in this host's
-//!   files store ([`StateStore::local`]), under its per-user lock, which also serializes this
-//!   host's own logins of a user (fewer lost races).
+//!   account's `twofoldRevision`. The places the user logged in from, which that bound
+//!   exempts, are the fleet's too (`twofoldKnownSource`): a stranger who spends the bound on
+//!   one host does not lock the user out of their usual place on another.
+//! - **Per host**: the per-source throttle counts stay in this host's files store
+//!   ([`StateStore::local`]), under its per-user lock, which also serializes this host's own
+//!   logins of a user (fewer lost races).
 //! - **No threads**: a blocking client ([`crate::ldap`]) with a bound on every operation; one
 //!   connection per store, opened at first use and opened again once if the server dropped it.
 //! - **Unreachable directory**: [`StoreError::Unreachable`]; the caller fails closed for users
@@ -134,6 +136,10 @@ impl Directories {
     }
 }
 
+/// A fetch kept for the reads of one login: what it read, or why the directory was out of
+/// reach.
+type Kept = std::result::Result<Arc<Fetched>, String>;
+
 /// The LDAP backend over this host's files store.
 pub struct LdapStore {
     local: Arc<Store>,
@@ -141,8 +147,11 @@ pub struct LdapStore {
     dir: Arc<Directory>,
     /// A connection of this store's own, for when the shared one is in use.
     own: Mutex<Option<Conn>>,
-    /// The last fetch of a user (before a prompt), for the reads that follow it in one login.
-    last: Mutex<Option<(UserName, Arc<Fetched>)>>,
+    /// The last fetch of a user (before a prompt), for the reads that follow it in one login:
+    /// what it read, or why the directory could not be reached (the gate before the prompt
+    /// then does not try every server again: a directory that stopped answering holds a
+    /// login for one round of its servers before the prompt, and one at the check).
+    last: Mutex<Option<(UserName, Kept)>>,
 }
 
 impl std::fmt::Debug for LdapStore {
@@ -194,9 +203,13 @@ impl LdapStore {
         }
     }
 
-    /// An error of the client as a store error.
+    /// An error of the client as a store error. Only a refusal the server itself sent (an
+    /// LDAP result code) is the directory's answer; an answer that could not be read (TLS
+    /// that failed to decrypt, bytes that are no LDAP, a response out of turn) is no answer,
+    /// as a dropped connection is: someone on the network can cause either, so both fail
+    /// closed whatever `on_error` says.
     fn ldap_error(&self, dn: &str, e: LdapError) -> StoreError {
-        if e.is_unreachable() {
+        if broke_connection(&e) || e.is_unreachable() {
             self.unreachable(e)
         } else {
             self.directory(dn, e)
@@ -243,7 +256,9 @@ impl LdapStore {
                 meta.mode() & 0o7777
             )));
         }
-        let mut buf = Zeroizing::new(Vec::with_capacity(64));
+        // Room for all that is read at once: a buffer grown while reading would leave a copy
+        // of the first part behind, unwiped.
+        let mut buf = Zeroizing::new(Vec::with_capacity(4097));
         (&mut f)
             .take(4097)
             .read_to_end(&mut buf)
@@ -284,17 +299,29 @@ impl LdapStore {
                     continue;
                 }
             };
-            match Conn::connect(&url, &options).and_then(|mut c| c.bind(&auth).map(|()| c)) {
-                Ok(c) => return Ok(c),
-                Err(e) if e.is_unreachable() => {
-                    last = Some(self.unreachable(format!("{uri}: {e}")));
-                }
-                // A refused bind is no outage: the store's own credentials are wrong.
+            // Connecting (TCP, TLS, StartTLS): any failure, a refused StartTLS included, is this
+            // server or the path to it; the next server may do.
+            let mut conn = match Conn::connect(&url, &options) {
+                Ok(c) => c,
                 Err(e) => {
+                    last = Some(self.unreachable(format!("{uri}: {e}")));
+                    continue;
+                }
+            };
+            match conn.bind(&auth) {
+                Ok(()) => return Ok(conn),
+                // A refused bind is no outage: the store's own credentials are wrong (closed,
+                // as for an outage: whoever is at the prompt did not cause it).
+                Err(e @ LdapError::Result { .. }) if !e.is_unreachable() => {
                     return Err(StoreError::Unreachable {
                         target: uri.clone(),
                         why: format!("bind refused: {e}"),
                     });
+                }
+                // Out of reach, or an answer that cannot be read (TLS that fails, bytes that are
+                // no LDAP: a broken path to this server): the next server may do.
+                Err(e) => {
+                    last = Some(self.unreachable(format!("{uri}: {e}")));
                 }
             }
         }
@@ -333,7 +360,7 @@ impl LdapStore {
             };
             match op(conn) {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_unreachable() => {
+                Err(e) if broke_connection(&e) || e.is_unreachable() => {
                     *slot = None;
                     if !kept || again {
                         return Err(Failed::Ldap(e));
@@ -361,24 +388,39 @@ impl LdapStore {
             }
         });
         let entries = found.map_err(|f| f.into_store(self, &dns.account))?;
-        let fetched = Fetched::from_entries(&dns, entries);
-        Ok(fetched)
+        Fetched::from_entries(&dns, entries).map_err(|why| self.directory(&dns.account, why))
     }
 
-    /// [`LdapStore::fetch`], kept for the reads of the same login before its check.
+    /// [`LdapStore::fetch`], kept for the reads of the same login before its check. With
+    /// offline copies, the user's copy follows what was read ([`offline::follow`]), and what
+    /// copies used offline goes back to the directory ([`offline::sweep`]).
     fn fetch_kept(&self, user: &UserName) -> Result<Arc<Fetched>> {
-        let fetched = Arc::new(self.fetch(user)?);
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((user.clone(), fetched.clone()));
-        Ok(fetched)
+        let fetched = (|| {
+            let mut fetched = self.fetch(user)?;
+            if self.settings.offline_max_age.is_some() {
+                offline::sweep(self);
+                if offline::follow(self, user, &fetched)? {
+                    fetched = self.fetch(user)?;
+                }
+            }
+            Ok(Arc::new(fetched))
+        })();
+        let kept = match &fetched {
+            Ok(f) => Some(Ok(f.clone())),
+            Err(StoreError::Unreachable { why, .. }) => Some(Err(why.clone())),
+            Err(_) => None,
+        };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = kept.map(|k| (user.clone(), k));
+        fetched
     }
 
-    /// The last fetch of `user`, if this store made one.
-    fn kept(&self, user: &UserName) -> Option<Arc<Fetched>> {
+    /// The last fetch of `user`, if this store made one: what it read, or the directory out
+    /// of reach.
+    fn kept(&self, user: &UserName) -> Option<Result<Arc<Fetched>>> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.as_ref()
             .filter(|(u, _)| u == user)
-            .map(|(_, f)| f.clone())
+            .map(|(_, f)| f.clone().map_err(|why| self.unreachable(why)))
     }
 
     fn forget(&self) {
@@ -408,6 +450,23 @@ impl LdapStore {
         counters.last_login_from = dir_counters
             .last_login_from
             .or(local.last_login_from.clone());
+        // The places the user logged in from, on any host of the fleet (the bound they are
+        // exempt from is the fleet's), the most recent ones.
+        for (source, k) in dir_counters.known_sources {
+            let kept = counters.known_sources.entry(source).or_insert(k.clone());
+            kept.last = kept.last.max(k.last);
+        }
+        while counters.known_sources.len() > crate::throttle::KNOWN_SOURCES {
+            let Some(oldest) = counters
+                .known_sources
+                .iter()
+                .min_by_key(|(_, k)| k.last)
+                .map(|(s, _)| s.clone())
+            else {
+                break;
+            };
+            counters.known_sources.remove(&oldest);
+        }
         Ok(UserState {
             record,
             counters,
@@ -455,7 +514,8 @@ impl LdapStore {
         let changed_dir = state.record != before.record
             || state.counters.last_steps != before.counters.last_steps
             || state.counters.user_failures != before.counters.user_failures
-            || state.counters.last_login != before.counters.last_login;
+            || state.counters.last_login != before.counters.last_login
+            || state.counters.known_sources != before.counters.known_sources;
         if changed_dir && fetched.account.is_none() {
             // Token entries live below the account entry: an empty one first (revision 1),
             // then the change is made on a fresh read, as any other.
@@ -467,6 +527,8 @@ impl LdapStore {
             };
         }
         if changed_dir {
+            // The user's own entry is found before anything is written.
+            let link_target = self.link_target(user)?;
             self.ensure_params(&dns, &record)?;
             // New tokens first (inactive until the account lists them).
             let old_ids: Vec<u32> = fetched.active_ids();
@@ -539,8 +601,8 @@ impl LdapStore {
                 let dn = dns.token(*id);
                 let _ = self.with_conn(|c| c.delete(&dn));
             }
-            if self.settings.link_oath_users.is_some() {
-                self.link(user, &dns, new_auths.first().map(|a| a.id))?;
+            if let Some(target) = &link_target {
+                self.link(&dns, target, new_auths.first().map(|a| a.id))?;
             }
         }
         if state.counters != before.counters {
@@ -564,7 +626,13 @@ impl LdapStore {
                     other => other,
                 },
             )
-            .map_err(|f| f.into_store(self, &accounts))?;
+            .map_err(|f| match f {
+                Failed::Ldap(e) if e.code() == Some(4) => self.directory(
+                    &accounts,
+                    format!("{e}: the directory lists fewer accounts than it holds; lift its size limit for the service account (olcLimits: dn.exact=\"BIND_DN\" size=unlimited, packaging/ldap/README.md)"),
+                ),
+                f => f.into_store(self, &accounts),
+            })?;
         let mut out: Vec<UserName> = found
             .iter()
             .filter_map(|e: &Entry| UserName::parse(e.first_str("uid")?).ok())
@@ -574,12 +642,15 @@ impl LdapStore {
         Ok(out)
     }
 
-    /// With `link_oath_users`: points the user's own entry at token `first` (or unlinks it),
-    /// so that slapd's OTP binds ask for password+code.
-    fn link(&self, user: &UserName, dns: &Dns, first: Option<u32>) -> Result<()> {
-        use crate::ldap::{Mod, ModOp};
+    /// With `link_oath_users`: the user's own entry under `user_base`, found before anything
+    /// is written (a failure then leaves no change made half-way). Found by `uid`, which the
+    /// directory matches without regard to case, and which a user allowed to write their own
+    /// entry could add to it: only entries carrying the name exactly count, and of several,
+    /// only the one named `uid=NAME`. `None`: no entry there (a local account), nothing to
+    /// link. Several still: refused.
+    fn link_target(&self, user: &UserName) -> Result<Option<Entry>> {
         let Some(user_base) = &self.settings.link_oath_users else {
-            return Ok(());
+            return Ok(None);
         };
         let filter = Filter::And(vec![
             Filter::Equal("uid".into(), user.as_str().as_bytes().to_vec()),
@@ -591,18 +662,47 @@ impl LdapStore {
                     user_base,
                     Scope::Sub,
                     &filter,
-                    &["objectClass", "oathTOTPToken"],
-                    2,
+                    &["objectClass", "uid"],
+                    LINK_CANDIDATES,
                 )
             })
             .map_err(|f| f.into_store(self, user_base))?;
-        let [entry] = found.as_slice() else {
-            return Err(self.directory(
-                user_base,
-                format!("{} entries with uid={user}: cannot link one", found.len()),
-            ));
+        let exact: Vec<Entry> = found
+            .into_iter()
+            .filter(|e| {
+                e.get("uid")
+                    .is_some_and(|vs| vs.iter().any(|v| v.as_slice() == user.as_str().as_bytes()))
+            })
+            .collect();
+        let named = |e: &Entry| {
+            crate::ldap::normalize_dn(&e.dn)
+                .and_then(|rdns| rdns.into_iter().next())
+                .is_some_and(|rdn| {
+                    rdn == [(
+                        "uid".to_owned(),
+                        user.as_str().to_ascii_lowercase().into_bytes(),
+                    )]
+                })
         };
-        let has_class = entry
+        let mut exact = exact;
+        if exact.len() > 1 {
+            exact.retain(named);
+        }
+        match exact.len() {
+            0 | 1 => Ok(exact.pop()),
+            n => Err(self.directory(
+                user_base,
+                format!("{n} entries with uid={user}: cannot link one"),
+            )),
+        }
+    }
+
+    /// With `link_oath_users`: points the user's own entry (`target`, from
+    /// [`LdapStore::link_target`]) at token `first` (or unlinks it), so that slapd's OTP
+    /// binds ask for password+code.
+    fn link(&self, dns: &Dns, target: &Entry, first: Option<u32>) -> Result<()> {
+        use crate::ldap::{Mod, ModOp};
+        let has_class = target
             .get("objectClass")
             .is_some_and(|v| v.iter().any(|c| c.eq_ignore_ascii_case(b"oathTOTPUser")));
         let mods = match first {
@@ -636,9 +736,19 @@ impl LdapStore {
             ],
             None => return Ok(()),
         };
-        self.with_conn(|c| c.modify(&entry.dn, &mods))
-            .map_err(|f| f.into_store(self, &entry.dn))
+        self.with_conn(|c| c.modify(&target.dn, &mods))
+            .map_err(|f| f.into_store(self, &target.dn))
     }
+}
+
+/// At most this many entries are read when looking for a user's own entry by `uid`
+/// (`link_oath_users`): more is a directory twofold cannot make sense of.
+const LINK_CANDIDATES: u32 = 16;
+
+/// Whether `e` left the connection out of step with the server (anything but a result the
+/// server sent): the answer, if any, could not be read.
+fn broke_connection(e: &LdapError) -> bool {
+    !matches!(e, LdapError::Result { .. })
 }
 
 /// Why an operation failed: the client's error, or the store's (connecting, the password).

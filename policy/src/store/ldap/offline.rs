@@ -9,9 +9,15 @@
 //!   refresh is younger than `max_age`. The check is then the files backend's
 //!   ([`crate::store::Store`] under its lock): replay refusal against the steps this host
 //!   accepted, online or offline, and this host's throttle.
-//! - **When the directory returns**: at the user's next online check here, the steps accepted
-//!   offline are pushed to the directory (a compare-and-swap up to the highest), and recovery
-//!   codes used offline are deleted there, before the code is checked.
+//! - **When the directory returns**: at this host's next contact with it (any user's login
+//!   here, or the user's own), the steps accepted offline are pushed to the directory (a
+//!   compare-and-swap up to the highest), and recovery codes used offline are deleted there:
+//!   a recovery code does not expire, so it must not wait for that user's next login here. A
+//!   user's check online does the same before the code is checked.
+//! - **Following the directory**: whenever this host reads a user it keeps a copy of online
+//!   and the directory says otherwise (a recovery code used on another host, an admin's reset
+//!   or exemption, steps accepted elsewhere), the copy takes what the directory says, so that
+//!   an outage afterwards does not bring back what the directory no longer allows.
 //!
 //! What it gives away, documented in README: a secret on every host the user logged in to
 //! (as with the files backend), and for up to `max_age` a copy that may be older than an admin's
@@ -37,6 +43,18 @@ fn synced_name(user: &UserName) -> String {
     format!("{user}.synced")
 }
 
+/// `USER.unmerged`: the copy accepted a code or a recovery code offline that the directory
+/// has not been told of yet.
+const UNMERGED: &str = "unmerged";
+
+fn unmerged_name(user: &UserName) -> String {
+    format!("{user}.{UNMERGED}")
+}
+
+/// Some copy on this host has something unmerged: set after `USER.unmerged`, cleared before
+/// the sweep lists them (so one written meanwhile sets it again).
+const UNMERGED_FLAG: &str = "offline.unmerged";
+
 fn read_synced(store: &LdapStore, user: &UserName) -> Result<Option<Synced>> {
     let Some(text) = store.local.read_aux(&synced_name(user))? else {
         return Ok(None);
@@ -61,8 +79,10 @@ fn usable(store: &LdapStore, user: &UserName, unreachable: StoreError) -> Result
     let Some(max_age) = store.settings.offline_max_age else {
         return Err(unreachable);
     };
+    // A refresh dated after now (a clock set back since) is of no known age.
+    let now = crate::time::now();
     match read_synced(store, user)? {
-        Some(s) if crate::time::now().saturating_sub(s.at) <= max_age => Ok(()),
+        Some(s) if s.at <= now && now - s.at <= max_age => Ok(()),
         _ => Err(unreachable),
     }
 }
@@ -97,7 +117,14 @@ pub(super) fn check_attempt(
     unreachable: StoreError,
 ) -> Result<Checked> {
     usable(store, user, unreachable)?;
-    store.local.check_attempt(user, a)
+    let checked = store.local.check_attempt(user, a)?;
+    if checked.outcome.accepted() {
+        // For the directory when it returns (see `sweep`); a failure here is the login's:
+        // what was used must not stay unknown to the fleet.
+        store.local.replace_aux(&unmerged_name(user), "")?;
+        store.local.replace_aux(UNMERGED_FLAG, "")?;
+    }
+    Ok(checked)
 }
 
 /// Refreshes the copy from `state`, as written online (under this host's lock of the user).
@@ -125,9 +152,88 @@ pub(super) fn refresh(
     store.local.replace_aux(&synced_name(user), &text)
 }
 
+/// Keeps this host's copy of `user` in step with the directory as just read online
+/// (`fetched`): what the copy used offline goes back first ([`merge`]), then the copy takes
+/// the directory's record and its last accepted steps, if they differ. Nothing without a
+/// copy, or when nothing differs (no lock taken). Whether the directory was changed (the
+/// caller reads it again).
+pub(super) fn follow(store: &LdapStore, user: &UserName, fetched: &Fetched) -> Result<bool> {
+    if store.settings.offline_max_age.is_none() || !has_copy(store, user)? {
+        return Ok(false);
+    }
+    let dns = store.dns(user);
+    let (record, counters) = fetched
+        .to_state(user)
+        .map_err(|why| store.directory(&dns.account, why))?;
+    let record = record.unwrap_or_else(|| Record::new(user.as_str()));
+    let behind = |local: &crate::record::Counters| {
+        counters
+            .last_steps
+            .iter()
+            .any(|(id, s)| local.last_steps.get(id).is_none_or(|l| l < s))
+    };
+    let (local, _) = store.local.read_counters_lenient(user)?;
+    let same = store.local.read_record(user)?.as_ref() == Some(&record)
+        && !behind(&local)
+        && store.local.read_aux(&unmerged_name(user))?.is_none();
+    if same {
+        return Ok(false);
+    }
+    let lock = store.local.lock(user)?;
+    let fresh;
+    let (fetched, changed) = if merge(store, user, &dns, fetched)? {
+        fresh = store.fetch(user)?;
+        (&fresh, true)
+    } else {
+        (fetched, false)
+    };
+    let mut kept = lock.read()?.counters;
+    let state = store.state_of(user, fetched, &kept)?;
+    if behind(&kept) {
+        for (id, step) in &state.counters.last_steps {
+            let last = kept.last_steps.entry(*id).or_insert(*step);
+            *last = (*last).max(*step);
+        }
+        lock.write_counters(&kept)?;
+    }
+    refresh(store, user, &lock, &state)?;
+    Ok(changed)
+}
+
+/// Pushes to the directory what every copy of this host used offline and has not pushed yet
+/// (the users marked `USER.unmerged`), at this host's first contact with the directory after
+/// an outage, whoever logs in. Best effort: what cannot be pushed now (a user's lock held, an
+/// error) stays marked for the next contact.
+pub(super) fn sweep(store: &LdapStore) {
+    if store.settings.offline_max_age.is_none()
+        || !matches!(store.local.read_aux(UNMERGED_FLAG), Ok(Some(_)))
+    {
+        return;
+    }
+    if store.local.remove_aux(UNMERGED_FLAG).is_err() {
+        return;
+    }
+    let Ok(users) = store.local.users_with(UNMERGED) else {
+        let _ = store.local.replace_aux(UNMERGED_FLAG, "");
+        return;
+    };
+    for user in users {
+        let pushed = (|| -> Result<()> {
+            let _lock = store.local.lock(&user)?;
+            let fetched = store.fetch(&user)?;
+            merge(store, &user, &store.dns(&user), &fetched)?;
+            Ok(())
+        })();
+        if pushed.is_err() {
+            let _ = store.local.replace_aux(UNMERGED_FLAG, "");
+        }
+    }
+}
+
 /// Pushes what was used on the copy to the directory: steps newer than the directory's, and
-/// recovery codes the copy no longer has that it had when refreshed. Whether anything changed
-/// (the caller reads the directory again).
+/// recovery codes the copy no longer has that it had when refreshed; then the copy's mark of
+/// something unmerged goes. Whether anything changed (the caller reads the directory again).
+/// Under the user's lock on this host.
 pub(super) fn merge(
     store: &LdapStore,
     user: &UserName,
@@ -183,5 +289,6 @@ pub(super) fn merge(
             }
         }
     }
+    store.local.remove_aux(&unmerged_name(user))?;
     Ok(changed)
 }
