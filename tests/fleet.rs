@@ -548,3 +548,54 @@ fn a_directory_user_logs_in_through_sshd() {
     );
     assert_eq!(r["ok"], false, "{r}");
 }
+
+/// A site that did not grant the service account the link's writes on people entries: an
+/// enrollment through the daemon fails and stores nothing (neither host sees an enrollment,
+/// the user entry is not linked), so the user can simply enroll again once the access is
+/// granted.
+#[test]
+fn an_enrollment_whose_link_is_refused_stores_nothing() {
+    let Some(f) = Fleet::start(&Options {
+        daemons: true,
+        ldap: format!(
+            "link_oath_users = true\nuser_base = \"ou=people,{}\"\n",
+            twofold_system_tests::slapd::BASE
+        ),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let judy = f.add_user("fleetjudy", 41012);
+    f.slapd.set_link_access(false).unwrap();
+    let v = f.enroll_cli_raw(f.a(), &judy);
+    let screen = v["screen"].as_str().unwrap();
+    assert_ne!(v["exit"], 0, "{screen}");
+    assert!(screen.contains("insufficientAccessRights"), "{screen}");
+    let entry = f.account_entry(&judy.name, &["twofoldTokenId"]);
+    assert!(
+        !entry.contains("twofoldTokenId"),
+        "enrolled anyway: {entry}"
+    );
+    let user = twofold_policy::UserName::parse(&judy.name).unwrap();
+    for host in &f.hosts {
+        let record = host.store().read_record(&user).unwrap();
+        assert!(
+            record.is_none_or(|r| r.enrollment.is_none()),
+            "host {} sees an enrollment",
+            host.name
+        );
+    }
+    let linked = f
+        .slapd
+        .ldapsearch(&judy.dn, "(objectClass=*)", &["objectClass"])
+        .unwrap();
+    assert!(!linked.contains("oathTOTPUser"), "{linked}");
+    // Granted: the same user enrolls, and is linked.
+    f.slapd.set_link_access(true).unwrap();
+    f.enroll_cli(f.a(), &judy);
+    let linked = f
+        .slapd
+        .ldapsearch(&judy.dn, "(objectClass=*)", &["objectClass"])
+        .unwrap();
+    assert!(linked.contains("oathTOTPUser"), "{linked}");
+}

@@ -425,6 +425,15 @@ impl LdapStore {
                     Err(f) => return Err(f.into_store(self, &dn)),
                 }
             }
+            // The user's own entry points at the first token before the account lists it, and
+            // lets go of it only once the account no longer does (below): a link refused (the
+            // service account may not write people entries) stops the change before anything
+            // is active, and a change that stops half-way never leaves an enrolled user whose
+            // password alone binds.
+            let first = new_auths.first().map(|a| a.id);
+            if first.is_some() && self.settings.link_oath_users.is_some() {
+                self.link(user, &dns, first)?;
+            }
             let written = match &fetched.account {
                 Some(account) => {
                     let mods = map::account_mods(account, &attrs);
@@ -464,8 +473,8 @@ impl LdapStore {
                 let dn = dns.token(*id);
                 let _ = self.with_conn(|c| c.delete(&dn));
             }
-            if self.settings.link_oath_users.is_some() {
-                self.link(user, &dns, new_auths.first().map(|a| a.id))?;
+            if first.is_none() && self.settings.link_oath_users.is_some() {
+                self.link(user, &dns, None)?;
             }
         }
         if state.counters != before.counters {
@@ -479,7 +488,8 @@ impl LdapStore {
     }
 
     /// With `link_oath_users`: points the user's own entry at token `first` (or unlinks it),
-    /// so that slapd's OTP binds ask for password+code.
+    /// so that slapd's OTP binds ask for password+code. Nothing is written when the entry is
+    /// linked so already.
     fn link(&self, user: &UserName, dns: &Dns, first: Option<u32>) -> Result<()> {
         use crate::ldap::{Mod, ModOp};
         let Some(user_base) = &self.settings.link_oath_users else {
@@ -509,7 +519,13 @@ impl LdapStore {
         let has_class = entry
             .get("objectClass")
             .is_some_and(|v| v.iter().any(|c| c.eq_ignore_ascii_case(b"oathTOTPUser")));
+        let linked_to = |dn: &str| {
+            entry.get("oathTOTPToken").is_some_and(|v| {
+                v.len() == 1 && v.iter().all(|t| t.eq_ignore_ascii_case(dn.as_bytes()))
+            })
+        };
         let mods = match first {
+            Some(id) if has_class && linked_to(&dns.token(id)) => return Ok(()),
             Some(id) => {
                 let mut m = Vec::new();
                 if !has_class {
