@@ -599,3 +599,44 @@ fn an_enrollment_whose_link_is_refused_stores_nothing() {
         .unwrap();
     assert!(linked.contains("oathTOTPUser"), "{linked}");
 }
+
+/// `user_base` may be the directory's suffix, above twofold's own entries: the account entry
+/// `uid=NAME,ou=accounts,…` is not taken for the user's entry, and the people entry is linked.
+#[test]
+fn a_user_base_above_twofolds_entries_links_the_user_entry() {
+    let Some(f) = Fleet::start(&Options {
+        ldap: format!(
+            "link_oath_users = true\nuser_base = \"{}\"\n",
+            twofold_system_tests::slapd::BASE
+        ),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let kim = f.add_user("fleetkim", 41013);
+    let (key, _) = enroll_store(&*f.b().store(), &kim.name, 0);
+    let linked = f
+        .slapd
+        .ldapsearch(
+            &kim.dn,
+            "(objectClass=*)",
+            &["objectClass", "oathTOTPToken"],
+        )
+        .unwrap();
+    assert!(linked.contains("objectClass: oathTOTPUser"), "{linked}");
+    let account = f.account_entry(&kim.name, &["objectClass"]);
+    assert!(!account.contains("oathTOTPUser"), "{account}");
+    // slapd's OTP bind with the current code.
+    let code = code_at(&key, step_now());
+    let out = f
+        .slapd
+        .tool_as(
+            "ldapwhoami",
+            &kim.dn,
+            &format!("{}{code}", kim.password),
+            &[],
+            None,
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

@@ -495,9 +495,14 @@ impl LdapStore {
         let Some(user_base) = &self.settings.link_oath_users else {
             return Ok(());
         };
+        // Not twofold's own account entry (`uid=NAME,ou=accounts,BASE`), which a user base
+        // above twofold's base (the directory's suffix) also holds.
         let filter = Filter::And(vec![
             Filter::Equal("uid".into(), user.as_str().as_bytes().to_vec()),
-            Filter::Present("objectClass".into()),
+            Filter::Not(Box::new(Filter::Equal(
+                "objectClass".into(),
+                b"twofoldAccount".to_vec(),
+            ))),
         ]);
         let found = self
             .with_conn(|c| {
