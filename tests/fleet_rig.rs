@@ -311,6 +311,7 @@ impl Fleet {
         };
         let nss =
             NssHost::start(users_slapd.as_ref().unwrap_or(&slapd)).expect("nslcd in a namespace");
+        assert_not_local(USERS_GROUP);
         slapd.add_group(USERS_GROUP, USERS_GID, &[]).unwrap();
         let syslog = Syslog::new(&tmp.path().join("syslog"));
         // A child namespace of nslcd's whose /dev/log is the socket; its first process waits
