@@ -246,7 +246,6 @@ impl Slapd {
         let d = self.dir.path().display();
         let admin = self.admin_dn();
         let service = self.service_dn();
-        let twofold = self.twofold_base();
         let rootpw = ssha(&self.admin_password, self.dir.path())?;
         let mut l = String::new();
         let _ = write!(
@@ -293,26 +292,7 @@ impl Slapd {
              olcDbIndex: uidNumber,gidNumber eq\nolcDbIndex: entryCSN,entryUUID eq\n\
              olcLimits: {{0}}dn.exact=\"{service}\" size=unlimited\n"
         );
-        // The ACL of twofold's hosts (packaging/ldap/README.md): the service account owns
-        // ou=twofold and the OATH secrets; users and groups are readable by anyone (nslcd
-        // binds anonymously) except passwords, which only serve to bind.
-        for (i, rule) in [
-            "to attrs=userPassword by self =xw by anonymous auth by * none".to_owned(),
-            format!("to attrs=oathSecret by dn.exact=\"{service}\" write by * none"),
-            format!("to dn.subtree=\"{twofold}\" by dn.exact=\"{service}\" write by * none"),
-            // link_oath_users: the service account links users' entries to their tokens.
-            format!(
-                "to dn.subtree=\"ou=people,{BASE}\" attrs=objectClass,oathTOTPToken by dn.exact=\"{service}\" write by * read"
-            ),
-            format!("to dn.subtree=\"ou=people,{BASE}\" by * read"),
-            format!("to dn.subtree=\"ou=groups,{BASE}\" by * read"),
-            format!("to dn.subtree=\"ou=services,{BASE}\" by self read by * none"),
-            format!("to dn.base=\"{BASE}\" by * read"),
-            "to * by * none".to_owned(),
-        ]
-        .iter()
-        .enumerate()
-        {
+        for (i, rule) in self.access_rules(true).iter().enumerate() {
             let _ = writeln!(l, "olcAccess: {{{i}}}{rule}");
         }
         if let Some(m) = mirror {
@@ -341,6 +321,55 @@ impl Slapd {
              objectClass: olcOverlayConfig\nolcOverlay: {{{overlay}}}otp\n"
         );
         Ok(l)
+    }
+
+    /// The ACL of twofold's hosts (packaging/ldap/README.md): the service account owns
+    /// ou=twofold and the OATH secrets; users and groups are readable by anyone (nslcd binds
+    /// anonymously) except passwords, which only serve to bind. With `link`, the service
+    /// account may also write, on people entries, exactly the object class value
+    /// `oathTOTPUser` and the attribute `oathTOTPToken`: what `link_oath_users` changes.
+    fn access_rules(&self, link: bool) -> Vec<String> {
+        let service = self.service_dn();
+        let twofold = self.twofold_base();
+        let people = self.people_base();
+        let mut rules = vec![
+            "to attrs=userPassword by self =xw by anonymous auth by * none".to_owned(),
+            format!("to attrs=oathSecret by dn.exact=\"{service}\" write by * none"),
+            format!("to dn.subtree=\"{twofold}\" by dn.exact=\"{service}\" write by * none"),
+        ];
+        if link {
+            rules.extend([
+                format!(
+                    "to dn.subtree=\"{people}\" attrs=objectClass val=oathTOTPUser \
+                     by dn.exact=\"{service}\" write by * read"
+                ),
+                format!(
+                    "to dn.subtree=\"{people}\" attrs=oathTOTPToken \
+                     by dn.exact=\"{service}\" write by * read"
+                ),
+            ]);
+        }
+        rules.extend([
+            format!("to dn.subtree=\"{people}\" by * read"),
+            format!("to dn.subtree=\"ou=groups,{BASE}\" by * read"),
+            format!("to dn.subtree=\"ou=services,{BASE}\" by self read by * none"),
+            format!("to dn.base=\"{BASE}\" by * read"),
+            "to * by * none".to_owned(),
+        ]);
+        rules
+    }
+
+    /// Gives the service account the writes `link_oath_users` needs on people entries, or
+    /// takes them away (the ACL replaced in cn=config, as the admin): a site that did not
+    /// grant them.
+    pub fn set_link_access(&self, allowed: bool) -> io::Result<()> {
+        let mut l = String::from(
+            "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcAccess\n",
+        );
+        for (i, rule) in self.access_rules(allowed).iter().enumerate() {
+            let _ = writeln!(l, "olcAccess: {{{i}}}{rule}");
+        }
+        self.ldapmodify(&l)
     }
 
     /// A test CA and a certificate for 127.0.0.1 and localhost signed by it, in `tls/`.

@@ -562,6 +562,15 @@ impl LdapStore {
                     Err(f) => return Err(f.into_store(self, &dn)),
                 }
             }
+            // The user's own entry points at the first token before the account lists it, and
+            // lets go of it only once the account no longer does (below): a link refused (the
+            // service account may not write people entries) stops the change before anything
+            // is active, and a change that stops half-way never leaves an enrolled user whose
+            // password alone binds.
+            let first = new_auths.first().map(|a| a.id);
+            if let (Some(_), Some(target)) = (first, &link_target) {
+                self.link(&dns, target, first)?;
+            }
             let written = match &fetched.account {
                 Some(account) => {
                     let mods = map::account_mods(account, &attrs);
@@ -601,8 +610,8 @@ impl LdapStore {
                 let dn = dns.token(*id);
                 let _ = self.with_conn(|c| c.delete(&dn));
             }
-            if let Some(target) = &link_target {
-                self.link(&dns, target, new_auths.first().map(|a| a.id))?;
+            if let (None, Some(target)) = (first, &link_target) {
+                self.link(&dns, target, None)?;
             }
         }
         if state.counters != before.counters {
@@ -652,9 +661,14 @@ impl LdapStore {
         let Some(user_base) = &self.settings.link_oath_users else {
             return Ok(None);
         };
+        // Not twofold's own account entry (`uid=NAME,ou=accounts,BASE`), which a user base
+        // above twofold's base (the directory's suffix) also holds.
         let filter = Filter::And(vec![
             Filter::Equal("uid".into(), user.as_str().as_bytes().to_vec()),
-            Filter::Present("objectClass".into()),
+            Filter::Not(Box::new(Filter::Equal(
+                "objectClass".into(),
+                b"twofoldAccount".to_vec(),
+            ))),
         ]);
         let found = self
             .with_conn(|c| {
@@ -662,7 +676,7 @@ impl LdapStore {
                     user_base,
                     Scope::Sub,
                     &filter,
-                    &["objectClass", "uid"],
+                    &["objectClass", "uid", "oathTOTPToken"],
                     LINK_CANDIDATES,
                 )
             })
@@ -699,13 +713,19 @@ impl LdapStore {
 
     /// With `link_oath_users`: points the user's own entry (`target`, from
     /// [`LdapStore::link_target`]) at token `first` (or unlinks it), so that slapd's OTP
-    /// binds ask for password+code.
+    /// binds ask for password+code. Nothing is written when the entry is linked so already.
     fn link(&self, dns: &Dns, target: &Entry, first: Option<u32>) -> Result<()> {
         use crate::ldap::{Mod, ModOp};
         let has_class = target
             .get("objectClass")
             .is_some_and(|v| v.iter().any(|c| c.eq_ignore_ascii_case(b"oathTOTPUser")));
+        let linked_to = |dn: &str| {
+            target.get("oathTOTPToken").is_some_and(|v| {
+                v.len() == 1 && v.iter().all(|t| t.eq_ignore_ascii_case(dn.as_bytes()))
+            })
+        };
         let mods = match first {
+            Some(id) if has_class && linked_to(&dns.token(id)) => return Ok(()),
             Some(id) => {
                 let mut m = Vec::new();
                 if !has_class {
