@@ -362,15 +362,16 @@ impl Fleet {
         &self.hosts[1]
     }
 
-    /// The policy of every host: `options`' tables, the directory over `ldap://127.0.0.1`
-    /// bound as the service account with the host's own copy of its password.
+    /// The policy of every host: `options`' tables, the directory over its `ldapi://` socket
+    /// (plain `ldap://` to an unprivileged port of this host is refused by the policy) bound
+    /// as the service account with the host's own copy of its password.
     pub fn policy_text(&self, host_dir: &Path, options: &Options) -> String {
         let mut p = format!(
             "{POLICY_HEAD}{tables}\n[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = \"{uri}\"\n\
              base = \"{base}\"\nbind_dn = \"{dn}\"\nbind_password_file = \"{file}\"\n\
              timeout = \"2s\"\n{ldap}\n",
             tables = options.tables,
-            uri = self.slapd.ldap_url(),
+            uri = self.slapd.ldapi_url(),
             base = self.slapd.twofold_base(),
             dn = self.slapd.service_dn(),
             file = host_dir.join("ldap.secret").display(),
