@@ -280,7 +280,7 @@ pub fn open_backend_in(
     policy: &crate::config::Policy,
     directories: Option<&ldap::Directories>,
 ) -> Result<std::sync::Arc<dyn StateStore>> {
-    use crate::config::store::{Backend, Bind};
+    use crate::config::store::Backend;
     match policy.store.backend {
         Backend::Files => Ok(local),
         Backend::Ldap => {
@@ -293,13 +293,7 @@ pub fn open_backend_in(
             let settings = ldap::Settings {
                 uris: cfg.uris.clone(),
                 base: cfg.base.clone(),
-                bind: match &cfg.bind {
-                    Bind::SaslExternal => ldap::Bind::SaslExternal,
-                    Bind::Simple { dn, password_file } => ldap::Bind::Simple {
-                        dn: dn.clone(),
-                        password_file: password_file.clone(),
-                    },
-                },
+                bind: cfg.bind.clone(),
                 starttls: cfg.starttls,
                 ca_file: cfg.ca_file.clone(),
                 timeout: cfg.timeout,

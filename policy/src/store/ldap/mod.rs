@@ -46,20 +46,8 @@ use map::{Dns, Fetched};
 /// ([`StoreError::Contended`]).
 pub const TRIES: u32 = 16;
 
-/// How the store binds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bind {
-    /// SASL EXTERNAL over `ldapi://`: the server knows the process by its uid.
-    SaslExternal,
-    /// A simple bind as `dn`, with the password read from `password_file` (root's, mode
-    /// 0600, checked when read).
-    Simple {
-        /// The service account.
-        dn: String,
-        /// Where its password is.
-        password_file: PathBuf,
-    },
-}
+/// How the store binds: the policy's `[store.ldap]` `bind_dn` (SASL EXTERNAL without one).
+pub use crate::config::store::Bind;
 
 /// Where the directory is and how to use it (from the policy's `[store.ldap]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
