@@ -5,7 +5,7 @@
 #   make deb        the Debian package (debian/, dpkg-buildpackage) in target/debian/, lintian-clean
 #   make demo       a sandbox (as root): private bus + daemon, sshd on 127.0.0.1, a demo account
 #   make console-demo  the same for the Cockpit admin console: cockpit-ws on 127.0.0.1:9090
-#   make bench      twofold against google-authenticator-libpam, and at scale: bench/results.md
+#   make bench      twofold against google-authenticator-libpam, files against LDAP, at scale: bench/results.md
 #   make stress     minutes of abuse (not in CI): bench/stress-results.md, see docs/RELIABILITY.md
 
 # System packages the test suite uses: oathtool (independent TOTP codes), the PAM wrappers and
@@ -110,7 +110,9 @@ install-files:
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
 
 # Benchmarks (root): figures printed and written to bench/results.md, never asserted.
-BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc passwd strace binutils
+# slapd + ldap-utils: the LDAP part starts a private slapd (tests/src/slapd.rs) and removes it.
+BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc passwd strace binutils \
+  slapd ldap-utils
 bench: build
 	@$(MAKE) --no-print-directory apt PACKAGES="$(BENCH_PACKAGES)"
 	gcc -O2 -Wall -Wextra -o target/pam_bench bench/pam_bench.c -lpam
