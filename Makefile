@@ -5,7 +5,8 @@
 #   make deb        the Debian package (debian/, dpkg-buildpackage) in target/debian/, lintian-clean
 #   make demo       a sandbox (as root): private bus + daemon, sshd on 127.0.0.1, a demo account
 #   make console-demo  the same for the Cockpit admin console: cockpit-ws on 127.0.0.1:9090
-#   make bench      twofold against google-authenticator-libpam, and at scale: bench/results.md
+#   make fleet-demo    the same for a fleet: a private slapd, two sshd "hosts" keeping 2FA state in it
+#   make bench      twofold against google-authenticator-libpam, files against LDAP, at scale: bench/results.md
 #   make stress     minutes of abuse (not in CI): bench/stress-results.md, see docs/RELIABILITY.md
 
 # System packages the test suite uses: oathtool (independent TOTP codes), the PAM wrappers and
@@ -53,7 +54,7 @@ INSTALL := install $(INSTALL_OWNER)
 # The Cockpit page (the admin console): plain files, no build step.
 COCKPIT_FILES := $(wildcard packaging/cockpit/twofold/*)
 
-.PHONY: stress bench apt demo console-demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files deb-build hot-symbols
+.PHONY: stress bench apt demo console-demo fleet-demo all build assets test deps fmt-check clippy doc unit install install-files uninstall deb deb-files deb-build hot-symbols
 
 all: build
 
@@ -110,7 +111,9 @@ install-files:
 	  $(INSTALL) -m 0644 packaging/policy.toml $(DESTDIR)$(SYSCONFDIR)/twofold/policy.toml
 
 # Benchmarks (root): figures printed and written to bench/results.md, never asserted.
-BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc passwd strace binutils
+# slapd + ldap-utils: the LDAP part starts a private slapd (tests/src/slapd.rs) and removes it.
+BENCH_PACKAGES := libpam-google-authenticator libnss-wrapper libpam0g-dev dbus-daemon gcc passwd strace binutils \
+  slapd ldap-utils
 bench: build
 	@$(MAKE) --no-print-directory apt PACKAGES="$(BENCH_PACKAGES)"
 	gcc -O2 -Wall -Wextra -o target/pam_bench bench/pam_bench.c -lpam
@@ -149,6 +152,13 @@ demo: deps
 console-demo: deps
 	@if [ -z "$(DEMO_BIN_DIR)" ]; then $(MAKE) --no-print-directory build; fi
 	@BIN_DIR=$(or $(DEMO_BIN_DIR),target/release) bash packaging/console-demo.sh
+
+# The fleet's sandbox (packaging/fleet-demo.sh): a private slapd (otp overlay, twofold's schema)
+# and two sshd "hosts" on 127.0.0.1 (FLEET_PORT_A, FLEET_PORT_B; slapd on FLEET_LDAP_PORT), each
+# with its own state directory, PAM service, bus and daemon, one policy with backend = "ldap".
+fleet-demo: deps
+	@if [ -z "$(DEMO_BIN_DIR)" ]; then $(MAKE) --no-print-directory build; fi
+	@BIN_DIR=$(or $(DEMO_BIN_DIR),target/release) bash packaging/fleet-demo.sh
 
 # Removes what install-files installed, except the policy and the state (kept, as a package
 # remove keeps them). Disable the PAM profile first if pam-auth-update enabled it.

@@ -1,7 +1,7 @@
 /*
  * pam_bench: times logins through the real libpam, in one process.
  *
- * Usage: pam_bench SERVICE[,SERVICE...] LOGINS_FILE
+ * Usage: pam_bench SERVICE[,SERVICE...] LOGINS_FILE [SECONDS]
  * LOGINS_FILE: one "user code" pair per line. For each line and each service, in an order that
  * rotates from one line to the next (so drift in the host's speed falls on every service
  * alike): pam_start(SERVICE, user), pam_authenticate (the conversation answers every prompt
@@ -12,6 +12,8 @@
  * during that login and auth_minflt those during pam_authenticate (getrusage: outside the
  * timed parts, but for auth_minflt's two calls inside the full login's, about a microsecond for
  * every module alike). The benchmark driver (twofold-bench) computes the statistics.
+ * With SECONDS (a throughput run: several of these at once), no login starts once that long has
+ * passed since it started; the file must hold enough lines to last that long.
  */
 #include <security/pam_appl.h>
 #include <stdio.h>
@@ -47,8 +49,8 @@ static long minflt(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: pam_bench SERVICE[,SERVICE...] LOGINS_FILE\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: pam_bench SERVICE[,SERVICE...] LOGINS_FILE [SECONDS]\n");
         return 2;
     }
     char *services[16];
@@ -60,8 +62,15 @@ int main(int argc, char **argv) {
     if (!f) { perror(argv[2]); return 2; }
     char user[256], code[64];
     struct pam_conv c = { conv, NULL };
+    long long deadline = 0;
+    if (argc == 4) {
+        double seconds = atof(argv[3]);
+        if (seconds <= 0) { fprintf(stderr, "SECONDS must be positive\n"); return 2; }
+        deadline = now_ns() + (long long)(seconds * 1e9);
+    }
     for (int line = 0; fscanf(f, "%255s %63s", user, code) == 2; line++) {
         current_code = code;
+        if (deadline && now_ns() >= deadline) break;
         for (int j = 0; j < n_services; j++) {
             int k = (line + j) % n_services;
             pam_handle_t *h = NULL;

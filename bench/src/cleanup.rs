@@ -53,8 +53,10 @@ pub fn run_all() {
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (call it first in `main`, before any
 /// thread starts, so that every thread inherits the mask) and starts a thread that waits for
-/// them, runs every pending action and exits with 128 + the signal. Child processes start with
-/// an empty mask (std's `Command` resets it), so Ctrl-C still stops them.
+/// them, runs every pending action and exits with 128 + the signal. Child processes inherit the
+/// mask (std's `Command` keeps it, and so do `sh` and its background jobs): SIGINT, SIGTERM and
+/// SIGHUP do not stop them, so the undo action of a child that must stop sends SIGKILL
+/// (`Child::kill`; the LDAP part's slapd by its pid).
 pub fn catch_signals() {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();

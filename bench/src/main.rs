@@ -17,6 +17,9 @@
 //! 4. Policy scale: 10,000 `[users.*]` and 1,000 `[groups.*]` tables, 100,000 records.
 //! 5. The daemon: `ListUsers` over 100,000 records, status calls per second from 8 clients,
 //!    resident memory.
+//! 6. The LDAP backend against files, against a private slapd ([`ldap`]): full logins side
+//!    by side (ldapi, ldap://127.0.0.1, and through twofold-verifyd), the directory
+//!    operations alone, logins per second from 8 processes.
 #![forbid(unsafe_code)]
 #![allow(
     clippy::unwrap_used,
@@ -26,6 +29,7 @@
 )] // a benchmark tool: a failure aborts the run
 
 mod breakdown;
+mod ldap;
 mod scale;
 
 use std::fmt::Write as _;
@@ -63,6 +67,14 @@ pub struct Args {
     pub scale_only: bool,
     /// Where to write a full `strace -f -tt -T` of two logins per module, if anywhere.
     pub trace_dir: Option<PathBuf>,
+    /// The LDAP part only (real accounts made for it): no other logins, breakdown or scale.
+    pub ldap_only: bool,
+    /// Users per process of the LDAP throughput part.
+    pub tput_pool: usize,
+    /// How long each throughput phase lasts, seconds.
+    pub tput_seconds: f64,
+    /// Throughput rounds (each a phase per store).
+    pub tput_rounds: usize,
 }
 
 fn arg(name: &str, default: &str) -> String {
@@ -426,6 +438,10 @@ fn main() {
         trace_dir: Some(arg("--trace", ""))
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
+        ldap_only: std::env::args().any(|x| x == "--ldap-only"),
+        tput_pool: arg("--tput-pool", "1500").parse().unwrap(),
+        tput_seconds: arg("--tput-seconds", "5").parse().unwrap(),
+        tput_rounds: arg("--tput-rounds", "2").parse().unwrap(),
     };
     if let Some(out) = argv
         .iter()
@@ -465,6 +481,20 @@ fn run(a: &Args) -> String {
     eprintln!("syslog: {}", devlog.description);
     let (tmp, _remove_tmp) = workdir();
     let t = tmp.path();
+    if a.ldap_only {
+        let n = a.per_round;
+        eprintln!("creating {n} accounts with useradd (--ldap-only)");
+        let real_accounts = Accounts::create("tfbench", n);
+        let mut md = format!(
+            "# twofold benchmarks: the LDAP part alone (--ldap-only)\n\n{}. Syslog: {}.\n\n",
+            machine(),
+            devlog.description
+        );
+        md.push_str(&ldap::run(a, t, &real_accounts.names));
+        drop(real_accounts);
+        drop(devlog);
+        return md;
+    }
 
     // The users: real accounts, and the same number from nss_wrapper.
     let n = a.per_round;
@@ -524,6 +554,10 @@ fn run(a: &Args) -> String {
 
     eprintln!("breakdown");
     md.push_str(&breakdown::run(a, t, &pops[0], &logins));
+
+    // The LDAP backend, with the same real accounts.
+    eprintln!("the LDAP backend");
+    md.push_str(&ldap::run(a, t, &pops[0].users));
 
     // The accounts go before the daemon part, which lists every account of the host too.
     drop(pops);
@@ -665,7 +699,8 @@ fn filesystem_of(p: &Path) -> String {
         .map_or("unknown".into(), |(_, d)| d)
 }
 
-fn header(a: &Args, devlog: &DevLog, passwd_lines: usize, group_lines: usize, fs: &str) -> String {
+/// The date, the CPU, its cores and the kernel.
+fn machine() -> String {
     let machine = format!(
         "{} ({} cores), {}",
         std::fs::read_to_string("/proc/cpuinfo")
@@ -679,8 +714,12 @@ fn header(a: &Args, devlog: &DevLog, passwd_lines: usize, group_lines: usize, fs
         String::from_utf8_lossy(&Command::new("uname").arg("-sr").output().unwrap().stdout).trim()
     );
     let date = twofold_policy::time::human(twofold_policy::time::now());
+    format!("{date}, {machine}")
+}
+
+fn header(a: &Args, devlog: &DevLog, passwd_lines: usize, group_lines: usize, fs: &str) -> String {
     format!(
-        "# twofold benchmarks\n\n{date}, {machine}. `make bench`: {n} users per user database, each logging in once per round with each module, {r} rounds (in each, for each user database, every user logs in with each of the 4 modules in turn, the order rotating from one user to the next, so that the host's drift in speed falls on every module alike; a warm-up batch of each first, discarded); release build.\n\n\
+        "# twofold benchmarks\n\n{machine}. `make bench`: {n} users per user database, each logging in once per round with each module, {r} rounds (in each, for each user database, every user logs in with each of the 4 modules in turn, the order rotating from one user to the next, so that the host's drift in speed falls on every module alike; a warm-up batch of each first, discarded); release build.\n\n\
          - Syslog: {dl}.\n\
          - Real accounts: {n} accounts `tfbench1`..`tfbench{n}` made with `useradd` (the distribution's defaults: a private group each), so /etc/passwd had {passwd_lines} lines and /etc/group {group_lines} during the run, resolved by glibc's NSS (`files`); removed with `userdel` afterwards.\n\
          - nss_wrapper: {n} users `tfbw1`..`tfbw{n}` with a private group each, from files given to `LD_PRELOAD`ed nss_wrapper; no account is made.\n\
@@ -688,6 +727,7 @@ fn header(a: &Args, devlog: &DevLog, passwd_lines: usize, group_lines: usize, fs
          - Every user is a returning one: before each batch (outside the timed part) twofold's counters say the last login was a day ago, and google-authenticator's `DISALLOW_REUSE` list holds that day-old step; every twofold login reads and replaces its counters (replay state).\n\n",
         n = a.per_round,
         r = a.rounds,
+        machine = machine(),
         dl = devlog.description,
         fs = fs,
     )
