@@ -100,11 +100,11 @@ pub(super) fn check_attempt(
         let committed = match decision {
             Decision::Code { id, step } => {
                 let old = before.counters.last_steps.get(&id).copied();
-                let mods = map::step_mods(old, step, a.at);
+                let mods = map::step_mods_from(old, step, a.at, Some(a.from));
                 let token = dns.token(id);
                 match store.with_conn(|c| c.modify(&token, &mods)) {
                     Ok(()) => {
-                        succeeded(store, &dns, &state);
+                        succeeded(store, &dns, &fetched, &before, &state, reserved, a);
                         true
                     }
                     Err(Failed::Ldap(e)) if e.is_conflict() => false,
@@ -119,16 +119,28 @@ pub(super) fn check_attempt(
                     .and_then(|e| e.recovery_codes.get(index))
                     .cloned()
                     .unwrap_or_default();
-                let mods = vec![Mod {
+                // The code's hash deleted (refused if another host used it first), and in
+                // the same modify what a success changes of the account.
+                let mut mods = vec![Mod {
                     op: ModOp::Delete,
                     attr: at::RECOVERY.into(),
                     values: vec![hash.into_bytes()],
                 }];
+                mods.extend(success_mods(&state, true, true));
+                mods.extend([
+                    Mod {
+                        op: ModOp::Replace,
+                        attr: at::LAST_LOGIN.into(),
+                        values: vec![a.at.to_string().into_bytes()],
+                    },
+                    Mod {
+                        op: ModOp::Replace,
+                        attr: at::LAST_FROM.into(),
+                        values: vec![a.from.as_bytes().to_vec()],
+                    },
+                ]);
                 match store.with_conn(|c| c.modify(&dns.account, &mods)) {
-                    Ok(()) => {
-                        succeeded(store, &dns, &state);
-                        true
-                    }
+                    Ok(()) => true,
                     Err(Failed::Ldap(e)) if e.is_conflict() => false,
                     Err(f) => return Err(f.into_store(store, &dns.account)),
                 }
@@ -167,37 +179,63 @@ pub(super) fn check_attempt(
     })
 }
 
-/// After an accepted code: the account's consecutive failures cleared, its last login set and
-/// the place it came from known (no compare-and-swap: a success ends the run of failures
-/// whatever came between). Best effort: the code is used up already, which is what matters.
-fn succeeded(store: &LdapStore, dns: &Dns, state: &crate::store::UserState) {
-    let mut mods = vec![Mod {
-        op: ModOp::Replace,
-        attr: at::FAILURES.into(),
-        values: Vec::new(),
-    }];
-    if let Some(t) = state.counters.last_login {
+/// What a success changes of the account entry: its consecutive failures cleared (when there
+/// were any: `failed`), and the places the user logged in from (when `known` says they
+/// changed). No compare-and-swap: a success ends the run of failures whatever came between.
+fn success_mods(state: &crate::store::UserState, failed: bool, known: bool) -> Vec<Mod> {
+    let mut mods = Vec::new();
+    if failed {
         mods.push(Mod {
             op: ModOp::Replace,
-            attr: at::LAST_LOGIN.into(),
-            values: vec![t.to_string().into_bytes()],
+            attr: at::FAILURES.into(),
+            values: Vec::new(),
         });
     }
-    if let Some(from) = &state.counters.last_login_from {
+    if known {
         mods.push(Mod {
             op: ModOp::Replace,
-            attr: at::LAST_FROM.into(),
-            values: vec![from.clone().into_bytes()],
+            attr: at::KNOWN.into(),
+            values: map::known_values(&state.counters),
         });
     }
-    let _ = store.with_conn(|c| c.modify(&dns.account, &mods));
-    // The places the user logged in from, for every host (last writer wins: a place another
-    // host added at the same moment stays known there). Apart, so that a directory whose
-    // schema lacks the attribute still has the failures cleared.
-    let known = [Mod {
-        op: ModOp::Replace,
-        attr: at::KNOWN.into(),
-        values: map::known_values(&state.counters),
-    }];
-    let _ = store.with_conn(|c| c.modify(&dns.account, &known));
+    mods
+}
+
+/// How stale a known place's time in the directory may grow before a login from it writes it
+/// again: the places are kept most recent first ([`crate::throttle::KNOWN_SOURCES`]), to the
+/// day, and a login from a place known and fresh writes nothing to the account entry.
+const KNOWN_REFRESH: u64 = 24 * 3600;
+
+/// After an accepted code (its step, time and place already on the token): the account entry
+/// changed only when there is something to change — consecutive failures to clear (`before`
+/// had some, or this attempt reserved one) or a place new or stale in the known list — in one
+/// modify. Best effort: the code is used up already, which is what matters.
+fn succeeded(
+    store: &LdapStore,
+    dns: &Dns,
+    fetched: &map::Fetched,
+    before: &crate::store::UserState,
+    state: &crate::store::UserState,
+    reserved: bool,
+    a: &Attempt<'_>,
+) {
+    let failed = reserved || before.counters.user_failures > 0;
+    // As the directory has them (this host's own list may know a place the others do not).
+    let in_directory = fetched
+        .account
+        .as_ref()
+        .map(map::known_sources)
+        .unwrap_or_default();
+    let known = map::shared_source(a.source)
+        && in_directory
+            .get(a.source)
+            .is_none_or(|k| a.at.saturating_sub(k.last) >= KNOWN_REFRESH);
+    let mods = success_mods(state, failed, known);
+    if mods.is_empty() {
+        return;
+    }
+    if store.with_conn(|c| c.modify(&dns.account, &mods)).is_err() && failed {
+        // A directory whose schema lacks the known places still has the failures cleared.
+        let _ = store.with_conn(|c| c.modify(&dns.account, &success_mods(state, true, false)));
+    }
 }

@@ -224,6 +224,14 @@ impl Fetched {
                 if let Some(step) = last {
                     counters.last_steps.insert(id, step);
                 }
+                // A code's login is stamped on its token (in the compare-and-swap that used
+                // the step); a recovery code's on the account: the latest of them counts.
+                if let Some(at) = int(t, at::LAST_LOGIN)
+                    && counters.last_login.is_none_or(|l| at > l)
+                {
+                    counters.last_login = Some(at);
+                    counters.last_login_from = t.first_str(at::LAST_FROM).map(str::to_owned);
+                }
                 authenticators.push(auth);
             }
             let recovery_codes = a
@@ -286,7 +294,7 @@ fn token_of(id: u32, t: &Entry) -> Result<(Authenticator, Option<u64>), String> 
 
 /// The places the account logged in from (`twofoldKnownSource`: `TIME SOURCE`); values that
 /// do not read are left out.
-fn known_sources(a: &Entry) -> BTreeMap<String, KnownSource> {
+pub(crate) fn known_sources(a: &Entry) -> BTreeMap<String, KnownSource> {
     let mut out: BTreeMap<String, KnownSource> = BTreeMap::new();
     for v in a.get(at::KNOWN).unwrap_or_default() {
         let Some((last, source)) = std::str::from_utf8(v).ok().and_then(|v| v.split_once(' '))
@@ -545,6 +553,17 @@ pub(crate) fn new_params(params: Params, window: u64) -> NewEntry {
 /// The compare-and-swap of a token's last accepted step: from `old` (none yet: an add, which
 /// the single-valued attribute refuses if another host added one first) to `new`.
 pub(crate) fn step_mods(old: Option<u64>, new: u64, at_time: u64) -> Vec<Mod> {
+    step_mods_from(old, new, at_time, None)
+}
+
+/// [`step_mods`] for a login from `from`: its time and place stamped on the token in the same
+/// modify (the account entry is then left alone when nothing else of it changes).
+pub(crate) fn step_mods_from(
+    old: Option<u64>,
+    new: u64,
+    at_time: u64,
+    from: Option<&str>,
+) -> Vec<Mod> {
     let mut mods = Vec::new();
     if let Some(old) = old {
         mods.push(Mod {
@@ -563,6 +582,18 @@ pub(crate) fn step_mods(old: Option<u64>, new: u64, at_time: u64) -> Vec<Mod> {
         attr: at::LAST_OATH_LOGIN.into(),
         values: value(generalized_time(at_time)),
     });
+    if let Some(from) = from {
+        mods.push(Mod {
+            op: ModOp::Replace,
+            attr: at::LAST_LOGIN.into(),
+            values: value(at_time),
+        });
+        mods.push(Mod {
+            op: ModOp::Replace,
+            attr: at::LAST_FROM.into(),
+            values: value(from),
+        });
+    }
     mods
 }
 
