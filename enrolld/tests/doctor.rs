@@ -879,7 +879,6 @@ fn a_directory_logins_cannot_use_is_reported() {
         password_file(host.dir.path(), &format!("{}\n", slapd.service_password())).unwrap();
     let base = slapd.twofold_base();
     let ldap = LdapPolicy {
-        uris: vec![slapd.ldap_url()],
         timeout: "1s".into(),
         ..LdapPolicy::of(&slapd, &secret)
     };
@@ -908,7 +907,7 @@ fn a_directory_logins_cannot_use_is_reported() {
     assert!(store_findings(&v).is_empty(), "{v:#}");
     let notes = v["notes"].to_string();
     assert!(
-        notes.contains(&format!("the store is the directory {}", slapd.ldap_url()))
+        notes.contains(&format!("the store is the directory {}", slapd.ldapi_url()))
             && notes.contains("it answers, and 1 account there has an admin override to required"),
         "{v:#}"
     );
@@ -954,7 +953,10 @@ fn a_directory_logins_cannot_use_is_reported() {
     slapd.stop().unwrap();
     one_store_lockout(&host, |f| {
         f["line"] == 5
-            && text(f).contains("the directory cannot be reached (ldap://127.0.0.1:")
+            && text(f).contains(&format!(
+                "the directory cannot be reached ({}",
+                slapd.ldapi_url()
+            ))
             && text(f).contains("[store.offline] is off")
     });
     set_policy(
