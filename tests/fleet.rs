@@ -20,6 +20,21 @@ use fleet_rig::{
     read_rest, read_until, step_now, wait_for_step, wrong_code,
 };
 
+/// A fleet whose stores link the user entries below `user_base` for slapd's OTP binds
+/// (`link_oath_users`), with a daemon on each host if `daemons`.
+fn linking_fleet(user_base: &str, daemons: bool) -> Option<Fleet> {
+    Fleet::start(&Options {
+        daemons,
+        ldap: format!("link_oath_users = true\nuser_base = \"{user_base}\"\n"),
+        ..Options::default()
+    })
+}
+
+/// The attributes `attrs` of the user entry `dn`, read as the directory's admin.
+fn user_entry(f: &Fleet, dn: &str, attrs: &[&str]) -> String {
+    f.slapd.ldapsearch(dn, "(objectClass=*)", attrs).unwrap()
+}
+
 /// Enrolled through host A's daemon (`twofold enroll` as the user, on a terminal), the user logs
 /// in on host B with a code; the same code is then a replay on A.
 #[test]
@@ -374,14 +389,10 @@ fn the_offline_copy_stands_in_on_the_host_that_kept_it() {
 /// the same code: one replay protection for both.
 #[test]
 fn slapd_otp_bind_accepts_a_code_of_a_token_twofold_enrolled() {
-    let Some(f) = Fleet::start(&Options {
-        daemons: true,
-        ldap: format!(
-            "link_oath_users = true\nuser_base = \"ou=people,{}\"\n",
-            twofold_system_tests::slapd::BASE
-        ),
-        ..Options::default()
-    }) else {
+    let Some(f) = linking_fleet(
+        &format!("ou=people,{}", twofold_system_tests::slapd::BASE),
+        true,
+    ) else {
         return;
     };
     let grace = f.add_user("fleetgrace", 41007);
@@ -395,14 +406,7 @@ fn slapd_otp_bind_accepts_a_code_of_a_token_twofold_enrolled() {
     fresh_step_within(15);
     let step = step_now();
     let key = f.enroll_cli(f.a(), &grace);
-    let linked = f
-        .slapd
-        .ldapsearch(
-            &grace.dn,
-            "(objectClass=*)",
-            &["objectClass", "oathTOTPToken"],
-        )
-        .unwrap();
+    let linked = user_entry(&f, &grace.dn, &["objectClass", "oathTOTPToken"]);
     assert!(linked.contains("objectClass: oathTOTPUser"), "{linked}");
     assert!(
         linked.contains(&format!(
@@ -457,14 +461,7 @@ fn slapd_otp_bind_accepts_a_code_of_a_token_twofold_enrolled() {
     // A reset through A's daemon unlinks the entry: the password alone binds again.
     let out = f.cli(f.a(), &["reset", &grace.name]);
     assert!(out.status.success(), "{out:?}\n{}", f.a().daemon_log());
-    let linked = f
-        .slapd
-        .ldapsearch(
-            &grace.dn,
-            "(objectClass=*)",
-            &["objectClass", "oathTOTPToken"],
-        )
-        .unwrap();
+    let linked = user_entry(&f, &grace.dn, &["objectClass", "oathTOTPToken"]);
     assert!(!linked.contains("oathTOTP"), "{linked}");
     assert!(bind(&grace.password).status.success());
 }
@@ -555,14 +552,10 @@ fn a_directory_user_logs_in_through_sshd() {
 /// granted.
 #[test]
 fn an_enrollment_whose_link_is_refused_stores_nothing() {
-    let Some(f) = Fleet::start(&Options {
-        daemons: true,
-        ldap: format!(
-            "link_oath_users = true\nuser_base = \"ou=people,{}\"\n",
-            twofold_system_tests::slapd::BASE
-        ),
-        ..Options::default()
-    }) else {
+    let Some(f) = linking_fleet(
+        &format!("ou=people,{}", twofold_system_tests::slapd::BASE),
+        true,
+    ) else {
         return;
     };
     let judy = f.add_user("fleetjudy", 41012);
@@ -585,18 +578,12 @@ fn an_enrollment_whose_link_is_refused_stores_nothing() {
             host.name
         );
     }
-    let linked = f
-        .slapd
-        .ldapsearch(&judy.dn, "(objectClass=*)", &["objectClass"])
-        .unwrap();
+    let linked = user_entry(&f, &judy.dn, &["objectClass"]);
     assert!(!linked.contains("oathTOTPUser"), "{linked}");
     // Granted: the same user enrolls, and is linked.
     f.slapd.set_link_access(true).unwrap();
     f.enroll_cli(f.a(), &judy);
-    let linked = f
-        .slapd
-        .ldapsearch(&judy.dn, "(objectClass=*)", &["objectClass"])
-        .unwrap();
+    let linked = user_entry(&f, &judy.dn, &["objectClass"]);
     assert!(linked.contains("oathTOTPUser"), "{linked}");
 }
 
@@ -604,25 +591,12 @@ fn an_enrollment_whose_link_is_refused_stores_nothing() {
 /// `uid=NAME,ou=accounts,…` is not taken for the user's entry, and the people entry is linked.
 #[test]
 fn a_user_base_above_twofolds_entries_links_the_user_entry() {
-    let Some(f) = Fleet::start(&Options {
-        ldap: format!(
-            "link_oath_users = true\nuser_base = \"{}\"\n",
-            twofold_system_tests::slapd::BASE
-        ),
-        ..Options::default()
-    }) else {
+    let Some(f) = linking_fleet(twofold_system_tests::slapd::BASE, false) else {
         return;
     };
     let kim = f.add_user("fleetkim", 41013);
     let (key, _) = enroll_store(&*f.b().store(), &kim.name, 0);
-    let linked = f
-        .slapd
-        .ldapsearch(
-            &kim.dn,
-            "(objectClass=*)",
-            &["objectClass", "oathTOTPToken"],
-        )
-        .unwrap();
+    let linked = user_entry(&f, &kim.dn, &["objectClass", "oathTOTPToken"]);
     assert!(linked.contains("objectClass: oathTOTPUser"), "{linked}");
     let account = f.account_entry(&kim.name, &["objectClass"]);
     assert!(!account.contains("oathTOTPUser"), "{account}");

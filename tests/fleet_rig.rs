@@ -655,31 +655,8 @@ impl Fleet {
 /// Enrolls `name` through `store` (as an earlier enrollment would have, without a used step)
 /// with a fresh secret and `codes` recovery codes: the key (base32) and the codes.
 pub fn enroll_store(store: &dyn StateStore, name: &str, codes: u32) -> (String, Vec<String>) {
-    use twofold_policy::record::{Enrollment, Record};
-    use twofold_policy::totp::{Params, Secret};
-    let secret = Secret::generate().unwrap();
-    let recovery = twofold_policy::recovery::generate(codes).unwrap();
-    let e = Enrollment::new(
-        &secret,
-        Params::default(),
-        twofold_policy::time::now(),
-        recovery.hashes.clone(),
-    );
-    store
-        .update(
-            &twofold_policy::UserName::parse(name).unwrap(),
-            &mut |state| {
-                let r = state.record.get_or_insert_with(|| Record::new(name));
-                r.enrollment = Some(e.clone());
-                Ok(())
-            },
-        )
-        .unwrap()
-        .unwrap();
-    (
-        secret.to_base32().as_str().to_owned(),
-        recovery.codes.iter().map(|c| c.to_string()).collect(),
-    )
+    let (secret, codes) = twofold_system_tests::fleet_store::enroll(store, name, codes).unwrap();
+    (secret.to_base32().as_str().to_owned(), codes)
 }
 
 /// A real sshd on 127.0.0.1 inside the log namespace, started through a symlink named as its

@@ -11,152 +11,26 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use twofold_policy::login::{Attempt, Outcome};
-use twofold_policy::record::Record;
+use twofold_policy::UserName;
+use twofold_policy::login::Outcome;
 use twofold_policy::store::ldap::{Bind, LdapStore, Settings};
-use twofold_policy::store::{StateStore, Store, StoreError, open_backend};
-use twofold_policy::totp::{Params, Secret};
-use twofold_policy::{Policy, UserName};
+use twofold_policy::store::{StateStore, Store, StoreError};
+use twofold_policy::totp::Secret;
+use twofold_system_tests::fleet_store::{
+    Host, accepted_at_once, account_ldif, attempt, check, check_error, code, enroll, host,
+    host_with, password_file, slapd_or_skip, user,
+};
 use twofold_system_tests::root_or_skip;
 use twofold_system_tests::slapd::{Options, Slapd};
 
-/// One host: its state directory and its store over the shared directory.
-struct Host {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn StateStore>,
-}
-
-/// What a host's policy says of the directory.
-struct Conf<'a> {
-    uri: String,
-    base: String,
-    extra: &'a str,
-}
-
-impl<'a> Conf<'a> {
-    fn of(slapd: &Slapd, extra: &'a str) -> Conf<'a> {
-        Conf {
-            uri: slapd.ldapi_url(),
-            base: slapd.twofold_base(),
-            extra,
-        }
-    }
-}
-
-fn host_with(slapd: &Slapd, conf: &Conf<'_>) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let secret = dir.path().join("ldap.secret");
-    std::fs::write(&secret, format!("{}\n", slapd.service_password())).unwrap();
-    set_mode(&secret, 0o600);
-    let policy_file = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy_file,
-        format!(
-            r#"mode = "optional"
-[store]
-backend = "ldap"
-[store.ldap]
-uri = "{uri}"
-base = "{base}"
-bind_dn = "{dn}"
-bind_password_file = "{file}"
-timeout = "2s"
-{extra}
-"#,
-            uri = conf.uri,
-            base = conf.base,
-            dn = slapd.service_dn(),
-            file = secret.display(),
-            extra = conf.extra,
-        ),
-    )
-    .unwrap();
-    let policy = Policy::load(&policy_file, None).unwrap();
-    let local = Arc::new(Store::open_or_create(&state).unwrap());
-    let store = open_backend(local, &policy).unwrap();
-    Host { _dir: dir, store }
-}
-
-fn host(slapd: &Slapd, extra: &str) -> Host {
-    host_with(slapd, &Conf::of(slapd, extra))
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn user(name: &str) -> UserName {
-    UserName::parse(name).unwrap()
-}
-
-/// Enrolls `name` through `store` with a fresh secret and `codes` recovery codes: the secret
-/// and the codes in clear.
-fn enroll(store: &dyn StateStore, name: &str, codes: u32) -> (Secret, Vec<String>) {
-    let secret = Secret::generate().unwrap();
-    let recovery = twofold_policy::recovery::generate(codes).unwrap();
-    let now = twofold_policy::time::now();
-    let e = twofold_policy::record::Enrollment::new(
-        &secret,
-        Params::default(),
-        now,
-        recovery.hashes.clone(),
-    );
-    store
-        .update(&user(name), &mut |state| {
-            let r = state.record.get_or_insert_with(|| Record::new(name));
-            r.enrollment = Some(e.clone());
-            Ok(())
-        })
-        .unwrap()
-        .unwrap();
-    (
-        secret,
-        recovery.codes.iter().map(|c| c.to_string()).collect(),
-    )
-}
-
-/// The code of `secret` `offset` steps from now, from oathtool.
-fn code(secret: &Secret, offset: i64) -> String {
-    let out = Command::new("oathtool")
-        .args(["--totp", "-b", "-N"])
-        .arg(format!("now {:+} seconds", offset * 30))
-        .arg(secret.to_base32().as_str())
-        .output()
-        .expect("oathtool");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn attempt<'a>(input: &'a str, source: &'a str) -> Attempt<'a> {
-    Attempt {
-        input,
-        source,
-        from: source,
-        window: 1,
-        at: twofold_policy::time::now(),
-    }
-}
-
-fn check(store: &dyn StateStore, name: &str, input: &str, source: &str) -> Outcome {
-    store
-        .check_attempt(&user(name), &attempt(input, source))
-        .unwrap()
-        .outcome
-}
-
+/// A private slapd, or `None` when not root (the test does nothing).
 fn start() -> Option<Slapd> {
-    if !root_or_skip() {
-        return None;
-    }
-    Some(Slapd::start(&Options::default()).expect("slapd"))
+    slapd_or_skip().unwrap()
 }
 
 /// A base DN written with spaces after its commas (RFC 4514 allows them, and so does the
@@ -165,38 +39,37 @@ fn start() -> Option<Slapd> {
 #[test]
 fn a_base_written_with_spaces_still_finds_the_account() {
     let Some(slapd) = start() else { return };
-    let spaced = Conf {
-        base: slapd.twofold_base().replace(',', ", ").to_uppercase(),
-        ..Conf::of(&slapd, "")
-    };
-    let a = host_with(&slapd, &spaced);
-    let b = host(&slapd, "");
+    let a = host_with(&slapd, |p| {
+        p.base = slapd.twofold_base().replace(',', ", ").to_uppercase();
+    })
+    .unwrap();
+    let b = host(&slapd, "").unwrap();
     // Enrolled from a host whose base is written the plain way: the other reads the same.
-    let (secret, _) = enroll(&*b.store, "tfspace", 1);
-    let record = a.store.read_record(&user("tfspace")).unwrap();
+    let (secret, _) = enroll(&*b.store, "tfspace", 1).unwrap();
+    let record = a.store.read_record(&user("tfspace").unwrap()).unwrap();
     assert!(
         record.is_some_and(|r| r.enrollment.is_some()),
         "the enrolled user reads as not enrolled"
     );
     assert_eq!(
-        check(&*a.store, "tfspace", "000000", "10.9.0.1"),
+        check(&*a.store, "tfspace", "000000", "10.9.0.1").unwrap(),
         Outcome::Invalid
     );
     assert_eq!(
-        check(&*a.store, "tfspace", &code(&secret, 0), "10.9.0.1"),
+        check(&*a.store, "tfspace", &code(&secret, 0).unwrap(), "10.9.0.1").unwrap(),
         Outcome::Code
     );
     // And enrolling through the spaced base works too.
-    enroll(&*a.store, "tfspace2", 0);
+    enroll(&*a.store, "tfspace2", 0).unwrap();
     assert!(
         b.store
-            .read_record(&user("tfspace2"))
+            .read_record(&user("tfspace2").unwrap())
             .unwrap()
             .is_some_and(|r| r.enrollment.is_some())
     );
     assert_eq!(
         a.store.users().unwrap(),
-        vec![user("tfspace"), user("tfspace2")]
+        vec![user("tfspace").unwrap(), user("tfspace2").unwrap()]
     );
 }
 
@@ -260,23 +133,23 @@ fn a_tampered_tls_answer_is_an_unreachable_directory() {
     let tamper = Arc::new(AtomicBool::new(false));
     let port = tampering_proxy(ldaps, tamper.clone());
     let extra = format!("ca_file = \"{}\"", slapd.ca_file().unwrap().display());
-    let a = host_with(
-        &slapd,
-        &Conf {
-            uri: format!("ldaps://127.0.0.1:{port}"),
-            ..Conf::of(&slapd, &extra)
-        },
-    );
-    enroll(&*a.store, "tftamper", 0);
+    let a = host_with(&slapd, |p| {
+        p.uris = vec![format!("ldaps://127.0.0.1:{port}")];
+        p.extra = extra;
+    })
+    .unwrap();
+    enroll(&*a.store, "tftamper", 0).unwrap();
     // The connection is up and kept; from now on the server's records are changed.
-    assert!(a.store.read_record(&user("tftamper")).unwrap().is_some());
+    assert!(
+        a.store
+            .read_record(&user("tftamper").unwrap())
+            .unwrap()
+            .is_some()
+    );
     tamper.store(true, Ordering::SeqCst);
-    let err = a.store.read_record(&user("tftamper")).unwrap_err();
+    let err = a.store.read_record(&user("tftamper").unwrap()).unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
-    let err = a
-        .store
-        .check_attempt(&user("tftamper"), &attempt("123456", "10.9.1.1"))
-        .unwrap_err();
+    let err = check_error(&*a.store, "tftamper", "123456", "10.9.1.1").unwrap();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
 }
 
@@ -400,9 +273,7 @@ mod fake {
 /// settings directly.
 fn fake_store(port: u16, offline: Option<u64>) -> (tempfile::TempDir, LdapStore) {
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("ldap.secret");
-    std::fs::write(&secret, "secret\n").unwrap();
-    set_mode(&secret, 0o600);
+    let secret = password_file(dir.path(), "secret\n").unwrap();
     let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
     let settings = Settings {
         uris: vec![format!("ldap://127.0.0.1:{port}")],
@@ -440,7 +311,7 @@ fn an_answer_out_of_turn_or_garbled_is_an_unreachable_directory() {
     });
     for port in [wrong_id, garbled] {
         let (_dir, store) = fake_store(port, None);
-        let err = store.read_record(&user("tfturn")).unwrap_err();
+        let err = store.read_record(&user("tfturn").unwrap()).unwrap_err();
         assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     }
 }
@@ -453,37 +324,41 @@ const OFFLINE: &str = "[store.offline]\nenabled = true\nmax_age = \"1h\"";
 #[test]
 fn a_copy_follows_what_this_host_read_online() {
     let Some(mut slapd) = start() else { return };
-    let a = host(&slapd, OFFLINE);
-    let b = host(&slapd, OFFLINE);
-    let (secret, codes) = enroll(&*a.store, "tfcopy", 3);
+    let a = host(&slapd, OFFLINE).unwrap();
+    let b = host(&slapd, OFFLINE).unwrap();
+    let (secret, codes) = enroll(&*a.store, "tfcopy", 3).unwrap();
     // A copy on A, from an online login there.
     assert_eq!(
-        check(&*a.store, "tfcopy", &code(&secret, -1), "10.9.2.1"),
+        check(&*a.store, "tfcopy", &code(&secret, -1).unwrap(), "10.9.2.1").unwrap(),
         Outcome::Code
     );
     // Read again online with nothing changed: the copy is left as it is (no lock, no write).
-    let synced = a._dir.path().join("state/tfcopy.synced");
+    let synced = a.dir.path().join("state/tfcopy.synced");
     let before = std::fs::read_to_string(&synced).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    a.store.read_record(&user("tfcopy")).unwrap();
+    a.store.read_record(&user("tfcopy").unwrap()).unwrap();
     assert_eq!(std::fs::read_to_string(&synced).unwrap(), before);
     // The first recovery code used on B; A reads the user online (a login's resolution).
     assert_eq!(
-        check(&*b.store, "tfcopy", &codes[0], "10.9.2.2"),
+        check(&*b.store, "tfcopy", &codes[0], "10.9.2.2").unwrap(),
         Outcome::RecoveryCode { left: 2 }
     );
-    let online = a.store.read_record(&user("tfcopy")).unwrap().unwrap();
+    let online = a
+        .store
+        .read_record(&user("tfcopy").unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(online.enrollment.unwrap().recovery_codes.len(), 2);
     slapd.stop().unwrap();
     assert_eq!(
-        check(&*a.store, "tfcopy", &codes[0], "10.9.2.1"),
+        check(&*a.store, "tfcopy", &codes[0], "10.9.2.1").unwrap(),
         Outcome::Invalid,
         "a recovery code used on B is taken again by A's copy"
     );
     slapd.start_again().unwrap();
     // Reset on B (a lost phone); A reads the user online, then loses the directory.
     b.store
-        .update(&user("tfcopy"), &mut |state| {
+        .update(&user("tfcopy").unwrap(), &mut |state| {
             if let Some(r) = state.record.as_mut() {
                 r.enrollment = None;
             }
@@ -494,16 +369,17 @@ fn a_copy_follows_what_this_host_read_online() {
         .unwrap();
     assert!(
         a.store
-            .read_record(&user("tfcopy"))
+            .read_record(&user("tfcopy").unwrap())
             .unwrap()
             .unwrap()
             .enrollment
             .is_none()
     );
     slapd.stop().unwrap();
-    let offline = a
-        .store
-        .check_attempt(&user("tfcopy"), &attempt(&code(&secret, 0), "10.9.2.1"));
+    let offline = a.store.check_attempt(
+        &user("tfcopy").unwrap(),
+        &attempt(&code(&secret, 0).unwrap(), "10.9.2.1"),
+    );
     assert!(
         !matches!(&offline, Ok(c) if c.outcome.accepted()),
         "the reset authenticator still opens A: {offline:?}"
@@ -516,24 +392,24 @@ fn a_copy_follows_what_this_host_read_online() {
 #[test]
 fn what_a_copy_used_goes_back_at_the_next_contact() {
     let Some(mut slapd) = start() else { return };
-    let a = host(&slapd, OFFLINE);
-    let b = host(&slapd, OFFLINE);
-    let (secret, codes) = enroll(&*a.store, "tfback", 2);
-    enroll(&*a.store, "tfother", 0);
+    let a = host(&slapd, OFFLINE).unwrap();
+    let b = host(&slapd, OFFLINE).unwrap();
+    let (secret, codes) = enroll(&*a.store, "tfback", 2).unwrap();
+    enroll(&*a.store, "tfother", 0).unwrap();
     assert_eq!(
-        check(&*a.store, "tfback", &code(&secret, -1), "10.9.3.1"),
+        check(&*a.store, "tfback", &code(&secret, -1).unwrap(), "10.9.3.1").unwrap(),
         Outcome::Code
     );
     slapd.stop().unwrap();
     assert_eq!(
-        check(&*a.store, "tfback", &codes[0], "10.9.3.1"),
+        check(&*a.store, "tfback", &codes[0], "10.9.3.1").unwrap(),
         Outcome::RecoveryCode { left: 1 }
     );
     slapd.start_again().unwrap();
     // Someone else logs in on A: A reads the directory again.
-    a.store.read_record(&user("tfother")).unwrap();
+    a.store.read_record(&user("tfother").unwrap()).unwrap();
     assert_eq!(
-        check(&*b.store, "tfback", &codes[0], "10.9.3.2"),
+        check(&*b.store, "tfback", &codes[0], "10.9.3.2").unwrap(),
         Outcome::Invalid,
         "a recovery code used offline on A still opens B"
     );
@@ -544,34 +420,43 @@ fn what_a_copy_used_goes_back_at_the_next_contact() {
 #[test]
 fn a_copy_dated_in_the_future_is_not_used() {
     let Some(mut slapd) = start() else { return };
-    let a = host(&slapd, OFFLINE);
-    let (secret, _) = enroll(&*a.store, "tffuture", 0);
+    let a = host(&slapd, OFFLINE).unwrap();
+    let (secret, _) = enroll(&*a.store, "tffuture", 0).unwrap();
     assert_eq!(
-        check(&*a.store, "tffuture", &code(&secret, -1), "10.9.4.1"),
+        check(
+            &*a.store,
+            "tffuture",
+            &code(&secret, -1).unwrap(),
+            "10.9.4.1"
+        )
+        .unwrap(),
         Outcome::Code
     );
-    let synced = a._dir.path().join("state/tffuture.synced");
+    let synced = a.dir.path().join("state/tffuture.synced");
     let text = std::fs::read_to_string(&synced).unwrap();
     let (_, rest) = text.split_once('\n').unwrap();
     let later = twofold_policy::time::now() + 30 * 86_400;
     std::fs::write(&synced, format!("{later}\n{rest}")).unwrap();
     slapd.stop().unwrap();
-    let err = a
-        .store
-        .check_attempt(&user("tffuture"), &attempt(&code(&secret, 0), "10.9.4.1"))
-        .unwrap_err();
+    let err = check_error(
+        &*a.store,
+        "tffuture",
+        &code(&secret, 0).unwrap(),
+        "10.9.4.1",
+    )
+    .unwrap();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
 }
 
 /// The account's consecutive failures in the directory.
 fn failures(slapd: &Slapd, name: &str) -> u64 {
-    let ldif = slapd
-        .ldapsearch(
-            &format!("uid={name},ou=accounts,{}", slapd.twofold_base()),
-            "(objectClass=twofoldAccount)",
-            &["twofoldFailureCount"],
-        )
-        .unwrap();
+    let ldif = account_ldif(
+        slapd,
+        name,
+        "(objectClass=twofoldAccount)",
+        &["twofoldFailureCount"],
+    )
+    .unwrap();
     ldif.lines()
         .find_map(|l| l.strip_prefix("twofoldFailureCount: "))
         .map_or(0, |n| n.trim().parse().unwrap())
@@ -583,33 +468,22 @@ fn failures(slapd: &Slapd, name: &str) -> u64 {
 #[test]
 fn an_attempt_that_lost_a_race_is_counted_once() {
     let Some(slapd) = start() else { return };
-    let hosts: Vec<Host> = (0..4).map(|_| host(&slapd, "")).collect();
+    let hosts: Vec<Host> = (0..4).map(|_| host(&slapd, "").unwrap()).collect();
     const AT_ONCE: usize = 8;
     let mut over = Vec::new();
     for round in 0..30 {
         let name = format!("tfonce{round}");
-        let (secret, _) = enroll(&*hosts[round % 4].store, &name, 0);
-        let c = code(&secret, 0);
-        let accepted = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..AT_ONCE)
-                .map(|i| {
-                    let store = hosts[i % 4].store.clone();
-                    let (name, c) = (name.clone(), c.clone());
-                    s.spawn(move || {
-                        let source = format!("10.8.{round}.{i}");
-                        match store.check_attempt(&user(&name), &attempt(&c, &source)) {
-                            Ok(checked) => checked.outcome.accepted(),
-                            Err(e) => panic!("round {round}: {e}"),
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap())
-                .filter(|ok| *ok)
-                .count()
-        });
+        let (secret, _) = enroll(&*hosts[round % 4].store, &name, 0).unwrap();
+        let c = code(&secret, 0).unwrap();
+        let accepted = accepted_at_once(
+            &hosts,
+            &name,
+            &c,
+            AT_ONCE,
+            |i| format!("10.8.{round}.{i}"),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(accepted, 1, "round {round}");
         let counted = failures(&slapd, &name);
         if counted > (AT_ONCE - 1) as u64 {
@@ -719,7 +593,7 @@ fn entries_of_another_name_are_not_the_users_state() {
         _ => fake::message(id, fake::result(0x67, 0)),
     });
     let (_dir, store) = fake_store(port, None);
-    let read = store.read_record(&user("tfalice"));
+    let read = store.read_record(&user("tfalice").unwrap());
     assert!(
         matches!(read, Err(StoreError::Directory { .. })),
         "{read:?}"
@@ -784,9 +658,7 @@ fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
         .map(|_| silencing_proxy(to, silent.clone()))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("ldap.secret");
-    std::fs::write(&secret_file, slapd.service_password()).unwrap();
-    set_mode(&secret_file, 0o600);
+    let secret_file = password_file(dir.path(), slapd.service_password()).unwrap();
     let timeout = Duration::from_millis(500);
     let settings = Settings {
         uris: ports
@@ -809,22 +681,22 @@ fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
         let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
         LdapStore::new(local, settings.clone())
     };
-    let (secret, _) = enroll(&login(), "tfslow", 0);
+    let (secret, _) = enroll(&login(), "tfslow", 0).unwrap();
     // An online login keeps a copy.
     assert_eq!(
-        check(&login(), "tfslow", &code(&secret, -1), "10.9.5.1"),
+        check(&login(), "tfslow", &code(&secret, -1).unwrap(), "10.9.5.1").unwrap(),
         Outcome::Code
     );
     silent.store(true, Ordering::SeqCst);
     let store = login();
     let t = std::time::Instant::now();
-    let name = user("tfslow");
+    let name = user("tfslow").unwrap();
     assert!(store.read_record(&name).unwrap().is_some());
     store
         .gate_before_prompt(&name, "10.9.5.1", twofold_policy::time::now())
         .unwrap();
     let checked = store
-        .check_attempt(&name, &attempt(&code(&secret, 0), "10.9.5.1"))
+        .check_attempt(&name, &attempt(&code(&secret, 0).unwrap(), "10.9.5.1"))
         .unwrap();
     assert_eq!(checked.outcome, Outcome::Code);
     let took = t.elapsed();
@@ -839,7 +711,7 @@ fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
 #[test]
 fn more_accounts_than_the_default_size_limit_are_all_listed() {
     let Some(slapd) = start() else { return };
-    let a = host(&slapd, "");
+    let a = host(&slapd, "").unwrap();
     let mut ldif = String::new();
     for i in 0..620 {
         ldif.push_str(&format!(
@@ -864,7 +736,7 @@ fn the_entry_linked_for_slapds_otp_binds_is_the_users_own() {
         "link_oath_users = true\nuser_base = \"{}\"",
         slapd.people_base()
     );
-    let a = host(&slapd, &link);
+    let a = host(&slapd, &link).unwrap();
     let own = slapd.add_user("tflink", 30001, 30001, "pw one").unwrap();
     // Another account whose name differs only in case; and one whose owner added the name
     // as a second uid of their own entry.
@@ -875,13 +747,13 @@ fn the_entry_linked_for_slapds_otp_binds_is_the_users_own() {
             p = slapd.people_base()
         ))
         .unwrap();
-    enroll(&*a.store, "tflink", 0);
+    enroll(&*a.store, "tflink", 0).unwrap();
     let linked = slapd
         .ldapsearch(&slapd.people_base(), "(objectClass=oathTOTPUser)", &["dn"])
         .unwrap();
     assert_eq!(linked.trim(), format!("dn: {own}"), "linked: {linked}");
     // Mallory's own entry is named by cn: it is hers all the same (her uid, exactly).
-    enroll(&*a.store, "mallory", 0);
+    enroll(&*a.store, "mallory", 0).unwrap();
     let linked = slapd
         .ldapsearch(&slapd.people_base(), "(objectClass=oathTOTPUser)", &["dn"])
         .unwrap();
@@ -892,7 +764,7 @@ fn the_entry_linked_for_slapds_otp_binds_is_the_users_own() {
         "linked: {linked}"
     );
     // A local account, with no entry there: nothing to link, the change is made.
-    let ok = a.store.start_grace(&user("tflocal"), 1);
+    let ok = a.store.start_grace(&user("tflocal").unwrap(), 1);
     assert!(ok.is_ok(), "{ok:?}");
 }
 
@@ -920,7 +792,7 @@ fn a_refused_starttls_is_no_fallback_to_clear_text() {
     settings.starttls = true;
     let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
     let store = LdapStore::new(local, settings);
-    let err = store.read_record(&user("tftls")).unwrap_err();
+    let err = store.read_record(&user("tftls").unwrap()).unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     std::thread::sleep(Duration::from_millis(100));
     assert!(
@@ -937,17 +809,17 @@ fn a_refused_starttls_is_no_fallback_to_clear_text() {
 #[test]
 fn a_place_the_user_logged_in_from_is_known_fleet_wide() {
     let Some(slapd) = start() else { return };
-    let (a, b) = (host(&slapd, ""), host(&slapd, ""));
-    let (secret, _) = enroll(&*a.store, "tfknown", 0);
+    let (a, b) = (host(&slapd, "").unwrap(), host(&slapd, "").unwrap());
+    let (secret, _) = enroll(&*a.store, "tfknown", 0).unwrap();
     let office = "10.7.0.1";
     assert_eq!(
-        check(&*a.store, "tfknown", &code(&secret, -1), office),
+        check(&*a.store, "tfknown", &code(&secret, -1).unwrap(), office).unwrap(),
         Outcome::Code
     );
     let mut refused = 0;
     for i in 0..120u32 {
         let source = format!("10.6.{}.{}", i / 250, i % 250);
-        match check(&*b.store, "tfknown", "000000", &source) {
+        match check(&*b.store, "tfknown", "000000", &source).unwrap() {
             Outcome::Invalid => {}
             Outcome::Throttled(_) => refused += 1,
             other => panic!("{other:?}"),
@@ -956,24 +828,24 @@ fn a_place_the_user_logged_in_from_is_known_fleet_wide() {
     assert_eq!(refused, 20);
     // From the office, on B: checked (and accepted), not refused as a stranger.
     assert_eq!(
-        check(&*b.store, "tfknown", &code(&secret, 0), office),
+        check(&*b.store, "tfknown", &code(&secret, 0).unwrap(), office).unwrap(),
         Outcome::Code
     );
     // Counters cleared (on A): the places are forgotten everywhere.
     a.store
-        .update(&user("tfknown"), &mut |state| {
+        .update(&user("tfknown").unwrap(), &mut |state| {
             state.counters = Default::default();
             Ok(())
         })
         .unwrap()
         .unwrap();
-    let ldif = slapd
-        .ldapsearch(
-            &format!("uid=tfknown,ou=accounts,{}", slapd.twofold_base()),
-            "(objectClass=twofoldAccount)",
-            &["twofoldKnownSource"],
-        )
-        .unwrap();
+    let ldif = account_ldif(
+        &slapd,
+        "tfknown",
+        "(objectClass=twofoldAccount)",
+        &["twofoldKnownSource"],
+    )
+    .unwrap();
     assert!(!ldif.contains("twofoldKnownSource"), "{ldif}");
 }
 
@@ -984,8 +856,8 @@ fn a_place_the_user_logged_in_from_is_known_fleet_wide() {
 fn half_made_changes_open_nothing() {
     use data_encoding::BASE64;
     let Some(slapd) = start() else { return };
-    let a = host(&slapd, "");
-    let (secret, _) = enroll(&*a.store, "tfhalf", 0);
+    let a = host(&slapd, "").unwrap();
+    let (secret, _) = enroll(&*a.store, "tfhalf", 0).unwrap();
     let account = format!("uid=tfhalf,ou=accounts,{}", slapd.twofold_base());
     // A token entry (id 7) nobody lists, with a secret someone knows.
     let stray = Secret::generate().unwrap();
@@ -998,7 +870,7 @@ fn half_made_changes_open_nothing() {
         ))
         .unwrap();
     assert_eq!(
-        check(&*a.store, "tfhalf", &code(&stray, 0), "10.9.6.1"),
+        check(&*a.store, "tfhalf", &code(&stray, 0).unwrap(), "10.9.6.1").unwrap(),
         Outcome::Invalid
     );
     // The account's token entry gone.
@@ -1012,15 +884,12 @@ fn half_made_changes_open_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let read = a.store.read_record(&user("tfhalf"));
+    let read = a.store.read_record(&user("tfhalf").unwrap());
     assert!(
         matches!(read, Err(StoreError::Directory { .. })),
         "{read:?}"
     );
-    let err = a
-        .store
-        .check_attempt(&user("tfhalf"), &attempt(&code(&secret, 0), "10.9.6.1"))
-        .unwrap_err();
+    let err = check_error(&*a.store, "tfhalf", &code(&secret, 0).unwrap(), "10.9.6.1").unwrap();
     assert!(matches!(err, StoreError::Directory { .. }), "{err:?}");
 }
 
@@ -1028,33 +897,25 @@ fn half_made_changes_open_nothing() {
 #[test]
 fn a_recovery_code_at_once_on_two_hosts_is_used_once() {
     let Some(slapd) = start() else { return };
-    let hosts: Vec<Host> = (0..2).map(|_| host(&slapd, "")).collect();
+    let hosts: Vec<Host> = (0..2).map(|_| host(&slapd, "").unwrap()).collect();
     for round in 0..10 {
         let name = format!("tfrec{round}");
-        let (_, codes) = enroll(&*hosts[0].store, &name, 2);
-        let accepted = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|i| {
-                    let store = hosts[i % 2].store.clone();
-                    let (name, c) = (name.clone(), codes[0].clone());
-                    s.spawn(move || {
-                        let source = format!("10.5.{round}.{i}");
-                        match store.check_attempt(&user(&name), &attempt(&c, &source)) {
-                            Ok(checked) => checked.outcome.accepted(),
-                            Err(StoreError::Busy { .. } | StoreError::Contended { .. }) => false,
-                            Err(e) => panic!("round {round}: {e}"),
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap())
-                .filter(|ok| *ok)
-                .count()
-        });
+        let (_, codes) = enroll(&*hosts[0].store, &name, 2).unwrap();
+        let accepted = accepted_at_once(
+            &hosts,
+            &name,
+            &codes[0],
+            8,
+            |i| format!("10.5.{round}.{i}"),
+            true,
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(accepted, 1, "round {round}");
-        let left = hosts[1].store.read_record(&user(&name)).unwrap().unwrap();
+        let left = hosts[1]
+            .store
+            .read_record(&user(&name).unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(left.enrollment.unwrap().recovery_codes.len(), 1);
     }
 }
@@ -1064,7 +925,7 @@ fn a_recovery_code_at_once_on_two_hosts_is_used_once() {
 #[test]
 fn names_with_every_allowed_character_stay_apart() {
     let Some(slapd) = start() else { return };
-    let a = host(&slapd, "");
+    let a = host(&slapd, "").unwrap();
     let names = [
         "tf.dot",
         "tf_under",
@@ -1075,18 +936,23 @@ fn names_with_every_allowed_character_stay_apart() {
         "tf.dot.x",
     ];
     for n in names {
-        enroll(&*a.store, n, 0);
+        enroll(&*a.store, n, 0).unwrap();
     }
-    let mut want: Vec<UserName> = names.iter().map(|n| user(n)).collect();
+    let mut want: Vec<UserName> = names.iter().map(|n| user(n).unwrap()).collect();
     want.sort();
     assert_eq!(a.store.users().unwrap(), want);
     for n in names {
-        let r = a.store.read_record(&user(n)).unwrap().unwrap();
+        let r = a.store.read_record(&user(n).unwrap()).unwrap().unwrap();
         assert_eq!(r.user, n);
     }
     // A name that is a prefix of another's entry, or of another's DN, has nothing.
-    assert!(a.store.read_record(&user("tf")).unwrap().is_none());
-    assert!(a.store.read_record(&user("tf.do")).unwrap().is_none());
+    assert!(a.store.read_record(&user("tf").unwrap()).unwrap().is_none());
+    assert!(
+        a.store
+            .read_record(&user("tf.do").unwrap())
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// The first server of the list answers with bytes that are no LDAP (someone on the path to
@@ -1096,12 +962,10 @@ fn names_with_every_allowed_character_stay_apart() {
 fn a_server_answering_garbage_is_passed_over_for_the_next() {
     let Some(slapd) = start() else { return };
     let garbage = fake::serve(|_, _, _| b"\x30\x03\x02\x01\x01".to_vec());
-    let a = host(&slapd, "");
-    enroll(&*a.store, "tfnext", 0);
+    let a = host(&slapd, "").unwrap();
+    enroll(&*a.store, "tfnext", 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("ldap.secret");
-    std::fs::write(&secret_file, slapd.service_password()).unwrap();
-    set_mode(&secret_file, 0o600);
+    let secret_file = password_file(dir.path(), slapd.service_password()).unwrap();
     let settings = Settings {
         uris: vec![format!("ldap://127.0.0.1:{garbage}"), slapd.ldap_url()],
         base: slapd.twofold_base(),
@@ -1118,7 +982,7 @@ fn a_server_answering_garbage_is_passed_over_for_the_next() {
     };
     let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
     let store = LdapStore::new(local, settings);
-    let read = store.read_record(&user("tfnext"));
+    let read = store.read_record(&user("tfnext").unwrap());
     assert!(matches!(&read, Ok(Some(_))), "{read:?}");
 }
 
@@ -1128,26 +992,26 @@ fn a_server_answering_garbage_is_passed_over_for_the_next() {
 #[test]
 fn local_logins_are_known_on_their_own_host_only() {
     let Some(slapd) = start() else { return };
-    let (a, b) = (host(&slapd, ""), host(&slapd, ""));
-    let (secret, _) = enroll(&*a.store, "tflocal2", 0);
+    let (a, b) = (host(&slapd, "").unwrap(), host(&slapd, "").unwrap());
+    let (secret, _) = enroll(&*a.store, "tflocal2", 0).unwrap();
     assert_eq!(
-        check(&*a.store, "tflocal2", &code(&secret, -1), "local"),
+        check(&*a.store, "tflocal2", &code(&secret, -1).unwrap(), "local").unwrap(),
         Outcome::Code
     );
     for i in 0..100u32 {
         let source = format!("10.4.{}.{}", i / 250, i % 250);
         assert_eq!(
-            check(&*b.store, "tflocal2", "000000", &source),
+            check(&*b.store, "tflocal2", "000000", &source).unwrap(),
             Outcome::Invalid
         );
     }
     assert!(matches!(
-        check(&*b.store, "tflocal2", "000000", "local"),
+        check(&*b.store, "tflocal2", "000000", "local").unwrap(),
         Outcome::Throttled(twofold_policy::throttle::Gate::Strangers { .. })
     ));
     // On A, where the user did log in locally, still checked.
     assert_eq!(
-        check(&*a.store, "tflocal2", &code(&secret, 0), "local"),
+        check(&*a.store, "tflocal2", &code(&secret, 0).unwrap(), "local").unwrap(),
         Outcome::Code
     );
 }
@@ -1158,8 +1022,8 @@ fn local_logins_are_known_on_their_own_host_only() {
 #[test]
 fn wrong_codes_at_once_over_two_hosts_are_bounded_per_account() {
     let Some(slapd) = start() else { return };
-    let hosts: Vec<Host> = (0..2).map(|_| host(&slapd, "")).collect();
-    enroll(&*hosts[0].store, "tfbound", 0);
+    let hosts: Vec<Host> = (0..2).map(|_| host(&slapd, "").unwrap()).collect();
+    enroll(&*hosts[0].store, "tfbound", 0).unwrap();
     let checked = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for t in 0..12usize {
@@ -1168,7 +1032,9 @@ fn wrong_codes_at_once_over_two_hosts_are_bounded_per_account() {
             s.spawn(move || {
                 for i in 0..25usize {
                     let source = format!("10.3.{t}.{i}");
-                    match store.check_attempt(&user("tfbound"), &attempt("000000", &source)) {
+                    match store
+                        .check_attempt(&user("tfbound").unwrap(), &attempt("000000", &source))
+                    {
                         Ok(c) if matches!(c.outcome, Outcome::Invalid | Outcome::Replayed) => {
                             checked.fetch_add(1, Ordering::SeqCst);
                         }

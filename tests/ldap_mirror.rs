@@ -25,79 +25,27 @@
     clippy::indexing_slicing
 )] // a panic here is a failed test
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use twofold_policy::login::{Attempt, Outcome};
-use twofold_policy::record::Record;
-use twofold_policy::store::{StateStore, Store, open_backend};
+use twofold_policy::login::Outcome;
+use twofold_policy::store::StateStore;
 use twofold_policy::totp::{Params, Secret};
-use twofold_policy::{Policy, UserName};
+use twofold_system_tests::fleet_store::{Host, check, enroll_token, host_with, user};
 use twofold_system_tests::root_or_skip;
 use twofold_system_tests::slapd::{Options, Slapd};
 
 /// How long a replication may take before the test gives up (it takes milliseconds).
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// One host: its state directory and its store over `uris`.
-struct Host {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn StateStore>,
-}
-
 /// A host whose store lists `uris` (the first that answers is used), bound as the service
 /// account (both providers have the same).
 fn host(slapd: &Slapd, uris: &[String]) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let secret = dir.path().join("ldap.secret");
-    std::fs::write(&secret, format!("{}\n", slapd.service_password())).unwrap();
-    set_mode(&secret, 0o600);
-    let uris: Vec<String> = uris.iter().map(|u| format!("{u:?}")).collect();
-    let policy_file = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy_file,
-        format!(
-            "mode = \"optional\"\n[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = [{uris}]\n\
-             base = \"{base}\"\nbind_dn = \"{dn}\"\nbind_password_file = \"{file}\"\n\
-             timeout = \"2s\"\n",
-            uris = uris.join(", "),
-            base = slapd.twofold_base(),
-            dn = slapd.service_dn(),
-            file = secret.display(),
-        ),
-    )
-    .unwrap();
-    let policy = Policy::load(&policy_file, None).unwrap();
-    let local = Arc::new(Store::open_or_create(&state).unwrap());
-    let store = open_backend(local, &policy).unwrap();
-    Host { _dir: dir, store }
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn user(name: &str) -> UserName {
-    UserName::parse(name).unwrap()
+    host_with(slapd, |p| p.uris = uris.to_vec()).unwrap()
 }
 
 /// Enrolls `name` through `store` with a fresh secret: the secret and the token's id.
 fn enroll(store: &dyn StateStore, name: &str) -> (Secret, u32) {
-    let secret = Secret::generate().unwrap();
-    let now = twofold_policy::time::now();
-    let e = twofold_policy::record::Enrollment::new(&secret, Params::default(), now, Vec::new());
-    let state = store
-        .update(&user(name), &mut |state| {
-            let r = state.record.get_or_insert_with(|| Record::new(name));
-            r.enrollment = Some(e.clone());
-            Ok(())
-        })
-        .unwrap()
-        .unwrap();
-    let id = state.record.unwrap().enrollment.unwrap().authenticators[0].id;
+    let (secret, _, id) = enroll_token(store, name, 0).unwrap();
     (secret, id)
 }
 
@@ -105,7 +53,7 @@ fn enroll(store: &dyn StateStore, name: &str) -> (Secret, u32) {
 fn wait_enrolled(store: &dyn StateStore, name: &str) {
     let t = Instant::now();
     loop {
-        if let Ok(Some(r)) = store.read_record(&user(name))
+        if let Ok(Some(r)) = store.read_record(&user(name).unwrap())
             && r.enrollment.is_some()
         {
             return;
@@ -125,21 +73,10 @@ fn code_now(secret: &Secret) -> String {
         .to_string()
 }
 
-fn check(store: &dyn StateStore, name: &str, input: &str, source: &str) -> Outcome {
-    let a = Attempt {
-        input,
-        source,
-        from: source,
-        window: 1,
-        at: twofold_policy::time::now(),
-    };
-    store.check_attempt(&user(name), &a).unwrap().outcome
-}
-
 /// The last step a store reads for token `id` of `name`.
 fn last_step(store: &dyn StateStore, name: &str, id: u32) -> Option<u64> {
     store
-        .read(&user(name))
+        .read(&user(name).unwrap())
         .unwrap()
         .counters
         .last_steps
@@ -206,11 +143,14 @@ fn the_replay_window_with_two_providers_is_the_replication_delay() {
             let (secret, id) = enroll(&*a.store, &name);
             wait_enrolled(&*b.store, &name);
             let code = code_now(&secret);
-            assert_eq!(check(&*a.store, &name, &code, "10.1.0.1"), Outcome::Code);
+            assert_eq!(
+                check(&*a.store, &name, &code, "10.1.0.1").unwrap(),
+                Outcome::Code
+            );
             if gap_ms > 0 {
                 std::thread::sleep(Duration::from_millis(gap_ms));
             }
-            let on_b = check(&*b.store, &name, &code, "10.2.0.1");
+            let on_b = check(&*b.store, &name, &code, "10.2.0.1").unwrap();
             match on_b {
                 Outcome::Code => b_accepted += 1,
                 Outcome::Replayed => {}
@@ -218,7 +158,7 @@ fn the_replay_window_with_two_providers_is_the_replication_delay() {
             }
             // On provider 1 the swap is atomic: C, which writes there, refuses it at once.
             assert_eq!(
-                check(&*c.store, &name, &code, "10.3.0.1"),
+                check(&*c.store, &name, &code, "10.3.0.1").unwrap(),
                 Outcome::Replayed,
                 "through provider 1 a code is accepted once"
             );
@@ -230,7 +170,7 @@ fn the_replay_window_with_two_providers_is_the_replication_delay() {
             assert_eq!(step_on(&two, &dn).as_deref(), Some(step.as_str()));
             assert_eq!(last_step(&*b.store, &name, id), Some(step.parse().unwrap()));
             assert_eq!(
-                check(&*b.store, &name, &code, "10.2.0.2"),
+                check(&*b.store, &name, &code, "10.2.0.2").unwrap(),
                 Outcome::Replayed
             );
         }
@@ -251,7 +191,10 @@ fn the_replay_window_with_two_providers_is_the_replication_delay() {
         let code = code_now(&secret);
         // The step A will accept: the current one (the enrollment stored none).
         let step = twofold_policy::totp::step_of(twofold_policy::time::now(), Params::default());
-        assert_eq!(check(&*a.store, &name, &code, "10.1.0.1"), Outcome::Code);
+        assert_eq!(
+            check(&*a.store, &name, &code, "10.1.0.1").unwrap(),
+            Outcome::Code
+        );
         let accepted = Instant::now();
         if trial.is_multiple_of(2) {
             let dn = token_dn(&name, id);
@@ -320,7 +263,7 @@ fn wrong_codes_over_two_providers_and_the_per_user_bound() {
             } else {
                 &b.store
             };
-            match check(&**store, &name, "000000", &source) {
+            match check(&**store, &name, "000000", &source).unwrap() {
                 Outcome::Invalid | Outcome::Replayed => {
                     checked += 1;
                     refused_in_a_row = 0;

@@ -841,17 +841,6 @@ fn migration_leftovers_are_named() {
     );
 }
 
-/// The policy of a host whose store is the directory at `uri` (`[store] backend = "ldap"`),
-/// bound as `dn` with the password in `secret`, over `base`; `extra` at the end (e.g.
-/// `[store.offline]`).
-fn ldap_policy(uri: &str, dn: &str, mode: &str, secret: &Path, base: &str, extra: &str) -> String {
-    format!(
-        "{mode}[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = \"{uri}\"\nbase = \"{base}\"\n\
-         bind_dn = \"{dn}\"\nbind_password_file = \"{file}\"\ntimeout = \"1s\"\n{extra}",
-        file = secret.display(),
-    )
-}
-
 fn store_findings(v: &Value) -> Vec<&Value> {
     v["findings"]
         .as_array()
@@ -861,9 +850,21 @@ fn store_findings(v: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// `twofold doctor --json` on `host` exits 8 with one finding of the store, a lockout, of
+/// which `holds`.
+fn one_store_lockout(host: &Host, holds: impl Fn(&Value) -> bool) {
+    let (code, v) = host.json();
+    assert_eq!(code, 8, "{v:#}");
+    let f = store_findings(&v);
+    assert!(
+        f.len() == 1 && f[0]["severity"] == "lockout" && holds(f[0]),
+        "{v:#}"
+    );
+}
+
 #[test]
 fn a_directory_logins_cannot_use_is_reported() {
-    use std::os::unix::fs::PermissionsExt;
+    use twofold_system_tests::fleet_store::{LdapPolicy, password_file, set_mode, set_override};
     use twofold_system_tests::slapd::{Options, Slapd};
     if !root_or_skip() || !sshd_ok() {
         return;
@@ -873,14 +874,22 @@ fn a_directory_logins_cannot_use_is_reported() {
     let host = Host::new(&[("sshd", &pam)], &sshd_config, REQUIRED);
     let state = host.dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let secret = host.dir.path().join("ldap.secret");
-    std::fs::write(&secret, format!("{}\n", slapd.service_password())).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    set_mode(&state, 0o700).unwrap();
+    let secret =
+        password_file(host.dir.path(), &format!("{}\n", slapd.service_password())).unwrap();
     let base = slapd.twofold_base();
-    let (uri, dn) = (slapd.ldap_url(), slapd.service_dn());
+    let ldap = LdapPolicy {
+        timeout: "1s".into(),
+        ..LdapPolicy::of(&slapd, &secret)
+    };
     let set_policy = |mode: &str, base: &str, extra: &str| {
-        let text = ldap_policy(&uri, &dn, mode, &secret, base, extra);
+        let text = LdapPolicy {
+            head: mode.into(),
+            base: base.into(),
+            extra: extra.into(),
+            ..ldap.clone()
+        }
+        .text();
         std::fs::write(&host.policy, text).unwrap();
     };
 
@@ -892,44 +901,25 @@ fn a_directory_logins_cannot_use_is_reported() {
         &policy,
     )
     .unwrap();
-    let alice = twofold_policy::UserName::parse("tfdocalice").unwrap();
-    store
-        .update(&alice, &mut |s| {
-            let r = s
-                .record
-                .get_or_insert_with(|| twofold_policy::record::Record::new("tfdocalice"));
-            r.admin_override = Some(twofold_policy::record::Override {
-                mode: twofold_policy::Mode::Required,
-                by: "root".into(),
-                at: 1_700_000_000,
-            });
-            Ok(())
-        })
-        .unwrap()
-        .unwrap();
+    set_override(&*store, "tfdocalice", twofold_policy::Mode::Required).unwrap();
     let (code, v) = host.json();
     assert_eq!(code, 0, "{v:#}");
     assert!(store_findings(&v).is_empty(), "{v:#}");
     let notes = v["notes"].to_string();
     assert!(
-        notes.contains(&format!("the store is the directory {}", slapd.ldap_url()))
+        notes.contains(&format!("the store is the directory {}", slapd.ldapi_url()))
             && notes.contains("it answers, and 1 account there has an admin override to required"),
         "{v:#}"
     );
 
     // The password file readable by others: refused, as a login would refuse it.
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (code, v) = host.json();
-    assert_eq!(code, 8, "{v:#}");
-    let f = store_findings(&v);
-    assert_eq!(f.len(), 1, "{v:#}");
-    assert_eq!(f[0]["severity"], "lockout");
-    assert_eq!(f[0]["file"], secret.display().to_string());
-    assert!(
-        text(f[0]).contains("mode 0644, expected 0600") && text(f[0]).contains("chmod 600"),
-        "{v:#}"
-    );
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    set_mode(&secret, 0o644).unwrap();
+    one_store_lockout(&host, |f| {
+        f["file"] == secret.display().to_string()
+            && text(f).contains("mode 0644, expected 0600")
+            && text(f).contains("chmod 600")
+    });
+    set_mode(&secret, 0o600).unwrap();
 
     // A wrong password: the bind is refused.
     std::fs::write(&secret, "not-the-password\n").unwrap();
@@ -946,18 +936,12 @@ fn a_directory_logins_cannot_use_is_reported() {
     // requires someone, a warning otherwise.
     let elsewhere = format!("ou=elsewhere,{}", slapd.base());
     set_policy(REQUIRED, &elsewhere, "");
-    let (code, v) = host.json();
-    assert_eq!(code, 8, "{v:#}");
-    let f = store_findings(&v);
-    assert!(
-        f.len() == 1
-            && f[0]["severity"] == "lockout"
-            && f[0]["file"] == host.policy.display().to_string()
-            && f[0]["line"] == 6
-            && text(f[0]).contains(&format!("ou=accounts,{elsewhere}"))
-            && text(f[0]).contains("no such entry, or the service account may not read it"),
-        "{v:#}"
-    );
+    one_store_lockout(&host, |f| {
+        f["file"] == host.policy.display().to_string()
+            && f["line"] == 6
+            && text(f).contains(&format!("ou=accounts,{elsewhere}"))
+            && text(f).contains("no such entry, or the service account may not read it")
+    });
     set_policy(NOBODY, &elsewhere, "");
     let (_, v) = host.json();
     let f = store_findings(&v);
@@ -967,17 +951,14 @@ fn a_directory_logins_cannot_use_is_reported() {
     // requires or not; the finding names the line of the URI, and the offline copy if kept.
     set_policy(NOBODY, &base, "");
     slapd.stop().unwrap();
-    let (code, v) = host.json();
-    assert_eq!(code, 8, "{v:#}");
-    let f = store_findings(&v);
-    assert!(
-        f.len() == 1
-            && f[0]["severity"] == "lockout"
-            && f[0]["line"] == 5
-            && text(f[0]).contains("the directory cannot be reached (ldap://127.0.0.1:")
-            && text(f[0]).contains("[store.offline] is off"),
-        "{v:#}"
-    );
+    one_store_lockout(&host, |f| {
+        f["line"] == 5
+            && text(f).contains(&format!(
+                "the directory cannot be reached ({}",
+                slapd.ldapi_url()
+            ))
+            && text(f).contains("[store.offline] is off")
+    });
     set_policy(
         NOBODY,
         &base,

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod fleet_store;
 pub mod slapd;
 
 /// The workspace root.
