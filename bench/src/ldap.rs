@@ -37,7 +37,7 @@ use crate::{Args, DAY, Login, med, mp, parse_pam_bench, table, write_logins};
 const LABELS: [&str; 5] = [
     "files",
     "ldap, ldapi://",
-    "ldap, ldap://127.0.0.1",
+    "ldap, ldap://127.0.0.1 + StartTLS",
     "files, through twofold-verifyd",
     "ldap ldapi://, through twofold-verifyd",
 ];
@@ -54,6 +54,8 @@ struct Directory {
     ldap: String,
     /// `ou=twofold,dc=example,dc=org`.
     base: String,
+    /// The CA of the server's certificate (StartTLS over TCP).
+    ca_file: PathBuf,
     service_dn: String,
     password_file: PathBuf,
     /// slapd's own pid (for its CPU time).
@@ -65,7 +67,9 @@ struct Directory {
 
 impl Directory {
     fn start(t: &Path) -> Directory {
-        let slapd = Slapd::start(&Options::default())
+        // TLS for the TCP service: plain ldap:// to a port of this host is refused by the
+        // policy (a local user could listen there), so TCP logins go through StartTLS.
+        let slapd = Slapd::start(&Options { tls: true })
             .expect("a private slapd (make bench installs slapd and ldap-utils)");
         let base = slapd.twofold_base();
         // Separate subtrees for the services that run side by side: the same users log in
@@ -99,11 +103,13 @@ impl Directory {
             })
             .unwrap_or_else(|_| "?".into());
         let (ldapi, ldap, service_dn) = (slapd.ldapi_url(), slapd.ldap_url(), slapd.service_dn());
+        let ca_file = slapd.ca_file().expect("the fixture's CA (tls: true)");
         let slapd = Arc::new(Mutex::new(Some(slapd)));
         let d = Directory {
             ldapi,
             ldap,
             base,
+            ca_file,
             service_dn,
             password_file,
             pid,
@@ -135,8 +141,13 @@ impl Directory {
 
     /// The `[store]` section of a policy using this directory at `uri`, entries under `base`.
     fn store_section(&self, uri: &str, base: &str) -> String {
+        let tls = if uri.starts_with("ldap://") {
+            format!("starttls = true\nca_file = \"{}\"\n", self.ca_file.display())
+        } else {
+            String::new()
+        };
         format!(
-            "[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = \"{uri}\"\nbase = \"{base}\"\nbind_dn = \"{}\"\nbind_password_file = \"{}\"\n",
+            "[store]\nbackend = \"ldap\"\n[store.ldap]\nuri = \"{uri}\"\nbase = \"{base}\"\nbind_dn = \"{}\"\nbind_password_file = \"{}\"\n{tls}",
             self.service_dn,
             self.password_file.display()
         )
@@ -447,13 +458,13 @@ pub fn run(a: &Args, t: &Path, users: &[String]) -> String {
     let mut md = String::from("## The LDAP backend against files\n\n");
     let _ = writeln!(
         md,
-        "A private slapd {} (the system tests' fixture, `tests/src/slapd.rs`: back_mdb, the otp overlay, twofold's schema, the service account's ACL; it logs `-d stats` to a file), started and removed by the benchmark on this machine, its database on the same file system as the state directories, with back_mdb's default durability (every write transaction synced to disk) for everything timed. The same {} real accounts as above log in once per round with each of these PAM services in turn, the order rotating from user to user, {} rounds, a warm-up batch first; every user a returning one (a day-old last step and login, from a source known here), prepared before each batch outside the timed part. The LDAP services bind as the service account with a password from a root-only file (simple bind), over `ldapi://` and over `ldap://127.0.0.1` (TCP, no TLS: loopback); each has its own subtree, so the code of one does not spend another's.\n",
+        "A private slapd {} (the system tests' fixture, `tests/src/slapd.rs`: back_mdb, the otp overlay, twofold's schema, the service account's ACL; it logs `-d stats` to a file), started and removed by the benchmark on this machine, its database on the same file system as the state directories, with back_mdb's default durability (every write transaction synced to disk) for everything timed. The same {} real accounts as above log in once per round with each of these PAM services in turn, the order rotating from user to user, {} rounds, a warm-up batch first; every user a returning one (a day-old last step and login, from a source known here), prepared before each batch outside the timed part. The LDAP services bind as the service account with a password from a root-only file (simple bind), over `ldapi://` and over `ldap://127.0.0.1` with StartTLS (TCP; plain `ldap://` to a port of this host is refused by the policy); each has its own subtree, so the code of one does not spend another's.\n",
         dir.version,
         users.len(),
         a.rounds
     );
     md.push_str(
-        "Through twofold-verifyd: pam_bench runs as root in a mount namespace where those two state directories are bound read-only, so the module (as polkit's sandboxed helper would) asks the service over its Unix socket: a `query` before the prompt and a `check` after it, each a connection of its own; the service opens the store anew for every request, and so, with the ldap backend, a new directory connection (connect, bind, search, and for the check the modifies) per request: two per login. It keeps no directory connection across requests today.\n\n",
+        "Through twofold-verifyd: pam_bench runs as root in a mount namespace where those two state directories are bound read-only, so the module (as polkit's sandboxed helper would) asks the service over its Unix socket: a `query` before the prompt and a `check` after it, each a connection of its own; the service opens this host's files store anew for every request, and keeps one connection per directory across requests (`store::ldap::Directories`): with the ldap backend a login through it makes no connect or bind of its own.\n\n",
     );
     let files_full = med(&col(&valid[FILES], |l| l.full));
     let files_auth = med(&col(&valid[FILES], |l| l.auth));
@@ -570,7 +581,7 @@ fn operations(dir: &Directory, configs: &[Config], population: &[(String, Secret
         ]);
     }
     let mut md = format!(
-        "### The directory operations alone\n\nIn this process, through `twofold_policy::store` (no PAM, no policy load), for each of the {} users once: a store over a new connection reads the record (for ldap: connect, bind and a subtree search), reads it again on the open connection (a search), then checks the current code there (the user's lock, a search, the step's compare-and-swap modify, the account's modify, this host's counters file). µs, median / p90. slapd as everywhere else here: back_mdb's default, every write transaction synced to disk (so an accepted code costs two syncs, one per modify); the last row is the same with `olcDbNoSync: TRUE`, to show what those cost.\n\n",
+        "### The directory operations alone\n\nIn this process, through `twofold_policy::store` (no PAM, no policy load), for each of the {} users once: a store over a new connection reads the record (for ldap: connect, bind and a subtree search), reads it again on the open connection (a search), then checks the current code there (the user's lock, a search, the step's compare-and-swap modify of the token with the login's time and place, this host's counters file; the account entry is left alone for a returning user from a known place). µs, median / p90. slapd as everywhere else here: back_mdb's default, every write transaction synced to disk (an accepted code costs one sync); the last row is the same with `olcDbNoSync: TRUE`, to show what those cost.\n\n",
         population.len()
     );
     md.push_str(&table(
