@@ -142,7 +142,10 @@ impl Directory {
     /// The `[store]` section of a policy using this directory at `uri`, entries under `base`.
     fn store_section(&self, uri: &str, base: &str) -> String {
         let tls = if uri.starts_with("ldap://") {
-            format!("starttls = true\nca_file = \"{}\"\n", self.ca_file.display())
+            format!(
+                "starttls = true\nca_file = \"{}\"\n",
+                self.ca_file.display()
+            )
         } else {
             String::new()
         };
