@@ -222,7 +222,9 @@ issuer = "twofold fleet demo"
 [store]
 backend = "ldap"
 [store.ldap]
-uri = "$LDAP_URI"
+# The hosts reach the directory over its local socket: plain ldap:// to a port of this host
+# above 1023 is refused by the policy (another local user could listen there).
+uri = "$LDAPI"
 base = "$TWOFOLD_BASE"
 bind_dn = "$SERVICE_DN"
 bind_password_file = "$SANDBOX/ldap.secret"
@@ -284,7 +286,7 @@ cat <<EOF
 
 twofold fleet demo is running. Everything lives in $SANDBOX; Ctrl-C removes all of it.
 
-  Directory: a private slapd (OpenLDAP, the otp overlay, twofold's schema) on $LDAP_URI
+  Directory: a private slapd (OpenLDAP, the otp overlay, twofold's schema) on $LDAPI (the hosts' store) and $LDAP_URI
              and $LDAPI; twofold binds as $SERVICE_DN
   Host A:    sshd on 127.0.0.1:$PORT_A, PAM service $SERVICE_A, state $SANDBOX/host-a/state
   Host B:    sshd on 127.0.0.1:$PORT_B, PAM service $SERVICE_B, state $SANDBOX/host-b/state
