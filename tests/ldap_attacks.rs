@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use twofold_policy::UserName;
+use twofold_policy::config::store::LdapConfig;
 use twofold_policy::login::Outcome;
 use twofold_policy::store::ldap::{Bind, LdapStore, Settings};
 use twofold_policy::store::{StateStore, Store, StoreError};
@@ -276,17 +277,20 @@ fn fake_store(port: u16, offline: Option<u64>) -> (tempfile::TempDir, LdapStore)
     let secret = password_file(dir.path(), "secret\n").unwrap();
     let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
     let settings = Settings {
-        uris: vec![format!("ldap://127.0.0.1:{port}")],
-        base: "ou=twofold,dc=example,dc=org".into(),
-        bind: Bind::Simple {
-            dn: "cn=twofold,ou=services,dc=example,dc=org".into(),
-            password_file: secret,
+        directory: LdapConfig {
+            uris: vec![format!("ldap://127.0.0.1:{port}")],
+            base: "ou=twofold,dc=example,dc=org".into(),
+            bind: Bind::Simple {
+                dn: "cn=twofold,ou=services,dc=example,dc=org".into(),
+                password_file: secret,
+            },
+            starttls: false,
+            ca_file: None,
+            timeout: Duration::from_millis(500),
+            link_oath_users: false,
+            user_base: None,
         },
-        starttls: false,
-        ca_file: None,
-        timeout: Duration::from_millis(500),
         window: 1,
-        link_oath_users: None,
         offline_max_age: offline,
     };
     (dir, LdapStore::new(local, settings))
@@ -661,20 +665,23 @@ fn a_silent_directory_holds_a_login_for_one_round_of_its_servers() {
     let secret_file = password_file(dir.path(), slapd.service_password()).unwrap();
     let timeout = Duration::from_millis(500);
     let settings = Settings {
-        uris: ports
-            .iter()
-            .map(|p| format!("ldap://127.0.0.1:{p}"))
-            .collect(),
-        base: slapd.twofold_base(),
-        bind: Bind::Simple {
-            dn: slapd.service_dn(),
-            password_file: secret_file,
+        directory: LdapConfig {
+            uris: ports
+                .iter()
+                .map(|p| format!("ldap://127.0.0.1:{p}"))
+                .collect(),
+            base: slapd.twofold_base(),
+            bind: Bind::Simple {
+                dn: slapd.service_dn(),
+                password_file: secret_file,
+            },
+            starttls: false,
+            ca_file: None,
+            timeout,
+            link_oath_users: false,
+            user_base: None,
         },
-        starttls: false,
-        ca_file: None,
-        timeout,
         window: 1,
-        link_oath_users: None,
         offline_max_age: Some(3600),
     };
     let login = || {
@@ -789,7 +796,7 @@ fn a_refused_starttls_is_no_fallback_to_clear_text() {
     });
     let (dir, store) = fake_store(port, None);
     let mut settings = store.settings().clone();
-    settings.starttls = true;
+    settings.directory.starttls = true;
     let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());
     let store = LdapStore::new(local, settings);
     let err = store.read_record(&user("tftls").unwrap()).unwrap_err();
@@ -967,17 +974,20 @@ fn a_server_answering_garbage_is_passed_over_for_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = password_file(dir.path(), slapd.service_password()).unwrap();
     let settings = Settings {
-        uris: vec![format!("ldap://127.0.0.1:{garbage}"), slapd.ldap_url()],
-        base: slapd.twofold_base(),
-        bind: Bind::Simple {
-            dn: slapd.service_dn(),
-            password_file: secret_file,
+        directory: LdapConfig {
+            uris: vec![format!("ldap://127.0.0.1:{garbage}"), slapd.ldap_url()],
+            base: slapd.twofold_base(),
+            bind: Bind::Simple {
+                dn: slapd.service_dn(),
+                password_file: secret_file,
+            },
+            starttls: false,
+            ca_file: None,
+            timeout: Duration::from_millis(500),
+            link_oath_users: false,
+            user_base: None,
         },
-        starttls: false,
-        ca_file: None,
-        timeout: Duration::from_millis(500),
         window: 1,
-        link_oath_users: None,
         offline_max_age: None,
     };
     let local = Arc::new(Store::open_or_create(&dir.path().join("state")).unwrap());

@@ -291,14 +291,8 @@ pub fn open_backend_in(
                 });
             };
             let settings = ldap::Settings {
-                uris: cfg.uris.clone(),
-                base: cfg.base.clone(),
-                bind: cfg.bind.clone(),
-                starttls: cfg.starttls,
-                ca_file: cfg.ca_file.clone(),
-                timeout: cfg.timeout,
+                directory: cfg.clone(),
                 window: policy.totp.window,
-                link_oath_users: cfg.link_oath_users.then(|| cfg.user_base.clone()).flatten(),
                 offline_max_age: policy
                     .store
                     .offline

@@ -29,9 +29,7 @@ mod check;
 pub(crate) mod map;
 pub mod offline;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -49,29 +47,27 @@ pub const TRIES: u32 = 16;
 /// How the store binds: the policy's `[store.ldap]` `bind_dn` (SASL EXTERNAL without one).
 pub use crate::config::store::Bind;
 
-/// Where the directory is and how to use it (from the policy's `[store.ldap]`).
+/// Where the directory is and how to use it: the policy's `[store.ldap]` as it was parsed
+/// and checked, with what else of the policy the store needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Server URIs, tried in order.
-    pub uris: Vec<String>,
-    /// Where twofold's entries live (`ou=accounts` and `ou=params` below it).
-    pub base: String,
-    /// How to bind.
-    pub bind: Bind,
-    /// StartTLS on `ldap://`.
-    pub starttls: bool,
-    /// The CA of the server's certificate (else the system's).
-    pub ca_file: Option<PathBuf>,
-    /// The bound of connecting and of every operation.
-    pub timeout: Duration,
+    /// `[store.ldap]`.
+    pub directory: crate::config::store::LdapConfig,
     /// The policy's verification window, written into parameter entries for slapd's own OTP
     /// binds.
     pub window: u64,
-    /// Link users' own entries to their first token for slapd's OTP binds, found under
-    /// `user_base` by `uid`.
-    pub link_oath_users: Option<String>,
     /// The offline copy, when the policy keeps one: its maximum age in seconds.
     pub offline_max_age: Option<u64>,
+}
+
+impl Settings {
+    /// With `link_oath_users`: where the users' own entries are searched by `uid`.
+    pub fn link_base(&self) -> Option<&str> {
+        let d = &self.directory;
+        d.link_oath_users
+            .then_some(d.user_base.as_deref())
+            .flatten()
+    }
 }
 
 /// One directory and the connection to it, shared by the stores that use it: a long-lived
@@ -145,8 +141,8 @@ pub struct LdapStore {
 impl std::fmt::Debug for LdapStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LdapStore")
-            .field("uris", &self.settings.uris)
-            .field("base", &self.settings.base)
+            .field("uris", &self.settings.directory.uris)
+            .field("base", &self.settings.directory.base)
             .finish()
     }
 }
@@ -174,7 +170,7 @@ impl LdapStore {
     }
 
     fn target(&self) -> String {
-        self.settings.uris.join(" ")
+        self.settings.directory.uris.join(" ")
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> StoreError {
@@ -266,7 +262,7 @@ impl LdapStore {
 
     /// A new connection: each URI in order until one connects and the bind succeeds.
     fn connect(&self) -> Result<Conn> {
-        let auth = match &self.settings.bind {
+        let auth = match &self.settings.directory.bind {
             Bind::SaslExternal => Auth::SaslExternal,
             Bind::Simple { dn, password_file } => Auth::Simple {
                 dn: dn.clone(),
@@ -274,12 +270,12 @@ impl LdapStore {
             },
         };
         let options = Options {
-            timeout: self.settings.timeout,
-            starttls: self.settings.starttls,
-            ca_file: self.settings.ca_file.clone(),
+            timeout: self.settings.directory.timeout,
+            starttls: self.settings.directory.starttls,
+            ca_file: self.settings.directory.ca_file.clone(),
         };
         let mut last = None;
-        for uri in &self.settings.uris {
+        for uri in &self.settings.directory.uris {
             let url = match crate::ldap::LdapUrl::parse(uri) {
                 Ok(u) => u,
                 Err(e) => {
@@ -416,7 +412,7 @@ impl LdapStore {
     }
 
     fn dns(&self, user: &UserName) -> Dns {
-        Dns::of(&self.settings.base, user)
+        Dns::of(&self.settings.directory.base, user)
     }
 
     /// The state of `user` from a fetch, with this host's counters (per-source throttle,
@@ -615,7 +611,7 @@ impl LdapStore {
     /// The users of the account entries under `ou=accounts` that match `filter`, sorted (none
     /// when `ou=accounts` is not there).
     fn accounts_matching(&self, filter: &Filter) -> Result<Vec<UserName>> {
-        let accounts = format!("ou=accounts,{}", self.settings.base);
+        let accounts = format!("ou=accounts,{}", self.settings.directory.base);
         let found = self
             .with_conn(
                 |c| match c.search(&accounts, Scope::One, filter, &["uid"], 0) {
@@ -646,7 +642,7 @@ impl LdapStore {
     /// only the one named `uid=NAME`. `None`: no entry there (a local account), nothing to
     /// link. Several still: refused.
     fn link_target(&self, user: &UserName) -> Result<Option<Entry>> {
-        let Some(user_base) = &self.settings.link_oath_users else {
+        let Some(user_base) = self.settings.link_base() else {
             return Ok(None);
         };
         // Not twofold's own account entry (`uid=NAME,ou=accounts,BASE`), which a user base
@@ -823,7 +819,7 @@ impl StateStore for LdapStore {
 
     fn probe(&self) -> Result<()> {
         for ou in ["accounts", "params"] {
-            let dn = format!("ou={ou},{}", self.settings.base);
+            let dn = format!("ou={ou},{}", self.settings.directory.base);
             let filter = Filter::Present("objectClass".into());
             let found = self.with_conn(|c| c.search(&dn, Scope::Base, &filter, &["1.1"], 1));
             let missing = match found {
